@@ -1,0 +1,394 @@
+"""The chair's command line (`listserv`): parse, call a service in one unit of work, print."""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
+
+from listserv import services
+from listserv.clock import SystemClock
+from listserv.config import Settings, load_settings
+from listserv.daemon import Daemon
+from listserv.db import Store
+from listserv.errors import ListservError
+from listserv.posting import parse
+from listserv.render import Renderer
+
+
+class App:
+    """What every command needs, made on first use: settings, store, renderer, clock."""
+
+    def __init__(self, config: str | None) -> None:
+        self.config = config
+        self.clock = SystemClock()
+        self._settings: Settings | None = None
+        self._store: Store | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.database.url)
+        return self._store
+
+    @property
+    def renderer(self) -> Renderer:
+        return Renderer(self.settings.templates_dir)
+
+    @property
+    def actor(self) -> str:
+        try:
+            return f"chair ({getpass.getuser()})"
+        except (KeyError, OSError):
+            return "chair"
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        try:
+            with self.store.unit_of_work() as session:
+                yield session
+        except (OperationalError, ProgrammingError) as exc:
+            if "no such table" in str(exc) or "does not exist" in str(exc):
+                raise ListservError(
+                    "the database is not set up yet; run `listserv init` first") from None
+            raise ListservError(f"database error: {exc.orig}") from None
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.dispose()
+
+
+class ChairGroup(click.Group):
+    """Turns our own errors into one line on stderr and a non-zero exit; never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ListservError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def emit(rows: Sequence[dict[str, Any]] | dict[str, Any], as_json: bool,
+         columns: Sequence[str] = ()) -> None:
+    """Print a listing: JSON (an array, or one object) or aligned text columns."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+        return
+    if isinstance(rows, dict):
+        for key, value in rows.items():
+            click.echo(f"{key}: {value}")
+        return
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(cls=ChairGroup)
+@click.option("--config", envvar="LISTSERV_CONFIG", metavar="PATH",
+              help="The config file (default: $LISTSERV_CONFIG, else built-in defaults).")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """listserv: run mailing lists by email, moderate from here."""
+    app = App(config)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+@main.command()
+@pass_app
+def init(app: App) -> None:
+    """Create the data folder and database, or upgrade them (safe to run again)."""
+    settings = app.settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.outbox_dir.mkdir(parents=True, exist_ok=True)
+    app.store.migrate()
+    click.echo(f"listserv is ready in {settings.data_dir} (database: {app.store.safe_url})")
+
+
+@main.command()
+@click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
+@pass_app
+def serve(app: App, verbose: bool) -> None:
+    """Run the daemon: intake, delivery and scheduler, until SIGTERM or Ctrl-C."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiosmtpd logs every SMTP command at INFO; our own log line per message is enough.
+    logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    settings = app.settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    Daemon(settings).run()
+
+
+# -- lists -----------------------------------------------------------------------------------
+
+
+@main.group()
+def lists() -> None:
+    """Create, show and change lists."""
+
+
+@lists.command("create")
+@click.argument("address")
+@click.option("--owner", "owners", multiple=True, required=True, metavar="EMAIL",
+              help="An owner (chair); repeat for several.")
+@pass_app
+def lists_create(app: App, address: str, owners: tuple[str, ...]) -> None:
+    """Create the list NAME@DOMAIN."""
+    with app.unit_of_work() as session:
+        ml = services.create_list(session, address, owners, app.clock.now(), app.actor)
+        click.echo(f"created {ml.address}")
+
+
+@lists.command("list")
+@json_option
+@pass_app
+def lists_list(app: App, as_json: bool) -> None:
+    """All lists."""
+    with app.unit_of_work() as session:
+        rows = services.all_lists(session)
+    emit(rows, as_json, ("id", "list", "owners", "description"))
+
+
+@lists.command("show")
+@click.argument("list_ref", metavar="LIST")
+@json_option
+@pass_app
+def lists_show(app: App, list_ref: str, as_json: bool) -> None:
+    """A list's settings and addresses."""
+    with app.unit_of_work() as session:
+        emit(services.list_info(services.find_list(session, list_ref)), as_json)
+
+
+@lists.command("set")
+@click.argument("list_ref", metavar="LIST")
+@click.argument("key")
+@click.argument("value")
+@pass_app
+def lists_set(app: App, list_ref: str, key: str, value: str) -> None:
+    """Change a list setting (see `lists show`), e.g. `lists set shma reply_to list`."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        services.set_list_setting(session, ml, key, value, app.clock.now(), app.actor)
+        click.echo(f"{ml.address}: {key} set")
+
+
+# -- members ---------------------------------------------------------------------------------
+
+
+@main.group()
+def members() -> None:
+    """The roster."""
+
+
+@members.command("list")
+@click.argument("list_ref", metavar="LIST")
+@json_option
+@pass_app
+def members_list(app: App, list_ref: str, as_json: bool) -> None:
+    """Members of a list."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        rows = [services.member_dict(ml, m) for m in services.iter_members(session, ml)]
+    emit(rows, as_json, ("email", "name", "delivery", "status"))
+
+
+@members.command("add")
+@click.argument("list_ref", metavar="LIST")
+@click.argument("email")
+@click.option("--name", default="", help="The member's name.")
+@click.option("--no-welcome", is_flag=True, help="Do not send the welcome mail.")
+@pass_app
+def members_add(app: App, list_ref: str, email: str, name: str, no_welcome: bool) -> None:
+    """Subscribe EMAIL directly (no confirmation); welcomes them unless --no-welcome."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        member = services.add_member(session, app.renderer, ml, email, name, app.clock.now(),
+                                     app.actor, welcome=not no_welcome)
+        click.echo(f"added {member.email} to {ml.address}")
+
+
+@members.command("remove")
+@click.argument("list_ref", metavar="LIST")
+@click.argument("email")
+@click.option("--forget", is_flag=True, help="Also erase everything stored about the person.")
+@pass_app
+def members_remove(app: App, list_ref: str, email: str, forget: bool) -> None:
+    """Unsubscribe EMAIL."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        services.remove_member(session, ml, email, app.clock.now(), app.actor, forget=forget)
+        click.echo(f"removed {email} from {ml.address}" + (" and forgot them" if forget else ""))
+
+
+@members.command("import")
+@click.argument("list_ref", metavar="LIST")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@pass_app
+def members_import(app: App, list_ref: str, csv_file: io.TextIOWrapper) -> None:
+    """Add members from a CSV file with a header row naming `email` (and `name`, `delivery`).
+
+    Nobody is mailed. Bad rows are skipped and listed; the rest are imported.
+    """
+    reader = csv.DictReader(csv_file)
+    if reader.fieldnames is None or "email" not in [f.strip().lower() for f in reader.fieldnames]:
+        raise ListservError(f"{csv_file.name}: the first row must name the columns, "
+                            "including 'email'")
+    reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
+    rows = list(reader)
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        with click.progressbar(length=len(rows), label="importing", file=sys.stderr) as bar:
+            result = services.import_members(session, ml, rows, app.clock.now(), app.actor,
+                                             progress=bar.update)
+    for problem in result.skipped:
+        click.echo(f"skipped {problem}", err=True)
+    click.echo(f"imported {result.added} members into {ml.address}; "
+               f"skipped {len(result.skipped)} rows")
+
+
+@members.command("export")
+@click.argument("list_ref", metavar="LIST")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-",
+              help="Write here instead of standard output.")
+@pass_app
+def members_export(app: App, list_ref: str, output: io.TextIOWrapper) -> None:
+    """Write the roster as CSV (email, name, delivery), spreadsheet-safe."""
+    writer = csv.writer(output, lineterminator="\n")
+    writer.writerow(["email", "name", "delivery"])
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        for m in services.iter_members(session, ml):
+            writer.writerow([services.csv_cell(m.email), services.csv_cell(m.name), m.delivery])
+
+
+# -- held messages ---------------------------------------------------------------------------
+
+
+@main.group()
+def held() -> None:
+    """The moderation queue."""
+
+
+@held.command("list")
+@click.argument("list_ref", metavar="[LIST]", required=False)
+@json_option
+@pass_app
+def held_list(app: App, list_ref: str | None, as_json: bool) -> None:
+    """Messages waiting for a decision."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref) if list_ref else None
+        rows = [services.held_dict(h) for h in services.waiting_held(session, ml)]
+    emit(rows, as_json, ("id", "list", "sender", "subject", "reason"))
+
+
+@held.command("show")
+@click.argument("held_id", metavar="ID")
+@json_option
+@pass_app
+def held_show(app: App, held_id: str, as_json: bool) -> None:
+    """One held message, with its text."""
+    with app.unit_of_work() as session:
+        item = services.find_held(session, held_id)
+        info = services.held_dict(item)
+        msg = parse(item.inbound.raw)
+        body = msg.get_body(preferencelist=("plain", "html"))
+        info["text"] = body.get_content() if body is not None else ""
+    if as_json:
+        emit(info, True)
+        return
+    text = info.pop("text")
+    emit(info, False)
+    click.echo("")
+    click.echo(text)
+
+
+@held.command("approve")
+@click.argument("held_id", metavar="ID")
+@click.option("--add-member", is_flag=True, help="Also subscribe the sender.")
+@pass_app
+def held_approve(app: App, held_id: str, add_member: bool) -> None:
+    """Distribute a held message."""
+    with app.unit_of_work() as session:
+        item = services.find_held(session, held_id)
+        count = services.approve_held(session, app.renderer, item, app.clock.now(), app.actor,
+                                      add_member_too=add_member)
+    click.echo(f"approved {held_id}: queued for {count} members")
+
+
+@held.command("reject")
+@click.argument("held_id", metavar="ID")
+@click.option("--reason", default="", help="Told to the sender.")
+@pass_app
+def held_reject(app: App, held_id: str, reason: str) -> None:
+    """Refuse a held message; the sender is told why."""
+    with app.unit_of_work() as session:
+        item = services.find_held(session, held_id)
+        services.reject_held(session, app.renderer, item, app.clock.now(), app.actor, reason)
+    click.echo(f"rejected {held_id}")
+
+
+@held.command("discard")
+@click.argument("held_id", metavar="ID")
+@pass_app
+def held_discard(app: App, held_id: str) -> None:
+    """Drop a held message without telling anyone."""
+    with app.unit_of_work() as session:
+        services.discard_held(session, services.find_held(session, held_id), app.clock.now(),
+                              app.actor)
+    click.echo(f"discarded {held_id}")
+
+
+# -- queue and log ---------------------------------------------------------------------------
+
+
+@main.command()
+@json_option
+@pass_app
+def queue(app: App, as_json: bool) -> None:
+    """Mail not yet delivered, with reasons; incoming mail that could not be handled."""
+    with app.unit_of_work() as session:
+        rows = services.queue_items(session)
+    emit(rows, as_json, ("id", "direction", "kind", "list", "recipients", "reason"))
+
+
+@main.command("log")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1),
+              help="How many of the newest entries.")
+@json_option
+@pass_app
+def log_command(app: App, limit: int, as_json: bool) -> None:
+    """Every chair action and automatic decision: who, what, when."""
+    with app.unit_of_work() as session:
+        rows = services.log_entries(session, limit)
+    emit(rows, as_json, ("at", "actor", "action", "list", "detail"))
+
+
+if __name__ == "__main__":
+    main()

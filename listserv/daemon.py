@@ -1,0 +1,151 @@
+"""Starts and stops everything: intake servers on an asyncio loop, worker threads beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+
+from .clock import Clock, SystemClock
+from .config import Settings
+from .db import Store
+from .intake.smtp import IntakeHandler, start_server
+from .outbound import DeliveryWorker
+from .render import Renderer
+from .router import Router
+from .scheduler import Scheduler
+from .transports import make_transport
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    """The running service: `run()` in the foreground, or `start()`/`stop()` around a thread."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.store = Store(settings.database.url)
+        self.renderer = Renderer(settings.templates_dir)
+        self.stopping = threading.Event()
+        self.route_wake = threading.Event()
+        self.deliver_wake = threading.Event()
+        self.schedule_wake = threading.Event()
+        self.ports: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
+        self._error: BaseException | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def run(self, install_signals: bool = True) -> None:
+        """Serve until SIGTERM/SIGINT (or `stop()`); returns after a clean stop."""
+        self.store.migrate()
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            servers = loop.run_until_complete(self._start_servers(loop))
+            if install_signals:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(signum, self._request_stop)
+            self._start_workers()
+            self._write_ports()
+            log.info("listserv serving: %s", ", ".join(f"{k} on port {v}"
+                                                       for k, v in self.ports.items()))
+            self._ready.set()
+            loop.run_forever()
+            for server in servers:
+                server.close()
+                loop.run_until_complete(server.wait_closed())
+        finally:
+            self._stop_workers()
+            loop.close()
+            self.store.dispose()
+            log.info("listserv stopped")
+
+    def start(self) -> Daemon:
+        """Run in a background thread (tests); returns once the ports are bound."""
+
+        def target() -> None:
+            try:
+                self.run(install_signals=False)
+            except BaseException as exc:  # surfaced by start()
+                self._error = exc
+                self._ready.set()
+
+        self._thread = threading.Thread(target=target, name="daemon", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join every thread."""
+        self._request_stop()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _request_stop(self) -> None:
+        self.stopping.set()
+        for event in (self.route_wake, self.deliver_wake, self.schedule_wake):
+            event.set()
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def wake_scheduler(self) -> None:
+        """Run the due work now instead of at the next tick."""
+        self.schedule_wake.set()
+
+    # -- parts -----------------------------------------------------------------------------
+
+    async def _start_servers(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Server]:
+        intake = self.settings.intake
+        hostname = self.settings.daemon.hostname or socket.getfqdn()
+        servers = []
+        for label, conf, lmtp in (("lmtp", intake.lmtp, True), ("smtp", intake.smtp, False)):
+            if not conf.enabled:
+                continue
+            handler = IntakeHandler(self.store, self.clock, self.route_wake.set, lmtp=lmtp)
+            server = await start_server(loop, handler, conf.host, conf.port,
+                                        conf.max_message_kb * 1024, hostname)
+            self.ports[label] = server.sockets[0].getsockname()[1]
+            servers.append(server)
+        return servers
+
+    def _start_workers(self) -> None:
+        s = self.settings
+        self._workers = [
+            Router(self.store, s, self.renderer, self.clock, self.route_wake, self.stopping,
+                   self.deliver_wake),
+            Scheduler(self.store, self.renderer, self.clock, s.daemon.scheduler_tick_seconds,
+                      self.schedule_wake, self.stopping, self.deliver_wake),
+        ]
+        for index in range(s.outbound.max_connections):
+            self._workers.append(DeliveryWorker(
+                self.store, s.outbound, make_transport(s.outbound, s.outbox_dir), self.clock,
+                self.deliver_wake, self.stopping, s.daemon.poll_seconds, f"delivery-{index}",
+            ))
+        for worker in self._workers:
+            worker.start()
+
+    def _stop_workers(self) -> None:
+        self.stopping.set()
+        for event in (self.route_wake, self.deliver_wake, self.schedule_wake):
+            event.set()
+        for worker in self._workers:
+            worker.join(30)
+
+    def _write_ports(self) -> None:
+        run_dir: Path = self.settings.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / f"ports.json.{os.getpid()}"
+        tmp.write_text(json.dumps(self.ports, indent=2) + "\n")
+        os.replace(tmp, run_dir / "ports.json")

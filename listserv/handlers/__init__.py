@@ -1,0 +1,1 @@
+"""One module per kind of incoming mail; each exposes `handle(ctx) -> outcome`."""

@@ -1,0 +1,28 @@
+"""What a handler gets: one unit of work's session and everything about the message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+
+from sqlalchemy.orm import Session
+
+from ..addresses import Destination
+from ..config import Settings
+from ..models import Inbound, MailingList
+from ..render import Renderer
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """A message being handled, inside the transaction that records its outcome."""
+
+    session: Session
+    settings: Settings
+    renderer: Renderer
+    now: datetime
+    mailing_list: MailingList
+    destination: Destination
+    inbound: Inbound
+    msg: EmailMessage

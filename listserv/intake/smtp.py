@@ -1,0 +1,92 @@
+"""LMTP and SMTP intake on aiosmtpd: check recipients, store, then acknowledge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from ..clock import Clock
+from ..db import Store
+from .store import Accepted, lookup, store_message
+
+log = logging.getLogger(__name__)
+
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message; please try again later"
+
+
+class IntakeHandler:
+    """aiosmtpd handler: database work runs in threads, never on the event loop."""
+
+    def __init__(self, store: Store, clock: Clock, on_stored: Callable[[], None],
+                 lmtp: bool) -> None:
+        self.store = store
+        self.clock = clock
+        self.on_stored = on_stored
+        self.lmtp = lmtp
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        try:
+            destination = await asyncio.to_thread(lookup, self.store, address)
+        except Exception:
+            log.exception("recipient lookup failed for %s", address)
+            return "451 4.3.0 Temporary failure looking up the recipient"
+        if destination is None:
+            return f"550 5.1.1 <{address}>: no such list or address here"
+        envelope.rcpt_tos.append(address)
+        accepted: list[Accepted] = getattr(envelope, "accepted", [])
+        accepted.append(Accepted(address, destination))
+        envelope.accepted = accepted  # type: ignore[attr-defined]
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        accepted: list[Accepted] = getattr(envelope, "accepted", [])
+        raw = envelope.original_content or b""
+        try:
+            ids = await asyncio.to_thread(
+                store_message, self.store, self.clock, envelope.mail_from or "", accepted, raw
+            )
+        except Exception:
+            log.exception("storing a message from %s failed", envelope.mail_from)
+            return self._reply(TEMPORARY_FAILURE, len(accepted))
+        log.info("stored %d bytes from <%s> as inbound %s", len(raw), envelope.mail_from,
+                 ",".join(map(str, ids)))
+        self.on_stored()
+        return self._reply("250 2.0.0 OK: stored", len(accepted))
+
+    def _reply(self, line: str, recipients: int) -> str:
+        # LMTP answers once per accepted recipient (RFC 2033); SMTP once.
+        return "\r\n".join([line] * max(recipients, 1)) if self.lmtp else line
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.exception("intake session error", exc_info=error)
+        return "451 4.3.0 Temporary server error"
+
+
+class ListservSMTP(SMTP):
+    """SMTP with lines as long as the size cap allows (real mail has 1,000+ byte lines)."""
+
+    def __init__(self, handler: Any, *, line_length_limit: int, **kwargs: Any) -> None:
+        self.line_length_limit = line_length_limit
+        super().__init__(handler, **kwargs)
+
+
+class ListservLMTP(ListservSMTP, LMTP):
+    """LMTP (LHLO, one reply per recipient) with the same line allowance."""
+
+
+async def start_server(loop: asyncio.AbstractEventLoop, handler: IntakeHandler, host: str,
+                       port: int, max_bytes: int, hostname: str) -> asyncio.Server:
+    """Serve LMTP or SMTP on host:port (0 = a free port) with `max_bytes` as the SIZE cap."""
+    cls = ListservLMTP if handler.lmtp else ListservSMTP
+
+    def factory() -> SMTP:
+        return cls(handler, data_size_limit=max_bytes, line_length_limit=max_bytes,
+                   enable_SMTPUTF8=True, hostname=hostname or None, loop=loop)
+
+    return await loop.create_server(factory, host=host, port=port)

@@ -1,0 +1,57 @@
+"""Durable storage of accepted mail: the only thing intake does before saying 250."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from ..addresses import Destination, normalize, resolve
+from ..clock import Clock
+from ..db import Store
+from ..models import Inbound, MailingList
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """One accepted recipient: the address as given and where it leads."""
+
+    rcpt: str
+    destination: Destination
+
+
+def lookup(store: Store, address: str) -> Destination | None:
+    """Where `address` leads (SPEC §1), or None for an address that is not ours."""
+    with store.unit_of_work() as session:
+
+        def is_list(list_address: str) -> bool:
+            name, _, domain = list_address.partition("@")
+            found = select(MailingList.id).where(
+                MailingList.name == name, MailingList.domain == domain
+            )
+            return session.scalar(found) is not None
+
+        return resolve(address, is_list)
+
+
+def store_message(
+    store: Store, clock: Clock, mail_from: str, accepted: list[Accepted], raw: bytes
+) -> list[int]:
+    """Commit one row per recipient with the raw bytes; all of them or none."""
+    with store.unit_of_work() as session:
+        lists = {
+            f"{ml.name}@{ml.domain}": ml.id
+            for ml in session.scalars(select(MailingList)).all()
+            if any(a.destination.list_address == ml.address for a in accepted)
+        }
+        rows = [
+            Inbound(
+                received_at=clock.now(), mail_from=normalize(mail_from) if mail_from else "",
+                rcpt=a.rcpt, list_id=lists.get(a.destination.list_address),
+                role=a.destination.role.value, token=a.destination.token, raw=raw, size=len(raw),
+            )
+            for a in accepted
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows]

@@ -1,0 +1,251 @@
+"""Typed SQLAlchemy models: the whole durable state of listserv."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from .addresses import Role, role_address
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no offset, so store naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, bytes: LargeBinary}
+
+
+class MailingList(Base):
+    """A list `name@domain` and the chair's settings for it (SPEC §4 "List settings")."""
+
+    __tablename__ = "lists"
+    __table_args__ = (UniqueConstraint("name", "domain"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    domain: Mapped[str] = mapped_column(String(253))
+    description: Mapped[str] = mapped_column(Text, default="")
+    policy: Mapped[str] = mapped_column(String(20), default="confirm")
+    nonmember_action: Mapped[str] = mapped_column(String(10), default="hold")
+    reply_to: Mapped[str] = mapped_column(String(10), default="poster")
+    # None = the default "[NAME]"; "" = no prefix (a no-modify list).
+    subject_prefix: Mapped[str | None] = mapped_column(Text, default=None)
+    # None = the default footer template; "" = no footer.
+    footer: Mapped[str | None] = mapped_column(Text, default=None)
+    max_post_kb: Mapped[int] = mapped_column(Integer, default=1024)
+    personalize: Mapped[bool] = mapped_column(Boolean, default=True)
+    dmarc_mitigation: Mapped[str] = mapped_column(String(10), default="munge")
+    held_expiry_days: Mapped[int] = mapped_column(Integer, default=14)
+    resources: Mapped[str] = mapped_column(Text, default="")
+    archive_url: Mapped[str] = mapped_column(Text, default="")
+    # Namespaced settings of later capabilities: address.ROLE, column.*, meetings.*
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    owners: Mapped[list[Owner]] = relationship(
+        back_populates="mailing_list", cascade="all, delete-orphan", order_by="Owner.id"
+    )
+
+    @property
+    def address(self) -> str:
+        return f"{self.name}@{self.domain}"
+
+    def role_address(self, role: Role, token: str = "") -> str:
+        """The public address of `role` (SPEC §1: the `address.ROLE` setting, or the default)."""
+        public = str(self.extra.get(f"address.{role.value}", ""))
+        return role_address(self.address, role, token, public)
+
+    @property
+    def prefix(self) -> str:
+        return f"[{self.name}]" if self.subject_prefix is None else self.subject_prefix
+
+
+class Owner(Base):
+    """An owner (chair) of a list: gets the owner mail and the notices."""
+
+    __tablename__ = "owners"
+    __table_args__ = (UniqueConstraint("list_id", "email"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+
+    mailing_list: Mapped[MailingList] = relationship(back_populates="owners")
+
+
+class Member(Base):
+    """A subscriber of a list. Tokens are opaque: they never encode the address."""
+
+    __tablename__ = "members"
+    __table_args__ = (
+        UniqueConstraint("list_id", "email"),
+        Index("ix_members_list_status", "list_id", "status", "delivery"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    delivery: Mapped[str] = mapped_column(String(10), default="regular")
+    status: Mapped[str] = mapped_column(String(10), default="active")
+    bounce_token: Mapped[str] = mapped_column(String(40), unique=True)
+    leave_token: Mapped[str] = mapped_column(String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Inbound(Base):
+    """One accepted message for one recipient, stored before the MTA heard 250."""
+
+    __tablename__ = "inbound"
+    __table_args__ = (Index("ix_inbound_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    mail_from: Mapped[str] = mapped_column(String(320), default="")
+    rcpt: Mapped[str] = mapped_column(String(320))
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
+    role: Mapped[str] = mapped_column(String(20))
+    token: Mapped[str] = mapped_column(String(80), default="")
+    raw: Mapped[bytes]
+    size: Mapped[int] = mapped_column(Integer)
+    # new -> done | failed
+    status: Mapped[str] = mapped_column(String(10), default="new")
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    processed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Held(Base):
+    """A message waiting for the chair's decision."""
+
+    __tablename__ = "held"
+    __table_args__ = (Index("ix_held_status", "status", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound.id"))
+    sender: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(Text)
+    # waiting -> approved | rejected | discarded | expired
+    status: Mapped[str] = mapped_column(String(10), default="waiting")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str] = mapped_column(String(320), default="")
+
+    inbound: Mapped[Inbound] = relationship()
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class OutMessage(Base):
+    """A message to send: the copy's bytes once, its recipients in OutRecipient rows."""
+
+    __tablename__ = "out_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(20))
+    raw: Mapped[bytes]
+    envelope_from: Mapped[str] = mapped_column(String(320))
+    # Per-recipient envelope NAME-bounces+TOKEN@ and List-Unsubscribe, one transaction each.
+    personalize: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutRecipient(Base):
+    """One recipient of an OutMessage and the result of delivering to it."""
+
+    __tablename__ = "out_recipients"
+    __table_args__ = (Index("ix_out_recipients_due", "status", "next_attempt_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("out_messages.id", ondelete="CASCADE"))
+    member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("members.id", ondelete="SET NULL"), default=None
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    # queued -> sent | failed | dropped (the member left before delivery)
+    status: Mapped[str] = mapped_column(String(10), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    message: Mapped[OutMessage] = relationship()
+
+
+class AuditEntry(Base):
+    """Every chair action and automatic decision: who, what, when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(60))
+    list_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lists.id", ondelete="SET NULL"), default=None
+    )
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AutoMail(Base):
+    """One automatic mail sent to an address, for the cap of SPEC §2."""
+
+    __tablename__ = "auto_mail"
+    __table_args__ = (Index("ix_auto_mail_address_at", "address", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    suppressed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Once(Base):
+    """What must happen once (a daily summary, a reminder): its key is unique."""
+
+    __tablename__ = "once"
+    __table_args__ = (UniqueConstraint("kind", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)

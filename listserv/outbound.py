@@ -1,0 +1,261 @@
+"""The outgoing queue: what to send to whom, claimed in batches, with per-recipient results.
+
+Mail is queued in the same transaction as the state change that causes it. A worker claims a
+batch (one message, up to `max_recipients_per_transaction` recipients) under a lease, sends it,
+and records the results; a crash re-sends at most the batches in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from .addresses import Role
+from .clock import Clock
+from .config import OutboundSettings
+from .db import Store
+from .models import MailingList, Member, OutMessage, OutRecipient
+from .transforms import personalize
+from .transports import Outcome, Result, Transport
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY = timedelta(hours=6)
+
+
+def enqueue(
+    session: Session,
+    raw: bytes,
+    recipients: Iterable[str],
+    *,
+    envelope_from: str,
+    kind: str,
+    now: datetime,
+    list_id: int | None = None,
+) -> OutMessage:
+    """Queue `raw` for `recipients` (notices, forwards, replies) in the caller's transaction."""
+    message = OutMessage(
+        list_id=list_id, kind=kind, raw=raw, envelope_from=envelope_from, created_at=now
+    )
+    session.add(message)
+    session.flush()
+    rows = [
+        {"message_id": message.id, "email": r, "next_attempt_at": now}
+        for r in dict.fromkeys(recipients)
+    ]
+    if rows:
+        session.execute(OutRecipient.__table__.insert(), rows)
+    return message
+
+
+def enqueue_to_members(
+    session: Session, mailing_list: MailingList, copy: bytes, *, now: datetime, kind: str = "post"
+) -> int:
+    """Queue a list copy for every active regular member, without loading the roster."""
+    message = OutMessage(
+        list_id=mailing_list.id,
+        kind=kind,
+        raw=copy,
+        envelope_from=mailing_list.role_address(Role.BOUNCES),
+        personalize=mailing_list.personalize,
+        created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    due = literal(now, OutRecipient.next_attempt_at.type)
+    members = select(literal(message.id), Member.id, Member.email, due).where(
+        Member.list_id == mailing_list.id,
+        Member.status == "active",
+        Member.delivery == "regular",
+    )
+    insert = OutRecipient.__table__.insert().from_select(
+        ["message_id", "member_id", "email", "next_attempt_at"], members
+    )
+    return int(session.execute(insert).rowcount or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Claimed recipients of one message."""
+
+    message_id: int
+    envelope_from: str
+    raw: bytes
+    personalize: bool
+    list_address: str
+    created_at: datetime
+    recipients: list[tuple[int, str]]
+    # For personalized messages: recipient id -> (bounce token, leave token).
+    tokens: dict[int, tuple[str, str]]
+
+
+def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> Batch | None:
+    """Claim up to `limit` due recipients of the oldest due message, under a lease."""
+    due = and_(
+        OutRecipient.status == "queued",
+        OutRecipient.next_attempt_at <= now,
+        or_(OutRecipient.lease_until.is_(None), OutRecipient.lease_until < now),
+    )
+    first = session.execute(
+        select(OutRecipient.message_id).where(due).order_by(OutRecipient.id).limit(1)
+    ).scalar()
+    if first is None:
+        return None
+    rows = session.execute(
+        select(OutRecipient.id, OutRecipient.email, OutRecipient.member_id)
+        .where(due, OutRecipient.message_id == first)
+        .order_by(OutRecipient.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return None
+    ids = [row.id for row in rows]
+    session.execute(
+        update(OutRecipient).where(OutRecipient.id.in_(ids)).values(lease_until=now + lease)
+    )
+    message = session.get_one(OutMessage, first)
+    tokens: dict[int, tuple[str, str]] = {}
+    recipients = [(row.id, row.email) for row in rows]
+    list_address = ""
+    if message.list_id is not None:
+        list_address = session.get_one(MailingList, message.list_id).address
+    if message.personalize:
+        member_ids = {row.member_id: row.id for row in rows if row.member_id is not None}
+        found = session.execute(
+            select(Member.id, Member.bounce_token, Member.leave_token).where(
+                Member.id.in_(member_ids), Member.status == "active"
+            )
+        ).all()
+        tokens = {member_ids[m.id]: (m.bounce_token, m.leave_token) for m in found}
+        gone = [rid for rid, _ in recipients if rid not in tokens]
+        if gone:
+            # The member left or was disabled after the post was queued: not theirs any more.
+            session.execute(
+                update(OutRecipient)
+                .where(OutRecipient.id.in_(gone))
+                .values(status="dropped", lease_until=None, last_error="no longer a member")
+            )
+            recipients = [(rid, email) for rid, email in recipients if rid in tokens]
+    return Batch(
+        message_id=message.id,
+        envelope_from=message.envelope_from,
+        raw=message.raw,
+        personalize=message.personalize,
+        list_address=list_address,
+        created_at=message.created_at,
+        recipients=recipients,
+        tokens=tokens,
+    )
+
+
+def record(
+    session: Session,
+    results: dict[int, Result],
+    now: datetime,
+    settings: OutboundSettings,
+    created_at: datetime,
+) -> None:
+    """Write each recipient's result: sent, failed for good, or due again after a backoff."""
+    sent = [rid for rid, result in results.items() if result.outcome is Outcome.SENT]
+    if sent:
+        session.execute(
+            update(OutRecipient)
+            .where(OutRecipient.id.in_(sent))
+            .values(status="sent", sent_at=now, lease_until=None, last_error="")
+        )
+    failed = {rid: r for rid, r in results.items() if r.outcome is not Outcome.SENT}
+    if not failed:
+        return
+    give_up = created_at + timedelta(days=settings.give_up_days)
+    rows = session.scalars(select(OutRecipient).where(OutRecipient.id.in_(failed))).all()
+    for row in rows:
+        result = failed[row.id]
+        row.attempts += 1
+        row.lease_until = None
+        row.last_error = result.reason
+        if result.outcome is Outcome.PERMANENT:
+            row.status = "failed"
+            continue
+        delay = timedelta(seconds=settings.retry_base_seconds * 2 ** (row.attempts - 1))
+        row.next_attempt_at = now + min(delay, MAX_RETRY_DELAY)
+        if row.next_attempt_at > give_up:
+            row.status = "failed"
+            row.last_error = f"gave up after {settings.give_up_days:g} days: {result.reason}"
+
+
+def send_batch(batch: Batch, transport: Transport) -> dict[int, Result]:
+    """Hand a claimed batch to the transport: one transaction, or one per member."""
+    if not batch.personalize:
+        emails = [email for _, email in batch.recipients]
+        by_email = transport.send(batch.envelope_from, emails, batch.raw)
+        return {rid: by_email[email] for rid, email in batch.recipients}
+    results: dict[int, Result] = {}
+    name, _, domain = batch.list_address.partition("@")
+    for rid, email in batch.recipients:
+        bounce_token, leave_token = batch.tokens[rid]
+        data = personalize(batch.raw, f"{name}-leave+{leave_token}@{domain}")
+        sender = f"{name}-bounces+{bounce_token}@{domain}"
+        results[rid] = transport.send(sender, [email], data)[email]
+    return results
+
+
+class DeliveryWorker(threading.Thread):
+    """One connection's worth of delivery: claim, send, record, until stopped."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: OutboundSettings,
+        transport: Transport,
+        clock: Clock,
+        wake: threading.Event,
+        stopping: threading.Event,
+        poll_seconds: float,
+        name: str,
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.store = store
+        self.settings = settings
+        self.transport = transport
+        self.clock = clock
+        self.wake = wake
+        self.stopping = stopping
+        self.poll_seconds = poll_seconds
+
+    def run(self) -> None:
+        lease = timedelta(seconds=self.settings.claim_lease_seconds)
+        limit = self.settings.max_recipients_per_transaction
+        while not self.stopping.is_set():
+            try:
+                worked = self.step(lease, limit)
+            except Exception:
+                log.exception("delivery worker %s failed; retrying", self.name)
+                worked = False
+            if not worked:
+                self.wake.wait(self.poll_seconds)
+                self.wake.clear()
+        self.transport.close()
+
+    def step(self, lease: timedelta, limit: int) -> bool:
+        """Deliver one batch; False when nothing was due."""
+        with self.store.unit_of_work() as session:
+            batch = claim(session, self.clock.now(), lease, limit)
+        if batch is None:
+            return False
+        if not batch.recipients:
+            return True
+        results = send_batch(batch, self.transport)
+        with self.store.unit_of_work() as session:
+            record(session, results, self.clock.now(), self.settings, batch.created_at)
+        sent = sum(1 for r in results.values() if r.outcome is Outcome.SENT)
+        log.info(
+            "delivered message %s: %d sent, %d not", batch.message_id, sent, len(results) - sent
+        )
+        return True

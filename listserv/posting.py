@@ -1,0 +1,91 @@
+"""What happens to a post: distributed, held for the chair, or forwarded to the owners.
+
+Shared by the handlers and the chair's commands; each writes its mail in the caller's
+transaction, beside the state change that causes it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from sqlalchemy.orm import Session
+
+from .addresses import Role
+from .audit import DAEMON, audit
+from .models import Held, Inbound, MailingList
+from .notices import list_context, notify
+from .outbound import enqueue, enqueue_to_members
+from .render import Renderer
+from .rules import header_text
+from .transforms import ListHeaders, RawMessage, distribution_copy
+
+
+def parse(raw: bytes) -> EmailMessage:
+    """The parsed form of stored bytes (for reading only: we never re-serialise it)."""
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def list_id(mailing_list: MailingList) -> str:
+    """The RFC 2919 List-Id identifier, `NAME.DOMAIN`."""
+    return f"{mailing_list.name}.{mailing_list.domain}"
+
+
+def list_headers(mailing_list: MailingList) -> ListHeaders:
+    """The SPEC §3 list headers for `mailing_list`'s copies."""
+    description = " ".join(mailing_list.description.split())
+    ident = f"<{list_id(mailing_list)}>"
+    return ListHeaders(
+        list_id=f"{description} {ident}" if description else ident,
+        post=mailing_list.role_address(Role.POST),
+        help=mailing_list.role_address(Role.REQUEST),
+        subscribe=mailing_list.role_address(Role.JOIN),
+        been_there=mailing_list.address,
+        archive=mailing_list.archive_url,
+        reply_to=mailing_list.role_address(Role.POST) if mailing_list.reply_to == "list" else "",
+        unsubscribe="" if mailing_list.personalize else mailing_list.role_address(Role.LEAVE),
+    )
+
+
+def footer_text(renderer: Renderer, mailing_list: MailingList) -> str:
+    """The list's footer: its own setting, or the default template ("" = none)."""
+    if mailing_list.footer is not None:
+        return mailing_list.footer
+    return renderer.text("footer.txt", **list_context(mailing_list))
+
+
+def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
+               now: datetime) -> int:
+    """Queue the members' copy of a post; returns how many members it is queued for."""
+    copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer_text(renderer, ml))
+    return enqueue_to_members(session, ml, copy, now=now)
+
+
+def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound,
+         sender: str, reason: str, now: datetime) -> Held:
+    """Hold a message for the chair, and tell the owners."""
+    subject = header_text(parse(inbound.raw), "Subject")
+    held = Held(
+        list_id=ml.id, inbound_id=inbound.id, sender=sender, subject=subject, reason=reason,
+        created_at=now, expires_at=now + timedelta(days=ml.held_expiry_days),
+    )
+    session.add(held)
+    session.flush()
+    audit(session, now, DAEMON, "held", f"#{held.id} from {sender}: {reason}", ml.id)
+    notify(
+        session, renderer, ml, "notice-held-post.txt", [o.email for o in ml.owners], now,
+        kind="notice", held=held,
+    )
+    return held
+
+
+def forward_to_owners(session: Session, ml: MailingList, raw: bytes, now: datetime) -> None:
+    """Send a message as it came to every owner of the list."""
+    marked = RawMessage.parse(raw).prepended([("X-BeenThere", ml.role_address(Role.OWNER))])
+    enqueue(
+        session, marked.to_bytes(), [o.email for o in ml.owners],
+        envelope_from=ml.role_address(Role.BOUNCES), kind="owner", list_id=ml.id, now=now,
+    )

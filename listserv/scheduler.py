@@ -1,0 +1,100 @@
+"""Work due by the clock: held messages that expire, the daily summary of what waits.
+
+Each sending is recorded in the transaction that queues it (a `Once` row under a unique key
+where it must happen once), so a restart or a second daemon repeats nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, time
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .audit import DAEMON, audit
+from .clock import Clock
+from .db import Store
+from .models import Held, MailingList, Once
+from .notices import notify
+from .posting import parse
+from .render import Renderer
+from .rules import may_auto_reply
+
+log = logging.getLogger(__name__)
+
+
+def claim_once(session: Session, kind: str, key: str, now: datetime) -> bool:
+    """Record that (kind, key) happens now; False if it already did (unique constraint)."""
+    try:
+        with session.begin_nested():
+            session.add(Once(kind=kind, key=key, at=now))
+    except IntegrityError:
+        return False
+    return True
+
+
+def expire_held(session: Session, renderer: Renderer, now: datetime) -> int:
+    """Expire held messages past their time, telling each sender; returns how many."""
+    due = session.scalars(
+        select(Held).where(Held.status == "waiting", Held.expires_at <= now)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for held in due:
+        held.status, held.decided_at, held.decided_by = "expired", now, DAEMON
+        audit(session, now, DAEMON, "held-expired", f"#{held.id} from {held.sender}",
+              held.list_id)
+        msg = parse(held.inbound.raw)
+        if may_auto_reply(msg, held.inbound.mail_from, held.sender):
+            notify(session, renderer, held.mailing_list, "notice-held-expired.txt",
+                   [held.sender], now, kind="notice", held=held)
+    return len(due)
+
+
+def summarize_held(session: Session, renderer: Renderer, now: datetime) -> int:
+    """Once a day per list, tell the owners what has been waiting since before today."""
+    start_of_day = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
+    sent = 0
+    for ml in session.scalars(select(MailingList)).all():
+        waiting = session.scalars(
+            select(Held).where(Held.list_id == ml.id, Held.status == "waiting")
+            .order_by(Held.id)
+        ).all()
+        if not any(h.created_at < start_of_day for h in waiting):
+            continue
+        if not claim_once(session, "held-summary", f"{ml.id}:{now.date().isoformat()}", now):
+            continue
+        notify(session, renderer, ml, "notice-held-summary.txt", [o.email for o in ml.owners],
+               now, kind="notice", waiting=waiting)
+        sent += 1
+    return sent
+
+
+def run_due(store: Store, renderer: Renderer, clock: Clock) -> None:
+    """Everything due now, each kind of work in its own unit of work."""
+    for job in (expire_held, summarize_held):
+        with store.unit_of_work() as session:
+            job(session, renderer, clock.now())
+
+
+class Scheduler(threading.Thread):
+    """Runs due work every tick, or when woken (tests move a fake clock, then wake it)."""
+
+    def __init__(self, store: Store, renderer: Renderer, clock: Clock, tick: float,
+                 wake: threading.Event, stopping: threading.Event,
+                 delivered: threading.Event) -> None:
+        super().__init__(name="scheduler", daemon=True)
+        self.store, self.renderer, self.clock, self.tick = store, renderer, clock, tick
+        self.wake, self.stopping, self.delivered = wake, stopping, delivered
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                run_due(self.store, self.renderer, self.clock)
+                self.delivered.set()
+            except Exception:
+                log.exception("scheduler run failed; trying again next tick")
+            self.wake.wait(self.tick)
+            self.wake.clear()

@@ -1,0 +1,434 @@
+"""The chair's actions, shared by the command line and the handlers; each one is audited.
+
+Every function takes the caller's session (the caller owns the unit of work) and raises
+`ListservError` with one clear line when the chair asked for something that cannot be done.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from .addresses import Role, normalize, valid_address
+from .audit import audit
+from .errors import ListservError
+from .models import (
+    AuditEntry,
+    AutoMail,
+    Held,
+    Inbound,
+    MailingList,
+    Member,
+    OutMessage,
+    OutRecipient,
+    Owner,
+)
+from .notices import notify
+from .posting import distribute, parse
+from .render import Renderer
+from .rules import from_name, may_auto_reply
+from .tokens import new_token
+
+DELIVERY_MODES = ("regular", "digest", "nomail")
+_LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+# -- lists -----------------------------------------------------------------------------------
+
+
+def find_list(session: Session, ref: str) -> MailingList:
+    """The list named by its full address, or by NAME where that is unique."""
+    ref = normalize(ref)
+    if "@" in ref:
+        name, _, domain = ref.partition("@")
+        found = session.scalar(
+            select(MailingList).where(MailingList.name == name, MailingList.domain == domain)
+        )
+        if found is None:
+            raise ListservError(f"no list {ref}")
+        return found
+    matches = session.scalars(select(MailingList).where(MailingList.name == ref)).all()
+    if not matches:
+        raise ListservError(f"no list named {ref}")
+    if len(matches) > 1:
+        names = ", ".join(m.address for m in matches)
+        raise ListservError(f"several lists are named {ref} ({names}); give the full address")
+    return matches[0]
+
+
+def create_list(session: Session, address: str, owners: Iterable[str], now: datetime,
+                actor: str) -> MailingList:
+    """Create the list `NAME@DOMAIN` with its owners."""
+    normalized = valid_address(address)
+    if normalized is None:
+        raise ListservError(f"{address!r} is not a list address (NAME@DOMAIN)")
+    name, _, domain = normalized.partition("@")
+    if not _LIST_NAME.match(name):
+        raise ListservError(f"list name {name!r}: use lower-case letters, digits, '.', '_', '-'")
+    suffixes = tuple(f"-{role.value}" for role in Role if role is not Role.POST)
+    if name.endswith(suffixes):
+        raise ListservError(f"list name {name!r} ends like one of a list's own addresses")
+    owner_list = []
+    for owner in owners:
+        checked = valid_address(owner)
+        if checked is None:
+            raise ListservError(f"owner {owner!r} is not an email address")
+        owner_list.append(checked)
+    if not owner_list:
+        raise ListservError("a list needs at least one owner (--owner EMAIL)")
+    exists = select(MailingList.id).where(MailingList.name == name, MailingList.domain == domain)
+    if session.scalar(exists) is not None:
+        raise ListservError(f"the list {normalized} exists already")
+    ml = MailingList(name=name, domain=domain, extra={}, created_at=now)
+    ml.owners = [Owner(email=o) for o in dict.fromkeys(owner_list)]
+    session.add(ml)
+    session.flush()
+    audit(session, now, actor, "list-created", f"{ml.address}, owners {', '.join(owner_list)}",
+          ml.id)
+    return ml
+
+
+def all_lists(session: Session) -> list[dict[str, str]]:
+    """Every list, for `lists list`."""
+    return [{"id": str(ml.id), "list": ml.address, "description": ml.description,
+             "owners": ", ".join(o.email for o in ml.owners)}
+            for ml in session.scalars(select(MailingList).order_by(MailingList.id))]
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse_choice(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"one of {', '.join(allowed)}")
+        return value
+    return parse_choice
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("true or false")
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("a whole number, 0 or more")
+    return number
+
+
+def _text(value: str) -> str:
+    return value.replace("\\n", "\n")
+
+
+def _one_line(value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError("one line")
+    return value.strip()
+
+
+# The list settings of SPEC §4 that this version understands: column -> parser.
+LIST_SETTINGS: dict[str, Callable[[str], Any]] = {
+    "description": _one_line,
+    "policy": _choice("confirm", "confirm+approve"),
+    "nonmember_action": _choice("hold", "reject", "discard"),
+    "reply_to": _choice("poster", "list"),
+    "subject_prefix": _one_line,
+    "footer": _text,
+    "max_post_kb": _count,
+    "personalize": _bool,
+    "dmarc_mitigation": _choice("munge", "always", "wrap", "none"),
+    "held_expiry_days": _count,
+    "resources": _text,
+    "archive_url": _one_line,
+}
+
+
+def set_list_setting(session: Session, ml: MailingList, key: str, value: str, now: datetime,
+                     actor: str) -> None:
+    """Change one list setting (SPEC §4), checked; `address.ROLE` sets a public address."""
+    if key.startswith("address."):
+        role_name = key.partition(".")[2]
+        if role_name not in {r.value for r in Role}:
+            raise ListservError(f"unknown role {role_name!r} in {key}")
+        if value and valid_address(value) is None:
+            raise ListservError(f"{key}: {value!r} is not an email address")
+        ml.extra = {**ml.extra, key: normalize(value) if value else ""}
+    elif key in LIST_SETTINGS:
+        try:
+            setattr(ml, key, LIST_SETTINGS[key](value))
+        except ValueError as exc:
+            raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
+    else:
+        known = ", ".join([*LIST_SETTINGS, "address.ROLE"])
+        raise ListservError(f"unknown list setting {key!r}; known settings: {known}")
+    audit(session, now, actor, "list-set", f"{key} = {value!r}", ml.id)
+
+
+def list_info(ml: MailingList) -> dict[str, Any]:
+    """Everything about a list, as `lists show` prints it."""
+    info: dict[str, Any] = {"id": str(ml.id), "list": ml.address}
+    for key in LIST_SETTINGS:
+        info[key] = getattr(ml, key)
+    info["subject_prefix"] = ml.prefix
+    info["owners"] = [o.email for o in ml.owners]
+    info["addresses"] = {role.value: ml.role_address(role) for role in Role}
+    return info
+
+
+# -- members ---------------------------------------------------------------------------------
+
+
+def member_dict(ml: MailingList, member: Member) -> dict[str, str]:
+    return {"email": member.email, "name": member.name, "delivery": member.delivery,
+            "status": member.status, "list": ml.address}
+
+
+def iter_members(session: Session, ml: MailingList, batch: int = 1000) -> Iterator[Member]:
+    """The roster in address order, read in batches."""
+    last = ""
+    while True:
+        rows = session.scalars(
+            select(Member).where(Member.list_id == ml.id, Member.email > last)
+            .order_by(Member.email).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].email
+
+
+def find_member(session: Session, ml: MailingList, email: str) -> Member | None:
+    return session.scalar(
+        select(Member).where(Member.list_id == ml.id, Member.email == normalize(email))
+    )
+
+
+def add_member(session: Session, renderer: Renderer, ml: MailingList, email: str, name: str,
+               now: datetime, actor: str, *, welcome: bool = True) -> Member:
+    """Subscribe `email` directly (chair adds skip confirmation); welcome by default."""
+    checked = valid_address(email)
+    if checked is None:
+        raise ListservError(f"{email!r} is not an email address")
+    if find_member(session, ml, checked) is not None:
+        raise ListservError(f"{checked} is already a member of {ml.address}")
+    member = Member(list_id=ml.id, email=checked, name=" ".join(name.split()),
+                    bounce_token=new_token(), leave_token=new_token(), created_at=now)
+    session.add(member)
+    session.flush()
+    audit(session, now, actor, "member-added", checked, ml.id)
+    if welcome:
+        notify(session, renderer, ml, "welcome.txt", [checked], now, kind="welcome",
+               member=member, leave_token_address=ml.role_address(Role.LEAVE, member.leave_token))
+    return member
+
+
+def remove_member(session: Session, ml: MailingList, email: str, now: datetime, actor: str,
+                  *, forget: bool = False) -> None:
+    """Unsubscribe `email`; with `forget`, erase what the store holds about the person."""
+    member = find_member(session, ml, email)
+    address = normalize(email)
+    if member is None and not forget:
+        raise ListservError(f"{address} is not a member of {ml.address}")
+    if member is not None:
+        session.delete(member)
+    if forget:
+        _forget(session, address)
+        audit(session, now, actor, "member-forgotten", "(address erased)", ml.id)
+    else:
+        audit(session, now, actor, "member-removed", address, ml.id)
+
+
+def _forget(session: Session, address: str) -> None:
+    """Erase an address everywhere: memberships, mail from and to it, the log's mentions."""
+    session.execute(delete(Member).where(Member.email == address))
+    session.execute(delete(AutoMail).where(AutoMail.address == address))
+    inbound_ids = select(Held.inbound_id).where(Held.sender == address)
+    session.execute(delete(Held).where(Held.sender == address))
+    session.execute(delete(Inbound).where(
+        or_(Inbound.id.in_(inbound_ids), Inbound.mail_from == address)))
+    session.execute(delete(OutRecipient).where(OutRecipient.email == address))
+    session.execute(
+        update(AuditEntry).where(AuditEntry.detail.contains(address))
+        .values(detail=func.replace(AuditEntry.detail, address, "(forgotten)"))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    added: int
+    skipped: list[str]
+
+
+_CSV_ESCAPED = ("=", "+", "-", "@")
+
+
+def csv_cell(value: str) -> str:
+    """A cell safe to open in a spreadsheet: formula-like starts are quoted with '."""
+    return "'" + value if value.startswith(_CSV_ESCAPED) else value
+
+
+def _csv_unescape(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(_CSV_ESCAPED) else value
+
+
+def import_members(session: Session, ml: MailingList, rows: Iterable[dict[str, str | None]],
+                   now: datetime, actor: str,
+                   progress: Callable[[int], None] = lambda n: None) -> ImportResult:
+    """Add members from CSV rows (`email`, optional `name`, `delivery`); never mails.
+
+    Bad rows are skipped and named (by line number, the header being line 1); the rest are
+    inserted in bulk.
+    """
+    existing = set(session.scalars(select(Member.email).where(Member.list_id == ml.id)))
+    skipped: list[str] = []
+    pending: list[dict[str, Any]] = []
+    added = 0
+    for line, row in enumerate(rows, start=2):
+        email = _csv_unescape((row.get("email") or "").strip())
+        checked = valid_address(email)
+        delivery = (row.get("delivery") or "regular").strip().lower() or "regular"
+        if checked is None:
+            skipped.append(f"line {line}: {email!r} is not an email address")
+        elif delivery not in DELIVERY_MODES:
+            skipped.append(f"line {line}: delivery {delivery!r} is not one of "
+                           f"{', '.join(DELIVERY_MODES)}")
+        elif checked in existing:
+            skipped.append(f"line {line}: {checked} is already a member")
+        else:
+            existing.add(checked)
+            name = " ".join(_csv_unescape(row.get("name") or "").split())
+            pending.append({"list_id": ml.id, "email": checked, "name": name,
+                            "delivery": delivery, "status": "active",
+                            "bounce_token": new_token(), "leave_token": new_token(),
+                            "created_at": now})
+        if len(pending) >= 1000:
+            session.execute(insert(Member), pending)
+            added += len(pending)
+            pending = []
+        progress(1)
+    if pending:
+        session.execute(insert(Member), pending)
+        added += len(pending)
+    audit(session, now, actor, "members-imported",
+          f"{added} added, {len(skipped)} skipped", ml.id)
+    return ImportResult(added, skipped)
+
+
+# -- held messages ---------------------------------------------------------------------------
+
+
+def held_dict(held: Held) -> dict[str, str]:
+    return {"id": str(held.id), "list": held.mailing_list.address, "sender": held.sender,
+            "subject": held.subject, "reason": held.reason, "status": held.status,
+            "held_at": held.created_at.isoformat(), "expires": held.expires_at.isoformat()}
+
+
+def waiting_held(session: Session, ml: MailingList | None = None) -> list[Held]:
+    """Held messages waiting for a decision, oldest first (of one list, or all)."""
+    query = select(Held).where(Held.status == "waiting").order_by(Held.id)
+    if ml is not None:
+        query = query.where(Held.list_id == ml.id)
+    return list(session.scalars(query))
+
+
+def find_held(session: Session, held_id: str) -> Held:
+    """A held message by id, waiting for a decision."""
+    try:
+        held = session.get(Held, int(held_id))
+    except ValueError:
+        held = None
+    if held is None:
+        raise ListservError(f"no held message {held_id}")
+    if held.status != "waiting":
+        raise ListservError(f"held message {held_id} was already {held.status}")
+    return held
+
+
+def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,
+                 *, add_member_too: bool = False) -> int:
+    """Distribute a held message (and subscribe its sender if asked); returns the fan-out."""
+    ml = held.mailing_list
+    if add_member_too and find_member(session, ml, held.sender) is None:
+        display = from_name(parse(held.inbound.raw))
+        add_member(session, renderer, ml, held.sender, display, now, actor)
+    held.status, held.decided_at, held.decided_by = "approved", now, actor
+    audit(session, now, actor, "held-approved", f"#{held.id} from {held.sender}", ml.id)
+    return distribute(session, renderer, ml, held.inbound.raw, now)
+
+
+def reject_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,
+                reason: str) -> None:
+    """Refuse a held message and tell its sender why (from a template)."""
+    held.status, held.decided_at, held.decided_by = "rejected", now, actor
+    audit(session, now, actor, "held-rejected", f"#{held.id} from {held.sender}: {reason}",
+          held.list_id)
+    if may_auto_reply(parse(held.inbound.raw), held.inbound.mail_from, held.sender):
+        notify(session, renderer, held.mailing_list, "deny-post-held.txt", [held.sender], now,
+               kind="reject", held=held, reason=reason)
+
+
+def discard_held(session: Session, held: Held, now: datetime, actor: str) -> None:
+    """Drop a held message silently."""
+    held.status, held.decided_at, held.decided_by = "discarded", now, actor
+    audit(session, now, actor, "held-discarded", f"#{held.id} from {held.sender}",
+          held.list_id)
+
+
+# -- queue and log ---------------------------------------------------------------------------
+
+
+def queue_items(session: Session) -> list[dict[str, str]]:
+    """Outgoing mail not yet delivered (with reasons), and incoming mail that failed."""
+    items: list[dict[str, str]] = []
+    waiting = session.execute(
+        select(OutMessage.id, OutMessage.kind, MailingList.name, MailingList.domain,
+               func.count(OutRecipient.id), func.min(OutRecipient.next_attempt_at),
+               func.max(OutRecipient.last_error))
+        .join(OutRecipient, OutRecipient.message_id == OutMessage.id)
+        .outerjoin(MailingList, MailingList.id == OutMessage.list_id)
+        .where(OutRecipient.status == "queued")
+        .group_by(OutMessage.id, OutMessage.kind, MailingList.name, MailingList.domain)
+        .order_by(OutMessage.id)
+    ).all()
+    for mid, kind, name, domain, count, next_at, error in waiting:
+        items.append({"id": f"out-{mid}", "direction": "outgoing", "kind": kind,
+                      "list": f"{name}@{domain}" if name else "", "recipients": str(count),
+                      "next_attempt": next_at.isoformat() if next_at else "",
+                      "reason": error or "waiting for delivery"})
+    failed_out = session.execute(
+        select(OutRecipient.message_id, OutRecipient.email, OutRecipient.last_error)
+        .where(OutRecipient.status == "failed").order_by(OutRecipient.id.desc()).limit(100)
+    ).all()
+    for mid, email, error in failed_out:
+        items.append({"id": f"out-{mid}", "direction": "outgoing", "kind": "failed",
+                      "list": "", "recipients": email, "next_attempt": "", "reason": error})
+    failed_in = session.scalars(
+        select(Inbound).where(Inbound.status.in_(("new", "failed"))).order_by(Inbound.id)
+    ).all()
+    for row in failed_in:
+        items.append({"id": f"in-{row.id}", "direction": "incoming", "kind": row.role,
+                      "list": row.rcpt, "recipients": "", "next_attempt": "",
+                      "reason": row.error or row.outcome or "waiting to be handled"})
+    return items
+
+
+def log_entries(session: Session, limit: int) -> list[dict[str, str]]:
+    """The newest `limit` audit entries, oldest first."""
+    rows = session.execute(
+        select(AuditEntry, MailingList.name, MailingList.domain)
+        .outerjoin(MailingList, MailingList.id == AuditEntry.list_id)
+        .order_by(AuditEntry.id.desc()).limit(limit)
+    ).all()
+    return [{"id": str(e.id), "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
+             "list": f"{name}@{domain}" if name else "", "detail": e.detail}
+            for e, name, domain in reversed(rows)]
+

@@ -1,0 +1,11 @@
+"""Unguessable tokens for addresses: lower-case (addresses compare case-insensitively)."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+
+def new_token() -> str:
+    """120 random bits as 24 lower-case base32 characters, safe in an address's local part."""
+    return base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()

@@ -1,0 +1,150 @@
+"""Shared fixtures: a config file and database per test, an SMTP sink, a running daemon, the CLI.
+
+Tests marked `both_backends` run once on SQLite and once on the local PostgreSQL (each in a
+schema of its own). Without a reachable server the PostgreSQL runs skip, unless
+LISTSERV_REQUIRE_PG=1 (set by .ci/run), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, text
+
+from cli import main
+from listserv.clock import FakeClock
+from listserv.config import Settings, load_settings
+from listserv.daemon import Daemon
+from listserv.db import Store
+
+from .helpers import LIST, write_config
+from .smtp_sink import SmtpSink
+
+PG_ADMIN_URL = os.environ.get(
+    "LISTSERV_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_backends: run on SQLite and on PostgreSQL")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_backends") is not None
+        metafunc.parametrize("backend", ["sqlite", "postgresql"] if both else ["sqlite"])
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    counts = {"sqlite": 0, "postgresql": 0}
+    for report in terminalreporter.stats.get("passed", []):
+        for backend in counts:
+            if f"[{backend}" in report.nodeid or f"-{backend}" in report.nodeid:
+                counts[backend] += 1
+    terminalreporter.write_line(
+        f"tests passed per backend: sqlite {counts['sqlite']}, "
+        f"postgresql {counts['postgresql']}"
+    )
+
+
+def _pg_reachable() -> str | None:
+    try:
+        engine = create_engine(PG_ADMIN_URL)
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # any failure to connect means: not reachable
+        return str(exc).splitlines()[0]
+    return None
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'listserv.db'}"
+        return
+    problem = _pg_reachable()
+    if problem is not None:
+        message = f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {problem}"
+        if os.environ.get("LISTSERV_REQUIRE_PG") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """An SMTP server on a free loopback port that records what it receives."""
+    with SmtpSink() as server:
+        yield server
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, db_url: str, sink: SmtpSink) -> Path:
+    return write_config(tmp_path / "listserv.toml", tmp_path / "data", db_url, sink.port)
+
+
+@pytest.fixture
+def settings(config_path: Path) -> Settings:
+    return load_settings(config_path)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    """The migrated database of this test."""
+    db = Store(settings.database.url)
+    db.migrate()
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 26, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def daemon(settings: Settings, store: Store, clock: FakeClock) -> Iterator[Daemon]:
+    """A daemon running in this process on free ports, delivering to the sink."""
+    running = Daemon(settings, clock=clock).start()
+    yield running
+    running.stop()
+
+
+CliRun = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(config_path: Path, store: Store) -> CliRun:
+    """Run `listserv --config … ARGS`; fails the test on a non-zero exit unless told not to."""
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True, input: str | None = None) -> Result:
+        result = runner.invoke(main, ["--config", str(config_path), *args], input=input)
+        if ok:
+            assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    return run
+
+
+@pytest.fixture
+def shma(cli: CliRun) -> str:
+    """The list shma@lists.example.org, owned by chair@example.org."""
+    cli("lists", "create", LIST, "--owner", "chair@example.org")
+    return LIST
