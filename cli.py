@@ -7,13 +7,14 @@ import getpass
 import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import click
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from listserv import services
@@ -63,11 +64,13 @@ class App:
         try:
             with self.store.unit_of_work() as session:
                 yield session
-        except (OperationalError, ProgrammingError) as exc:
+        except SQLAlchemyError as exc:
             if "no such table" in str(exc) or "does not exist" in str(exc):
                 raise ListservError(
                     "the database is not set up yet; run `listserv init` first") from None
-            raise ListservError(f"database error: {exc.orig}") from None
+            detail = getattr(exc, "orig", None) or exc
+            first_line = str(detail).strip().splitlines()[0] if str(detail).strip() else ""
+            raise ListservError(f"database error: {first_line or type(exc).__name__}") from None
 
     def close(self) -> None:
         if self._store is not None:
@@ -75,13 +78,26 @@ class App:
 
 
 class ChairGroup(click.Group):
-    """Turns our own errors into one line on stderr and a non-zero exit; never a traceback."""
+    """Turns errors into one line on stderr and a non-zero exit; never a traceback.
+
+    Our own errors say what is wrong; anything else is a bug, reported in one line too
+    (set LISTSERV_DEBUG=1 for the traceback).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ListservError as exc:
             raise click.ClickException(str(exc)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("LISTSERV_DEBUG"):
+                raise
+            message = " ".join(str(exc).split()) or "no details"
+            raise click.ClickException(
+                f"unexpected error ({type(exc).__name__}: {message}); "
+                "run with LISTSERV_DEBUG=1 for details") from None
 
 
 def emit(rows: Sequence[dict[str, Any]] | dict[str, Any], as_json: bool,
@@ -92,7 +108,12 @@ def emit(rows: Sequence[dict[str, Any]] | dict[str, Any], as_json: bool,
         return
     if isinstance(rows, dict):
         for key, value in rows.items():
-            click.echo(f"{key}: {value}")
+            if isinstance(value, dict):
+                click.echo(f"{key}:")
+                for sub_key, sub_value in value.items():
+                    click.echo(f"  {sub_key}: {_text_value(sub_value)}")
+            else:
+                click.echo(f"{key}: {_text_value(value)}".rstrip())
         return
     if not rows:
         click.echo("(none)")
@@ -101,6 +122,14 @@ def emit(rows: Sequence[dict[str, Any]] | dict[str, Any], as_json: bool,
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
         click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+def _text_value(value: Any) -> str:
+    if value is None:
+        return "(default)"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -186,7 +215,7 @@ def lists_show(app: App, list_ref: str, as_json: bool) -> None:
         emit(services.list_info(services.find_list(session, list_ref)), as_json)
 
 
-@lists.command("set")
+@lists.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("list_ref", metavar="LIST")
 @click.argument("key")
 @click.argument("value")
@@ -256,12 +285,20 @@ def members_import(app: App, list_ref: str, csv_file: io.TextIOWrapper) -> None:
 
     Nobody is mailed. Bad rows are skipped and listed; the rest are imported.
     """
-    reader = csv.DictReader(csv_file)
-    if reader.fieldnames is None or "email" not in [f.strip().lower() for f in reader.fieldnames]:
-        raise ListservError(f"{csv_file.name}: the first row must name the columns, "
-                            "including 'email'")
-    reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
-    rows = list(reader)
+    try:
+        reader = csv.DictReader(csv_file)
+        if reader.fieldnames is None or "email" not in [f.strip().lower()
+                                                        for f in reader.fieldnames]:
+            raise ListservError(f"{csv_file.name}: the first row must name the columns, "
+                                "including 'email'")
+        reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
+        # Each row with the number of the line it starts on (the header is line 1).
+        rows = [(_first_line(reader.line_num, row), row) for row in reader]
+    except csv.Error as exc:
+        raise ListservError(f"{csv_file.name}, line {reader.line_num}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ListservError(f"{csv_file.name}: not UTF-8 text; save the file as "
+                            "CSV UTF-8") from None
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
         with click.progressbar(length=len(rows), label="importing", file=sys.stderr) as bar:
@@ -271,6 +308,12 @@ def members_import(app: App, list_ref: str, csv_file: io.TextIOWrapper) -> None:
         click.echo(f"skipped {problem}", err=True)
     click.echo(f"imported {result.added} members into {ml.address}; "
                f"skipped {len(result.skipped)} rows")
+
+
+def _first_line(last_line: int, row: dict[Any, Any]) -> int:
+    """The line a CSV row starts on, from the line it ends on (a quoted cell may span lines)."""
+    cells = [c for v in row.values() for c in (v if isinstance(v, list) else [v])]
+    return last_line - sum(c.count("\n") for c in cells if isinstance(c, str))
 
 
 @members.command("export")
@@ -315,7 +358,7 @@ def held_list(app: App, list_ref: str | None, as_json: bool) -> None:
 def held_show(app: App, held_id: str, as_json: bool) -> None:
     """One held message, with its text."""
     with app.unit_of_work() as session:
-        item = services.find_held(session, held_id)
+        item = services.find_held(session, held_id, waiting=False)
         info = services.held_dict(item)
         msg = parse(item.inbound.raw)
         body = msg.get_body(preferencelist=("plain", "html"))

@@ -21,21 +21,26 @@ class SystemClock:
 
 
 class FakeClock:
-    """A clock that moves only when told to (tests; no sleeping)."""
+    """A clock that jumps when told to (tests; no sleeping).
 
-    def __init__(self, start: datetime) -> None:
-        self._now = start
+    Frozen at `start` by default; with `running=True` it runs with real time from `start`
+    on, so it never falls behind another process (the CLI) using the real clock.
+    """
+
+    def __init__(self, start: datetime, running: bool = False) -> None:
+        self._offset = start - datetime.now(UTC)
+        self._frozen: datetime | None = None if running else start
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
         with self._lock:
-            return self._now
+            if self._frozen is not None:
+                return self._frozen
+            return datetime.now(UTC) + self._offset
 
     def advance(self, delta: timedelta) -> datetime:
         with self._lock:
-            self._now += delta
-            return self._now
-
-    def set(self, when: datetime) -> None:
-        with self._lock:
-            self._now = when
+            self._offset += delta
+            if self._frozen is not None:
+                self._frozen += delta
+        return self.now()

@@ -9,7 +9,10 @@ import os
 import signal
 import socket
 import threading
+import weakref
 from pathlib import Path
+
+from aiosmtpd.smtp import SMTP
 
 from .clock import Clock, SystemClock
 from .config import Settings
@@ -22,6 +25,13 @@ from .scheduler import Scheduler
 from .transports import make_transport
 
 log = logging.getLogger(__name__)
+
+
+async def _cancel_other_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Daemon:
@@ -42,6 +52,7 @@ class Daemon:
         self._thread: threading.Thread | None = None
         self._workers: list[threading.Thread] = []
         self._error: BaseException | None = None
+        self._connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -61,9 +72,7 @@ class Daemon:
                                                        for k, v in self.ports.items()))
             self._ready.set()
             loop.run_forever()
-            for server in servers:
-                server.close()
-                loop.run_until_complete(server.wait_closed())
+            self._close_intake(loop, servers)
         finally:
             self._stop_workers()
             loop.close()
@@ -115,10 +124,23 @@ class Daemon:
                 continue
             handler = IntakeHandler(self.store, self.clock, self.route_wake.set, lmtp=lmtp)
             server = await start_server(loop, handler, conf.host, conf.port,
-                                        conf.max_message_kb * 1024, hostname)
+                                        conf.max_message_kb * 1024, hostname, self._connections)
             self.ports[label] = server.sockets[0].getsockname()[1]
             servers.append(server)
         return servers
+
+    def _close_intake(self, loop: asyncio.AbstractEventLoop,
+                      servers: list[asyncio.Server]) -> None:
+        """Stop listening, hang up on clients (unacknowledged mail is the MTA's to retry)."""
+        for server in servers:
+            server.close()
+        for protocol in list(self._connections):
+            if protocol.transport is not None:
+                protocol.transport.close()
+        loop.run_until_complete(_cancel_other_tasks())
+        for server in servers:
+            loop.run_until_complete(server.wait_closed())
+        loop.run_until_complete(loop.shutdown_default_executor())
 
     def _start_workers(self) -> None:
         s = self.settings

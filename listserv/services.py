@@ -30,12 +30,13 @@ from .models import (
     Owner,
 )
 from .notices import notify
-from .posting import distribute, parse
+from .posting import distribute, list_headers, parse
 from .render import Renderer
 from .rules import from_name, may_auto_reply
 from .tokens import new_token
 
 DELIVERY_MODES = ("regular", "digest", "nomail")
+MAX_NAME_LENGTH = 200  # the members.name column
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
@@ -119,7 +120,10 @@ def _bool(value: str) -> bool:
 
 
 def _count(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value.strip())
+    except ValueError:
+        number = -1
     if number < 0:
         raise ValueError("a whole number, 0 or more")
     return number
@@ -181,6 +185,13 @@ def list_info(ml: MailingList) -> dict[str, Any]:
     info["subject_prefix"] = ml.prefix
     info["owners"] = [o.email for o in ml.owners]
     info["addresses"] = {role.value: ml.role_address(role) for role in Role}
+    headers = list_headers(ml)
+    info["headers"] = {
+        "List-Id": headers.list_id,
+        "List-Post": f"<mailto:{headers.post}>",
+        "List-Help": f"<mailto:{headers.help}?subject=help>",
+        "List-Subscribe": f"<mailto:{headers.subscribe}>",
+    }
     return info
 
 
@@ -220,7 +231,10 @@ def add_member(session: Session, renderer: Renderer, ml: MailingList, email: str
         raise ListservError(f"{email!r} is not an email address")
     if find_member(session, ml, checked) is not None:
         raise ListservError(f"{checked} is already a member of {ml.address}")
-    member = Member(list_id=ml.id, email=checked, name=" ".join(name.split()),
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME_LENGTH:
+        raise ListservError(f"the name is longer than {MAX_NAME_LENGTH} characters")
+    member = Member(list_id=ml.id, email=checked, name=name,
                     bounce_token=new_token(), leave_token=new_token(), created_at=now)
     session.add(member)
     session.flush()
@@ -251,11 +265,19 @@ def _forget(session: Session, address: str) -> None:
     """Erase an address everywhere: memberships, mail from and to it, the log's mentions."""
     session.execute(delete(Member).where(Member.email == address))
     session.execute(delete(AutoMail).where(AutoMail.address == address))
-    inbound_ids = select(Held.inbound_id).where(Held.sender == address)
-    session.execute(delete(Held).where(Held.sender == address))
-    session.execute(delete(Inbound).where(
-        or_(Inbound.id.in_(inbound_ids), Inbound.mail_from == address)))
-    session.execute(delete(OutRecipient).where(OutRecipient.email == address))
+    # Everything that came from the address, and every held message that points at it
+    # (a held row must go before its inbound row: the foreign key has no cascade).
+    inbound_ids = list(session.scalars(select(Inbound.id).where(or_(
+        Inbound.id.in_(select(Held.inbound_id).where(Held.sender == address)),
+        func.lower(Inbound.mail_from) == address,
+    ))))
+    session.execute(delete(Held).where(
+        or_(Held.sender == address, Held.inbound_id.in_(inbound_ids))))
+    session.execute(delete(Inbound).where(Inbound.id.in_(inbound_ids)))
+    session.execute(delete(OutRecipient).where(func.lower(OutRecipient.email) == address))
+    # Mail that was only for the address (its To: names it) has no recipients left now.
+    session.execute(delete(OutMessage).where(
+        ~select(OutRecipient.id).where(OutRecipient.message_id == OutMessage.id).exists()))
     session.execute(
         update(AuditEntry).where(AuditEntry.detail.contains(address))
         .values(detail=func.replace(AuditEntry.detail, address, "(forgotten)"))
@@ -272,40 +294,52 @@ _CSV_ESCAPED = ("=", "+", "-", "@")
 
 
 def csv_cell(value: str) -> str:
-    """A cell safe to open in a spreadsheet: formula-like starts are quoted with '."""
-    return "'" + value if value.startswith(_CSV_ESCAPED) else value
+    """A cell safe to open in a spreadsheet: formula-like starts are quoted with '.
+
+    A value that starts with ' itself is quoted too, so that importing the export gives back
+    exactly what was exported.
+    """
+    return "'" + value if value.startswith((*_CSV_ESCAPED, "'")) else value
 
 
 def _csv_unescape(value: str) -> str:
-    return value[1:] if value.startswith("'") and value[1:].startswith(_CSV_ESCAPED) else value
+    """The value `csv_cell` was given (a cell that `csv_cell` did not quote is kept)."""
+    if value.startswith("'") and value[1:].startswith((*_CSV_ESCAPED, "'")):
+        return value[1:]
+    return value
 
 
-def import_members(session: Session, ml: MailingList, rows: Iterable[dict[str, str | None]],
-                   now: datetime, actor: str,
+def import_members(session: Session, ml: MailingList,
+                   rows: Iterable[tuple[int, dict[str, str | None]]], now: datetime, actor: str,
                    progress: Callable[[int], None] = lambda n: None) -> ImportResult:
     """Add members from CSV rows (`email`, optional `name`, `delivery`); never mails.
 
-    Bad rows are skipped and named (by line number, the header being line 1); the rest are
-    inserted in bulk.
+    `rows` are (line number in the file, row) pairs. Bad rows are skipped and named by their
+    line number; the rest are inserted in bulk.
     """
     existing = set(session.scalars(select(Member.email).where(Member.list_id == ml.id)))
+    seen: dict[str, int] = {}
     skipped: list[str] = []
     pending: list[dict[str, Any]] = []
     added = 0
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         email = _csv_unescape((row.get("email") or "").strip())
         checked = valid_address(email)
         delivery = (row.get("delivery") or "regular").strip().lower() or "regular"
+        name = " ".join(_csv_unescape(row.get("name") or "").split())
         if checked is None:
             skipped.append(f"line {line}: {email!r} is not an email address")
         elif delivery not in DELIVERY_MODES:
             skipped.append(f"line {line}: delivery {delivery!r} is not one of "
                            f"{', '.join(DELIVERY_MODES)}")
+        elif len(name) > MAX_NAME_LENGTH:
+            skipped.append(f"line {line}: the name is longer than {MAX_NAME_LENGTH} characters")
+        elif checked in seen:
+            skipped.append(f"line {line}: {checked} is already on line {seen[checked]}")
         elif checked in existing:
             skipped.append(f"line {line}: {checked} is already a member")
         else:
-            existing.add(checked)
-            name = " ".join(_csv_unescape(row.get("name") or "").split())
+            seen[checked] = line
             pending.append({"list_id": ml.id, "email": checked, "name": name,
                             "delivery": delivery, "status": "active",
                             "bounce_token": new_token(), "leave_token": new_token(),
@@ -340,15 +374,13 @@ def waiting_held(session: Session, ml: MailingList | None = None) -> list[Held]:
     return list(session.scalars(query))
 
 
-def find_held(session: Session, held_id: str) -> Held:
-    """A held message by id, waiting for a decision."""
-    try:
-        held = session.get(Held, int(held_id))
-    except ValueError:
-        held = None
+def find_held(session: Session, held_id: str, *, waiting: bool = True) -> Held:
+    """A held message by id (by default: one still waiting for a decision)."""
+    number = held_id.strip()
+    held = session.get(Held, int(number)) if number.isdigit() and len(number) < 19 else None
     if held is None:
         raise ListservError(f"no held message {held_id}")
-    if held.status != "waiting":
+    if waiting and held.status != "waiting":
         raise ListservError(f"held message {held_id} was already {held.status}")
     return held
 

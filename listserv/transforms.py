@@ -94,7 +94,7 @@ def header_bytes(name: str, value: str, eol: bytes = b"\r\n") -> bytes:
     if line.isascii() and len(line) <= 998:
         # Kept on one line: folding a URL header leaves readers a value with a leading space.
         return line.encode("ascii") + eol
-    folded = policy.SMTP.fold(name, value)
+    folded = policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP)
     return folded.replace("\r\n", eol.decode("ascii")).encode("ascii", "surrogateescape")
 
 
@@ -153,7 +153,7 @@ def append_footer(msg: RawMessage, footer: str) -> RawMessage:
     if cte == "base64":
         body = base64.encodebytes(encoded)
     elif cte == "quoted-printable":
-        body = quopri.encodestring(encoded.replace(b"\n", b"\r\n")).replace(b"\r\n", b"\n")
+        body = quopri.encodestring(encoded)
     else:
         body = encoded
     body = body.replace(b"\n", eol.encode("ascii"))

@@ -115,7 +115,8 @@ def store(settings: Settings) -> Iterator[Store]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock(datetime(2026, 11, 26, 9, 0, tzinfo=UTC))
+    """The daemon's clock: runs from the real time (as the CLI's does) and jumps on demand."""
+    return FakeClock(datetime.now(UTC), running=True)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -81,12 +82,18 @@ class ListservLMTP(ListservSMTP, LMTP):
 
 
 async def start_server(loop: asyncio.AbstractEventLoop, handler: IntakeHandler, host: str,
-                       port: int, max_bytes: int, hostname: str) -> asyncio.Server:
-    """Serve LMTP or SMTP on host:port (0 = a free port) with `max_bytes` as the SIZE cap."""
+                       port: int, max_bytes: int, hostname: str,
+                       connections: weakref.WeakSet[SMTP]) -> asyncio.Server:
+    """Serve LMTP or SMTP on host:port (0 = a free port) with `max_bytes` as the SIZE cap.
+
+    Each connection's protocol joins `connections`, so a stopping daemon can close them.
+    """
     cls = ListservLMTP if handler.lmtp else ListservSMTP
 
     def factory() -> SMTP:
-        return cls(handler, data_size_limit=max_bytes, line_length_limit=max_bytes,
-                   enable_SMTPUTF8=True, hostname=hostname or None, loop=loop)
+        protocol = cls(handler, data_size_limit=max_bytes, line_length_limit=max_bytes,
+                       enable_SMTPUTF8=True, hostname=hostname or None, loop=loop)
+        connections.add(protocol)
+        return protocol
 
     return await loop.create_server(factory, host=host, port=port)

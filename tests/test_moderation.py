@@ -1,0 +1,122 @@
+"""Held posts: announced to the owners, decided by the chair, expired with a notice (SPEC §2)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from .helpers import LIST, lmtp_send, make_message, parse
+
+MEMBERS = ["ann@example.net", "ben@example.net", "cat@example.net"]
+
+
+@pytest.fixture
+def members(cli, shma):
+    for member in MEMBERS:
+        cli("members", "add", shma, member, "--no-welcome")
+    return MEMBERS
+
+
+def post_from_stranger(daemon, sink, subject="Conference announcement"):
+    post = make_message(sender="Stranger <stranger@else.org>", subject=subject)
+    lmtp_send(daemon.ports["lmtp"], "stranger@else.org", [LIST], post)
+    sink.wait_for(lambda s: s.messages_for("chair@example.org"), description="held notice")
+    return post
+
+
+def held_items(cli):
+    return json.loads(cli("held", "list", "--json").output)
+
+
+def test_nonmember_post_is_held_and_announced_to_the_owner(cli, members, daemon, sink):
+    post_from_stranger(daemon, sink)
+    [notice] = sink.messages_for("chair@example.org")
+    text = parse(notice.data)
+    assert text["Subject"] == "shma: message #1 held for your approval"
+    assert text["Auto-Submitted"] == "auto-generated"
+    body = text.get_content()
+    assert "stranger@else.org" in body and "Conference announcement" in body
+    assert "listserv held approve 1" in body
+    [item] = held_items(cli)
+    assert item == {**item, "id": "1", "list": LIST, "sender": "stranger@else.org",
+                    "subject": "Conference announcement",
+                    "reason": "the sender stranger@else.org is not a member"}
+    assert not any(sink.messages_for(m) for m in MEMBERS)
+    shown = json.loads(cli("held", "show", "1", "--json").output)
+    assert "Hello everyone." in shown["text"]
+
+
+def test_approve_distributes_and_can_add_the_sender(cli, members, daemon, sink):
+    post_from_stranger(daemon, sink)
+    cli("held", "approve", "1", "--add-member")
+    sink.wait_for(lambda s: all(s.messages_for(m) for m in MEMBERS), description="the post")
+    copy = parse(sink.messages_for("ann@example.net")[0].data)
+    assert copy["Subject"] == "[shma] Conference announcement"
+    emails = [m["email"] for m in json.loads(cli("members", "list", LIST, "--json").output)]
+    assert "stranger@else.org" in emails
+    assert held_items(cli) == []
+    again = cli("held", "approve", "1", ok=False)
+    assert again.exit_code != 0 and "already approved" in again.output
+
+
+def test_reject_replies_from_the_template_and_discard_is_silent(cli, members, daemon, sink):
+    post_from_stranger(daemon, sink, subject="First")
+    post_from_stranger(daemon, sink, subject="Second")
+    cli("held", "reject", "1", "--reason", "Off topic for this list.")
+    sink.wait_for(lambda s: s.messages_for("stranger@else.org"), description="rejection")
+    [rejection] = sink.messages_for("stranger@else.org")
+    reply = parse(rejection.data)
+    assert reply["Subject"] == f"Your message to {LIST} was not posted"
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert "Off topic for this list." in reply.get_content()
+    cli("held", "discard", "2")
+    daemon.deliver_wake.set()
+    log = json.loads(cli("log", "--json").output)
+    assert [e["action"] for e in log][-2:] == ["held-rejected", "held-discarded"]
+    sink.wait_for(lambda s: not daemon_has_queue(cli), description="empty queue")
+    assert len(sink.messages_for("stranger@else.org")) == 1
+    assert not any(sink.messages_for(m) for m in MEMBERS)
+
+
+def daemon_has_queue(cli) -> bool:
+    return any(i["direction"] == "outgoing" for i in json.loads(cli("queue", "--json").output))
+
+
+def test_expired_post_notifies_the_sender_and_summary_reaches_owner(
+        cli, members, daemon, sink, clock):
+    post_from_stranger(daemon, sink)
+    clock.advance(timedelta(days=1))
+    daemon.wake_scheduler()
+    sink.wait_for(lambda s: len(s.messages_for("chair@example.org")) == 2,
+                  description="daily summary")
+    summary = parse(sink.messages_for("chair@example.org")[1].data)
+    assert summary["Subject"] == "shma: 1 message waiting for your decision"
+    assert "#1  from stranger@else.org" in summary.get_content()
+    # The same day brings no second summary.
+    daemon.wake_scheduler()
+    clock.advance(timedelta(days=14))
+    daemon.wake_scheduler()
+    sink.wait_for(lambda s: s.messages_for("stranger@else.org"), description="expiry notice")
+    notice = parse(sink.messages_for("stranger@else.org")[0].data)
+    assert "nobody approved it in time" in notice.get_content()
+    assert held_items(cli) == []
+    assert "held-expired" in [e["action"] for e in json.loads(cli("log", "--json").output)]
+    assert len(sink.messages_for("chair@example.org")) == 2
+
+
+def test_nonmember_reject_policy_replies_and_discard_policy_is_silent(cli, members, daemon,
+                                                                       sink):
+    cli("lists", "set", LIST, "nonmember_action", "reject")
+    lmtp_send(daemon.ports["lmtp"], "stranger@else.org", [LIST],
+              make_message(sender="stranger@else.org"))
+    sink.wait_for(lambda s: s.messages_for("stranger@else.org"), description="rejection")
+    assert "only members" in parse(sink.messages_for("stranger@else.org")[0].data).get_content()
+    cli("lists", "set", LIST, "nonmember_action", "discard")
+    lmtp_send(daemon.ports["lmtp"], "other@else.org", [LIST],
+              make_message(sender="other@else.org"))
+    log = lambda: [e["action"] for e in json.loads(cli("log", "--json").output)]  # noqa: E731
+    sink.wait_for(lambda s: log()[-1] == "discarded", description="discard logged")
+    assert held_items(cli) == []
+    assert not sink.messages_for("other@else.org")

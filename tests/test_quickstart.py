@@ -1,0 +1,77 @@
+"""The README's first command on embedded defaults: an empty folder, no config, real sockets.
+
+`listserv init && listserv serve` with nothing else: SQLite in ./listserv-data, SMTP on
+127.0.0.1:8025, and a post over SMTP lands in the Maildir outbox.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .helpers import LIST, make_message
+
+LISTSERV = shutil.which("listserv", path=str(Path(sys.executable).parent)) or "listserv"
+
+
+def run(cwd: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "LISTSERV_CONFIG"}
+    done = subprocess.run([LISTSERV, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_init_and_serve_in_an_empty_folder_deliver_to_the_maildir_outbox(tmp_path):
+    assert "listserv-data" in run(tmp_path, "init")
+    run(tmp_path, "init")  # safe to run again
+    run(tmp_path, "lists", "create", LIST, "--owner", "chair@example.org")
+    run(tmp_path, "members", "add", LIST, "jane@example.org", "--no-welcome")
+    run(tmp_path, "members", "add", LIST, "ann@example.net", "--no-welcome")
+    env = {k: v for k, v in os.environ.items() if k != "LISTSERV_CONFIG"}
+    daemon = subprocess.Popen([LISTSERV, "serve"], cwd=tmp_path, env=env,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        ports = tmp_path / "listserv-data" / "run" / "ports.json"
+        wait_until(ports.exists, 20, "the daemon to listen")
+        with smtplib.SMTP("127.0.0.1", 8025, timeout=10) as client:
+            client.sendmail("jane@example.org", [LIST], make_message(subject="First post"))
+        outbox = tmp_path / "listserv-data" / "outbox" / "new"
+        files = wait_until(lambda: len(list(outbox.glob("*"))) == 2 and list(outbox.glob("*")),
+                           20, "two copies in the outbox")
+        recipients = set()
+        for path in files:
+            data = path.read_bytes()
+            assert b"Subject: [shma] First post" in data
+            assert b"List-Id: <shma.lists.example.org>" in data
+            recipients |= {line.split(b"<")[1].split(b">")[0] for line in data.splitlines()
+                           if line.startswith(b"X-Envelope-To:")}
+        assert recipients == {b"jane@example.org", b"ann@example.net"}
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = daemon.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            pytest.fail("the daemon did not stop on SIGTERM")
+    assert daemon.returncode == 0, stderr
+    assert "listserv stopped" in stderr
+    assert "role=post outcome=distributed to 2 members" in stderr
