@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from .addresses import Role, normalize, valid_address
@@ -275,9 +275,21 @@ def _forget(session: Session, address: str) -> None:
         or_(Held.sender == address, Held.inbound_id.in_(inbound_ids))))
     session.execute(delete(Inbound).where(Inbound.id.in_(inbound_ids)))
     session.execute(delete(OutRecipient).where(func.lower(OutRecipient.email) == address))
-    # Mail that was only for the address (its To: names it) has no recipients left now.
-    session.execute(delete(OutMessage).where(
-        ~select(OutRecipient.id).where(OutRecipient.message_id == OutMessage.id).exists()))
+    # Mail that was only for the address (its To: names it) has no recipients left now, and
+    # mail already handled that names it (notices about its held posts, copies of its posts)
+    # is only history. Mail still waiting for others is left to be delivered.
+    waiting = select(OutRecipient.id).where(OutRecipient.message_id == OutMessage.id,
+                                            OutRecipient.status == "queued")
+    needle = address.encode()
+    # A plain substring test on the bytes (an address may hold the LIKE wildcards % and _).
+    if session.get_bind().dialect.name == "sqlite":
+        mentions: Any = func.instr(OutMessage.raw, needle) > 0
+    else:
+        mentions = text("position(:needle in out_messages.raw) > 0").bindparams(needle=needle)
+    session.execute(delete(OutMessage).where(or_(
+        ~select(OutRecipient.id).where(OutRecipient.message_id == OutMessage.id).exists(),
+        and_(~waiting.exists(), mentions),
+    )))
     session.execute(
         update(AuditEntry).where(AuditEntry.detail.contains(address))
         .values(detail=func.replace(AuditEntry.detail, address, "(forgotten)"))

@@ -1,0 +1,84 @@
+"""Per-recipient delivery results: retries with backoff, permanent failures, give-up, and
+messages whose handling failed staying visible in `listserv queue`."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from listserv.addresses import Role
+from listserv.models import Inbound
+from listserv.router import HANDLERS
+
+from .helpers import LIST, lmtp_send, make_message
+
+
+@pytest.fixture
+def members(cli, shma):
+    for member in ("jane@example.org", "ann@example.net", "bob@example.net"):
+        cli("members", "add", shma, member, "--no-welcome")
+
+
+def queue(cli):
+    return json.loads(cli("queue", "--json").output)
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("personalize", ["true", "false"])
+def test_temporary_failure_is_retried_and_permanent_one_recorded(cli, members, daemon, sink,
+                                                                 personalize):
+    cli("lists", "set", LIST, "personalize", personalize)
+    sink.rcpt_responses["ann@example.net"] = "450 4.2.1 Mailbox busy, try later"
+    sink.rcpt_responses["bob@example.net"] = "550 5.1.1 No such user"
+    lmtp_send(daemon.ports["lmtp"], "jane@example.org", [LIST], make_message())
+    sink.wait_for(lambda s: s.messages_for("jane@example.org"), description="jane's copy")
+    sink.wait_for(lambda s: any("Mailbox busy" in i["reason"] for i in queue(cli)),
+                  description="the temporary failure in the queue")
+    failed = [i for i in queue(cli) if i["kind"] == "failed"]
+    assert [(i["recipients"], i["reason"]) for i in failed] == [
+        ("bob@example.net", "550 5.1.1 No such user")]
+    del sink.rcpt_responses["ann@example.net"]
+    daemon.clock.advance(timedelta(seconds=5))
+    daemon.deliver_wake.set()
+    sink.wait_for(lambda s: s.messages_for("ann@example.net"), description="ann's retry")
+    assert len(sink.messages_for("ann@example.net")) == 1
+    assert not sink.messages_for("bob@example.net")
+    assert [i for i in queue(cli) if i["kind"] != "failed"] == []
+
+
+@pytest.mark.both_backends
+def test_delivery_gives_up_after_five_days(cli, members, daemon, sink):
+    sink.rcpt_responses["ann@example.net"] = "451 4.3.0 Greylisted"
+    lmtp_send(daemon.ports["lmtp"], "jane@example.org", [LIST], make_message())
+    sink.wait_for(lambda s: any("Greylisted" in i["reason"] for i in queue(cli)),
+                  description="first temporary failure")
+
+    def gave_up(_sink) -> bool:
+        daemon.clock.advance(timedelta(hours=6))
+        daemon.deliver_wake.set()
+        return any(i["kind"] == "failed" for i in queue(cli))
+
+    sink.wait_for(gave_up, timeout=30, description="the give-up")
+    [failed] = [i for i in queue(cli) if i["kind"] == "failed"]
+    assert failed["recipients"] == "ann@example.net"
+    assert failed["reason"].startswith("gave up after 5 days: 451 4.3.0 Greylisted")
+
+
+def test_a_failing_handler_leaves_the_message_failed_and_visible(cli, members, daemon, sink,
+                                                                 monkeypatch, store):
+    def broken(ctx):
+        raise RuntimeError("handler bug")
+
+    monkeypatch.setitem(HANDLERS, Role.POST, broken)
+    lmtp_send(daemon.ports["lmtp"], "jane@example.org", [LIST], make_message(subject="Kept"))
+    sink.wait_for(lambda s: any(i["direction"] == "incoming" and "handler bug" in i["reason"]
+                                for i in queue(cli)), description="the failure in the queue")
+    [item] = [i for i in queue(cli) if i["direction"] == "incoming"]
+    assert item["reason"] == "RuntimeError: handler bug"
+    assert sink.deliveries == []
+    with store.unit_of_work() as session:
+        row = session.scalars(select(Inbound)).one()
+        assert b"Subject: Kept" in row.raw and row.status == "failed"
