@@ -402,7 +402,7 @@ def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime
     """Distribute a held message (and subscribe its sender if asked); returns the fan-out."""
     ml = held.mailing_list
     if add_member_too and find_member(session, ml, held.sender) is None:
-        display = from_name(parse(held.inbound.raw))
+        display = from_name(parse(held.inbound.raw))[:MAX_NAME_LENGTH]
         add_member(session, renderer, ml, held.sender, display, now, actor)
     held.status, held.decided_at, held.decided_by = "approved", now, actor
     audit(session, now, actor, "held-approved", f"#{held.id} from {held.sender}", ml.id)

@@ -1,8 +1,8 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
-Create Date: 2026-11-26 09:24:53.352690
+Revises:
+Create Date: 2026-11-26 09:45:23.514883
 """
 
 from collections.abc import Sequence
@@ -143,7 +143,7 @@ def upgrade() -> None:
     sa.Column('expires_at', listserv.models.UTCDateTime(), nullable=False),
     sa.Column('decided_at', listserv.models.UTCDateTime(), nullable=True),
     sa.Column('decided_by', sa.String(length=320), nullable=False),
-    sa.ForeignKeyConstraint(['inbound_id'], ['inbound.id'], ),
+    sa.ForeignKeyConstraint(['inbound_id'], ['inbound.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
