@@ -14,12 +14,20 @@ from sqlalchemy.orm import Session
 
 from .addresses import Role
 from .audit import DAEMON, audit
+from .dmarc import PolicyLookup, default_lookup, domain_of, mitigation
 from .models import Held, Inbound, MailingList
 from .notices import list_context, notify
 from .outbound import enqueue, enqueue_to_members
-from .render import Renderer
+from .render import Renderer, one_line
 from .rules import header_text
-from .transforms import ListHeaders, RawMessage, distribution_copy
+from .transforms import (
+    ListHeaders,
+    RawMessage,
+    SenderRewrite,
+    author_of,
+    distribution_copy,
+    owner_copy,
+)
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -57,10 +65,33 @@ def footer_text(renderer: Renderer, mailing_list: MailingList) -> str:
     return renderer.text("footer.txt", **list_context(mailing_list))
 
 
+def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
+                   dmarc: PolicyLookup | None = None) -> SenderRewrite | None:
+    """How a copy of `raw` sent from `role`'s address must hide its author's From (DMARC).
+
+    None when the list's `dmarc_mitigation` and the author's domain policy allow the author's
+    own From. `dmarc` is the policy lookup; without one, the process-wide cached one.
+    """
+    name, address = author_of(RawMessage.parse(raw))
+    if ml.dmarc_mitigation == "none" or not address:
+        return None
+    action = mitigation(ml.dmarc_mitigation, domain_of(address),
+                        dmarc if dmarc is not None else default_lookup())
+    if action is None:
+        return None
+    author = name or address.rpartition("@")[0]
+    display = one_line(renderer.text("dmarc-from-name.txt", author=author,
+                                     **list_context(ml)))
+    # Owners reply to the author; members do too, unless the list takes the replies.
+    author_to = "Cc" if role is Role.POST and ml.reply_to == "list" else "Reply-To"
+    return SenderRewrite(display, ml.role_address(role), author_to, wrap=action == "wrap")
+
+
 def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
-               now: datetime) -> int:
+               now: datetime, *, dmarc: PolicyLookup | None = None) -> int:
     """Queue the members' copy of a post; returns how many members it is queued for."""
-    copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer_text(renderer, ml))
+    copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer_text(renderer, ml),
+                             sender_rewrite(renderer, ml, raw, Role.POST, dmarc))
     return enqueue_to_members(session, ml, copy, now=now)
 
 
@@ -82,10 +113,16 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound
     return held
 
 
-def forward_to_owners(session: Session, ml: MailingList, raw: bytes, now: datetime) -> None:
-    """Send a message as it came to every owner of the list."""
-    marked = RawMessage.parse(raw).prepended([("X-BeenThere", ml.role_address(Role.OWNER))])
+def forward_to_owners(session: Session, ml: MailingList, raw: bytes, now: datetime, *,
+                      renderer: Renderer,
+                      dmarc: PolicyLookup | None = None) -> None:
+    """Send a message as it came to every owner of the list (From munged as for posts).
+
+    `renderer` names the munged sender from the operator's templates.
+    """
+    copy = owner_copy(raw, ml.role_address(Role.OWNER),
+                      sender_rewrite(renderer, ml, raw, Role.OWNER, dmarc))
     enqueue(
-        session, marked.to_bytes(), [o.email for o in ml.owners],
+        session, copy, [o.email for o in ml.owners],
         envelope_from=ml.role_address(Role.BOUNCES), kind="owner", list_id=ml.id, now=now,
     )

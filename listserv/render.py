@@ -55,6 +55,10 @@ class Renderer:
         names = [f"{lang}/{name}", name] if lang != "en" else [name]
         return self.env.select_template(names).render(**context)
 
+    def body(self, name: str, lang: str = "en", **context: Any) -> str:
+        """Only the body of template `name` (to quote one mail's text inside another)."""
+        return self.text(name, lang, **context).partition("\n\n")[2]
+
     def mail(self, name: str, *, domain: str, lang: str = "en", **context: Any) -> EmailMessage:
         """A complete message from template `name`: its headers, then its body."""
         rendered = self.text(name, lang, **context)

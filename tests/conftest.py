@@ -24,6 +24,7 @@ from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
 from listserv.db import Store
 
+from .dns_stub import dns_zone, loopback_dns_server  # noqa: F401 (autouse: DNS on 127.0.0.1)
 from .helpers import LIST, write_config
 from .smtp_sink import SmtpSink
 
