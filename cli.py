@@ -17,7 +17,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from listserv import services
+from listserv import membership, services
 from listserv.clock import SystemClock
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
@@ -406,6 +406,49 @@ def held_discard(app: App, held_id: str) -> None:
         services.discard_held(session, services.find_held(session, held_id), app.clock.now(),
                               app.actor)
     click.echo(f"discarded {held_id}")
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+@main.group()
+def requests() -> None:
+    """Subscriptions waiting for you or for their confirmation, and unclear requests."""
+
+
+@requests.command("list")
+@click.argument("list_ref", metavar="[LIST]", required=False)
+@json_option
+@pass_app
+def requests_list(app: App, list_ref: str | None, as_json: bool) -> None:
+    """Open requests, oldest first."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref) if list_ref else None
+        rows = [services.request_dict(r) for r in services.open_requests(session, ml)]
+    emit(rows, as_json, ("id", "list", "email", "kind", "status", "subject"))
+
+
+@requests.command("approve")
+@click.argument("request_id", metavar="ID")
+@pass_app
+def requests_approve(app: App, request_id: str) -> None:
+    """Approve a confirmed subscription: the person becomes a member and is welcomed."""
+    with app.unit_of_work() as session:
+        request = services.find_request(session, request_id)
+        click.echo(membership.approve(session, app.renderer, request, app.clock.now(),
+                                      app.actor))
+
+
+@requests.command("deny")
+@click.argument("request_id", metavar="ID")
+@click.option("--reason", default="", help="Told to the person.")
+@pass_app
+def requests_deny(app: App, request_id: str, reason: str) -> None:
+    """Refuse a waiting request; the person is told (with the reason, if given)."""
+    with app.unit_of_work() as session:
+        request = services.find_request(session, request_id)
+        membership.deny(session, app.renderer, request, app.clock.now(), app.actor, reason)
+    click.echo(f"denied {request_id}")
 
 
 # -- queue and log ---------------------------------------------------------------------------

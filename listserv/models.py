@@ -108,6 +108,9 @@ class Owner(Base):
     mailing_list: Mapped[MailingList] = relationship(back_populates="owners")
 
 
+MAX_NAME_LENGTH = 200  # of a member's or requester's name
+
+
 class Member(Base):
     """A subscriber of a list. Tokens are opaque: they never encode the address."""
 
@@ -120,7 +123,7 @@ class Member(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(320))
-    name: Mapped[str] = mapped_column(String(200), default="")
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), default="")
     delivery: Mapped[str] = mapped_column(String(10), default="regular")
     status: Mapped[str] = mapped_column(String(10), default="active")
     bounce_token: Mapped[str] = mapped_column(String(40), unique=True)
@@ -249,3 +252,37 @@ class Once(Base):
     kind: Mapped[str] = mapped_column(String(40))
     key: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Request(Base):
+    """A membership request: waiting for its confirmation, for the chair, or unclear.
+
+    `kind` is subscribe, unsubscribe, resubscribe (the undo offered by a goodbye), unclear or
+    peer_input; `status` is confirming (the token went out), waiting (for the chair), done,
+    denied or expired.
+    """
+
+    __tablename__ = "requests"
+    __table_args__ = (Index("ix_requests_status", "status", "list_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), default="")
+    delivery: Mapped[str] = mapped_column(String(10), default="regular")
+    lang: Mapped[str] = mapped_column(String(8), default="en")
+    status: Mapped[str] = mapped_column(String(12), default="confirming")
+    token: Mapped[str | None] = mapped_column(String(40), unique=True, default=None)
+    requested_by: Mapped[str] = mapped_column(String(320), default="")
+    # What the chair sees of an unclear request (its subject); never mailed to anyone else.
+    summary: Mapped[str] = mapped_column(Text, default="")
+    inbound_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str] = mapped_column(String(320), default="")
+
+    mailing_list: Mapped[MailingList] = relationship()

@@ -12,11 +12,13 @@ from .addresses import Destination, Role
 from .clock import Clock
 from .config import Settings
 from .db import Store
-from .handlers import owner, pending, post
+from .dmarc import default_lookup, domain_of
+from .handlers import confirm, join, leave, owner, pending, post, request
 from .handlers.context import Context
 from .models import Inbound, MailingList
 from .posting import parse
 from .render import Renderer
+from .rules import from_address
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +27,32 @@ Handler = Callable[[Context], str]
 HANDLERS: dict[Role, Handler] = {
     Role.POST: post.handle,
     Role.OWNER: owner.handle,
-    Role.REQUEST: pending.handle,
-    Role.JOIN: pending.handle,
-    Role.LEAVE: pending.handle,
-    Role.CONFIRM: pending.handle,
+    Role.REQUEST: request.handle,
+    Role.JOIN: join.handle,
+    Role.LEAVE: leave.handle,
+    Role.CONFIRM: confirm.handle,
     Role.COLUMN: pending.handle,
     Role.PEER_INPUT: pending.handle,
     Role.BOUNCES: pending.handle,
 }
+
+
+def warm_dmarc_cache(store: Store) -> None:
+    """Look up the next post's author domain before its transaction opens.
+
+    A DMARC lookup can take seconds; done inside the unit of work it would hold the store's
+    write lock that long. The lookup's cache then answers at once during handling.
+    """
+    with store.unit_of_work() as session:
+        raw = session.scalar(
+            select(Inbound.raw)
+            .where(Inbound.status == "new", Inbound.role.in_((Role.POST.value, Role.OWNER.value)))
+            .order_by(Inbound.id)
+            .limit(1)
+        )
+    domain = domain_of(from_address(parse(raw))) if raw is not None else ""
+    if domain:
+        default_lookup()(domain)
 
 
 def route_one(store: Store, settings: Settings, renderer: Renderer, clock: Clock) -> bool:
@@ -92,6 +112,7 @@ class Router(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
+                warm_dmarc_cache(self.store)
                 worked = route_one(self.store, self.settings, self.renderer, self.clock)
             except Exception:
                 log.exception("router failed; retrying")

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from .audit import DAEMON, audit
 from .clock import Clock
 from .db import Store
+from .membership import expire_requests
 from .models import Held, MailingList, Once
 from .notices import notify
 from .posting import parse
@@ -77,6 +78,8 @@ def run_due(store: Store, renderer: Renderer, clock: Clock) -> None:
     for job in (expire_held, summarize_held):
         with store.unit_of_work() as session:
             job(session, renderer, clock.now())
+    with store.unit_of_work() as session:
+        expire_requests(session, clock.now())
 
 
 class Scheduler(threading.Thread):

@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 from .addresses import Role, normalize, valid_address
 from .audit import audit
 from .errors import ListservError
+from .membership import find_member, subscribe
 from .models import (
+    MAX_NAME_LENGTH,
     AuditEntry,
     AutoMail,
     Held,
@@ -28,6 +30,7 @@ from .models import (
     OutMessage,
     OutRecipient,
     Owner,
+    Request,
 )
 from .notices import notify
 from .posting import distribute, list_headers, parse
@@ -36,7 +39,6 @@ from .rules import from_name, may_auto_reply
 from .tokens import new_token
 
 DELIVERY_MODES = ("regular", "digest", "nomail")
-MAX_NAME_LENGTH = 200  # the members.name column
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
@@ -217,12 +219,6 @@ def iter_members(session: Session, ml: MailingList, batch: int = 1000) -> Iterat
         last = rows[-1].email
 
 
-def find_member(session: Session, ml: MailingList, email: str) -> Member | None:
-    return session.scalar(
-        select(Member).where(Member.list_id == ml.id, Member.email == normalize(email))
-    )
-
-
 def add_member(session: Session, renderer: Renderer, ml: MailingList, email: str, name: str,
                now: datetime, actor: str, *, welcome: bool = True) -> Member:
     """Subscribe `email` directly (chair adds skip confirmation); welcome by default."""
@@ -234,15 +230,7 @@ def add_member(session: Session, renderer: Renderer, ml: MailingList, email: str
     name = " ".join(name.split())
     if len(name) > MAX_NAME_LENGTH:
         raise ListservError(f"the name is longer than {MAX_NAME_LENGTH} characters")
-    member = Member(list_id=ml.id, email=checked, name=name,
-                    bounce_token=new_token(), leave_token=new_token(), created_at=now)
-    session.add(member)
-    session.flush()
-    audit(session, now, actor, "member-added", checked, ml.id)
-    if welcome:
-        notify(session, renderer, ml, "welcome.txt", [checked], now, kind="welcome",
-               member=member, leave_token_address=ml.role_address(Role.LEAVE, member.leave_token))
-    return member
+    return subscribe(session, renderer, ml, checked, name, now, actor, welcome=welcome)
 
 
 def remove_member(session: Session, ml: MailingList, email: str, now: datetime, actor: str,
@@ -425,6 +413,33 @@ def discard_held(session: Session, held: Held, now: datetime, actor: str) -> Non
     held.status, held.decided_at, held.decided_by = "discarded", now, actor
     audit(session, now, actor, "held-discarded", f"#{held.id} from {held.sender}",
           held.list_id)
+
+
+# -- requests --------------------------------------------------------------------------------
+
+
+def request_dict(request: Request) -> dict[str, str]:
+    return {"id": str(request.id), "list": request.mailing_list.address, "email": request.email,
+            "kind": "subscribe" if request.kind == "resubscribe" else request.kind,
+            "status": request.status, "name": request.name, "lang": request.lang,
+            "subject": request.summary, "received": request.created_at.isoformat()}
+
+
+def open_requests(session: Session, ml: MailingList | None = None) -> list[Request]:
+    """Requests waiting for the chair, or for the person's confirmation; oldest first."""
+    query = (select(Request).where(Request.status.in_(("waiting", "confirming")))
+             .order_by(Request.id))
+    if ml is not None:
+        query = query.where(Request.list_id == ml.id)
+    return list(session.scalars(query))
+
+
+def find_request(session: Session, request_id: str) -> Request:
+    """A request by its id, whatever its state."""
+    request = session.get(Request, int(request_id)) if request_id.isdigit() else None
+    if request is None:
+        raise ListservError(f"no request {request_id}")
+    return request
 
 
 # -- queue and log ---------------------------------------------------------------------------

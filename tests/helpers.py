@@ -67,3 +67,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def inbound_outcomes(store: Any) -> list[tuple[str, str]]:
+    """(status, outcome) of every stored incoming message, oldest first."""
+    from sqlalchemy import select
+
+    from listserv.models import Inbound
+
+    with store.unit_of_work() as session:
+        rows = session.scalars(select(Inbound).order_by(Inbound.id))
+        return [(r.status, r.outcome) for r in rows]
+
+
+def wait_handled(sink: Any, store: Any, count: int, timeout: float = 10.0) -> None:
+    """Wait until at least `count` incoming messages have been handled by the router."""
+    sink.wait_for(lambda s: sum(1 for st, _ in inbound_outcomes(store) if st != "new") >= count,
+                  timeout=timeout, description=f"{count} messages handled")

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
 
-from listserv.models import Inbound
-
-from .helpers import LIST, lmtp_send, make_message
+from .helpers import LIST, inbound_outcomes, lmtp_send, make_message, wait_handled
 
 
 @pytest.fixture
@@ -17,17 +14,6 @@ def member(cli, shma):
     cli("members", "add", shma, "jane@example.org", "--no-welcome")
     cli("members", "add", shma, "ann@example.net", "--no-welcome")
     return "jane@example.org"
-
-
-def outcomes(store):
-    with store.unit_of_work() as session:
-        rows = session.scalars(select(Inbound).order_by(Inbound.id))
-        return [(r.status, r.outcome) for r in rows]
-
-
-def wait_handled(sink, store, count):
-    sink.wait_for(lambda s: sum(1 for st, _ in outcomes(store) if st != "new") >= count,
-                  description=f"{count} messages handled")
 
 
 @pytest.mark.parametrize("header", [
@@ -38,7 +24,7 @@ def test_own_list_headers_are_discarded(member, daemon, sink, store, cli, header
     post = make_message(**{header[0].replace("-", "_"): header[1]})
     lmtp_send(daemon.ports["lmtp"], member, [LIST], post)
     wait_handled(sink, store, 1)
-    [(status, outcome)] = outcomes(store)
+    [(status, outcome)] = inbound_outcomes(store)
     assert status == "done" and outcome.startswith("discarded: carries")
     assert json.loads(cli("held", "list", "--json").output) == []
     assert sink.deliveries == []

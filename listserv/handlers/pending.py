@@ -1,7 +1,7 @@
 """Roles whose own handler is not built yet: nothing accepted is lost meanwhile.
 
-Requests, joins, leaves, confirmations, column and peer-input mail go to the owners as they
-came, so the chair can act by hand; bounce reports are kept in the store and logged.
+Column and peer-input mail go to the owners as they came, so the chair can act by hand;
+bounce reports are kept in the store and logged.
 """
 
 from __future__ import annotations

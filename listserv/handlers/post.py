@@ -5,11 +5,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ..audit import DAEMON, audit
+from ..intent import Guard, guard
 from ..models import Member
 from ..notices import notify
 from ..posting import distribute, hold, list_id
 from ..rules import automatic_mail, from_address, may_auto_reply, own_loop, too_big
 from .context import Context
+from .request import act
 
 
 def sender_member(ctx: Context) -> tuple[str, Member | None]:
@@ -29,7 +31,11 @@ def sender_member(ctx: Context) -> tuple[str, Member | None]:
 
 
 def handle(ctx: Context) -> str:
-    """Distribute a member's post; hold, reject or discard the rest, with reasons."""
+    """Distribute a member's post; hold, reject or discard the rest, with reasons.
+
+    A short post that is really a request ("please add me") is handled as one
+    (the administrivia guard); when that is unclear, the post is held for the chair.
+    """
     ml = ctx.mailing_list
     loop = own_loop(ctx.msg, list_id(ml), ml.address)
     if loop:
@@ -37,11 +43,17 @@ def handle(ctx: Context) -> str:
               ml.id)
         return f"discarded: {loop}"
     sender, member = sender_member(ctx)
-    for reason in (automatic_mail(ctx.msg, ctx.inbound.mail_from),
-                   too_big(ctx.inbound.size, ml.max_post_kb)):
-        if reason:
-            held = hold(ctx.session, ctx.renderer, ml, ctx.inbound, sender, reason, ctx.now)
-            return f"held #{held.id}: {reason}"
+    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from)
+    if not reason:
+        verdict, understood = guard(ctx.msg, ml.name)
+        if verdict is Guard.REQUEST:
+            return act(ctx, understood)
+        if verdict is Guard.UNSURE:
+            reason = "it may be a request to join or leave rather than a post"
+    reason = reason or too_big(ctx.inbound.size, ml.max_post_kb)
+    if reason:
+        held = hold(ctx.session, ctx.renderer, ml, ctx.inbound, sender, reason, ctx.now)
+        return f"held #{held.id}: {reason}"
     if member is None:
         return _nonmember(ctx, sender)
     count = distribute(ctx.session, ctx.renderer, ml, ctx.inbound.raw, ctx.now)

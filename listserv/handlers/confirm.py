@@ -1,0 +1,28 @@
+"""Replies to `NAME-confirm+TOKEN@`: complete the confirmation or the undo the token names.
+
+Automatic mail (an out-of-office answer to a confirmation or a goodbye) never confirms or
+undoes anything.
+"""
+
+from __future__ import annotations
+
+from .. import membership
+from ..audit import DAEMON, audit
+from ..rules import automatic_mail, from_name
+from .context import Context
+
+
+def handle(ctx: Context) -> str:
+    """A human reply to a confirmation or a goodbye: do what it confirms."""
+    ml = ctx.mailing_list
+    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from)
+    if reason:
+        audit(ctx.session, ctx.now, DAEMON, "ignored", f"inbound #{ctx.inbound.id}: {reason}",
+              ml.id)
+        return f"ignored: {reason}"
+    request = membership.find_request(ctx.session, ctx.destination.token, ctx.now)
+    if request is None or request.list_id != ml.id:
+        audit(ctx.session, ctx.now, DAEMON, "confirm-unknown", f"inbound #{ctx.inbound.id}",
+              ml.id)
+        return "ignored: no such confirmation waiting (used, expired or unknown)"
+    return membership.confirm(ctx.session, ctx.renderer, request, ctx.now, from_name(ctx.msg))

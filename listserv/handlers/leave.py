@@ -1,0 +1,39 @@
+"""Mail to `NAME-leave@` or `NAME-leave+TOKEN@`: unsubscribe at once, with a goodbye."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from .. import membership
+from ..audit import DAEMON, audit
+from ..intent import understand
+from ..models import Member
+from ..rules import automatic_mail
+from .context import Context
+from .request import sender_of
+
+
+def handle(ctx: Context) -> str:
+    """Remove the member the token names, or the sender; automatic mail changes nothing."""
+    ml = ctx.mailing_list
+    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from)
+    if reason:
+        audit(ctx.session, ctx.now, DAEMON, "ignored", f"inbound #{ctx.inbound.id}: {reason}",
+              ml.id)
+        return f"ignored: {reason}"
+    token = ctx.destination.token
+    if token:
+        member = ctx.session.scalar(
+            select(Member).where(Member.list_id == ml.id, Member.leave_token == token))
+    else:
+        member = membership.find_member(ctx.session, ml, sender_of(ctx))
+        if member is None and ctx.inbound.mail_from:
+            member = membership.find_member(ctx.session, ml, ctx.inbound.mail_from)
+    if member is None:
+        audit(ctx.session, ctx.now, DAEMON, "leave-unknown", f"inbound #{ctx.inbound.id}",
+              ml.id)
+        return "ignored: not a member (or an unknown token)"
+    lang = understand(ctx.msg, ml.name).lang
+    email = member.email
+    membership.unsubscribe(ctx.session, ctx.renderer, ml, member, ctx.now, email, lang=lang)
+    return f"unsubscribed {email}"

@@ -1,0 +1,206 @@
+"""Mail to `NAME-request@` (and requests found on the list address): commands and free text.
+
+One reply per command mail, summarising what was done, not understood and ignored; a single
+free-text request is answered by the mail its action sends (a confirmation, the help text).
+Automatic mail gets nothing, and nothing is ever sent to the list itself or a mailer daemon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import membership
+from ..addresses import Role, normalize, valid_address
+from ..audit import DAEMON, audit
+from ..intent import Command, Kind, Understanding, understand
+from ..models import MailingList, Request
+from ..notices import list_context, notify
+from ..posting import forward_to_owners
+from ..rules import automatic_mail, from_address, from_name, header_text, may_auto_reply
+from .context import Context
+
+# The first word of a classic command line: these act at once, free text asks first.
+CLASSIC_LEAVE = frozenset({"unsubscribe", "leave", "signoff", "unsub"})
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """One thing a request mail led to; the reply's template says it in words."""
+
+    code: str
+    address: str = ""
+    detail: str = ""
+
+
+@dataclass
+class Results:
+    """What a command mail did, for its one reply."""
+
+    done: list[Done] = field(default_factory=list)
+    not_understood: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    # Help or info texts asked for in a command mail, sent inside its one reply.
+    texts: dict[str, str] = field(default_factory=dict)
+    # Whether an action already answered the sender (a confirmation to them, help, goodbye).
+    answered: bool = False
+
+    def add(self, code: str, address: str = "", detail: str = "") -> None:
+        """Record an outcome once (a command repeated 50 times is reported once)."""
+        done = Done(code, address, detail)
+        if done not in self.done:
+            self.done.append(done)
+
+
+def own_addresses(ml: MailingList) -> set[str]:
+    """Every address of the list: automatic answers never go to one of them."""
+    return {normalize(ml.role_address(role)) for role in Role}
+
+
+def sender_of(ctx: Context) -> str:
+    return from_address(ctx.msg) or normalize(ctx.inbound.mail_from)
+
+
+def may_answer(ctx: Context, recipient: str) -> bool:
+    """Automatic mail gets no answer; neither do the list's own addresses or daemons."""
+    return (may_auto_reply(ctx.msg, ctx.inbound.mail_from, recipient)
+            and recipient not in own_addresses(ctx.mailing_list))
+
+
+def handle(ctx: Context) -> str:
+    """Understand a mail to -request and act on each of its commands."""
+    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from)
+    if reason:
+        audit(ctx.session, ctx.now, DAEMON, "ignored", f"inbound #{ctx.inbound.id}: {reason}",
+              ctx.mailing_list.id)
+        return f"ignored: {reason}"
+    return act(ctx, understand(ctx.msg, ctx.mailing_list.name))
+
+
+def act(ctx: Context, understood: Understanding) -> str:
+    """Carry out what a request mail asks; returns the outcome for the log."""
+    sender = sender_of(ctx)
+    results = Results(not_understood=list(understood.unrecognised),
+                      ignored=list(understood.ignored))
+    classic = len(understood.commands) > 1 or bool(understood.unrecognised or understood.ignored)
+    for command in understood.commands:
+        _one(ctx, command, understood.lang, sender, results, classic)
+    if (classic or not results.answered) and may_answer(ctx, sender):
+        notify(ctx.session, ctx.renderer, ctx.mailing_list, "reply-command-results.txt",
+               [sender], ctx.now, kind="reply", lang=understood.lang, results=results,
+               subject=header_text(ctx.msg, "Subject"))
+    summary = "; ".join(d.detail or f"{d.code} {d.address}".strip() for d in results.done)
+    summary = summary or "nothing done"
+    return f"request: {summary}"
+
+
+def _one(ctx: Context, command: Command, lang: str, sender: str, results: Results,
+         classic: bool) -> None:
+    ml = ctx.mailing_list
+    if command.kind is Kind.SUBSCRIBE:
+        _subscribe(ctx, command, lang, sender, results)
+    elif command.kind is Kind.UNSUBSCRIBE:
+        _unsubscribe(ctx, command, lang, sender, results)
+    elif command.kind is Kind.SET:
+        _set(ctx, command, lang, sender, results)
+    elif command.kind is Kind.CONFIRM:
+        request = membership.find_request(ctx.session, command.token or "", ctx.now)
+        if request is None or request.list_id != ml.id:
+            results.add("confirm-unknown")
+            return
+        outcome = membership.confirm(ctx.session, ctx.renderer, request, ctx.now,
+                                     from_name(ctx.msg))
+        results.add("confirm-done", request.email, outcome)
+    elif command.kind in (Kind.HELP, Kind.INFO):
+        template = f"reply-{command.kind.value}.txt"
+        is_member = membership.find_member(ctx.session, ml, sender) is not None
+        if classic:
+            # Inside the one reply to a command mail, once however often it was asked.
+            results.texts.setdefault(command.kind.value, ctx.renderer.body(
+                template, lang, to=sender, is_member=is_member, **list_context(ml)))
+        elif may_answer(ctx, sender):
+            notify(ctx.session, ctx.renderer, ml, template, [sender], ctx.now, kind="reply",
+                   lang=lang, is_member=is_member)
+            results.answered = True
+        results.add(f"{command.kind.value}-sent")
+    elif command.kind is Kind.PEER_INPUT:
+        forward_to_owners(ctx.session, ml, ctx.inbound.raw, ctx.now, renderer=ctx.renderer)
+        results.add("peer-input-forwarded")
+    else:
+        _unclear(ctx, lang, sender, results)
+
+
+def _subscribe(ctx: Context, command: Command, lang: str, sender: str,
+               results: Results) -> None:
+    ml = ctx.mailing_list
+    target = valid_address(command.address or sender)
+    if target is None:
+        results.add("subscribe-bad-address", command.address or sender)
+        return
+    if target in own_addresses(ml):
+        results.add("subscribe-list-itself")
+        return
+    if membership.find_member(ctx.session, ml, target) is not None:
+        results.add("subscribe-already-member", target)
+        return
+    name = command.name or (from_name(ctx.msg) if target == sender else "")
+    sent = membership.ask_to_confirm(
+        ctx.session, ctx.renderer, ml, "subscribe", target, ctx.now, lang=lang,
+        requested_by=sender, name=name, delivery=command.delivery or "regular",
+        inbound_id=ctx.inbound.id)
+    results.answered = results.answered or (sent and target == sender)
+    results.add("subscribe-confirm-sent" if sent else "subscribe-capped", target)
+
+
+def _unsubscribe(ctx: Context, command: Command, lang: str, sender: str,
+                 results: Results) -> None:
+    ml = ctx.mailing_list
+    target = normalize(command.address or sender)
+    member = membership.find_member(ctx.session, ml, target)
+    if member is None:
+        results.add("unsubscribe-not-member", target)
+        return
+    first_word = (command.line.split() or [""])[0].lower()
+    if target == sender and first_word in CLASSIC_LEAVE:
+        membership.unsubscribe(ctx.session, ctx.renderer, ml, member, ctx.now, sender, lang=lang)
+        results.answered = True
+        results.add("unsubscribe-done", target)
+        return
+    # Free text, or someone else's address: a misread mail must not remove anyone.
+    sent = membership.ask_to_confirm(ctx.session, ctx.renderer, ml, "unsubscribe", target,
+                                     ctx.now, lang=lang, requested_by=sender,
+                                     inbound_id=ctx.inbound.id)
+    results.answered = results.answered or (sent and target == sender)
+    results.add("unsubscribe-confirm-sent" if sent else "unsubscribe-capped", target)
+
+
+def _set(ctx: Context, command: Command, lang: str, sender: str, results: Results) -> None:
+    member = membership.find_member(ctx.session, ctx.mailing_list, sender)
+    if member is None:
+        results.add("set-not-member", sender)
+        return
+    if command.delivery == "digest":
+        results.add("set-digest-unavailable")
+        return
+    if command.delivery in ("regular", "nomail"):
+        member.delivery = command.delivery
+        audit(ctx.session, ctx.now, sender, "member-set", f"{sender}: {command.delivery}",
+              ctx.mailing_list.id)
+        results.add("set-done", detail=command.delivery)
+        return
+    results.not_understood.append(command.line)
+
+
+def _unclear(ctx: Context, lang: str, sender: str, results: Results) -> None:
+    ml = ctx.mailing_list
+    ctx.session.add(Request(
+        list_id=ml.id, kind="unclear", email=sender, lang=lang, status="waiting", token=None,
+        requested_by=sender, summary=header_text(ctx.msg, "Subject"),
+        inbound_id=ctx.inbound.id, created_at=ctx.now, expires_at=ctx.now,
+    ))
+    audit(ctx.session, ctx.now, DAEMON, "request-unclear", f"inbound #{ctx.inbound.id}", ml.id)
+    if may_answer(ctx, sender):
+        member = membership.find_member(ctx.session, ml, sender)
+        notify(ctx.session, ctx.renderer, ml, "reply-help.txt", [sender], ctx.now, kind="reply",
+               lang=lang, is_member=member is not None)
+        results.answered = True
+    results.add("unclear")
