@@ -76,7 +76,7 @@ class Store:
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                command.upgrade(config, "heads")
         except Exception as exc:
             raise ListservError(f"cannot prepare the database at {self.safe_url}: {exc}") from exc
 
