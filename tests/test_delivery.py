@@ -46,7 +46,8 @@ def test_temporary_failure_is_retried_and_permanent_one_recorded(cli, members, d
     sink.wait_for(lambda s: s.messages_for("ann@example.net"), description="ann's retry")
     assert len(sink.messages_for("ann@example.net")) == 1
     assert not sink.messages_for("bob@example.net")
-    assert [i for i in queue(cli) if i["kind"] != "failed"] == []
+    sink.wait_for(lambda s: [i for i in queue(cli) if i["kind"] != "failed"] == [],
+                  description="the retry recorded")
 
 
 @pytest.mark.both_backends

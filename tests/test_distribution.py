@@ -60,3 +60,16 @@ def test_post_reaches_each_member_once_with_list_headers(cli, roster, daemon, si
         assert len(sink.deliveries) < len(MEMBERS)
         assert envelopes == {"shma-bounces@lists.example.org"}
         assert unsubscribes == {"<mailto:shma-leave@lists.example.org>"}
+
+
+def test_personalized_envelopes_use_the_lists_public_addresses(cli, roster, daemon, sink):
+    cli("lists", "set", LIST, "address.bounces", "group+bounces@provider.example")
+    cli("lists", "set", LIST, "address.leave", "group+leave@provider.example")
+    lmtp_send(daemon.ports["lmtp"], "member07@example.net", [LIST],
+              make_message(sender="member07@example.net"))
+    sink.wait_for_recipients(len(MEMBERS), timeout=20)
+    for delivery in sink.deliveries:
+        assert delivery.mail_from.startswith("group+bounces+")
+        assert delivery.mail_from.endswith("@provider.example")
+        assert str(parse(delivery.data)["List-Unsubscribe"]).startswith(
+            "<mailto:group+leave+")
