@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -112,6 +113,18 @@ class Daemon:
     def wake_scheduler(self) -> None:
         """Run the due work now instead of at the next tick."""
         self.schedule_wake.set()
+
+    def run_scheduler(self, timeout: float = 30.0) -> None:
+        """Run the due work now and return once that run has finished."""
+        scheduler = next(w for w in self._workers if isinstance(w, Scheduler))
+        target = scheduler.runs + 2  # a run already under way may have read the clock before
+        deadline = time.monotonic() + timeout
+        self.schedule_wake.set()
+        while scheduler.runs < target:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the scheduler did not finish a run in time")
+            self.schedule_wake.set()
+            time.sleep(0.01)
 
     # -- parts -----------------------------------------------------------------------------
 

@@ -91,12 +91,14 @@ class Scheduler(threading.Thread):
         super().__init__(name="scheduler", daemon=True)
         self.store, self.renderer, self.clock, self.tick = store, renderer, clock, tick
         self.wake, self.stopping, self.delivered = wake, stopping, delivered
+        self.runs = 0  # completed runs, so a caller can wait for the one it asked for
 
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
                 run_due(self.store, self.renderer, self.clock)
                 self.delivered.set()
+                self.runs += 1
             except Exception:
                 log.exception("scheduler run failed; trying again next tick")
             self.wake.wait(self.tick)

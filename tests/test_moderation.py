@@ -96,17 +96,17 @@ def test_expired_post_notifies_the_sender_and_summary_reaches_owner(
     post_from_stranger(daemon, sink)
     wait_delivered(cli, sink)
     clock.advance(timedelta(days=1))
-    daemon.wake_scheduler()
+    daemon.run_scheduler()
     sink.wait_for(lambda s: len(s.messages_for("chair@example.org")) == 2,
                   description="daily summary")
     summary = parse(sink.messages_for("chair@example.org")[1].data)
     assert summary["Subject"] == "shma: 1 message waiting for your decision"
     assert "#1  from stranger@else.org" in summary.get_content()
     # The same day brings no second summary.
-    daemon.wake_scheduler()
+    daemon.run_scheduler()
     wait_delivered(cli, sink)
     clock.advance(timedelta(days=14))
-    daemon.wake_scheduler()
+    daemon.run_scheduler()
     sink.wait_for(lambda s: s.messages_for("stranger@else.org"), description="expiry notice")
     notice = parse(sink.messages_for("stranger@else.org")[0].data)
     assert "nobody approved it in time" in notice.get_content()
