@@ -17,8 +17,8 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from listserv import membership, services
-from listserv.clock import SystemClock
+from listserv import meetings, membership, peer_input, services
+from listserv.clock import clock_from_environment
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
 from listserv.db import Store
@@ -32,7 +32,7 @@ class App:
 
     def __init__(self, config: str | None) -> None:
         self.config = config
-        self.clock = SystemClock()
+        self.clock = clock_from_environment()  # the system clock (a test hook aside)
         self._settings: Settings | None = None
         self._store: Store | None = None
 
@@ -172,7 +172,7 @@ def serve(app: App, verbose: bool) -> None:
     logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
     settings = app.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    Daemon(settings).run()
+    Daemon(settings, clock=app.clock).run()
 
 
 # -- lists -----------------------------------------------------------------------------------
@@ -449,6 +449,226 @@ def requests_deny(app: App, request_id: str, reason: str) -> None:
         request = services.find_request(session, request_id)
         membership.deny(session, app.renderer, request, app.clock.now(), app.actor, reason)
     click.echo(f"denied {request_id}")
+
+
+# -- meetings and peer input (SPEC §5) -------------------------------------------------------
+
+at_option = click.option("--at", "at", required=True, metavar='"YYYY-MM-DD HH:MM"',
+                         help="The local start time in the zone of --tz.")
+duration_option = click.option("--duration", type=click.IntRange(1, meetings.MAX_DURATION),
+                               required=True, metavar="MIN", help="Minutes.")
+dial_in_option = click.option("--dial-in", default="", metavar="TEXT",
+                              help="How to join by phone (\\n for a new line).")
+
+
+@main.group("meetings")
+def meetings_group() -> None:
+    """Meetings: a recurring series and one-offs, reminders with calendar invites."""
+
+
+@meetings_group.command("schedule")
+@click.argument("list_ref", metavar="LIST")
+@at_option
+@click.option("--tz", required=True, metavar="ZONE", help="IANA zone, e.g. America/Chicago.")
+@duration_option
+@dial_in_option
+@json_option
+@pass_app
+def meetings_schedule(app: App, list_ref: str, at: str, tz: str, duration: int, dial_in: str,
+                      as_json: bool) -> None:
+    """Schedule a one-off meeting; prints its id."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        now = app.clock.now()
+        meeting = meetings.schedule(session, app.renderer, ml, meetings.parse_at(at, tz),
+                                    duration, dial_in, now, app.actor)
+        info = meetings.meeting_dict(session, meeting, now)
+    if as_json:
+        emit(info, True)
+    else:
+        click.echo(info["id"])
+
+
+@meetings_group.command("series")
+@click.argument("list_ref", metavar="LIST")
+@click.option("--rrule", "rule", required=True, metavar="RULE",
+              help="RFC 5545, e.g. FREQ=MONTHLY;BYMONTH=1,4,7,10;BYDAY=3TH")
+@at_option
+@click.option("--tz", required=True, metavar="ZONE", help="IANA zone, e.g. America/Chicago.")
+@duration_option
+@dial_in_option
+@click.option("--replace", is_flag=True, help="End the list's current series first.")
+@json_option
+@pass_app
+def meetings_series(app: App, list_ref: str, rule: str, at: str, tz: str, duration: int,
+                    dial_in: str, replace: bool, as_json: bool) -> None:
+    """Set the list's recurring series (first meeting at --at); kept two meetings ahead."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        now = app.clock.now()
+        series, made = meetings.create_series(session, app.renderer, ml, rule,
+                                              meetings.parse_at(at, tz), duration, dial_in,
+                                              now, app.actor, replace=replace)
+        rows = [meetings.meeting_dict(session, m, now) for m in made]
+    if as_json:
+        emit({"id": str(series.id), "list": ml.address, "rrule": series.rrule,
+              "meetings": rows}, True)
+        return
+    click.echo(f"series {series.id} for {ml.address}: {series.rrule}")
+    for row in rows:
+        click.echo(f"scheduled meeting {row['id']} at {row['start']} ({row['tz']})")
+
+
+@meetings_group.command("list")
+@click.argument("list_ref", metavar="[LIST]", required=False)
+@click.option("--all", "everything", is_flag=True, help="Include meetings that are over.")
+@json_option
+@pass_app
+def meetings_list(app: App, list_ref: str | None, everything: bool, as_json: bool) -> None:
+    """Meetings not yet over, soonest first."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref) if list_ref else None
+        now = app.clock.now()
+        rows = [meetings.meeting_dict(session, m, now)
+                for m in meetings.meetings_of(session, ml, now, everything=everything)]
+    if not as_json:
+        for row in rows:
+            row["slots"] = len(row["agenda"])
+    emit(rows, as_json, ("id", "list", "start", "tz", "duration", "status", "slots"))
+
+
+@meetings_group.command("show")
+@click.argument("meeting_id", metavar="ID")
+@json_option
+@pass_app
+def meetings_show(app: App, meeting_id: str, as_json: bool) -> None:
+    """One meeting: details, agenda, reminders."""
+    with app.unit_of_work() as session:
+        info = meetings.meeting_dict(session, meetings.find_meeting(session, meeting_id),
+                                     app.clock.now())
+    if as_json:
+        emit(info, True)
+        return
+    lists_of = {k: info.pop(k) for k in ("agenda", "provisional", "reminders")}
+    emit(info, False)
+    for key, title in (("agenda", "agenda (approved)"), ("provisional", "provisional")):
+        click.echo(f"{title}:")
+        for slot in lists_of[key] or [{"id": "", "requester": "(none)", "project": "",
+                                      "minutes": ""}]:
+            click.echo(f"  {slot['id']:>4}  {slot['requester']}  {slot['project']}  "
+                       f"{slot['minutes']}".rstrip())
+    click.echo("reminders:")
+    for item in lists_of["reminders"]:
+        click.echo(f"  {item['offset']:>4}  due {item['due']}  {item['status']}  "
+                   f"{item['detail']}".rstrip())
+
+
+@meetings_group.command("move")
+@click.argument("meeting_id", metavar="ID")
+@at_option
+@click.option("--tz", default=None, metavar="ZONE", help="Default: the meeting's own zone.")
+@pass_app
+def meetings_move(app: App, meeting_id: str, at: str, tz: str | None) -> None:
+    """Move a meeting; the members get an update (its SEQUENCE rises)."""
+    with app.unit_of_work() as session:
+        meeting = meetings.find_meeting(session, meeting_id)
+        count = meetings.move(session, app.renderer, meeting,
+                              meetings.parse_at(at, tz or meeting.tz), app.clock.now(),
+                              app.actor)
+        click.echo(f"moved meeting {meeting.id} to {meetings.when(meeting)}; "
+                   f"update queued for {count} members")
+
+
+@meetings_group.command("cancel")
+@click.argument("meeting_id", metavar="ID")
+@pass_app
+def meetings_cancel(app: App, meeting_id: str) -> None:
+    """Cancel a meeting; the members get METHOD:CANCEL, its peer-input requests move on."""
+    with app.unit_of_work() as session:
+        meeting = meetings.find_meeting(session, meeting_id)
+        count = meetings.cancel(session, app.renderer, meeting, app.clock.now(), app.actor)
+    click.echo(f"cancelled meeting {meeting_id}; notice queued for {count} members")
+
+
+@meetings_group.command("remind")
+@click.argument("meeting_id", metavar="ID")
+@pass_app
+def meetings_remind(app: App, meeting_id: str) -> None:
+    """Send a reminder to the members now (the planned ones still go out)."""
+    with app.unit_of_work() as session:
+        meeting = meetings.find_meeting(session, meeting_id)
+        count = meetings.remind(session, app.renderer, meeting, app.clock.now(), app.actor)
+    click.echo(f"reminder for meeting {meeting_id} queued for {count} members")
+
+
+@main.group("peer-input")
+def peer_input_group() -> None:
+    """Requests for peer-input time at meetings."""
+
+
+@peer_input_group.command("list")
+@click.argument("list_ref", metavar="[LIST]", required=False)
+@click.option("--all", "everything", is_flag=True, help="Include decided and past requests.")
+@json_option
+@pass_app
+def peer_input_list(app: App, list_ref: str | None, everything: bool, as_json: bool) -> None:
+    """Open requests, in order of arrival."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref) if list_ref else None
+        rows = [peer_input.request_dict(r) for r in
+                peer_input.requests_of(session, ml, app.clock.now(), everything=everything)]
+    emit(rows, as_json, ("id", "status", "meeting_id", "minutes", "requester", "project"))
+
+
+@peer_input_group.command("approve")
+@click.argument("request_id", metavar="ID")
+@pass_app
+def peer_input_approve(app: App, request_id: str) -> None:
+    """Confirm a request's reservation (a held one is booked where it fits)."""
+    with app.unit_of_work() as session:
+        request = peer_input.find_request(session, request_id)
+        click.echo(peer_input.approve(session, app.renderer, request, app.clock.now(),
+                                      app.actor))
+
+
+@peer_input_group.command("decline")
+@click.argument("request_id", metavar="ID")
+@click.option("--reason", default="", help="Mailed to the requester.")
+@pass_app
+def peer_input_decline(app: App, request_id: str, reason: str) -> None:
+    """Decline a request (the reason is mailed); its time goes to the next that fits."""
+    with app.unit_of_work() as session:
+        request = peer_input.find_request(session, request_id)
+        click.echo(peer_input.decline(session, app.renderer, request, app.clock.now(),
+                                      app.actor, reason))
+
+
+@peer_input_group.command("move")
+@click.argument("request_id", metavar="ID")
+@click.option("--to", "meeting_id", required=True, metavar="MEETING", help="The meeting's id.")
+@click.option("--minutes", type=int, default=None, help="Change the minutes too.")
+@pass_app
+def peer_input_move(app: App, request_id: str, meeting_id: str, minutes: int | None) -> None:
+    """Move a request to another meeting; the requester is told."""
+    with app.unit_of_work() as session:
+        request = peer_input.find_request(session, request_id)
+        click.echo(peer_input.move(session, app.renderer, request, meeting_id,
+                                   app.clock.now(), app.actor, minutes))
+
+
+@peer_input_group.command("edit")
+@click.argument("request_id", metavar="ID")
+@click.option("--name", default=None, help="The requester's name as list mail shows it.")
+@click.option("--project", default=None, help="The project title as list mail shows it.")
+@click.option("--minutes", type=int, default=None, help="Minutes (at most 30).")
+@pass_app
+def peer_input_edit(app: App, request_id: str, name: str | None, project: str | None,
+                    minutes: int | None) -> None:
+    """Change what list mail shows of a request, or its minutes."""
+    with app.unit_of_work() as session:
+        request = peer_input.find_request(session, request_id)
+        click.echo(peer_input.edit(session, app.renderer, request, app.clock.now(), app.actor,
+                                   name=name, project=project, minutes=minutes))
 
 
 # -- queue and log ---------------------------------------------------------------------------

@@ -286,3 +286,118 @@ class Request(Base):
     decided_by: Mapped[str] = mapped_column(String(320), default="")
 
     mailing_list: Mapped[MailingList] = relationship()
+
+
+# -- meetings and peer input (SPEC §5) ---------------------------------------------------------
+
+
+class MeetingSeries(Base):
+    """A list's recurring meetings: an RFC 5545 RRULE from a first start in an IANA zone."""
+
+    __tablename__ = "meeting_series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    rrule: Mapped[str] = mapped_column(Text)
+    # DTSTART: the first start (UTC); its wall-clock time in `tz` is kept by every occurrence.
+    first_start: Mapped[datetime]
+    tz: Mapped[str] = mapped_column(String(64))
+    duration: Mapped[int] = mapped_column(Integer)
+    dial_in: Mapped[str] = mapped_column(Text, default="")
+    # A replaced series makes no more meetings (those it made stay).
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class Meeting(Base):
+    """One meeting: a one-off, or one occurrence of a series (unique per series and instant)."""
+
+    __tablename__ = "meetings"
+    __table_args__ = (
+        UniqueConstraint("series_id", "occurrence"),
+        Index("ix_meetings_list_start", "list_id", "start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    series_id: Mapped[int | None] = mapped_column(
+        ForeignKey("meeting_series.id", ondelete="SET NULL"), default=None
+    )
+    # The series instant this meeting was made for (kept when the meeting is moved).
+    occurrence: Mapped[datetime | None] = mapped_column(default=None)
+    start: Mapped[datetime]
+    tz: Mapped[str] = mapped_column(String(64))
+    duration: Mapped[int] = mapped_column(Integer)
+    dial_in: Mapped[str] = mapped_column(Text, default="")
+    # scheduled | cancelled
+    status: Mapped[str] = mapped_column(String(12), default="scheduled")
+    # The iCalendar UID (stable for the meeting's life) and SEQUENCE (rises with each change).
+    uid: Mapped[str] = mapped_column(String(200), unique=True)
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    mailing_list: Mapped[MailingList] = relationship()
+    reminders: Mapped[list[MeetingReminder]] = relationship(
+        back_populates="meeting", cascade="all, delete-orphan", order_by="MeetingReminder.id"
+    )
+
+
+class MeetingReminder(Base):
+    """A reminder at one of the list's offsets: sent or missed, recorded once (unique)."""
+
+    __tablename__ = "meeting_reminders"
+    __table_args__ = (UniqueConstraint("meeting_id", "offset_minutes"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    offset_minutes: Mapped[int] = mapped_column(Integer)
+    # sent | missed
+    status: Mapped[str] = mapped_column(String(10))
+    due_at: Mapped[datetime]
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+    meeting: Mapped[Meeting] = relationship(back_populates="reminders")
+
+
+class PeerInput(Base):
+    """A request for peer-input time at a meeting, in order of arrival (its id).
+
+    `status`: held (a non-member's, for the chair), reserved (provisionally, in `meeting_id`),
+    waiting (no meeting has room yet), approved, declined, expired.
+    """
+
+    __tablename__ = "peer_input"
+    __table_args__ = (Index("ix_peer_input_list_status", "list_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    meeting_id: Mapped[int | None] = mapped_column(
+        ForeignKey("meetings.id", ondelete="SET NULL"), default=None
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    # What list mail shows (the chair may edit both): the requester's name, the project title.
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), default="")
+    project: Mapped[str] = mapped_column(String(200))
+    # The help wanted: between requester and chair, never in list mail.
+    help: Mapped[str] = mapped_column(Text, default="")
+    minutes: Mapped[int] = mapped_column(Integer)
+    requested_minutes: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(10))
+    # Placed in its meeting by the chair: not moved up automatically.
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    lang: Mapped[str] = mapped_column(String(8), default="en")
+    inbound_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str] = mapped_column(String(320), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    mailing_list: Mapped[MailingList] = relationship()
+    meeting: Mapped[Meeting | None] = relationship()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
 
-from sqlalchemy import ColumnElement, Update, and_, bindparam, literal, or_, select, update
+from sqlalchemy import ColumnElement, Update, and_, bindparam, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from .addresses import Role, role_address
@@ -80,7 +80,10 @@ def enqueue_to_members(
     insert = OutRecipient.__table__.insert().from_select(
         ["message_id", "member_id", "email", "next_attempt_at"], members
     )
-    return int(session.execute(insert).rowcount or 0)
+    session.execute(insert)
+    # Counted, not taken from rowcount: psycopg reports -1 for INSERT … SELECT.
+    queued = select(func.count()).where(OutRecipient.message_id == message.id)
+    return int(session.scalar(queued) or 0)
 
 
 @dataclass(frozen=True, slots=True)

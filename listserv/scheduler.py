@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import meetings
 from .audit import DAEMON, audit
 from .clock import Clock
 from .db import Store
@@ -80,6 +81,7 @@ def run_due(store: Store, renderer: Renderer, clock: Clock) -> None:
             job(session, renderer, clock.now())
     with store.unit_of_work() as session:
         expire_requests(session, clock.now())
+    meetings.due_work(store, renderer, clock.now)  # series ahead, reminders (own units of work)
 
 
 class Scheduler(threading.Thread):

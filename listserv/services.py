@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from . import meetings
 from .addresses import Role, normalize, valid_address
 from .audit import audit
 from .errors import ListservError
@@ -30,6 +31,7 @@ from .models import (
     OutMessage,
     OutRecipient,
     Owner,
+    PeerInput,
     Request,
 )
 from .notices import notify
@@ -173,8 +175,13 @@ def set_list_setting(session: Session, ml: MailingList, key: str, value: str, no
             setattr(ml, key, LIST_SETTINGS[key](value))
         except ValueError as exc:
             raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
+    elif key in meetings.LIST_SETTINGS:  # kept in `extra`, read with meetings.setting()
+        try:
+            ml.extra = {**ml.extra, key: meetings.LIST_SETTINGS[key](value)}
+        except ValueError as exc:
+            raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
     else:
-        known = ", ".join([*LIST_SETTINGS, "address.ROLE"])
+        known = ", ".join([*LIST_SETTINGS, *meetings.LIST_SETTINGS, "address.ROLE"])
         raise ListservError(f"unknown list setting {key!r}; known settings: {known}")
     audit(session, now, actor, "list-set", f"{key} = {value!r}", ml.id)
 
@@ -184,6 +191,8 @@ def list_info(ml: MailingList) -> dict[str, Any]:
     info: dict[str, Any] = {"id": str(ml.id), "list": ml.address}
     for key in LIST_SETTINGS:
         info[key] = getattr(ml, key)
+    for key in meetings.LIST_SETTINGS:
+        info[key] = meetings.setting(ml, key)
     info["subject_prefix"] = ml.prefix
     info["owners"] = [o.email for o in ml.owners]
     info["addresses"] = {role.value: ml.role_address(role) for role in Role}
@@ -253,6 +262,9 @@ def _forget(session: Session, address: str) -> None:
     """Erase an address everywhere: memberships, mail from and to it, the log's mentions."""
     session.execute(delete(Member).where(Member.email == address))
     session.execute(delete(AutoMail).where(AutoMail.address == address))
+    session.execute(delete(Request).where(
+        or_(Request.email == address, Request.requested_by == address)))
+    session.execute(delete(PeerInput).where(PeerInput.email == address))
     # Everything that came from the address, and every held message that points at it
     # (a held row must go before its inbound row: the foreign key has no cascade).
     inbound_ids = list(session.scalars(select(Inbound.id).where(or_(

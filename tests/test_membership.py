@@ -200,3 +200,17 @@ def test_add_me_on_the_list_address_is_handled_as_a_request(cli, shma, daemon, s
     assert "Please confirm" in str(confirmation["Subject"])
     assert not mails_to(sink, "ann@example.net")
     assert json.loads(cli("held", "list", "--json").output) == []
+
+
+@pytest.mark.parametrize("sender,headers", [
+    ("jane@example.org", {"Auto_Submitted": "auto-replied"}),
+    ("MAILER-DAEMON@mx.example.org", {}),
+])
+def test_automatic_mail_to_the_request_address_gets_no_answer(cli, shma, daemon, sink, store,
+                                                              sender, headers):
+    send(daemon, sender, REQUEST, "Re: subscribe", "please add me", **headers)
+    wait_handled(sink, store, 1)
+    assert json.loads(cli("requests", "list", "--json").output) == []
+    daemon.deliver_wake.set()
+    assert not sink.messages_for(sender)
+    assert [e["action"] for e in json.loads(cli("log", "--json").output)][-1] == "ignored"

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from .. import membership
 from ..audit import DAEMON, audit
-from ..rules import automatic_mail, from_name
+from ..rules import from_name
 from .context import Context
+from .request import ignore_automatic
 
 
 def handle(ctx: Context) -> str:
     """A human reply to a confirmation or a goodbye: do what it confirms."""
     ml = ctx.mailing_list
-    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from)
-    if reason:
-        audit(ctx.session, ctx.now, DAEMON, "ignored", f"inbound #{ctx.inbound.id}: {reason}",
-              ml.id)
-        return f"ignored: {reason}"
+    ignored = ignore_automatic(ctx)
+    if ignored:
+        return ignored
     request = membership.find_request(ctx.session, ctx.destination.token, ctx.now)
     if request is None or request.list_id != ml.id:
         audit(ctx.session, ctx.now, DAEMON, "confirm-unknown", f"inbound #{ctx.inbound.id}",

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from ..audit import DAEMON, audit
 from ..intent import Command, Kind, Understanding, understand
-from ..rules import automatic_mail
 from .context import Context
-from .request import act
+from .request import act, ignore_automatic
 
 
 def handle(ctx: Context) -> str:
     """Ask the sender to confirm their subscription."""
-    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from)
-    if reason:
-        audit(ctx.session, ctx.now, DAEMON, "ignored", f"inbound #{ctx.inbound.id}: {reason}",
-              ctx.mailing_list.id)
-        return f"ignored: {reason}"
+    ignored = ignore_automatic(ctx)
+    if ignored:
+        return ignored
     # The language of everything they wrote (a bare "Enviado do meu iPhone" says Portuguese).
     lang = understand(ctx.msg, ctx.mailing_list.name).lang
     return act(ctx, Understanding(lang=lang, commands=(Command(Kind.SUBSCRIBE, line="join"),),

@@ -8,19 +8,16 @@ from .. import membership
 from ..audit import DAEMON, audit
 from ..intent import understand
 from ..models import Member
-from ..rules import automatic_mail
 from .context import Context
-from .request import sender_of
+from .request import ignore_automatic, sender_of
 
 
 def handle(ctx: Context) -> str:
     """Remove the member the token names, or the sender; automatic mail changes nothing."""
     ml = ctx.mailing_list
-    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from)
-    if reason:
-        audit(ctx.session, ctx.now, DAEMON, "ignored", f"inbound #{ctx.inbound.id}: {reason}",
-              ml.id)
-        return f"ignored: {reason}"
+    ignored = ignore_automatic(ctx)
+    if ignored:
+        return ignored
     token = ctx.destination.token
     if token:
         member = ctx.session.scalar(

@@ -1,6 +1,6 @@
 """Roles whose own handler is not built yet: nothing accepted is lost meanwhile.
 
-Column and peer-input mail go to the owners as they came, so the chair can act by hand;
+Column mail goes to the owners as it came, so the chair can act by hand;
 bounce reports are kept in the store and logged.
 """
 

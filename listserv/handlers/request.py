@@ -15,8 +15,8 @@ from ..audit import DAEMON, audit
 from ..intent import Command, Kind, Understanding, understand
 from ..models import MailingList, Request
 from ..notices import list_context, notify
-from ..posting import forward_to_owners
 from ..rules import automatic_mail, from_address, from_name, header_text, may_auto_reply
+from . import peer_input
 from .context import Context
 
 # The first word of a classic command line: these act at once, free text asks first.
@@ -66,13 +66,21 @@ def may_answer(ctx: Context, recipient: str) -> bool:
             and recipient not in own_addresses(ctx.mailing_list))
 
 
+def ignore_automatic(ctx: Context) -> str | None:
+    """Automatic mail changes nothing and gets no answer: logged, and the outcome said."""
+    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from)
+    if not reason:
+        return None
+    audit(ctx.session, ctx.now, DAEMON, "ignored", f"inbound #{ctx.inbound.id}: {reason}",
+          ctx.mailing_list.id)
+    return f"ignored: {reason}"
+
+
 def handle(ctx: Context) -> str:
     """Understand a mail to -request and act on each of its commands."""
-    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from)
-    if reason:
-        audit(ctx.session, ctx.now, DAEMON, "ignored", f"inbound #{ctx.inbound.id}: {reason}",
-              ctx.mailing_list.id)
-        return f"ignored: {reason}"
+    ignored = ignore_automatic(ctx)
+    if ignored:
+        return ignored
     return act(ctx, understand(ctx.msg, ctx.mailing_list.name))
 
 
@@ -123,8 +131,9 @@ def _one(ctx: Context, command: Command, lang: str, sender: str, results: Result
             results.answered = True
         results.add(f"{command.kind.value}-sent")
     elif command.kind is Kind.PEER_INPUT:
-        forward_to_owners(ctx.session, ml, ctx.inbound.raw, ctx.now, renderer=ctx.renderer)
-        results.add("peer-input-forwarded")
+        outcome, answered = peer_input.from_request(ctx, lang)
+        results.answered = results.answered or answered
+        results.add("peer-input-forwarded", detail=outcome)
     else:
         _unclear(ctx, lang, sender, results)
 

@@ -1,0 +1,90 @@
+"""Mail to `NAME-peer-input@` (and "peer input" asked for on `-request`): a request for time.
+
+A member's request is booked (see `listserv.peer_input`); one without a subject or a body gets
+a polite reply saying what is missing; a non-member's is held, rejected or discarded as the
+list's `nonmember_action` says for posts. Automatic mail gets nothing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from .. import peer_input
+from ..addresses import Role
+from ..audit import DAEMON, audit
+from ..intent import detect_language, message_text
+from ..models import Member
+from ..notices import notify
+from ..posting import list_id
+from ..rules import automatic_mail, from_address, from_name, may_auto_reply, own_loop
+from .context import Context
+
+
+def _sender_member(ctx: Context) -> tuple[str, Member | None]:
+    """The sender and their membership: the From: address, then the envelope sender."""
+    candidates = [a for a in (from_address(ctx.msg), ctx.inbound.mail_from.lower()) if a]
+    for address in candidates:
+        member = ctx.session.scalar(select(Member).where(
+            Member.list_id == ctx.mailing_list.id, Member.email == address,
+            Member.status.in_(("active", "disabled"))))
+        if member is not None:
+            return address, member
+    return (candidates[0] if candidates else ""), None
+
+
+def handle(ctx: Context) -> str:
+    """A request for peer-input time at a meeting."""
+    ml = ctx.mailing_list
+    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from) or own_loop(
+        ctx.msg, list_id(ml), ml.address)
+    if reason:
+        audit(ctx.session, ctx.now, DAEMON, "ignored", f"inbound #{ctx.inbound.id}: {reason}",
+              ml.id)
+        return f"ignored: {reason}"
+    lang = detect_language(message_text(ctx.msg))
+    outcome, _ = receive(ctx, lang)
+    return outcome
+
+
+def from_request(ctx: Context, lang: str) -> tuple[str, bool]:
+    """ "peer input" asked for on -request; returns the outcome and whether the sender
+    was answered (acknowledged, or told what is missing)."""
+    return receive(ctx, lang, via_request=True)
+
+
+def receive(ctx: Context, lang: str, *, via_request: bool = False) -> tuple[str, bool]:
+    ml = ctx.mailing_list
+    sender, member = _sender_member(ctx)
+    reading = peer_input.read(ctx.msg, ml.name, via_request=via_request)
+    name = (member.name if member is not None else "") or from_name(ctx.msg)
+    answerable = may_auto_reply(ctx.msg, ctx.inbound.mail_from, sender)
+    if member is None:
+        action = ml.nonmember_action
+        why = f"the sender {sender or '(none)'} is not a member"
+        if action == "hold":
+            held = peer_input.hold(ctx.session, ctx.renderer, ml, sender, name, reading, ctx.now,
+                                   lang=lang, inbound_id=ctx.inbound.id)
+            return f"peer input held #{held.id}: {why}", False
+        audit(ctx.session, ctx.now, DAEMON, "rejected" if action == "reject" else "discarded",
+              f"inbound #{ctx.inbound.id}: peer input, {why}", ml.id)
+        if action == "reject" and answerable:
+            notify(ctx.session, ctx.renderer, ml, "peer-input-nonmember.txt", [sender], ctx.now,
+                   kind="reject", lang=lang)
+            return f"rejected: {why}", True
+        return f"{'rejected' if action == 'reject' else 'discarded'}: {why}", False
+    if reading.missing:
+        audit(ctx.session, ctx.now, DAEMON, "peer-input-incomplete",
+              f"inbound #{ctx.inbound.id} from {sender}: no "
+              + " and no ".join(m.split(":")[0].removeprefix("a ") for m in reading.missing),
+              ml.id)
+        if answerable:
+            notify(ctx.session, ctx.renderer, ml, "peer-input-incomplete.txt", [sender],
+                   ctx.now, kind="reply", lang=lang, missing=reading.missing,
+                   via_request=via_request,
+                   peer_input_address=ml.role_address(Role.PEER_INPUT),
+                   max_minutes=peer_input.MAX_PEER_MINUTES)
+        return "peer input incomplete: " + "; ".join(reading.missing), answerable
+    request = peer_input.submit(ctx.session, ctx.renderer, ml, sender, name, reading, ctx.now,
+                                lang=lang, inbound_id=ctx.inbound.id, acknowledge=answerable)
+    where = (f"meeting #{request.meeting_id}" if request.meeting_id else "waiting for room")
+    return f"peer input #{request.id}: {request.minutes} minutes, {where}", True

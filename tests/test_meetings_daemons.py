@@ -1,0 +1,220 @@
+"""Reminders across crashes, restarts and a second daemon (SPEC §5, §7): real processes.
+
+Acceptance 2 (the restart half): the 14-day reminder goes out once though two daemons start
+together on the same database; a SIGKILL, a restart one day before the meeting, and another
+daemon beside it send the 1-day reminder once and nothing again.
+Acceptance 6: a daemon down across a reminder's moment and started two hours later sends it
+late while the meeting is days away, and records it as missed once the meeting has begun.
+
+A subprocess cannot share the test's FakeClock: each is started with the test hook
+LISTSERV_TESTING=1 and LISTSERV_FAKE_NOW (its clock then runs from that time). The scheduler
+of each makes one pass as it starts (the tick is an hour); `-v` logs "meeting work done"
+after it, which is how the test knows a daemon has had its chance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from listserv.db import Store
+from listserv.models import MeetingReminder, OutMessage
+
+from .helpers import LIST, write_config
+from .smtp_sink import SmtpSink
+from .test_meetings import meeting_mails
+
+pytestmark = pytest.mark.slow
+
+LISTSERV = Path(sys.executable).with_name("listserv")
+MEMBERS = ["ann@example.net", "ben@example.net", "cat@example.net"]
+TIMEOUT = 20.0
+PASS_DONE = "meeting work done"
+
+
+class Serve:
+    """`listserv --config FILE serve -v` in a subprocess, optionally on a fake clock."""
+
+    def __init__(self, config: Path, run_dir: Path, log: Path,
+                 fake_now: datetime | None = None) -> None:
+        self.log = log
+        ports = run_dir / "ports.json"
+        ports.unlink(missing_ok=True)
+        env = {**os.environ, "LISTSERV_TESTING": "1"}
+        env.pop("LISTSERV_FAKE_NOW", None)
+        if fake_now is not None:
+            env["LISTSERV_FAKE_NOW"] = fake_now.isoformat()
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [str(LISTSERV), "--config", str(config), "serve", "-v"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.ports = ports
+
+    def _wait(self, done: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while not done():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the daemon exited ({self.proc.returncode}):\n"
+                                     f"{self.text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the daemon did not {what} in {TIMEOUT:g}s:\n"
+                                     f"{self.text()}")
+            time.sleep(0.05)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for_pass(self) -> None:
+        """Until it serves and its scheduler's first pass (reminders recorded, queued) is over."""
+        self._wait(self.ports.exists, "start")
+        self._wait(lambda: PASS_DONE in self.text(), "finish a scheduler pass")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        assert self.proc.wait(10) == -signal.SIGKILL
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(30) == 0, self.text()[-3000:]
+
+
+Start = Callable[..., Serve]
+
+
+@pytest.fixture
+def start(tmp_path: Path, db_url: str, sink: SmtpSink) -> Iterator[Start]:
+    """Start daemon NAME (its own data folder and ports, the shared database); no waiting."""
+    started: list[Serve] = []
+
+    def run(name: str, fake_now: datetime | None = None) -> Serve:
+        data = tmp_path / f"data-{name}"
+        config = write_config(tmp_path / f"{name}.toml", data, db_url, sink.port)
+        daemon = Serve(config, data / "run", tmp_path / f"{name}-{len(started)}.log",
+                       fake_now)
+        started.append(daemon)
+        return daemon
+
+    yield run
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait(10)
+
+
+@pytest.fixture
+def members(cli, shma):
+    for member in MEMBERS:
+        cli("members", "add", shma, member, "--no-welcome")
+    return MEMBERS
+
+
+def schedule(cli, start: datetime) -> str:
+    return cli("meetings", "schedule", LIST, "--at", start.strftime("%Y-%m-%d %H:%M"),
+               "--tz", "UTC", "--duration", "60").output.strip()
+
+
+def reminders(store: Store) -> dict[tuple[int, int], MeetingReminder]:
+    with store.unit_of_work() as session:
+        return {(r.meeting_id, r.offset_minutes): r
+                for r in session.scalars(select(MeetingReminder))}
+
+
+def queued_meeting_mail(store: Store) -> int:
+    with store.unit_of_work() as session:
+        return session.scalar(select(func.count()).select_from(OutMessage)
+                              .where(OutMessage.kind == "meeting")) or 0
+
+
+def each_has(sink: SmtpSink, count: int) -> Callable[[SmtpSink], bool]:
+    return lambda s: all(len(meeting_mails(s, m)) >= count for m in MEMBERS)
+
+
+DAY, FORTNIGHT = 24 * 60, 14 * 24 * 60
+
+
+@pytest.mark.both_backends
+def test_kill_restart_and_second_daemon_send_each_reminder_once(cli, members, store, sink,
+                                                                start):
+    when = (datetime.now(UTC) + timedelta(days=13)).replace(second=0, microsecond=0)
+    meeting = int(schedule(cli, when))
+
+    # Two daemons start together, both with the 14-day reminder due: one sends it.
+    first, second = start("a"), start("b")
+    first.wait_for_pass()
+    second.wait_for_pass()
+    sink.wait_for(each_has(sink, 1), timeout=TIMEOUT, description="the 14-day reminder")
+    assert set(reminders(store)) == {(meeting, FORTNIGHT)}
+    assert queued_meeting_mail(store) == 1
+
+    # A crash, then a restart one day before the meeting, with a third daemon beside it.
+    first.kill()
+    one_day = when - timedelta(days=1)
+    restarted, third = start("a", one_day + timedelta(seconds=1)), start("c", one_day)
+    restarted.wait_for_pass()
+    third.wait_for_pass()
+    sink.wait_for(each_has(sink, 2), timeout=TIMEOUT, description="the 1-day reminder")
+    rows = reminders(store)
+    assert set(rows) == {(meeting, FORTNIGHT), (meeting, DAY)}
+    assert rows[(meeting, DAY)].status == "sent"
+    assert one_day <= rows[(meeting, DAY)].at < one_day + timedelta(seconds=TIMEOUT)
+
+    # Killed and started again later that day: nothing is repeated.
+    restarted.kill()
+    again = start("a", one_day + timedelta(hours=2))
+    again.wait_for_pass()
+    for daemon in (again, second, third):
+        daemon.terminate()
+    assert queued_meeting_mail(store) == 2
+    for member in MEMBERS:
+        subjects = [m["Subject"] for m in meeting_mails(sink, member)]
+        assert len(subjects) == 2, subjects
+        assert all(s.startswith("[shma] Reminder: shma meeting on") for s in subjects)
+
+
+@pytest.mark.both_backends
+def test_late_reminder_sent_while_useful_and_missed_once_the_meeting_began(cli, members,
+                                                                          store, sink, start):
+    cli("lists", "set", LIST, "meetings.reminders", "14d,1h")
+    restart_at = (datetime.now(UTC) + timedelta(days=3)).replace(second=0, microsecond=0)
+    # Both reminders' moments are two hours before the restart: one meeting is then still
+    # two weeks away, the other began an hour before it.
+    far = int(schedule(cli, restart_at - timedelta(hours=2) + timedelta(days=14)))
+    near = int(schedule(cli, restart_at - timedelta(hours=1)))
+
+    # Running three hours before: the near meeting's 14-day reminder goes out (late, useful).
+    before = start("a", restart_at - timedelta(hours=3))
+    before.wait_for_pass()
+    sink.wait_for(each_has(sink, 1), timeout=TIMEOUT, description="the near 14-day reminder")
+    before.terminate()
+    assert set(reminders(store)) == {(near, FORTNIGHT)}
+
+    # Down across both moments, started two hours after them.
+    after = start("a", restart_at)
+    after.wait_for_pass()
+    sink.wait_for(each_has(sink, 2), timeout=TIMEOUT, description="the far 14-day reminder")
+    after.terminate()
+    rows = reminders(store)
+    assert rows[(far, FORTNIGHT)].status == "sent"
+    assert "2 hours late" in rows[(far, FORTNIGHT)].detail
+    assert rows[(near, 60)].status == "missed"
+    assert "the meeting had begun" in rows[(near, 60)].detail
+    assert (far, 60) not in rows  # not due yet
+    assert queued_meeting_mail(store) == 2
+    assert all(len(meeting_mails(sink, m)) == 2 for m in MEMBERS)
+    log = json.loads(cli("log", "--json").output)
+    missed = [e for e in log if e["action"] == "meeting-reminder-missed"]
+    assert len(missed) == 1 and f"meeting #{near}: 1h reminder" in missed[0]["detail"]
+    near_info = json.loads(cli("meetings", "show", str(near), "--json").output)
+    assert {r["offset"]: r["status"] for r in near_info["reminders"]} == {"14d": "sent",
+                                                                          "1h": "missed"}
