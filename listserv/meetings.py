@@ -372,6 +372,13 @@ def meetings_of(session: Session, ml: MailingList | None, now: datetime, *,
     return [m for m in meetings if m.start + timedelta(minutes=m.duration) > now]
 
 
+def upcoming(session: Session, ml: MailingList, now: datetime,
+             limit: int = 4) -> list[dict[str, str]]:
+    """The next scheduled meetings, for `info` and the welcome (when, and the dial-in)."""
+    meetings = [m for m in meetings_of(session, ml, now) if m.status == "scheduled"]
+    return [{"when": when(m), "dial_in": m.dial_in} for m in meetings[:limit]]
+
+
 def display_name(request: PeerInput) -> str:
     """What list mail calls a requester: the name (the chair may edit it), never the address."""
     return request.name or "A member"

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from .addresses import Role, normalize
 from .audit import DAEMON, audit
 from .errors import ListservError
+from .meetings import upcoming
 from .models import MAX_NAME_LENGTH, MailingList, Member, Request
 from .notices import notify
 from .render import Renderer
@@ -78,7 +79,7 @@ def subscribe(session: Session, renderer: Renderer, ml: MailingList, email: str,
     audit(session, now, actor, "member-added", member.email, ml.id)
     if welcome:
         notify(session, renderer, ml, "welcome.txt", [member.email], now, kind="welcome",
-               lang=lang, member=member,
+               lang=lang, member=member, meetings=upcoming(session, ml, now, limit=1),
                leave_token_address=ml.role_address(Role.LEAVE, member.leave_token))
     return member
 

@@ -401,3 +401,90 @@ class PeerInput(Base):
 
     mailing_list: Mapped[MailingList] = relationship()
     meeting: Mapped[Meeting | None] = relationship()
+
+
+# -- bounces (issue 8) -------------------------------------------------------------------------
+
+
+class BounceScore(Base):
+    """A member's bounce score and, once delivery is disabled, where the warnings stand.
+
+    One row per member (a member belongs to one list). Permanent bounces count 1, temporary
+    ones 0.5, at most once per UTC day (`counted_on`, `day_weight`); the score starts again
+    from zero when the last counted bounce is older than the list's `bounce.decay_days`.
+    """
+
+    __tablename__ = "bounce_scores"
+    __table_args__ = (
+        Index("ix_bounce_scores_list", "list_id", "score"),
+        Index("ix_bounce_scores_next_step", "next_step_at"),
+    )
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(default=0.0)
+    last_bounce_at: Mapped[datetime | None] = mapped_column(default=None)
+    counted_on: Mapped[str] = mapped_column(String(10), default="")
+    day_weight: Mapped[float] = mapped_column(default=0.0)
+    last_reason: Mapped[str] = mapped_column(Text, default="")
+    # Set while the member is disabled by bounces: when, how many warnings went out, and when
+    # the next step (a warning, or the removal after the last one) is due.
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    warnings_sent: Mapped[int] = mapped_column(Integer, default=0)
+    next_step_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class BounceEvent(Base):
+    """One delivery failure of a member: a refusal during our delivery, a report, a probe's.
+
+    `counted` says whether it moved the score; `verified` is False for a report that named the
+    member but matched nothing we sent to them (recorded and shown, never counted).
+    """
+
+    __tablename__ = "bounce_events"
+    __table_args__ = (Index("ix_bounce_events_member", "member_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # delivery (refused while we delivered) | report (a DSN or other report) | probe
+    source: Mapped[str] = mapped_column(String(10))
+    # permanent | temporary | delayed | policy | rate | autoreply | unknown
+    kind: Mapped[str] = mapped_column(String(12))
+    counted: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified: Mapped[bool] = mapped_column(Boolean, default=True)
+    weight: Mapped[float] = mapped_column(default=0.0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    inbound_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound.id", ondelete="SET NULL"), default=None
+    )
+
+
+class BounceProbe(Base):
+    """A warning to a disabled member, sent with an envelope token of its own.
+
+    `status`: sent (queued) -> accepted (the relay took it) -> succeeded (no bounce came within
+    the grace time: the member is enabled again) | bounced | cancelled (the member was enabled
+    or removed meanwhile).
+    """
+
+    __tablename__ = "bounce_probes"
+    __table_args__ = (
+        Index("ix_bounce_probes_recipient", "out_recipient_id"),
+        Index("ix_bounce_probes_status", "status", "accepted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(40), unique=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    warning: Mapped[int] = mapped_column(Integer)
+    out_recipient_id: Mapped[int | None] = mapped_column(
+        ForeignKey("out_recipients.id", ondelete="SET NULL"), default=None
+    )
+    status: Mapped[str] = mapped_column(String(10), default="sent")
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    accepted_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import membership
+from .. import meetings, membership
 from ..addresses import Role, normalize, valid_address
 from ..audit import DAEMON, audit
 from ..intent import Command, Kind, Understanding, understand
@@ -120,14 +120,15 @@ def _one(ctx: Context, command: Command, lang: str, sender: str, results: Result
         results.add("confirm-done", request.email, outcome)
     elif command.kind in (Kind.HELP, Kind.INFO):
         template = f"reply-{command.kind.value}.txt"
-        is_member = membership.find_member(ctx.session, ml, sender) is not None
+        extra = {"is_member": membership.find_member(ctx.session, ml, sender) is not None,
+                 "meetings": meetings.upcoming(ctx.session, ml, ctx.now)}
         if classic:
             # Inside the one reply to a command mail, once however often it was asked.
             results.texts.setdefault(command.kind.value, ctx.renderer.body(
-                template, lang, to=sender, is_member=is_member, **list_context(ml)))
+                template, lang, to=sender, **extra, **list_context(ml)))
         elif may_answer(ctx, sender):
             notify(ctx.session, ctx.renderer, ml, template, [sender], ctx.now, kind="reply",
-                   lang=lang, is_member=is_member)
+                   lang=lang, **extra)
             results.answered = True
         results.add(f"{command.kind.value}-sent")
     elif command.kind is Kind.PEER_INPUT:
@@ -210,6 +211,7 @@ def _unclear(ctx: Context, lang: str, sender: str, results: Results) -> None:
     if may_answer(ctx, sender):
         member = membership.find_member(ctx.session, ml, sender)
         notify(ctx.session, ctx.renderer, ml, "reply-help.txt", [sender], ctx.now, kind="reply",
-               lang=lang, is_member=member is not None)
+               lang=lang, is_member=member is not None,
+               meetings=meetings.upcoming(ctx.session, ml, ctx.now))
         results.answered = True
     results.add("unclear")
