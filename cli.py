@@ -11,13 +11,14 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from listserv import meetings, membership, peer_input, services
+from listserv import bounces, column, meetings, membership, peer_input, services
 from listserv.clock import clock_from_environment
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
@@ -274,6 +275,18 @@ def members_remove(app: App, list_ref: str, email: str, forget: bool) -> None:
         ml = services.find_list(session, list_ref)
         services.remove_member(session, ml, email, app.clock.now(), app.actor, forget=forget)
         click.echo(f"removed {email} from {ml.address}" + (" and forgot them" if forget else ""))
+
+
+@members.command("enable")
+@click.argument("list_ref", metavar="LIST")
+@click.argument("email")
+@pass_app
+def members_enable(app: App, list_ref: str, email: str) -> None:
+    """Turn delivery back on for a member disabled by bounces (score and notices cleared)."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        member = bounces.enable_member(session, ml, email, app.clock.now(), app.actor)
+        click.echo(f"enabled delivery to {member.email} on {ml.address}")
 
 
 @members.command("import")
@@ -669,6 +682,171 @@ def peer_input_edit(app: App, request_id: str, name: str | None, project: str | 
         request = peer_input.find_request(session, request_id)
         click.echo(peer_input.edit(session, app.renderer, request, app.clock.now(), app.actor,
                                    name=name, project=project, minutes=minutes))
+
+
+# -- bounces ---------------------------------------------------------------------------------
+
+
+@main.group("bounces")
+def bounces_group() -> None:
+    """Bounce scores, the reports behind them, disabled members."""
+
+
+@bounces_group.command("list")
+@click.argument("list_ref", metavar="[LIST]", required=False)
+@json_option
+@pass_app
+def bounces_list(app: App, list_ref: str | None, as_json: bool) -> None:
+    """Members with a bounce record: score, status, last reason (disabled first)."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref) if list_ref else None
+        rows = bounces.bounce_rows(session, ml, app.clock.now())
+    if not as_json:
+        for row in rows:
+            row["score"] = f"{row['score']:g}/{row['threshold']:g}"
+    emit(rows, as_json, ("email", "list", "score", "status", "unverified", "last_reason"))
+
+
+@bounces_group.command("show")
+@click.argument("email")
+@click.option("--list", "list_ref", default=None, metavar="LIST",
+              help="The list, when the address is on several.")
+@json_option
+@pass_app
+def bounces_show(app: App, email: str, list_ref: str | None, as_json: bool) -> None:
+    """One member's bounce record: score, reports and refusals, probes."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref) if list_ref else None
+        info = bounces.bounce_detail(session, email, ml, app.clock.now())
+    if as_json:
+        emit(info, True)
+        return
+    events, probes = info.pop("events"), info.pop("probes")
+    emit(info, False)
+    click.echo("reports and refusals (newest first):")
+    for event in events or [{"at": "(none)", "kind": "", "source": "", "counted": None,
+                             "verified": True, "reason": ""}]:
+        mark = ("" if event["counted"] is None else "counted" if event["counted"]
+                else "not counted" if event["verified"] else "unverified")
+        click.echo(f"  {event['at']}  {event['kind']}  {event['source']}  {mark}  "
+                   f"{event['reason']}".rstrip())
+    if probes:
+        click.echo("notices (probes):")
+        for probe in probes:
+            click.echo(f"  {probe['warning']}  sent {probe['sent']}  {probe['status']}")
+
+
+# -- column submissions (SPEC §6) ------------------------------------------------------------
+
+
+@main.group("submissions")
+def submissions_group() -> None:
+    """Column submissions: review, decide, publish, export for the editor."""
+
+
+@submissions_group.command("list")
+@click.argument("list_ref", metavar="[LIST]", required=False)
+@click.option("--status", default=None, type=click.Choice(column.STATUSES),
+              help="Only submissions in this state.")
+@click.option("--deadline", default=None, metavar="YYYY-MM-DD",
+              help="Only those for this deadline (MM-DD: of any year).")
+@json_option
+@pass_app
+def submissions_list(app: App, list_ref: str | None, status: str | None,
+                     deadline: str | None, as_json: bool) -> None:
+    """Submissions, oldest first."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref) if list_ref else None
+        rows = [column.submission_dict(s) for s in
+                column.submissions_of(session, ml, status=status, deadline=deadline)]
+    if not as_json:
+        rows = [{**r, "files": ", ".join(r["files"])} for r in rows]
+    emit(rows, as_json, ("id", "status", "received", "sender", "title", "files"))
+
+
+@submissions_group.command("show")
+@click.argument("submission_id", metavar="ID")
+@json_option
+@pass_app
+def submissions_show(app: App, submission_id: str, as_json: bool) -> None:
+    """One submission with its revisions, files and what was kept out."""
+    with app.unit_of_work() as session:
+        info = column.submission_dict(column.find_submission(session, submission_id),
+                                      full=True)
+    if as_json:
+        emit(info, True)
+        return
+    revisions, text = info.pop("revisions"), info.pop("text")
+    emit({**info, "files": ", ".join(info["files"])}, False)
+    for revision in revisions:
+        label = (f"revision {revision['revision']}" if revision["revision"]
+                 else "held follow-up")
+        click.echo(f"{label}: from {revision['sender']}, {revision['received']}, "
+                   f"{revision['words']} words")
+        for item in revision["files"]:
+            flag = "  MACRO-ENABLED" if item["macros"] else ""
+            click.echo(f"  file {item['name']} ({item['type']}, {item['size']} bytes){flag}")
+        for item in revision["refused"]:
+            click.echo(f"  kept out: {item['original']}: {item['reason']}")
+    click.echo("")
+    click.echo(text.rstrip())
+
+
+@submissions_group.command("accept")
+@click.argument("submission_id", metavar="ID")
+@pass_app
+def submissions_accept(app: App, submission_id: str) -> None:
+    """Accept a submission for the column."""
+    with app.unit_of_work() as session:
+        click.echo(column.accept(session, column.find_submission(session, submission_id),
+                                 app.clock.now(), app.actor))
+
+
+@submissions_group.command("decline")
+@click.argument("submission_id", metavar="ID")
+@click.option("--reason", default="", help="Mailed to the author.")
+@pass_app
+def submissions_decline(app: App, submission_id: str, reason: str) -> None:
+    """Decline a submission; the author gets a courteous reply."""
+    with app.unit_of_work() as session:
+        click.echo(column.decline(session, app.renderer,
+                                  column.find_submission(session, submission_id),
+                                  app.clock.now(), app.actor, reason))
+
+
+@submissions_group.command("publish")
+@click.argument("submission_id", metavar="ID")
+@click.option("--issue", required=True, help='The issue it appears in, e.g. "Winter 2027".')
+@pass_app
+def submissions_publish(app: App, submission_id: str, issue: str) -> None:
+    """Record that a submission was published, and in which issue."""
+    with app.unit_of_work() as session:
+        click.echo(column.publish(session, column.find_submission(session, submission_id),
+                                  issue, app.clock.now(), app.actor))
+
+
+@submissions_group.command("export")
+@click.argument("submission_ids", metavar="[ID]...", nargs=-1)
+@click.option("--deadline", default=None, metavar="YYYY-MM-DD",
+              help="Every submission for this deadline (declined ones left out).")
+@click.option("--list", "list_ref", default=None, metavar="LIST", help="Only of this list.")
+@click.option("--to", "target", required=True, metavar="DIR|FILE.zip",
+              type=click.Path(path_type=Path), help="A new folder, or a .zip file.")
+@pass_app
+def submissions_export(app: App, submission_ids: tuple[str, ...], deadline: str | None,
+                       list_ref: str | None, target: Path) -> None:
+    """Files and an index (index.md, index.json) for the editor, per submission a folder."""
+    if bool(submission_ids) == bool(deadline):
+        raise ListservError("give either submission ids or --deadline")
+    with app.unit_of_work() as session:
+        if deadline:
+            ml = services.find_list(session, list_ref) if list_ref else None
+            chosen = [s for s in column.submissions_of(session, ml, deadline=deadline)
+                      if s.status != "declined"]
+        else:
+            chosen = [column.find_submission(session, i) for i in dict.fromkeys(submission_ids)]
+        click.echo(column.export(session, app.settings.data_dir, chosen, target,
+                                 app.clock.now(), app.actor))
 
 
 # -- queue and log ---------------------------------------------------------------------------

@@ -488,3 +488,75 @@ class BounceProbe(Base):
     status: Mapped[str] = mapped_column(String(10), default="sent")
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
     accepted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# -- column submissions (SPEC §6) --------------------------------------------------------------
+
+
+class Submission(Base):
+    """A submission to the list's newsletter column, known by its tracking id."""
+
+    __tablename__ = "column_submissions"
+    __table_args__ = (
+        UniqueConstraint("list_id", "year", "number"),
+        Index("ix_column_submissions_list_status", "list_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    # PREFIX-YYYY-NNN: the prefix (column.prefix) at the time, the year, the number in it.
+    tracking_id: Mapped[str] = mapped_column(String(64), unique=True)
+    year: Mapped[int] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(Integer)
+    sender: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), default="")
+    title: Mapped[str] = mapped_column(Text, default="")
+    # Whether the sender was a member when it came (the column is open to all).
+    member: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The deadline (YYYY-MM-DD) it came in for: the first on or after its arrival ("" = none).
+    deadline: Mapped[str] = mapped_column(String(10), default="")
+    # received -> accepted -> published; received | accepted -> declined
+    status: Mapped[str] = mapped_column(String(12), default="received")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    issue: Mapped[str] = mapped_column(Text, default="")
+    lang: Mapped[str] = mapped_column(String(8), default="en")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str] = mapped_column(String(320), default="")
+
+    mailing_list: Mapped[MailingList] = relationship()
+    revisions: Mapped[list[SubmissionRevision]] = relationship(
+        back_populates="submission", cascade="all, delete-orphan",
+        order_by="SubmissionRevision.id")
+
+
+class SubmissionRevision(Base):
+    """One mail of a submission: revision 1, a follow-up (2, 3, …), or one held (no number).
+
+    `files` lists what was kept ({name, original, type, size, macros}), `refused` what was kept
+    out and why ({original, reason}); the files live in the revision's folder under
+    data_dir/submissions/<tracking id>/.
+    """
+
+    __tablename__ = "column_revisions"
+    __table_args__ = (UniqueConstraint("submission_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(
+        ForeignKey("column_submissions.id", ondelete="CASCADE"))
+    number: Mapped[int | None] = mapped_column(Integer, default=None)
+    # stored | held (a follow-up from someone else, for the chair)
+    status: Mapped[str] = mapped_column(String(10), default="stored")
+    inbound_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound.id", ondelete="SET NULL"), default=None)
+    sender: Mapped[str] = mapped_column(String(320))
+    title: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    folder: Mapped[str] = mapped_column(String(200), default="")
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    refused: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The Message-ID of its acknowledgement (a reply to it is a follow-up).
+    ack_message_id: Mapped[str] = mapped_column(String(250), default="", index=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    submission: Mapped[Submission] = relationship(back_populates="revisions")

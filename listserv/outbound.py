@@ -19,6 +19,7 @@ from operator import itemgetter
 from sqlalchemy import ColumnElement, Update, and_, bindparam, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from . import bounces
 from .addresses import Role, role_address
 from .clock import Clock
 from .config import OutboundSettings
@@ -263,6 +264,7 @@ def record(
             .where(_ids_in(sent))
             .values(status="sent", sent_at=now, lease_until=None, last_error="")
         )
+        bounces.delivered(session, sent, now)  # a probe accepted: its member may be enabled
     if len(sent) == len(results):
         return
     failed = {rid: r for rid, r in results.items() if r.outcome is not Outcome.SENT}
@@ -273,7 +275,10 @@ def record(
         row.attempts += 1
         row.lease_until = None
         row.last_error = result.reason
-        if result.outcome is Outcome.PERMANENT:
+        # Refused at RCPT TO: scored like a bounce when it is a member's copy or a probe;
+        # a provider's rate or quota limit is no one's bounce and is retried instead.
+        if result.outcome is Outcome.PERMANENT and bounces.refused(session, row, result.reason,
+                                                                   now):
             row.status = "failed"
             continue
         delay = timedelta(seconds=settings.retry_base_seconds * 2 ** (row.attempts - 1))
@@ -281,6 +286,9 @@ def record(
         if row.next_attempt_at > give_up:
             row.status = "failed"
             row.last_error = f"gave up after {settings.give_up_days:g} days: {result.reason}"
+    # Written now: a claim in the same transaction (Core, no autoflush) must see these rows
+    # as they are (the bounce scoring above may already have flushed a cleared lease).
+    session.flush()
 
 
 def send_batch(

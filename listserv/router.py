@@ -13,7 +13,7 @@ from .clock import Clock
 from .config import Settings
 from .db import Store
 from .dmarc import default_lookup, domain_of
-from .handlers import confirm, join, leave, owner, peer_input, pending, post, request
+from .handlers import bounce, column, confirm, join, leave, owner, peer_input, post, request
 from .handlers.context import Context
 from .models import Inbound, MailingList
 from .posting import parse
@@ -31,9 +31,9 @@ HANDLERS: dict[Role, Handler] = {
     Role.JOIN: join.handle,
     Role.LEAVE: leave.handle,
     Role.CONFIRM: confirm.handle,
-    Role.COLUMN: pending.handle,
+    Role.COLUMN: column.handle,
     Role.PEER_INPUT: peer_input.handle,
-    Role.BOUNCES: pending.handle,
+    Role.BOUNCES: bounce.handle,
 }
 
 

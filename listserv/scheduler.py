@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import meetings
+from . import bounces, column, meetings
 from .audit import DAEMON, audit
 from .clock import Clock
 from .db import Store
@@ -82,6 +82,8 @@ def run_due(store: Store, renderer: Renderer, clock: Clock) -> None:
     with store.unit_of_work() as session:
         expire_requests(session, clock.now())
     meetings.due_work(store, renderer, clock.now)  # series ahead, reminders (own units of work)
+    bounces.due_work(store, renderer, clock.now)  # probes, warnings, removals, score decay
+    column.due_work(store, renderer, clock.now)  # calls for submissions, deadline summaries
 
 
 class Scheduler(threading.Thread):

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from . import meetings
+from . import bounces, column, meetings
 from .addresses import Role, normalize, valid_address
 from .audit import audit
 from .errors import ListservError
@@ -180,8 +180,19 @@ def set_list_setting(session: Session, ml: MailingList, key: str, value: str, no
             ml.extra = {**ml.extra, key: meetings.LIST_SETTINGS[key](value)}
         except ValueError as exc:
             raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
+    elif key in column.LIST_SETTINGS:  # kept in `extra`, read with column.setting()
+        try:
+            ml.extra = {**ml.extra, key: column.LIST_SETTINGS[key](value)}
+        except ValueError as exc:
+            raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
+    elif key in bounces.LIST_SETTINGS:  # kept in `extra`, read with bounces.setting()
+        try:
+            ml.extra = {**ml.extra, key: bounces.LIST_SETTINGS[key](value)}
+        except ValueError as exc:
+            raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
     else:
-        known = ", ".join([*LIST_SETTINGS, *meetings.LIST_SETTINGS, "address.ROLE"])
+        known = ", ".join([*LIST_SETTINGS, *meetings.LIST_SETTINGS, *bounces.LIST_SETTINGS,
+                           *column.LIST_SETTINGS, "address.ROLE"])
         raise ListservError(f"unknown list setting {key!r}; known settings: {known}")
     audit(session, now, actor, "list-set", f"{key} = {value!r}", ml.id)
 
@@ -193,6 +204,10 @@ def list_info(ml: MailingList) -> dict[str, Any]:
         info[key] = getattr(ml, key)
     for key in meetings.LIST_SETTINGS:
         info[key] = meetings.setting(ml, key)
+    for key in bounces.LIST_SETTINGS:
+        info[key] = bounces.setting(ml, key)
+    for key in column.LIST_SETTINGS:
+        info[key] = column.setting(ml, key)
     info["subject_prefix"] = ml.prefix
     info["owners"] = [o.email for o in ml.owners]
     info["addresses"] = {role.value: ml.role_address(role) for role in Role}

@@ -1,7 +1,7 @@
 """meetings, reminders and peer input (SPEC §5)
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-26 10:38:35.380797
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import listserv.models
 
 revision: str = '0004'
-down_revision: str | None = '0002'
+down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
