@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import func, select
 
 from listserv.db import Store
-from listserv.models import MeetingReminder, OutMessage
+from listserv.models import MeetingReminder, OutMessage, OutRecipient
 
 from .helpers import LIST, write_config
 from .smtp_sink import SmtpSink
@@ -136,6 +136,16 @@ def queued_meeting_mail(store: Store) -> int:
                               .where(OutMessage.kind == "meeting")) or 0
 
 
+def recorded(store: Store) -> Callable[[SmtpSink], bool]:
+    """Every delivery recorded. A SIGKILL before that may send a copy again (at least once,
+    docs/delivery.md); the reminders themselves must not repeat."""
+    def check(_sink: SmtpSink) -> bool:
+        with store.unit_of_work() as session:
+            return not session.scalar(select(func.count()).select_from(OutRecipient)
+                                      .where(OutRecipient.status == "queued"))
+    return check
+
+
 def each_has(sink: SmtpSink, count: int) -> Callable[[SmtpSink], bool]:
     return lambda s: all(len(meeting_mails(s, m)) >= count for m in MEMBERS)
 
@@ -158,6 +168,7 @@ def test_kill_restart_and_second_daemon_send_each_reminder_once(cli, members, st
     assert queued_meeting_mail(store) == 1
 
     # A crash, then a restart one day before the meeting, with a third daemon beside it.
+    sink.wait_for(recorded(store), timeout=TIMEOUT, description="the deliveries recorded")
     first.kill()
     one_day = when - timedelta(days=1)
     restarted, third = start("a", one_day + timedelta(seconds=1)), start("c", one_day)
@@ -170,6 +181,7 @@ def test_kill_restart_and_second_daemon_send_each_reminder_once(cli, members, st
     assert one_day <= rows[(meeting, DAY)].at < one_day + timedelta(seconds=TIMEOUT)
 
     # Killed and started again later that day: nothing is repeated.
+    sink.wait_for(recorded(store), timeout=TIMEOUT, description="the deliveries recorded")
     restarted.kill()
     again = start("a", one_day + timedelta(hours=2))
     again.wait_for_pass()
