@@ -3,28 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses
-from enum import StrEnum
 
 from .addresses import normalize
-
-
-class Verdict(StrEnum):
-    """What becomes of a message (GNU Mailman's vocabulary)."""
-
-    ACCEPT = "accept"
-    HOLD = "hold"
-    REJECT = "reject"
-    DISCARD = "discard"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    verdict: Verdict
-    reason: str = ""
-
 
 # Subjects of out-of-office and vacation replies in the languages we answer in.
 _VACATION = re.compile(

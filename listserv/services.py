@@ -160,6 +160,12 @@ LIST_SETTINGS: dict[str, Callable[[str], Any]] = {
 }
 
 
+# Settings of later capabilities, namespaced (meetings.*, column.*, bounce.*) in `extra`.
+EXTRA_SETTINGS: dict[str, Callable[[str], Any]] = {
+    **meetings.LIST_SETTINGS, **column.LIST_SETTINGS, **bounces.LIST_SETTINGS,
+}
+
+
 def set_list_setting(session: Session, ml: MailingList, key: str, value: str, now: datetime,
                      actor: str) -> None:
     """Change one list setting (SPEC §4), checked; `address.ROLE` sets a public address."""
@@ -175,24 +181,13 @@ def set_list_setting(session: Session, ml: MailingList, key: str, value: str, no
             setattr(ml, key, LIST_SETTINGS[key](value))
         except ValueError as exc:
             raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
-    elif key in meetings.LIST_SETTINGS:  # kept in `extra`, read with meetings.setting()
+    elif key in EXTRA_SETTINGS:  # kept in `extra`, read with meetings/column/bounces.setting()
         try:
-            ml.extra = {**ml.extra, key: meetings.LIST_SETTINGS[key](value)}
-        except ValueError as exc:
-            raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
-    elif key in column.LIST_SETTINGS:  # kept in `extra`, read with column.setting()
-        try:
-            ml.extra = {**ml.extra, key: column.LIST_SETTINGS[key](value)}
-        except ValueError as exc:
-            raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
-    elif key in bounces.LIST_SETTINGS:  # kept in `extra`, read with bounces.setting()
-        try:
-            ml.extra = {**ml.extra, key: bounces.LIST_SETTINGS[key](value)}
+            ml.extra = {**ml.extra, key: EXTRA_SETTINGS[key](value)}
         except ValueError as exc:
             raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
     else:
-        known = ", ".join([*LIST_SETTINGS, *meetings.LIST_SETTINGS, *bounces.LIST_SETTINGS,
-                           *column.LIST_SETTINGS, "address.ROLE"])
+        known = ", ".join([*LIST_SETTINGS, *EXTRA_SETTINGS, "address.ROLE"])
         raise ListservError(f"unknown list setting {key!r}; known settings: {known}")
     audit(session, now, actor, "list-set", f"{key} = {value!r}", ml.id)
 
