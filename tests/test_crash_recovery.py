@@ -15,11 +15,8 @@ than `claim_lease_seconds`.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,6 +29,7 @@ from listserv.config import Settings
 from listserv.db import Store
 from listserv.models import OutRecipient
 
+from .daemons import DaemonProcess
 from .helpers import LIST, lmtp_send, make_message, write_config
 from .smtp_sink import SmtpSink
 
@@ -49,60 +47,8 @@ KILL_AT = TOTAL * 2 // 5  # recipients acknowledged by the sink when the daemon 
 # 100 transactions of 50 recipients, or 5,000 transactions of one (personalized).
 DELAY = {"false": 0.1, "true": 0.002}
 
-LISTSERV = Path(sys.executable).with_name("listserv")
-START_TIMEOUT = 20.0
 DRAIN_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
-
-
-class DaemonProcess:
-    """`listserv --config FILE serve` in a subprocess; its log goes to a file."""
-
-    def __init__(self, config: Path, settings: Settings, log: Path) -> None:
-        self.log = log
-        ports_file = settings.run_dir / "ports.json"
-        ports_file.unlink(missing_ok=True)  # a previous run's ports are not this one's
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [str(LISTSERV), "--config", str(config), "serve"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not ports_file.exists():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the daemon exited with {self.proc.returncode}:\n"
-                                     f"{self.log_text()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the daemon did not start in {START_TIMEOUT:g}s:\n"
-                                     f"{self.log_text()}")
-            time.sleep(0.05)
-        self.ports: dict[str, int] = json.loads(ports_file.read_text())
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> int:
-        """SIGKILL: a crash. Returns the exit status (-9)."""
-        self.proc.send_signal(signal.SIGKILL)
-        return self.proc.wait(10)
-
-    def terminate(self) -> tuple[int, float]:
-        """SIGTERM: a clean stop. Returns the exit status and the seconds it took."""
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the daemon ignored SIGTERM for 30s:\n{self.log_text()}"
-                                 ) from None
-        return code, time.monotonic() - started
 
 
 Spawn = Callable[[], DaemonProcess]
@@ -121,15 +67,14 @@ def spawn(config_path: Path, settings: Settings, tmp_path: Path) -> Iterator[Spa
     started: list[DaemonProcess] = []
 
     def start() -> DaemonProcess:
-        daemon = DaemonProcess(config_path, settings, tmp_path / f"daemon-{len(started)}.log")
+        daemon = DaemonProcess(config_path, settings.run_dir,
+                               tmp_path / f"daemon-{len(started)}.log")
         started.append(daemon)
         return daemon
 
     yield start
     for daemon in started:
-        if daemon.running():
-            daemon.proc.kill()
-            daemon.proc.wait(10)
+        daemon.reap()
 
 
 def import_members(cli, tmp_path: Path, members: list[str]) -> list[str]:

@@ -15,11 +15,7 @@ after it, which is how the test knows a daemon has had its chance.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,63 +26,30 @@ from sqlalchemy import func, select
 from listserv.db import Store
 from listserv.models import MeetingReminder, OutMessage, OutRecipient
 
+from .daemons import DaemonProcess
 from .helpers import LIST, write_config
 from .smtp_sink import SmtpSink
 from .test_meetings import meeting_mails
 
 pytestmark = pytest.mark.slow
 
-LISTSERV = Path(sys.executable).with_name("listserv")
 MEMBERS = ["ann@example.net", "ben@example.net", "cat@example.net"]
 TIMEOUT = 20.0
 PASS_DONE = "meeting work done"
 
 
-class Serve:
-    """`listserv --config FILE serve -v` in a subprocess, optionally on a fake clock."""
+class Serve(DaemonProcess):
+    """A daemon that logs its scheduler passes (`serve -v`), on a fake clock if given."""
 
     def __init__(self, config: Path, run_dir: Path, log: Path,
                  fake_now: datetime | None = None) -> None:
-        self.log = log
-        ports = run_dir / "ports.json"
-        ports.unlink(missing_ok=True)
-        env = {**os.environ, "LISTSERV_TESTING": "1"}
-        env.pop("LISTSERV_FAKE_NOW", None)
-        if fake_now is not None:
-            env["LISTSERV_FAKE_NOW"] = fake_now.isoformat()
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [str(LISTSERV), "--config", str(config), "serve", "-v"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
-        self.ports = ports
-
-    def _wait(self, done: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while not done():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the daemon exited ({self.proc.returncode}):\n"
-                                     f"{self.text()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the daemon did not {what} in {TIMEOUT:g}s:\n"
-                                     f"{self.text()}")
-            time.sleep(0.05)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
+        super().__init__(config, run_dir, log, fake_now=fake_now, verbose=True, wait=False)
 
     def wait_for_pass(self) -> None:
         """Until it serves and its scheduler's first pass (reminders recorded, queued) is over."""
-        self._wait(self.ports.exists, "start")
-        self._wait(lambda: PASS_DONE in self.text(), "finish a scheduler pass")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        assert self.proc.wait(10) == -signal.SIGKILL
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(30) == 0, self.text()[-3000:]
+        self.wait_until(self.ports_file.exists, "start", TIMEOUT)
+        self.wait_until(lambda: PASS_DONE in self.log_text(tail=1 << 20),
+                        "finish a scheduler pass", TIMEOUT)
 
 
 Start = Callable[..., Serve]
@@ -107,9 +70,7 @@ def start(tmp_path: Path, db_url: str, sink: SmtpSink) -> Iterator[Start]:
 
     yield run
     for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(10)
+        daemon.reap()
 
 
 @pytest.fixture
@@ -169,7 +130,7 @@ def test_kill_restart_and_second_daemon_send_each_reminder_once(cli, members, st
 
     # A crash, then a restart one day before the meeting, with a third daemon beside it.
     sink.wait_for(recorded(store), timeout=TIMEOUT, description="the deliveries recorded")
-    first.kill()
+    assert first.kill() == -signal.SIGKILL
     one_day = when - timedelta(days=1)
     restarted, third = start("a", one_day + timedelta(seconds=1)), start("c", one_day)
     restarted.wait_for_pass()
@@ -182,11 +143,11 @@ def test_kill_restart_and_second_daemon_send_each_reminder_once(cli, members, st
 
     # Killed and started again later that day: nothing is repeated.
     sink.wait_for(recorded(store), timeout=TIMEOUT, description="the deliveries recorded")
-    restarted.kill()
+    assert restarted.kill() == -signal.SIGKILL
     again = start("a", one_day + timedelta(hours=2))
     again.wait_for_pass()
     for daemon in (again, second, third):
-        daemon.terminate()
+        assert daemon.terminate()[0] == 0, daemon.log_text()
     assert queued_meeting_mail(store) == 2
     for member in MEMBERS:
         subjects = [m["Subject"] for m in meeting_mails(sink, member)]
@@ -208,14 +169,14 @@ def test_late_reminder_sent_while_useful_and_missed_once_the_meeting_began(cli, 
     before = start("a", restart_at - timedelta(hours=3))
     before.wait_for_pass()
     sink.wait_for(each_has(sink, 1), timeout=TIMEOUT, description="the near 14-day reminder")
-    before.terminate()
+    assert before.terminate()[0] == 0, before.log_text()
     assert set(reminders(store)) == {(near, FORTNIGHT)}
 
     # Down across both moments, started two hours after them.
     after = start("a", restart_at)
     after.wait_for_pass()
     sink.wait_for(each_has(sink, 2), timeout=TIMEOUT, description="the far 14-day reminder")
-    after.terminate()
+    assert after.terminate()[0] == 0, after.log_text()
     rows = reminders(store)
     assert rows[(far, FORTNIGHT)].status == "sent"
     assert "2 hours late" in rows[(far, FORTNIGHT)].detail

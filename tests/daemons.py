@@ -1,0 +1,84 @@
+"""`listserv --config FILE serve` as a real subprocess: crash, restart, multi-daemon tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+LISTSERV = Path(sys.executable).with_name("listserv")
+START_TIMEOUT = 20.0
+
+
+class DaemonProcess:
+    """A daemon in a subprocess, its log in a file; optionally on a fake clock (test hook)."""
+
+    def __init__(self, config: Path, run_dir: Path, log: Path, *,
+                 fake_now: datetime | None = None, verbose: bool = False,
+                 wait: bool = True) -> None:
+        self.log = log
+        self.ports_file = run_dir / "ports.json"
+        self.ports_file.unlink(missing_ok=True)  # a previous run's ports are not this one's
+        env = {k: v for k, v in os.environ.items() if k != "LISTSERV_FAKE_NOW"}
+        if fake_now is not None:
+            env.update(LISTSERV_TESTING="1", LISTSERV_FAKE_NOW=fake_now.isoformat())
+        command = [str(LISTSERV), "--config", str(config), "serve", *(["-v"] if verbose else [])]
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, env=env)
+        self.ports: dict[str, int] = {}
+        if wait:
+            self.wait_until(self.ports_file.exists, "start")
+
+    def wait_until(self, done: Callable[[], bool], what: str,
+                   timeout: float = START_TIMEOUT) -> None:
+        """Poll `done`; fail with the log if the daemon exits or `timeout` passes first."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the daemon exited with {self.proc.returncode}:\n"
+                                     f"{self.log_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the daemon did not {what} in {timeout:g}s:\n"
+                                     f"{self.log_text()}")
+            time.sleep(0.05)
+        if not self.ports and self.ports_file.exists():
+            self.ports = json.loads(self.ports_file.read_text())
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_text(self, tail: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-tail:]
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> int:
+        """SIGKILL: a crash. Returns the exit status (-9)."""
+        self.proc.send_signal(signal.SIGKILL)
+        return self.proc.wait(10)
+
+    def terminate(self) -> tuple[int, float]:
+        """SIGTERM: a clean stop. Returns the exit status and the seconds it took."""
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the daemon ignored SIGTERM for 30s:\n{self.log_text()}"
+                                 ) from None
+        return code, time.monotonic() - started
+
+    def reap(self) -> None:
+        """Kill it if it still runs (fixture teardown)."""
+        if self.running():
+            self.proc.kill()
+            self.proc.wait(10)
