@@ -394,7 +394,7 @@ def held_approve(app: App, held_id: str, add_member: bool) -> None:
     with app.unit_of_work() as session:
         item = services.find_held(session, held_id)
         count = services.approve_held(session, app.renderer, item, app.clock.now(), app.actor,
-                                      add_member_too=add_member)
+                                      add_member_too=add_member, hosted=app.settings.hosted)
     click.echo(f"approved {held_id}: queued for {count} members")
 
 

@@ -129,7 +129,9 @@ class OutboundSettings:
 
     `transport = "maildir"` writes into `data_dir/outbox`; `"smtp"` relays to `host:port`.
     `password` is the resolved secret ("" when neither `password_env` nor `password_file` is
-    set). Limits of 0 (`messages_per_minute`, `recipients_per_day`) mean no limit. A temporary
+    set). `messages_per_minute` (SMTP transactions in any 60 s) and `recipients_per_day`
+    (recipients in any 24 h) are the relay's sending limits, respected by the queue: mail
+    beyond them waits, still queued (docs/delivery.md); 0 means no limit. A temporary
     failure is retried after `retry_base_seconds`, doubling, until `give_up_days` have passed;
     a worker's claim on a batch lapses after `claim_lease_seconds`.
     """
@@ -177,6 +179,23 @@ class Settings:
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+
+    @property
+    def hosted(self) -> bool:
+        """Whether the lists run on a hosted mailbox (IMAP intake on).
+
+        A provider sends only as its account: every SMTP transaction's envelope sender is
+        `hosted_sender`, and every post's From is the list's (docs/delivery.md).
+        """
+        return self.intake.imap.enabled
+
+    @property
+    def hosted_sender(self) -> str:
+        """The hosted account's address: `outbound.username` when it is an address (has an
+        `@`), else `intake.imap.username`."""
+        if "@" in self.outbound.username:
+            return self.outbound.username
+        return self.intake.imap.username
 
     @property
     def outbox_dir(self) -> Path:

@@ -18,6 +18,7 @@ from aiosmtpd.smtp import SMTP
 from .clock import Clock, SystemClock
 from .config import Settings
 from .db import Store
+from .intake.imap import ImapPoller
 from .intake.smtp import IntakeHandler, start_server
 from .outbound import DeliveryWorker
 from .render import Renderer
@@ -165,9 +166,14 @@ class Daemon:
         ]
         for index in range(s.outbound.max_connections):
             self._workers.append(DeliveryWorker(
-                self.store, s.outbound, make_transport(s.outbound, s.outbox_dir), self.clock,
+                self.store, s.outbound,
+                make_transport(s.outbound, s.outbox_dir, s.hosted_sender if s.hosted else ""),
+                self.clock,
                 self.deliver_wake, self.stopping, s.daemon.poll_seconds, f"delivery-{index}",
             ))
+        if s.intake.imap.enabled:
+            self._workers.append(ImapPoller(self.store, s, self.clock, self.route_wake.set,
+                                            self.stopping))
         for worker in self._workers:
             worker.start()
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -560,3 +561,62 @@ class SubmissionRevision(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     submission: Mapped[Submission] = relationship(back_populates="revisions")
+
+
+class ImapCursor(Base):
+    """How far a hosted mailbox folder has been read: the only IMAP processing state.
+
+    `mailbox` names the account and folder (`user@host:port/folder`). A message is stored in
+    the same transaction that moves `last_uid` past it.
+    """
+
+    __tablename__ = "imap_cursors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(500), unique=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImapMessage(Base):
+    """A message read from a mailbox: its UID, what identifies it, and whether it is marked.
+
+    `marked` turns true once the server holds our keyword (or the message was moved); rows
+    still false after a crash are marked at the next connection. `message_id` and
+    `content_hash` recognise a message again after the server changed UIDVALIDITY.
+    """
+
+    __tablename__ = "imap_messages"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid"),
+        Index("ix_imap_messages_identity", "mailbox", "message_id"),
+        Index("ix_imap_messages_unmarked", "mailbox", "marked"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(500))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str] = mapped_column(String(250), default="")
+    content_hash: Mapped[str] = mapped_column(String(64))
+    inbound_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound.id", ondelete="SET NULL"), default=None)
+    marked: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SendUsage(Base):
+    """What the outgoing queue handed to the relay, and when: the provider's limits' ledger.
+
+    One row per claimed batch: `messages` SMTP transactions for `recipients` recipients.
+    `messages_per_minute` and `recipients_per_day` are counted over these rows.
+    """
+
+    __tablename__ = "send_usage"
+    __table_args__ = (Index("ix_send_usage_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    messages: Mapped[int] = mapped_column(Integer)
+    recipients: Mapped[int] = mapped_column(Integer)

@@ -3,6 +3,10 @@
 Mail is queued in the same transaction as the state change that causes it. A worker claims a
 batch (one message, up to `max_recipients_per_transaction` recipients) under a lease, sends it,
 and records the results; a crash re-sends at most the batches in flight.
+
+The relay's sending limits (`messages_per_minute`, `recipients_per_day`) are counted at claim
+time over the `send_usage` ledger, one row per claimed batch: mail beyond them is not claimed
+and waits, still queued (docs/delivery.md, "Sending limits").
 """
 
 from __future__ import annotations
@@ -11,12 +15,28 @@ import functools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
 
-from sqlalchemy import ColumnElement, Update, and_, bindparam, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from . import bounces
@@ -24,13 +44,18 @@ from .addresses import Role, role_address
 from .clock import Clock
 from .config import OutboundSettings
 from .db import Store
-from .models import MailingList, Member, OutMessage, OutRecipient
+from .models import MailingList, Member, OutMessage, OutRecipient, SendUsage
 from .transforms import personalize
 from .transports import Outcome, Result, Transport
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = timedelta(hours=6)
+MINUTE = timedelta(minutes=1)
+DAY = timedelta(days=1)
+PRUNE_EVERY = timedelta(hours=1)
+# pg_advisory_xact_lock key serialising limited claims across workers and daemons ("lsrv").
+SEND_LIMIT_LOCK = 0x6C737276
 
 
 def enqueue(
@@ -118,6 +143,17 @@ class _Message:
 
 _RECIPIENTS = OutRecipient.__table__
 _R = _RECIPIENTS.c
+_ORDER = (_R.next_attempt_at, _R.id)  # the order of the index ix_out_recipients_due
+
+
+def _due() -> ColumnElement[bool]:
+    """A recipient row that may be claimed at `:now`: queued, its time come, no live lease."""
+    now = bindparam("now", type_=_R.next_attempt_at.type)
+    return and_(
+        _R.status == "queued",
+        _R.next_attempt_at <= now,
+        or_(_R.lease_until.is_(None), _R.lease_until < now),
+    )
 
 
 @functools.cache
@@ -127,18 +163,12 @@ def _claim_statement(limit: int) -> Update:
     Built once per limit (binds `now`, `until`): the hot loop of a large delivery pays neither
     for building nor for compiling it again.
     """
-    now = bindparam("now", type_=_R.next_attempt_at.type)
-    due = and_(
-        _R.status == "queued",
-        _R.next_attempt_at <= now,
-        or_(_R.lease_until.is_(None), _R.lease_until < now),
-    )
-    order = (_R.next_attempt_at, _R.id)
-    first = select(_R.message_id).where(due).order_by(*order).limit(1).scalar_subquery()
+    due = _due()
+    first = select(_R.message_id).where(due).order_by(*_ORDER).limit(1).scalar_subquery()
     chosen = (
         select(_R.id)
         .where(due, _R.message_id == first)
-        .order_by(*order)
+        .order_by(*_ORDER)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -190,7 +220,126 @@ def _message(session: Session, message_id: int) -> _Message:
                     public)
 
 
-def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> Batch | None:
+# -- the relay's sending limits --------------------------------------------------------------
+
+
+_USAGE = SendUsage.__table__
+_U = _USAGE.c
+UNLIMITED = 1 << 62
+
+
+class SendLimits:
+    """The relay's limits (`[outbound]`; 0 = none), counted over the `send_usage` ledger.
+
+    It also says, once, when the limits start holding queued mail back: one object per daemon
+    (per `Store`), shared by its delivery workers, so the line is not written once per worker.
+    """
+
+    def __init__(self, messages_per_minute: int = 0, recipients_per_day: int = 0) -> None:
+        self.messages_per_minute = messages_per_minute  # SMTP transactions in any 60 s
+        self.recipients_per_day = recipients_per_day  # recipients in any 24 h
+        self._lock = threading.Lock()
+        self._holding = False
+
+    @classmethod
+    def of(cls, settings: OutboundSettings, store: Store | None = None) -> SendLimits | None:
+        """The configured limits, shared by the workers of `store`; None when there are none
+        (then the queue counts nothing)."""
+        wanted = (settings.messages_per_minute, settings.recipients_per_day)
+        if max(wanted) <= 0:
+            return None
+        if store is None:
+            return cls(*wanted)
+        with _SHARED_LOCK:
+            limits = _SHARED.get(store)
+            if limits is None or (limits.messages_per_minute, limits.recipients_per_day) != wanted:
+                limits = _SHARED[store] = cls(*wanted)
+            return limits
+
+    def holding(self, session: Session, now: datetime, reason: str) -> None:
+        """Log that `reason` holds mail back, unless already said or nothing is due."""
+        if self._holding:
+            return
+        if not session.connection().execute(_anything_due(), {"now": now}).scalar():
+            return
+        with self._lock:
+            if self._holding:
+                return
+            self._holding = True
+        log.info("sending limit reached (%s): queued mail waits until it allows more", reason)
+
+    def drained(self) -> None:
+        """Nothing was due: the next time the limits hold mail back is worth a line again."""
+        self._holding = False
+
+
+_SHARED: weakref.WeakKeyDictionary[Store, SendLimits] = weakref.WeakKeyDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def allowance(session: Session, now: datetime, limits: SendLimits) -> tuple[int, int]:
+    """(SMTP transactions, recipients) the limits still allow at `now` (UNLIMITED for none).
+
+    On PostgreSQL a transaction-level advisory lock is taken first and held until the caller
+    commits the claim and its ledger row, so workers and daemons sharing the database count
+    one after another (on SQLite every write transaction is serialised already).
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(select(func.pg_advisory_xact_lock(SEND_LIMIT_LOCK)))
+    window = DAY if limits.recipients_per_day > 0 else MINUTE
+    this_minute = case((_U.at > now - MINUTE, _U.messages), else_=0)
+    used_messages, used_recipients = connection.execute(
+        select(func.coalesce(func.sum(this_minute), 0), func.coalesce(func.sum(_U.recipients), 0))
+        .where(_U.at > now - window)
+    ).one()
+    messages = limits.messages_per_minute - int(used_messages)
+    recipients = limits.recipients_per_day - int(used_recipients)
+    return (messages if limits.messages_per_minute > 0 else UNLIMITED,
+            recipients if limits.recipients_per_day > 0 else UNLIMITED)
+
+
+def prune_usage(session: Session, now: datetime) -> None:
+    """Forget ledger rows older than the longest window (a day): they count for nothing."""
+    session.connection().execute(delete(_USAGE).where(_U.at <= now - DAY))
+
+
+@functools.cache
+def _first_due_personalized() -> Select[tuple[bool]]:
+    """Whether the message the next claim would take is personalized (a row, or none)."""
+    first = select(_R.message_id).where(_due()).order_by(*_ORDER).limit(1).scalar_subquery()
+    return select(OutMessage.personalize).where(OutMessage.id == first)
+
+
+@functools.cache
+def _anything_due() -> Select[tuple[bool]]:
+    return select(exists().where(_due()))
+
+
+def _limit_claim(session: Session, now: datetime, limits: SendLimits,
+                 limit: int) -> tuple[int, int] | None:
+    """(the claim's size, the transactions allowed) under `limits`; None when nothing may go.
+
+    A personalized message makes one transaction per recipient, a batched one a single
+    transaction: the claim's size depends on which message comes next, looked up only when
+    the transactions left are what binds.
+    """
+    messages, recipients = allowance(session, now, limits)
+    if messages <= 0 or recipients <= 0:
+        reason = (f"messages_per_minute = {limits.messages_per_minute}" if messages <= 0
+                  else f"recipients_per_day = {limits.recipients_per_day}")
+        limits.holding(session, now, reason)
+        return None
+    limit = min(limit, recipients)
+    if messages < limit and session.connection().execute(
+        _first_due_personalized(), {"now": now}
+    ).scalar():
+        limit = messages
+    return limit, messages
+
+
+def claim(session: Session, now: datetime, lease: timedelta, limit: int,
+          limits: SendLimits | None = None) -> Batch | None:
     """Claim up to `limit` due recipients of the oldest due message, under a lease.
 
     One statement takes the lease and returns the rows (UPDATE … RETURNING, on SQLite and on
@@ -198,9 +347,18 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> Batc
     the index ix_out_recipients_due (status, next_attempt_at, id) in its own order, so neither
     sorts the whole queue: claiming costs the same at the start of a 100,000-member delivery as
     at its end.
+
+    With `limits`, the batch is what the relay's limits still allow (None, claiming nothing,
+    when they allow nothing now), and a `send_usage` row records it in the same transaction.
     """
     connection = session.connection()
     postgres = connection.dialect.name == "postgresql"
+    transactions = UNLIMITED
+    if limits is not None:
+        limited = _limit_claim(session, now, limits, limit)
+        if limited is None:
+            return None
+        limit, transactions = limited
     if postgres:
         # Right after a large post is queued the planner's statistics still say "few queued
         # rows", and it picks a bitmap scan of every queued row plus a sort: 65 ms per claim
@@ -212,6 +370,8 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> Batc
     if postgres:
         connection.exec_driver_sql("SET LOCAL enable_sort TO DEFAULT")
     if not rows:
+        if limits is not None:
+            limits.drained()
         return None
     rows.sort(key=itemgetter(0))
     message_id = rows[0][3]
@@ -236,6 +396,20 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int) -> Batc
                 .values(status="dropped", lease_until=None, last_error="no longer a member")
             )
             recipients = [(rid, email) for rid, email in recipients if rid in tokens]
+        if len(recipients) > transactions:
+            # The next message was not the one looked at (another worker took it): give back
+            # what the transactions left cannot carry.
+            recipients, excess = recipients[:transactions], recipients[transactions:]
+            connection.execute(
+                update(_RECIPIENTS)
+                .where(_ids_in([rid for rid, _ in excess]))
+                .values(lease_until=None)
+            )
+    if limits is not None and recipients:
+        connection.execute(insert(_USAGE).values(
+            at=now, messages=len(recipients) if message.personalize else 1,
+            recipients=len(recipients),
+        ))
     return Batch(
         message_id=message_id,
         envelope_from=message.envelope_from,
@@ -338,6 +512,8 @@ class DeliveryWorker(threading.Thread):
         self.wake = wake
         self.stopping = stopping
         self.poll_seconds = poll_seconds
+        self.limits = SendLimits.of(settings, store)
+        self._prune_at: datetime | None = None  # when the ledger is next pruned (limits only)
 
     def run(self) -> None:
         """Claim, send, record, until stopped; then record what was sent, claim nothing more.
@@ -398,7 +574,11 @@ class DeliveryWorker(threading.Thread):
             if claiming is None:
                 return None
             lease, limit = claiming
-            return claim(session, self.clock.now(), lease, limit)
+            now = self.clock.now()
+            if self.limits is not None and (self._prune_at is None or now >= self._prune_at):
+                prune_usage(session, now)
+                self._prune_at = now + PRUNE_EVERY
+            return claim(session, now, lease, limit, self.limits)
 
     def _send(self, batch: Batch) -> dict[int, Result]:
         results = send_batch(batch, self.transport, self._renewer(batch))

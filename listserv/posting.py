@@ -66,17 +66,26 @@ def footer_text(renderer: Renderer, mailing_list: MailingList) -> str:
 
 
 def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
-                   dmarc: PolicyLookup | None = None) -> SenderRewrite | None:
+                   dmarc: PolicyLookup | None = None, *,
+                   hosted: bool = False) -> SenderRewrite | None:
     """How a copy of `raw` sent from `role`'s address must hide its author's From (DMARC).
 
     None when the list's `dmarc_mitigation` and the author's domain policy allow the author's
     own From. `dmarc` is the policy lookup; without one, the process-wide cached one.
+
+    `hosted` (a list run on a hosted mailbox, whose provider sends only as its account): every
+    copy goes out under the list's From, whatever the mode and the author's policy; a `wrap`
+    list still wraps where its mode would.
     """
     name, address = author_of(RawMessage.parse(raw))
-    if ml.dmarc_mitigation == "none" or not address:
-        return None
-    action = mitigation(ml.dmarc_mitigation, domain_of(address),
-                        dmarc if dmarc is not None else default_lookup())
+    # Hosted, the author's policy only decides whether a `wrap` list wraps or munges.
+    consult = ml.dmarc_mitigation == "wrap" if hosted else ml.dmarc_mitigation != "none"
+    action: str | None = None
+    if address and consult:
+        action = mitigation(ml.dmarc_mitigation, domain_of(address),
+                            dmarc if dmarc is not None else default_lookup())
+    if hosted:
+        action = action or "munge"
     if action is None:
         return None
     author = name or address.rpartition("@")[0]
@@ -88,10 +97,16 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
 
 
 def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
-               now: datetime, *, dmarc: PolicyLookup | None = None) -> int:
-    """Queue the members' copy of a post; returns how many members it is queued for."""
+               now: datetime, *, dmarc: PolicyLookup | None = None,
+               hosted: bool = False) -> int:
+    """Queue the members' copy of a post; returns how many members it is queued for.
+
+    `hosted`: the lists run on a hosted mailbox (`Settings.hosted`), so From is always the
+    list's (see `sender_rewrite`).
+    """
     copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer_text(renderer, ml),
-                             sender_rewrite(renderer, ml, raw, Role.POST, dmarc))
+                             sender_rewrite(renderer, ml, raw, Role.POST, dmarc,
+                                            hosted=hosted))
     return enqueue_to_members(session, ml, copy, now=now)
 
 
@@ -115,13 +130,15 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound
 
 def forward_to_owners(session: Session, ml: MailingList, raw: bytes, now: datetime, *,
                       renderer: Renderer,
-                      dmarc: PolicyLookup | None = None) -> None:
+                      dmarc: PolicyLookup | None = None,
+                      hosted: bool = False) -> None:
     """Send a message as it came to every owner of the list (From munged as for posts).
 
-    `renderer` names the munged sender from the operator's templates.
+    `renderer` names the munged sender from the operator's templates; `hosted` as for
+    `distribute`.
     """
     copy = owner_copy(raw, ml.role_address(Role.OWNER),
-                      sender_rewrite(renderer, ml, raw, Role.OWNER, dmarc))
+                      sender_rewrite(renderer, ml, raw, Role.OWNER, dmarc, hosted=hosted))
     enqueue(
         session, copy, [o.email for o in ml.owners],
         envelope_from=ml.role_address(Role.BOUNCES), kind="owner", list_id=ml.id, now=now,

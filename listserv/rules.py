@@ -55,18 +55,28 @@ def own_loop(msg: EmailMessage, list_id: str, list_address: str) -> str | None:
     return None
 
 
+def auto_reply(msg: EmailMessage) -> str | None:
+    """The sign that `msg` is an out-of-office or other automatic reply, if it carries one."""
+    if msg.get("X-Autoreply") or msg.get("X-Autorespond"):
+        return "X-Autoreply"
+    if header_text(msg, "Precedence").lower() == "auto_reply":
+        return "Precedence: auto_reply"
+    if _VACATION.search(header_text(msg, "Subject")):
+        return "an out-of-office subject"
+    return None
+
+
 def automatic_mail(msg: EmailMessage, mail_from: str) -> str | None:
     """Mail written by a program (RFC 3834 and the usual signs), which gets no answer."""
     auto = header_text(msg, "Auto-Submitted").lower()
     if auto and auto != "no":
         return f"automatic mail (Auto-Submitted: {auto})"
-    if msg.get("X-Autoreply") or msg.get("X-Autorespond"):
-        return "automatic mail (X-Autoreply)"
+    reply = auto_reply(msg)
+    if reply:
+        return f"automatic mail ({reply})"
     precedence = header_text(msg, "Precedence").lower()
-    if precedence in ("bulk", "junk", "auto_reply"):
+    if precedence in ("bulk", "junk"):
         return f"automatic mail (Precedence: {precedence})"
-    if _VACATION.search(header_text(msg, "Subject")):
-        return "automatic mail (an out-of-office subject)"
     if not mail_from:
         return "automatic mail (empty envelope sender)"
     if _DAEMON_SENDERS.match(mail_from):
@@ -78,6 +88,14 @@ def too_big(size: int, max_kb: int) -> str | None:
     """Over the list's size limit for posts."""
     if max_kb and size > max_kb * 1024:
         return f"message is {size // 1024} KB, over the list's limit of {max_kb} KB"
+    return None
+
+
+def headers_only(size: int, stored: int) -> str | None:
+    """Only the headers were read (a hosted mailbox's message over the intake cap)."""
+    if size > stored:
+        return (f"only its headers were read: it is {size // 1024} KB, over the intake limit; "
+                "the whole message is still in the mailbox")
     return None
 
 

@@ -37,7 +37,7 @@ from .models import (
 from .notices import notify
 from .posting import distribute, list_headers, parse
 from .render import Renderer
-from .rules import from_name, may_auto_reply
+from .rules import from_name, headers_only, may_auto_reply
 from .tokens import new_token
 
 DELIVERY_MODES = ("regular", "digest", "nomail")
@@ -408,15 +408,21 @@ def find_held(session: Session, held_id: str, *, waiting: bool = True) -> Held:
 
 
 def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,
-                 *, add_member_too: bool = False) -> int:
-    """Distribute a held message (and subscribe its sender if asked); returns the fan-out."""
+                 *, add_member_too: bool = False, hosted: bool = False) -> int:
+    """Distribute a held message (and subscribe its sender if asked); returns the fan-out.
+
+    `hosted`: the lists run on a hosted mailbox (`Settings.hosted`; see `posting.distribute`).
+    """
     ml = held.mailing_list
+    if headers_only(held.inbound.size, len(held.inbound.raw)):
+        raise ListservError(f"held message {held.id} was too big: only its headers were read. "
+                            "Forward it from the mailbox yourself, then discard it here")
     if add_member_too and find_member(session, ml, held.sender) is None:
         display = from_name(parse(held.inbound.raw))[:MAX_NAME_LENGTH]
         add_member(session, renderer, ml, held.sender, display, now, actor)
     held.status, held.decided_at, held.decided_by = "approved", now, actor
     audit(session, now, actor, "held-approved", f"#{held.id} from {held.sender}", ml.id)
-    return distribute(session, renderer, ml, held.inbound.raw, now)
+    return distribute(session, renderer, ml, held.inbound.raw, now, hosted=hosted)
 
 
 def reject_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,

@@ -40,15 +40,20 @@ class Transport(Protocol):
 
 
 class MaildirTransport:
-    """Writes each transaction as one file in a Maildir (`new/`), envelope in its headers."""
+    """Writes each transaction as one file in a Maildir (`new/`), envelope in its headers.
 
-    def __init__(self, path: Path) -> None:
+    `envelope_from` (hosted mode: the account) replaces every transaction's envelope sender.
+    """
+
+    def __init__(self, path: Path, envelope_from: str = "") -> None:
         self.path = path
+        self.envelope_from = envelope_from
         for sub in ("tmp", "new", "cur"):
             (path / sub).mkdir(parents=True, exist_ok=True)
         self._host = socket.gethostname().replace("/", "_").replace(":", "_")
 
     def send(self, envelope_from: str, recipients: list[str], data: bytes) -> dict[str, Result]:
+        envelope_from = self.envelope_from or envelope_from
         eol = b"\r\n" if b"\r\n" in data[:4096] else b"\n"
         envelope = f"Return-Path: <{envelope_from}>".encode() + eol
         envelope += b"".join(f"X-Envelope-To: <{r}>".encode() + eol for r in recipients)
@@ -173,11 +178,17 @@ def _send_pipelined(
 
 
 class SmtpTransport:
-    """One SMTP connection, kept open between transactions and reopened after errors."""
+    """One SMTP connection, kept open between transactions and reopened after errors.
 
-    def __init__(self, settings: OutboundSettings, timeout: float = 60.0) -> None:
+    `envelope_from`, when set, is the MAIL FROM of every transaction whatever the queue asks:
+    a hosted mailbox's provider sends only as its account (`Settings.hosted_sender`).
+    """
+
+    def __init__(self, settings: OutboundSettings, timeout: float = 60.0,
+                 envelope_from: str = "") -> None:
         self.settings = settings
         self.timeout = timeout
+        self.envelope_from = envelope_from
         self._client: smtplib.SMTP | None = None
         self._used = 0.0  # time.monotonic() of the last transaction
 
@@ -210,6 +221,7 @@ class SmtpTransport:
         return client
 
     def send(self, envelope_from: str, recipients: list[str], data: bytes) -> dict[str, Result]:
+        envelope_from = self.envelope_from or envelope_from
         results: dict[str, Result] = {}
         try:
             client = self._connection()
@@ -288,8 +300,12 @@ class SmtpTransport:
             self._client = None
 
 
-def make_transport(settings: OutboundSettings, outbox: Path) -> Transport:
-    """The transport the operator configured (`outbound.transport`)."""
+def make_transport(settings: OutboundSettings, outbox: Path, envelope_from: str = "") -> Transport:
+    """The transport the operator configured (`outbound.transport`).
+
+    `envelope_from` ("" = each message's own) overrides the envelope sender of every
+    transaction: in hosted mode, the account's address.
+    """
     if settings.transport == "smtp":
-        return SmtpTransport(settings)
-    return MaildirTransport(outbox)
+        return SmtpTransport(settings, envelope_from=envelope_from)
+    return MaildirTransport(outbox, envelope_from)

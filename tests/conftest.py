@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from click.testing import CliRunner, Result
@@ -25,6 +25,7 @@ from listserv.daemon import Daemon
 from listserv.db import Store
 
 from .dns_stub import dns_zone, loopback_dns_server  # noqa: F401 (autouse: DNS on 127.0.0.1)
+from .dovecot import INSTALL_HINT, Dovecot, DovecotError, ImapAccount, dovecot_binary
 from .helpers import LIST, write_config
 from .smtp_sink import SmtpSink
 
@@ -150,3 +151,55 @@ def shma(cli: CliRun) -> str:
     """The list shma@lists.example.org, owned by chair@example.org."""
     cli("lists", "create", LIST, "--owner", "chair@example.org")
     return LIST
+
+
+# -- A real IMAP server (Dovecot, tests/dovecot.py) for the IMAP intake tests ------------------
+# LISTSERV_TEST_DOVECOT names the folder of an instance already running (.ci/run starts one);
+# otherwise the run starts its own. Without Dovecot the tests skip, or fail when
+# LISTSERV_REQUIRE_IMAP=1 (set by .ci/run).
+
+
+def _imap_unavailable(reason: str) -> NoReturn:
+    if os.environ.get("LISTSERV_REQUIRE_IMAP") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _started_dovecot(folder: Path) -> Dovecot:
+    if dovecot_binary() is None:
+        _imap_unavailable(INSTALL_HINT)
+    try:
+        return Dovecot(folder).start()
+    except DovecotError as exc:
+        _imap_unavailable(f"Dovecot did not start: {exc}")
+
+
+@pytest.fixture(scope="session")
+def dovecot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+    """One Dovecot for the whole run: .ci/run's instance if there is one, else our own."""
+    folder = os.environ.get("LISTSERV_TEST_DOVECOT")
+    if folder:
+        try:
+            attached: Dovecot | None = Dovecot.attach(folder)
+        except DovecotError:
+            attached = None  # not running there: start a private one after all
+        if attached is not None:
+            yield attached
+            return
+    server = _started_dovecot(tmp_path_factory.mktemp("dovecot"))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def imap_account(dovecot_server: Dovecot) -> ImapAccount:
+    """A fresh, empty mailbox of its own on the shared Dovecot (a new user per test)."""
+    return dovecot_server.new_account()
+
+
+@pytest.fixture
+def private_dovecot(tmp_path: Path) -> Iterator[Dovecot]:
+    """A Dovecot of this test's own (to stop and restart), stopped at the end."""
+    server = _started_dovecot(tmp_path / "dovecot")
+    yield server
+    server.close()

@@ -2,96 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import ssl
-import subprocess
-import threading
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from listserv.config import load_settings
 from listserv.transports import Outcome, SmtpTransport
 
 from .helpers import make_message
+from .submission_server import (  # noqa: F401 (fixtures)
+    WARNING_FILTERS,
+    certificate_fixture,
+    submission_server_fixture,
+)
 
-# aiosmtpd's own AUTH code touches its deprecated Session.login_data, and it warns about
-# AUTH without STARTTLS even when the whole connection is implicit TLS.
-pytestmark = [pytest.mark.filterwarnings("ignore:Session.login_data is deprecated"),
-              pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes, bool]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        encrypted = server.transport.get_extra_info("ssl_object") is not None
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                              envelope.original_content, encrypted))
-        return "250 OK"
-
-
-def authenticate(server, session, envelope, mechanism, auth_data):
-    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"group@example.org" \
-        and auth_data.password == b"app-password"
-    return AuthResult(success=ok, handled=False)
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
-
-
-@pytest.fixture
-def submission_server(request, certificate) -> Iterator[tuple[int, Recorder]]:
-    """A submission server: STARTTLS required before AUTH (587), or implicit TLS (465)."""
-    implicit = request.param == "implicit"
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*certificate)
-    recorder = Recorder()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, object] = {}
-
-    connections: list[SMTP] = []
-
-    def factory() -> SMTP:
-        connections.append(SMTP(recorder, tls_context=None if implicit else context,
-                    require_starttls=not implicit, auth_required=True,
-                    # aiosmtpd only knows TLS it started itself (STARTTLS); implicit is TLS too.
-                    auth_require_tls=not implicit, authenticator=authenticate, loop=loop))
-        return connections[-1]
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        server = loop.run_until_complete(loop.create_server(
-            factory, "127.0.0.1", 0, ssl=context if implicit else None))
-        holder["server"] = server
-        holder["port"] = server.sockets[0].getsockname()[1]
-        ready.set()
-        loop.run_forever()
-        server.close()
-        for protocol in connections:
-            if protocol.transport is not None:
-                protocol.transport.close()
-        loop.run_until_complete(server.wait_closed())
-        loop.run_until_complete(asyncio.sleep(0.2))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(10)
-    yield int(holder["port"]), recorder
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    loop.close()
+pytestmark = WARNING_FILTERS
 
 
 def outbound(tmp_path, port: int, tls: str, password: str = "app-password"):

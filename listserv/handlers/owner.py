@@ -17,5 +17,6 @@ def handle(ctx: Context) -> str:
         audit(ctx.session, ctx.now, DAEMON, "discarded",
               f"inbound #{ctx.inbound.id}: owner mail looped back", ml.id)
         return "discarded: owner mail looped back"
-    forward_to_owners(ctx.session, ml, ctx.inbound.raw, ctx.now, renderer=ctx.renderer)
+    forward_to_owners(ctx.session, ml, ctx.inbound.raw, ctx.now, renderer=ctx.renderer,
+                      hosted=ctx.settings.hosted)
     return f"forwarded to {len(ml.owners)} owners"

@@ -9,7 +9,14 @@ from ..intent import Guard, guard
 from ..models import Member
 from ..notices import notify
 from ..posting import distribute, hold, list_id
-from ..rules import automatic_mail, from_address, may_auto_reply, own_loop, too_big
+from ..rules import (
+    automatic_mail,
+    from_address,
+    headers_only,
+    may_auto_reply,
+    own_loop,
+    too_big,
+)
 from .context import Context
 from .request import act
 
@@ -50,13 +57,15 @@ def handle(ctx: Context) -> str:
             return act(ctx, understood)
         if verdict is Guard.UNSURE:
             reason = "it may be a request to join or leave rather than a post"
-    reason = reason or too_big(ctx.inbound.size, ml.max_post_kb)
+    reason = reason or headers_only(ctx.inbound.size, len(ctx.inbound.raw)) \
+        or too_big(ctx.inbound.size, ml.max_post_kb)
     if reason:
         held = hold(ctx.session, ctx.renderer, ml, ctx.inbound, sender, reason, ctx.now)
         return f"held #{held.id}: {reason}"
     if member is None:
         return _nonmember(ctx, sender)
-    count = distribute(ctx.session, ctx.renderer, ml, ctx.inbound.raw, ctx.now)
+    count = distribute(ctx.session, ctx.renderer, ml, ctx.inbound.raw, ctx.now,
+                       hosted=ctx.settings.hosted)
     return f"distributed to {count} members"
 
 

@@ -1,0 +1,91 @@
+"""Roles of hosted-mailbox mail from its headers (SPEC §1), without a server."""
+
+from __future__ import annotations
+
+from listserv.addresses import Role, role_address
+from listserv.bounces import recognise
+from listserv.intake.imap import envelope_sender
+from listserv.intake.roles import ListAddresses, addresses_of, route
+
+from .helpers import make_message, parse
+
+GROUP = "shma@lists.example.org"
+TOKEN = "abcdefghijklmnopqrstuvwx"
+
+
+def hosted() -> ListAddresses:
+    """A list whose public addresses are plus-addresses of one provider mailbox."""
+    public = {Role.POST: "group@provider.example"}
+    public |= {r: f"group+{r.value}@provider.example" for r in Role if r is not Role.POST}
+    return addresses_of(GROUP, lambda role: role_address(GROUP, role, "", public[role]))
+
+
+def routed(raw: bytes, known: tuple[str, ...] = ()) -> tuple[Role, str, str]:
+    lists = [hosted()]
+    result = route(parse(raw), lists, lists[0], lambda token: token in known)
+    return result.destination.role, result.destination.token, result.how
+
+
+def test_topmost_delivered_to_decides_over_to_and_x_original_to():
+    raw = (b"Delivered-To: group+request@provider.example\r\n"
+           b"Delivered-To: group@provider.example\r\n"
+           b"X-Original-To: group+owner@provider.example\r\n" + make_message())
+    assert routed(raw) == (Role.REQUEST, "", "Delivered-To")
+
+
+def test_x_original_to_then_to_and_cc():
+    raw = b"X-Original-To: group+column@provider.example\r\n" + make_message()
+    assert routed(raw)[:2] == (Role.COLUMN, "")
+    raw = make_message(to="someone@example.org", Cc="group+peer-input@provider.example")
+    assert routed(raw) == (Role.PEER_INPUT, "", "To/Cc")
+
+
+def test_several_roles_in_to_and_cc_take_the_first_of_the_table():
+    raw = make_message(to="group+owner@provider.example, group@provider.example")
+    assert routed(raw)[0] is Role.POST
+
+
+def test_plus_prefix_gives_the_token_of_token_roles_only():
+    raw = b"Delivered-To: group+confirm+" + TOKEN.encode() + b"@provider.example\r\n" + \
+        make_message()
+    assert routed(raw)[:2] == (Role.CONFIRM, TOKEN)
+    raw = b"Delivered-To: Group+Leave+XYZ@Provider.Example\r\n" + make_message()
+    assert routed(raw)[:2] == (Role.LEAVE, "xyz")
+    # A post address with something after "+" is no role of ours: To decides instead.
+    raw = b"Delivered-To: group+nonsense@provider.example\r\n" + make_message(
+        to="group+request@provider.example")
+    assert routed(raw)[0] is Role.REQUEST
+
+
+def test_token_in_the_subject_when_the_provider_dropped_the_plus_part():
+    subject = f"Re: Please confirm: join the shma list (confirm {TOKEN})"
+    raw = b"Delivered-To: group@provider.example\r\n" + make_message(subject=subject)
+    assert routed(raw, known=(TOKEN,)) == (Role.CONFIRM, TOKEN, "Subject token")
+    # An unknown token is just words in a post.
+    assert routed(raw)[0] is Role.POST
+
+
+def test_default_addresses_still_work_and_unknown_mail_goes_to_the_chair():
+    raw = make_message(to="shma-request@lists.example.org")
+    assert routed(raw)[0] is Role.REQUEST
+    raw = make_message(to="stranger@elsewhere.example")
+    assert routed(raw) == (Role.OWNER, "", "no list address in the headers")
+
+
+def test_reports_and_automatic_replies_are_recognised_and_posts_are_not():
+    assert recognise(parse(make_message()), "jane@example.org") == ""
+    report = make_message(sender="MAILER-DAEMON@mx.example.org",
+                          subject="Undelivered Mail Returned to Sender")
+    assert recognise(parse(report), "") != ""
+    vacation = make_message(subject="Out of office: back Monday")
+    assert "automatic reply" in recognise(parse(vacation), "jane@example.org")
+    auto = make_message(Auto_Submitted="auto-replied")
+    assert "automatic reply" in recognise(parse(auto), "jane@example.org")
+    bulk = make_message(Precedence="bulk")
+    assert recognise(parse(bulk), "news@example.org") == ""
+
+
+def test_return_path_gives_the_envelope_sender():
+    assert envelope_sender("<>", "jane@example.org") == ""
+    assert envelope_sender("<Jane@Example.ORG>", "x@example.org") == "jane@example.org"
+    assert envelope_sender("", "jane@example.org") == "jane@example.org"
