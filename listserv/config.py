@@ -266,6 +266,11 @@ def _build(loader: _Loader, root: _Table, config_path: Path | None) -> Settings:
     intake_table.finish()
 
     outbound = _read_outbound(root.table("outbound"), OutboundSettings())
+    if intake.imap.enabled and "@" not in outbound.username + intake.imap.username:
+        # Hosted mode sends as the account: without an address there is no envelope sender.
+        raise loader.error(("intake", "imap", "username"),
+                           "must be the mailbox's address (name@domain) when imap is enabled, "
+                           "unless outbound.username is one")
     daemon = _read_daemon(root.table("daemon"), DaemonSettings())
     root.finish()
     return Settings(

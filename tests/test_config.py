@@ -266,6 +266,9 @@ def test_integer_is_accepted_where_a_number_is_expected(tmp_path: Path) -> None:
         ('[database]\nurl = "listserv.db"\n',
          "database.url: expected a database URL such as 'postgresql+psycopg://…'"),
         ('data_dir = ""\n', "data_dir: must not be empty"),
+        ('[intake.imap]\nenabled = true\nusername = "group"\npassword_env = "HOME"\n',
+         "intake.imap.username: must be the mailbox's address (name@domain) when imap is "
+         "enabled, unless outbound.username is one"),
     ],
 )  # fmt: skip
 def test_out_of_range_values_name_key_and_file(tmp_path: Path, text: str, message: str) -> None:
@@ -391,7 +394,8 @@ def test_password_file_is_read_relative_to_the_config_folder(
     (folder / "secrets" / "smtp.txt").write_text("smtp pass\r\n", encoding="utf-8")
     path = write_config(
         folder,
-        '[intake.imap]\nenabled = true\npassword_file = "secrets/imap.txt"\n'
+        '[intake.imap]\nenabled = true\nusername = "group@example.org"\n'
+        'password_file = "secrets/imap.txt"\n'
         '[outbound]\npassword_file = "secrets/smtp.txt"\n',
     )
     monkeypatch.chdir(tmp_path)  # elsewhere: the config's folder counts, not the cwd

@@ -40,7 +40,7 @@ from ..membership import find_request
 from ..models import ImapCursor, ImapMessage, Inbound, MailingList
 from ..posting import parse
 from ..rules import from_address, header_text
-from .roles import ListAddresses, Routed, addresses_of, route
+from .roles import Routed, addresses_of, route
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _inbound(session: Session, msg: EmailMessage, fetched: Fetched, account: str
     mail_from = envelope_sender(header_text(msg, "Return-Path"), from_address(msg))
     routed = route(msg, addresses, served[0],
                    lambda token: find_request(session, token, now) is not None)
-    routed = _reports_to_bounces(msg, mail_from, routed, served[0])
+    routed = _reports_to_bounces(msg, mail_from, routed)
     if fetched.size > len(fetched.raw) and routed.destination.role is not Role.BOUNCES:
         # Headers only: held as a post for the chair, whatever it was for (the post
         # handler holds it; nothing would act on a request or forward with no body).
@@ -160,8 +160,8 @@ def _inbound(session: Session, msg: EmailMessage, fetched: Fetched, account: str
                         "over the size cap")
     by_address = {ml.address: ml.id for ml in lists}
     destination = routed.destination
-    log.info("imap uid %s: %s %s (%s)", fetched.uid, destination.role.value,
-             destination.list_address, routed.how)
+    log.info("imap uid %s: for the %s of %s (decided by %s)", fetched.uid,
+             destination.role.value, destination.list_address, routed.how)
     return Inbound(
         received_at=now, mail_from=mail_from, rcpt=routed.rcpt,
         list_id=by_address.get(destination.list_address), role=destination.role.value,
@@ -169,16 +169,14 @@ def _inbound(session: Session, msg: EmailMessage, fetched: Fetched, account: str
     )
 
 
-def _reports_to_bounces(msg: EmailMessage, mail_from: str, routed: Routed,
-                        default: ListAddresses) -> Routed:
+def _reports_to_bounces(msg: EmailMessage, mail_from: str, routed: Routed) -> Routed:
     """Delivery reports and automatic replies go to the bounce handler, whatever they name."""
     if routed.destination.role is Role.BOUNCES:
         return routed
     why = bounces.recognise(msg, mail_from)
     if not why:
         return routed
-    list_address = routed.destination.list_address or default.list_address
-    return Routed(routed.rcpt, Destination(list_address, Role.BOUNCES), why)
+    return Routed(routed.rcpt, Destination(routed.destination.list_address, Role.BOUNCES), why)
 
 
 def _idle_news(client: IMAPClient, seconds: float) -> bool:
