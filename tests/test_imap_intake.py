@@ -20,7 +20,7 @@ from listserv.intake.imap import KEYWORD
 from listserv.models import ImapMessage, Inbound
 
 from .daemons import DaemonProcess
-from .helpers import LIST, make_message, write_config
+from .helpers import LIST, make_message, parse, write_config
 from .tcp_proxy import TcpProxy
 
 MEMBERS = ["ann@example.org", "bob@example.net", "cat@example.com"]
@@ -122,6 +122,11 @@ def test_post_is_distributed_and_marked_and_add_me_reaches_the_request_handler(
                   description="the post at every member")
     copy = sink.messages_for(MEMBERS[1])[0]
     assert b"Peer support reading list" in copy.data
+    # Hosted mode: sent as the account, under the list's From (the author in Reply-To).
+    assert copy.mail_from == group
+    headers = parse(copy.data)
+    assert "via" in str(headers["From"]) and group in str(headers["From"])
+    assert MEMBERS[0] in str(headers["Reply-To"])
     message_id = str(make_message_id(post))
     wait(lambda: KEYWORD.encode() in flags_of(mailbox, message_id), 10, "marked")
     assert b"\\Seen" not in flags_of(mailbox, message_id)
@@ -349,8 +354,6 @@ def _marked_rows(store) -> int:
 
 
 def parse_subject(data: bytes) -> str:
-    from .helpers import parse
-
     return str(parse(data)["Subject"])
 
 

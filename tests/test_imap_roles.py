@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from listserv.addresses import Role, role_address
 from listserv.bounces import recognise
 from listserv.intake.imap import envelope_sender
@@ -89,3 +92,20 @@ def test_return_path_gives_the_envelope_sender():
     assert envelope_sender("<>", "jane@example.org") == ""
     assert envelope_sender("<Jane@Example.ORG>", "x@example.org") == "jane@example.org"
     assert envelope_sender("", "jane@example.org") == "jane@example.org"
+
+
+HEADER_LINES = st.lists(st.sampled_from([
+    b"Delivered-To: ", b"X-Original-To: ", b"To: ", b"Cc: ", b"From: ", b"Subject: ",
+    b"Return-Path: ", b"Content-Type: ", b"Auto-Submitted: ", b"Message-ID: ",
+]).flatmap(lambda name: st.binary(max_size=80).map(lambda value: name + value)), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(HEADER_LINES, st.binary(max_size=200))
+def test_damaged_headers_never_make_routing_raise(lines, body):
+    raw = b"\r\n".join(lines) + b"\r\n\r\n" + body
+    msg = parse(raw)
+    lists = [hosted()]
+    result = route(msg, lists, lists[0], lambda token: True)
+    assert result.destination.list_address == GROUP
+    recognise(msg, envelope_sender(str(msg.get("Return-Path", "") or ""), ""))
