@@ -58,7 +58,7 @@ from .models import (
     OutRecipient,
 )
 from .render import Renderer
-from .rules import auto_reply, automatic_mail, header_text
+from .rules import automatic_mail, header_text
 from .tokens import new_token
 
 log = logging.getLogger(__name__)
@@ -393,26 +393,30 @@ def _automatic(msg: EmailMessage) -> str:
     return automatic_mail(msg, "someone@invalid") or ""
 
 
-def recognise(msg: EmailMessage, mail_from: str) -> str:
-    """Why `msg` is a delivery report or an automatic reply ("" when it is neither).
+def recognise(msg: EmailMessage) -> str:
+    """Why `msg` is surely a delivery report or an automatic reply ("" when not surely one).
 
     For mail whose role comes from its headers (a hosted mailbox): such mail goes to the bounce
-    handler whatever address it names, so that it never becomes a post or a request.
+    handler whatever address it names, so that it never becomes a post or a request. Only
+    strong signs count (a report's MIME type, the null sender, a mail system's address, RFC
+    3834's headers); words in a Subject are left to the handlers, which hold rather than drop.
     """
     if msg.get_content_type() == "multipart/report":
         return "a delivery report"
-    if not mail_from:
-        return "a delivery report (empty envelope sender)"
-    for value in (mail_from, header_text(msg, "From"), header_text(msg, "Sender")):
+    return_path = header_text(msg, "Return-Path")
+    if return_path.replace(" ", "") == "<>":
+        return "a delivery report (null envelope sender)"
+    for value in (return_path, header_text(msg, "From"), header_text(msg, "Sender")):
         if _DAEMON.match(normalize(parseaddr(value)[1])):
             return "a delivery report (sent by a mail system)"
-    if _REPORT_SUBJECT.search(header_text(msg, "Subject")):
-        return "a delivery report (by its subject)"
     auto = header_text(msg, "Auto-Submitted").lower()
     if auto and auto != "no":
         return f"an automatic reply (Auto-Submitted: {auto})"
-    reply = auto_reply(msg)
-    return f"an automatic reply ({reply})" if reply else ""
+    if msg.get("X-Autoreply") or msg.get("X-Autorespond"):
+        return "an automatic reply (X-Autoreply)"
+    if header_text(msg, "Precedence").lower() == "auto_reply":
+        return "an automatic reply (Precedence: auto_reply)"
+    return ""
 
 
 def read_report(raw: bytes) -> Report:

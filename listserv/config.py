@@ -326,8 +326,16 @@ def _read_imap(table: _Table, default: ImapSettings) -> ImapSettings:
         poll_seconds=table.number("poll_seconds", default.poll_seconds),
         idle=table.boolean("idle", default.idle),
     )
+    if _same_folder(settings.processed_folder, settings.folder):
+        # Each move would make a new message there, to be read and moved again, forever.
+        raise table.error("processed_folder", "must not be the folder mail is read from")
     table.finish()
     return settings
+
+
+def _same_folder(a: str, b: str) -> bool:
+    """IMAP folder names are case-sensitive, except INBOX (RFC 3501 §5.1)."""
+    return bool(a) and (a == b or a.upper() == b.upper() == "INBOX")
 
 
 def _read_outbound(table: _Table, default: OutboundSettings) -> OutboundSettings:

@@ -21,10 +21,10 @@ _DAEMON_SENDERS = re.compile(r"^(mailer-daemon|postmaster|noreply|no-reply)@", r
 def header_text(msg: EmailMessage, name: str) -> str:
     """A header's decoded value as one line ("" when absent or unreadable)."""
     try:
-        value = msg.get(name)
-    except (ValueError, IndexError, TypeError):
+        text = str(msg.get(name) or "")
+    except Exception:  # the email package's header parser trips on some malformed values
         return ""
-    return " ".join(str(value or "").split())
+    return " ".join(text.split())
 
 
 def from_address(msg: EmailMessage) -> str:
@@ -55,28 +55,18 @@ def own_loop(msg: EmailMessage, list_id: str, list_address: str) -> str | None:
     return None
 
 
-def auto_reply(msg: EmailMessage) -> str | None:
-    """The sign that `msg` is an out-of-office or other automatic reply, if it carries one."""
-    if msg.get("X-Autoreply") or msg.get("X-Autorespond"):
-        return "X-Autoreply"
-    if header_text(msg, "Precedence").lower() == "auto_reply":
-        return "Precedence: auto_reply"
-    if _VACATION.search(header_text(msg, "Subject")):
-        return "an out-of-office subject"
-    return None
-
-
 def automatic_mail(msg: EmailMessage, mail_from: str) -> str | None:
     """Mail written by a program (RFC 3834 and the usual signs), which gets no answer."""
     auto = header_text(msg, "Auto-Submitted").lower()
     if auto and auto != "no":
         return f"automatic mail (Auto-Submitted: {auto})"
-    reply = auto_reply(msg)
-    if reply:
-        return f"automatic mail ({reply})"
+    if msg.get("X-Autoreply") or msg.get("X-Autorespond"):
+        return "automatic mail (X-Autoreply)"
     precedence = header_text(msg, "Precedence").lower()
-    if precedence in ("bulk", "junk"):
+    if precedence in ("bulk", "junk", "auto_reply"):
         return f"automatic mail (Precedence: {precedence})"
+    if _VACATION.search(header_text(msg, "Subject")):
+        return "automatic mail (an out-of-office subject)"
     if not mail_from:
         return "automatic mail (empty envelope sender)"
     if _DAEMON_SENDERS.match(mail_from):

@@ -266,6 +266,8 @@ def test_integer_is_accepted_where_a_number_is_expected(tmp_path: Path) -> None:
         ('[database]\nurl = "listserv.db"\n',
          "database.url: expected a database URL such as 'postgresql+psycopg://…'"),
         ('data_dir = ""\n', "data_dir: must not be empty"),
+        ('[intake.imap]\nfolder = "INBOX"\nprocessed_folder = "inbox"\n',
+         "intake.imap.processed_folder: must not be the folder mail is read from"),
         ('[intake.imap]\nenabled = true\nusername = "group"\npassword_env = "HOME"\n',
          "intake.imap.username: must be the mailbox's address (name@domain) when imap is "
          "enabled, unless outbound.username is one"),

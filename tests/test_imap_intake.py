@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from listserv.addresses import Role
 from listserv.intake.imap import KEYWORD
-from listserv.models import ImapMessage, Inbound
+from listserv.models import ImapMessage, Inbound, OutMessage
 
 from .daemons import DaemonProcess
 from .helpers import LIST, make_message, parse, write_config
@@ -177,7 +177,7 @@ def test_without_idle_polling_finds_mail_within_the_interval(group, daemon, stor
     mailbox.append("INBOX", delivered(group, make_message(sender=MEMBERS[0], to=group)))
     seconds = wait(lambda: len(inbound_rows(store)) == 1, 10, "the message stored")
     # One interval, plus the moment a catch-up itself takes.
-    assert seconds < 1.0 + 0.5, f"polling took {seconds:.2f}s"
+    assert seconds < 1.0 + 1.0, f"polling took {seconds:.2f}s"
 
 
 @pytest.mark.parametrize("imap_options", [{"processed_folder": "Processed"}])
@@ -204,8 +204,9 @@ def test_bounces_and_auto_replies_never_become_posts(group, daemon, sink, store,
     wait(lambda: [r.status for r in inbound_rows(store)] == ["done", "done"], 15,
          "both handled")
     assert [r.role for r in inbound_rows(store)] == ["bounces", "bounces"]
-    time.sleep(0.3)
-    assert not any(sink.messages_for(m) for m in MEMBERS)
+    with store.unit_of_work() as session:
+        # Nothing went to the members (the chair may hear of the unverified report).
+        assert "post" not in session.scalars(select(OutMessage.kind)).all()
 
 
 def test_mail_for_no_address_of_ours_goes_to_the_chair(group, daemon, sink, store, mailbox):
@@ -391,3 +392,83 @@ def test_an_unverifiable_certificate_is_refused(imap_account, tmp_path):
         "password_file": str(secret)}}).intake.imap
     with connect(relaxed) as client:
         assert client.select_folder("INBOX")
+
+
+@pytest.mark.both_backends
+def test_malformed_mail_is_read_and_a_failing_one_does_not_block_the_rest(
+        group, settings, store, clock, sink, mailbox, cli, monkeypatch):
+    from listserv.daemon import Daemon
+    from listserv.intake import imap
+
+    real = imap._inbound
+
+    def failing(session, msg, fetched, account, now):
+        if b"Poison" in fetched.raw:
+            raise RuntimeError("a reader bug")
+        return real(session, msg, fetched, account, now)
+
+    monkeypatch.setattr(imap, "_inbound", failing)
+    odd = (b"Return-Path: <" + b"a" * 400 + b"@example.org>\r\nFrom: x:;x@y\r\n"
+           + delivered(group, make_message(sender=MEMBERS[0], to=group, subject="Odd headers"))
+           .replace(b"From: " + MEMBERS[0].encode(), b"Sender: " + MEMBERS[0].encode()))
+    mailbox.append("INBOX", odd)
+    mailbox.append("INBOX", delivered(group, make_message(sender=MEMBERS[0], to=group,
+                                                          subject="Poison")))
+    mailbox.append("INBOX", delivered(group, make_message(sender=MEMBERS[1], to=group,
+                                                          subject="After the poison")))
+    running = Daemon(settings, clock=clock).start()
+    try:
+        sink.wait_for(lambda s: any(b"After the poison" in d.data
+                                    for d in s.messages_for(MEMBERS[2])),
+                      timeout=15, description="the post after the failing one")
+        wait(lambda: _marked_rows(store) == 3, 10, "all three marked")
+    finally:
+        running.stop()
+    rows = inbound_rows(store)
+    assert len(rows) == 3
+    assert rows[0].status == "done" and rows[0].outcome.startswith("held")
+    assert rows[1].status == "failed" and "a reader bug" in rows[1].error
+    queue = cli("queue").output
+    assert "a reader bug" in queue
+
+
+def test_a_message_already_marked_does_not_hide_earlier_unread_mail(
+        group, settings, store, clock, sink, mailbox):
+    from listserv.daemon import Daemon
+
+    mailbox.append("INBOX", delivered(group, make_message(sender=MEMBERS[0], to=group,
+                                                          subject="Not yet read")))
+    mailbox.append("INBOX", delivered(group, make_message(sender=MEMBERS[0], to=group,
+                                                          subject="Read long ago")),
+                   flags=[KEYWORD.encode()])
+    running = Daemon(settings, clock=clock).start()
+    try:
+        sink.wait_for(lambda s: s.messages_for(MEMBERS[1]), timeout=15,
+                      description="the unread post")
+        wait(lambda: _marked_rows(store) == 1, 10, "marked")
+    finally:
+        running.stop()
+    assert [parse_subject(d.data) for d in sink.messages_for(MEMBERS[1])] == [
+        "[shma] Not yet read"]
+    assert count_inbound(store) == 1
+
+
+def test_stopping_does_not_wait_for_a_server_gone_silent(
+        tmp_path, db_url, sink, imap_account, group, store, clock, mailbox):
+    from listserv.config import load_settings
+    from listserv.daemon import Daemon
+
+    # The server stops answering while the daemon is in IDLE (a dropped NAT mapping).
+    proxy = TcpProxy(imap_account.imap_port, hold_on=b"DONE")
+    (tmp_path / "silent").mkdir()
+    config = hosted_config(tmp_path / "silent", db_url, sink.port, imap_account, proxy.port,
+                           tls="none")
+    running = Daemon(load_settings(config), clock=clock).start()
+    poller = next(w for w in running._workers if w.name == "imap")
+    wait(lambda: poller.cycles >= 1, 15, "the first catch-up")
+    time.sleep(0.3)
+    started = time.monotonic()
+    running.stop()
+    assert not poller.is_alive()
+    assert time.monotonic() - started < 10, "the stop waited for the silent server"
+    proxy.close()

@@ -8,7 +8,9 @@ connection marks it: nothing is processed twice. When the server changes UIDVALI
 starts again from the first UID, and messages already stored are recognised by their
 Message-ID and a hash of their bytes (and by our keyword, which skips fetching them at all).
 
-Network I/O stays here, in the poller thread; `store_fetched` is the unit of work.
+Network I/O stays here, in the poller thread; `store_fetched` is the unit of work. A few
+imapclient internals are used on purpose (the buffered IDLE read, the untagged responses):
+pyproject.toml pins imapclient below 5, and the IMAP tests exercise each of them.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
 
-from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient import IMAPClient, SocketTimeout
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from .. import bounces
@@ -40,13 +43,15 @@ from ..membership import find_request
 from ..models import ImapCursor, ImapMessage, Inbound, MailingList
 from ..posting import parse
 from ..rules import from_address, header_text
-from .roles import Routed, addresses_of, route
+from .roles import ListAddresses, Routed, addresses_of, route
 
 log = logging.getLogger(__name__)
 
 KEYWORD = "ListservProcessed"  # our private mark; a keyword, so no other client's flag
-CHUNK = 25  # messages fetched per FETCH
+MARK_BATCH = 25  # messages marked per STORE (or MOVE)
 MAX_BACKOFF = 30.0  # seconds between reconnection attempts, at most
+CONNECT_TIMEOUT, READ_TIMEOUT = 10.0, 30.0  # seconds
+BYE_TIMEOUT = 2.0  # seconds allowed for DONE and LOGOUT when leaving
 MAX_ROUNDS = 20  # catch-ups in a row while the server keeps announcing mail
 IDLE_RENEW = 25 * 60  # RFC 2177: re-issue IDLE before a server's 30-minute timeout
 
@@ -66,11 +71,12 @@ def tls_context(conf: ImapSettings) -> ssl.SSLContext:
 
 
 @contextmanager
-def connect(conf: ImapSettings, timeout: float = 30.0) -> Iterator[IMAPClient]:
+def connect(conf: ImapSettings) -> Iterator[IMAPClient]:
     """A logged-in connection: implicit TLS, STARTTLS, or plain (loopback tests only)."""
     implicit = conf.tls == "implicit"
     client = IMAPClient(conf.host, conf.port, ssl=implicit,
-                        ssl_context=tls_context(conf) if implicit else None, timeout=timeout)
+                        ssl_context=tls_context(conf) if implicit else None,
+                        timeout=SocketTimeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT))
     try:
         if conf.tls == "starttls":
             client.starttls(tls_context(conf))
@@ -78,6 +84,8 @@ def connect(conf: ImapSettings, timeout: float = 30.0) -> Iterator[IMAPClient]:
         yield client
     finally:
         try:
+            # A polite LOGOUT, but not a long wait for a server that went silent.
+            client.socket().settimeout(BYE_TIMEOUT)
             client.logout()
         except (IMAPClientError, OSError):
             client.shutdown()
@@ -89,7 +97,8 @@ class Fetched:
 
     uid: int
     raw: bytes
-    size: int  # the server's RFC822.SIZE (raw holds only the header when over the cap)
+    size: int  # of the whole message (the server's RFC822.SIZE when only headers were read)
+    headers_only: bool = False  # over the cap: `raw` is its header
 
 
 def envelope_sender(raw_return_path: str, msg_from: str) -> str:
@@ -106,54 +115,79 @@ def envelope_sender(raw_return_path: str, msg_from: str) -> str:
 
 
 def store_fetched(session: Session, key: str, uidvalidity: int, fetched: Fetched,
-                  now: datetime, account: str) -> str:
+                  now: datetime, account: str, unreadable: str = "") -> str:
     """Store one message and move the cursor past it, in the caller's transaction.
 
     Returns what happened, for the log. A UID the cursor has already passed (another
     poller took it) is left alone; a message already stored under an earlier UIDVALIDITY is
-    recorded against its new UID, to be marked, and not stored again.
+    recorded against its new UID, to be marked, and not stored again. With `unreadable` (why
+    reading it failed) the message is kept as a failed row for the chair (`listserv queue`).
     """
     cursor = session.scalars(
         select(ImapCursor).where(ImapCursor.mailbox == key).with_for_update()
     ).one()
     if cursor.uidvalidity != uidvalidity or fetched.uid <= cursor.last_uid:
         return "already read"
-    msg = parse(fetched.raw)
-    message_id = header_text(msg, "Message-ID")[:250]
     digest = hashlib.sha256(fetched.raw).hexdigest()
-    seen = session.scalar(
-        select(ImapMessage.id).where(
-            ImapMessage.mailbox == key, ImapMessage.message_id == message_id,
-            ImapMessage.content_hash == digest,
-        ).limit(1)
-    )
+    message_id = ""
+    seen = None
+    if not unreadable:
+        msg = parse(fetched.raw)
+        message_id = header_text(msg, "Message-ID")[:250]
+        seen = session.scalar(
+            select(ImapMessage.id).where(
+                ImapMessage.mailbox == key, ImapMessage.message_id == message_id,
+                ImapMessage.content_hash == digest,
+            ).limit(1)
+        )
     inbound_id = None
     outcome = "read before (same Message-ID and bytes)"
     if seen is None:
-        inbound = _inbound(session, msg, fetched, account, now)
+        inbound = (_unreadable(session, fetched, account, now, unreadable) if unreadable
+                   else _inbound(session, msg, fetched, account, now))
         session.add(inbound)
         session.flush()
         inbound_id = inbound.id
         outcome = f"stored as inbound #{inbound.id} ({inbound.role} of {inbound.rcpt})"
-    session.add(ImapMessage(
-        mailbox=key, uidvalidity=uidvalidity, uid=fetched.uid, message_id=message_id,
-        content_hash=digest, inbound_id=inbound_id, marked=False, received_at=now,
-    ))
+    row = session.scalars(select(ImapMessage).where(
+        ImapMessage.mailbox == key, ImapMessage.uidvalidity == uidvalidity,
+        ImapMessage.uid == fetched.uid)).first()
+    if row is None:  # (a row is there when the server went back to an earlier UIDVALIDITY)
+        row = ImapMessage(mailbox=key, uidvalidity=uidvalidity, uid=fetched.uid)
+        session.add(row)
+    row.message_id, row.content_hash, row.inbound_id = message_id, digest, inbound_id
+    row.marked, row.received_at = False, now
     cursor.last_uid = fetched.uid
     cursor.updated_at = now
     return outcome
 
 
+def _served(session: Session, account: str) -> tuple[list[MailingList], list[ListAddresses]]:
+    """All lists and their addresses, the mailbox's own lists first (the chair's default)."""
+    lists = list(session.scalars(select(MailingList).order_by(MailingList.id)))
+    addresses = [addresses_of(ml.address, ml.role_address) for ml in lists]
+    order = sorted(range(len(lists)), key=lambda i: not addresses[i].shares_base(account))
+    return [lists[i] for i in order], [addresses[i] for i in order]
+
+
+def _unreadable(session: Session, fetched: Fetched, account: str, now: datetime,
+                why: str) -> Inbound:
+    lists, _ = _served(session, account)
+    return Inbound(
+        received_at=now, mail_from="", rcpt=account[:320],
+        list_id=lists[0].id if lists else None, role=Role.OWNER.value, raw=fetched.raw,
+        size=fetched.size, status="failed", error=f"could not be read: {why}"[:2000],
+    )
+
+
 def _inbound(session: Session, msg: EmailMessage, fetched: Fetched, account: str,
              now: datetime) -> Inbound:
-    lists = session.scalars(select(MailingList).order_by(MailingList.id)).all()
-    addresses = [addresses_of(ml.address, ml.role_address) for ml in lists]
-    served = [a for a in addresses if a.shares_base(account)] or addresses
+    lists, addresses = _served(session, account)
     mail_from = envelope_sender(header_text(msg, "Return-Path"), from_address(msg))
-    routed = route(msg, addresses, served[0],
+    routed = route(msg, addresses, addresses[0],
                    lambda token: find_request(session, token, now) is not None)
-    routed = _reports_to_bounces(msg, mail_from, routed)
-    if fetched.size > len(fetched.raw) and routed.destination.role is not Role.BOUNCES:
+    routed = _reports_to_bounces(msg, routed)
+    if fetched.headers_only and routed.destination.role is not Role.BOUNCES:
         # Headers only: held as a post for the chair, whatever it was for (the post
         # handler holds it; nothing would act on a request or forward with no body).
         routed = Routed(routed.rcpt, Destination(routed.destination.list_address, Role.POST),
@@ -163,17 +197,17 @@ def _inbound(session: Session, msg: EmailMessage, fetched: Fetched, account: str
     log.info("imap uid %s: for the %s of %s (decided by %s)", fetched.uid,
              destination.role.value, destination.list_address, routed.how)
     return Inbound(
-        received_at=now, mail_from=mail_from, rcpt=routed.rcpt,
+        received_at=now, mail_from=mail_from[:320], rcpt=routed.rcpt[:320],
         list_id=by_address.get(destination.list_address), role=destination.role.value,
         token=destination.token, raw=fetched.raw, size=fetched.size,
     )
 
 
-def _reports_to_bounces(msg: EmailMessage, mail_from: str, routed: Routed) -> Routed:
+def _reports_to_bounces(msg: EmailMessage, routed: Routed) -> Routed:
     """Delivery reports and automatic replies go to the bounce handler, whatever they name."""
     if routed.destination.role is Role.BOUNCES:
         return routed
-    why = bounces.recognise(msg, mail_from)
+    why = bounces.recognise(msg)
     if not why:
         return routed
     return Routed(routed.rcpt, Destination(routed.destination.list_address, Role.BOUNCES), why)
@@ -225,20 +259,29 @@ class ImapPoller(threading.Thread):
         self.wake_router, self.stopping = wake_router, stopping
         self.cycles = 0  # finished catch-ups, for tests and the log
         self._no_lists_logged = False
+        self._warned = False  # about a server that keeps no keywords
+        self._keywords = True
 
     def run(self) -> None:
         backoff = 1.0
         while not self.stopping.is_set():
+            cycles = self.cycles
             try:
                 with connect(self.conf) as client:
                     log.info("imap: connected to %s", self.key)
-                    backoff = 1.0
                     self._serve(client)
-            except (IMAPClientError, OSError) as exc:
-                log.warning("imap: %s: %s; connecting again in %.0f s", self.key,
-                            " ".join(str(exc).split()) or type(exc).__name__, backoff)
-            except Exception:
-                log.exception("imap: %s failed; connecting again in %.0f s", self.key, backoff)
+            except (IMAPClientError, OSError, OperationalError, InterfaceError) as exc:
+                problem = " ".join(str(exc).split())[:300] or type(exc).__name__
+            except Exception as exc:
+                log.exception("imap: %s failed", self.key)
+                problem = type(exc).__name__
+            else:
+                continue
+            if self.cycles > cycles:
+                backoff = 1.0  # it worked for a while: a fresh failure, not the same one
+            if self.stopping.is_set():
+                break
+            log.warning("imap: %s: %s; connecting again in %.0f s", self.key, problem, backoff)
             if self.stopping.wait(backoff):
                 break
             backoff = min(backoff * 2, MAX_BACKOFF)
@@ -252,6 +295,12 @@ class ImapPoller(threading.Thread):
         uidvalidity = int(selected[b"UIDVALIDITY"])
         if self.conf.processed_folder and not client.folder_exists(self.conf.processed_folder):
             client.create_folder(self.conf.processed_folder)
+        self._keywords = b"\\*" in selected.get(b"PERMANENTFLAGS", ())
+        if not self._keywords and not self.conf.processed_folder and not self._warned:
+            log.warning("imap: %s keeps no keywords of ours: processed mail stays unmarked "
+                        "(the cursor still reads each message once); set processed_folder "
+                        "to have it moved instead", self.key)
+            self._warned = True
         idle = self.conf.idle and client.has_capability("IDLE")
         while not self.stopping.is_set():
             for _ in range(MAX_ROUNDS):
@@ -272,6 +321,8 @@ class ImapPoller(threading.Thread):
                 if _idle_news(client, 1.0):
                     break
         finally:
+            if self.stopping.is_set():
+                client.socket().settimeout(BYE_TIMEOUT)
             client.idle_done()
 
     def _catch_up(self, client: IMAPClient, uidvalidity: int) -> bool:
@@ -288,13 +339,17 @@ class ImapPoller(threading.Thread):
         untagged = client._imap.untagged_responses
         untagged.pop("EXISTS", None)
         uids = sorted(u for u in client.search(["UID", f"{last + 1}:*"]) if u > last)
-        for start in range(0, len(uids), CHUNK):
+        done: list[int] = []
+        for uid in uids:
             if self.stopping.is_set():
-                return False
-            chunk = uids[start:start + CHUNK]
-            self._mark(client, uidvalidity,
-                       list(self._fetch_and_store(client, uidvalidity, chunk)))
-        return bool(uids) or "EXISTS" in untagged
+                break
+            if self._read_one(client, uidvalidity, uid):
+                done.append(uid)
+            if len(done) >= MARK_BATCH:
+                self._mark(client, uidvalidity, done)
+                done = []
+        self._mark(client, uidvalidity, done)
+        return bool(uids) and not self.stopping.is_set() or "EXISTS" in untagged
 
     def _cursor(self, uidvalidity: int) -> int | None:
         """The last UID read under `uidvalidity` (a new cursor, or a reset one, says 0).
@@ -338,58 +393,91 @@ class ImapPoller(threading.Thread):
                 ).order_by(ImapMessage.uid)
             ))
 
-    def _fetch_and_store(self, client: IMAPClient, uidvalidity: int,
-                         chunk: list[int]) -> Iterator[int]:
-        """Store each message of `chunk` in UID order; yields the UIDs to mark."""
-        info = client.fetch(chunk, ["FLAGS", "RFC822.SIZE"])
-        ours = [u for u in chunk if KEYWORD.encode() in info.get(u, {}).get(b"FLAGS", ())]
-        if ours:
+    def _fetch(self, client: IMAPClient, uid: int, items: list[str]) -> dict[bytes, object]:
+        """One message's FETCH items, without the unsolicited FETCHes of other clients.
+
+        imapclient files a FETCH without a UID (another client changed flags) under its
+        sequence number, which can equal the UID we ask for; so drop what is waiting first.
+        """
+        client._imap.untagged_responses.pop("FETCH", None)
+        found = client.fetch([uid], items).get(uid, {})
+        return found if found.get(b"UID", uid) == uid else {}
+
+    def _read_one(self, client: IMAPClient, uidvalidity: int, uid: int) -> bool:
+        """Store message `uid` (or learn it is ours already); True when it needs marking.
+
+        A message the server cannot give us (expunged meanwhile) is passed over. One that
+        cannot be read is kept as a failed row for the chair rather than retried forever;
+        only a database that cannot be reached makes us stop and try again later.
+        """
+        info = self._fetch(client, uid, ["FLAGS", "RFC822.SIZE"])
+        if not info:
+            return False
+        if KEYWORD.encode() in info.get(b"FLAGS", ()):
             # Marked by us before the server renumbered the folder: read, nothing to do.
-            self._skip(uidvalidity, ours)
-        wanted = [u for u in chunk if u in info and u not in ours]
-        whole = [u for u in wanted if int(info[u].get(b"RFC822.SIZE", 0)) <= self.cap]
-        heads = [u for u in wanted if u not in whole]
-        bodies = client.fetch(whole, ["BODY.PEEK[]"]) if whole else {}
-        if heads:
-            log.warning("imap: %d message(s) over the %d KB cap; storing their headers only",
-                        len(heads), self.cap // 1024)
-            bodies.update(client.fetch(heads, ["BODY.PEEK[HEADER]"]))
-        for uid in wanted:
-            data = bodies.get(uid, {})
-            raw = data.get(b"BODY[]") or data.get(b"BODY[HEADER]")
-            if raw is None:
-                continue  # expunged by another client meanwhile
-            fetched = Fetched(uid, bytes(raw), int(info[uid].get(b"RFC822.SIZE", len(raw))))
+            self._advance(uidvalidity, uid)
+            return False
+        size = int(str(info.get(b"RFC822.SIZE", 0)))
+        headers_only = size > self.cap
+        item, key = (("BODY.PEEK[HEADER]", b"BODY[HEADER]") if headers_only
+                     else ("BODY.PEEK[]", b"BODY[]"))
+        raw = self._fetch(client, uid, [item]).get(key)
+        if not isinstance(raw, bytes):
+            return False
+        if headers_only:
+            log.warning("imap: %s uid %s is %d KB, over the %d KB cap; storing its headers "
+                        "only", self.key, uid, size // 1024, self.cap // 1024)
+        fetched = Fetched(uid, raw, size if headers_only else len(raw), headers_only)
+        try:
             with self.store.unit_of_work() as session:
                 outcome = store_fetched(session, self.key, uidvalidity, fetched,
                                         self.clock.now(), self.account)
-            log.info("imap: %s uid %s: %s", self.key, uid, outcome)
-            self.wake_router()
-            yield uid
+        except (OperationalError, InterfaceError):
+            raise  # the store is unreachable: nothing was written; try again later
+        except Exception as exc:
+            log.exception("imap: %s uid %s could not be read; kept for the chair", self.key,
+                          uid)
+            with self.store.unit_of_work() as session:
+                outcome = store_fetched(session, self.key, uidvalidity, fetched,
+                                        self.clock.now(), self.account,
+                                        unreadable=f"{type(exc).__name__}: {exc}")
+        log.info("imap: %s uid %s: %s", self.key, uid, outcome)
+        self.wake_router()
+        return True
 
-    def _skip(self, uidvalidity: int, uids: list[int]) -> None:
+    def _advance(self, uidvalidity: int, uid: int) -> None:
         with self.store.unit_of_work() as session:
             cursor = session.scalars(
                 select(ImapCursor).where(ImapCursor.mailbox == self.key).with_for_update()
             ).one()
-            if cursor.uidvalidity == uidvalidity:
-                cursor.last_uid = max(cursor.last_uid, *uids)
+            if cursor.uidvalidity == uidvalidity and uid > cursor.last_uid:
+                cursor.last_uid = uid
 
     def _mark(self, client: IMAPClient, uidvalidity: int, uids: list[int]) -> None:
-        """Tell the server these are done: our keyword, or a move; then note it."""
+        """Tell the server these are done: our keyword, or a move; then note it.
+
+        A server that refuses the keyword costs only the mark (the cursor is what counts);
+        a lost connection is an error like any other.
+        """
         if not uids:
             return
-        if not self.conf.processed_folder:
-            client.add_flags(uids, [KEYWORD], silent=True)
-        elif client.has_capability("MOVE"):
-            client.move(uids, self.conf.processed_folder)
-        else:
-            # RFC 6851's fallback; without UIDPLUS the originals stay flagged \Deleted, since a
-            # plain EXPUNGE would also remove what the chair marked deleted herself.
-            client.copy(uids, self.conf.processed_folder)
-            client.add_flags(uids, [KEYWORD, b"\\Deleted"], silent=True)
-            if client.has_capability("UIDPLUS"):
-                client.uid_expunge(uids)
+        try:
+            if not self.conf.processed_folder:
+                if self._keywords:
+                    client.add_flags(uids, [KEYWORD], silent=True)
+            elif client.has_capability("MOVE"):
+                client.move(uids, self.conf.processed_folder)
+            else:
+                # RFC 6851's fallback; without UIDPLUS the originals stay flagged \Deleted,
+                # since a plain EXPUNGE would also remove what the chair deleted herself.
+                client.copy(uids, self.conf.processed_folder)
+                client.add_flags(uids, [KEYWORD, b"\\Deleted"], silent=True)
+                if client.has_capability("UIDPLUS"):
+                    client.uid_expunge(uids)
+        except IMAPClientAbortError:
+            raise
+        except IMAPClientError as exc:
+            log.warning("imap: %s refused to mark %d message(s): %s", self.key, len(uids), exc)
         with self.store.unit_of_work() as session:
             session.execute(
                 update(ImapMessage)

@@ -21,6 +21,7 @@ from ..rules import header_text
 
 # The token a confirmation's Subject carries: "(confirm TOKEN)" (tokens.new_token's alphabet).
 _SUBJECT_TOKEN = re.compile(r"\bconfirm\s+([a-z2-7]{24})\b", re.IGNORECASE)
+MAX_TOKEN = 64  # ours are 24 characters; longer ones are no token of ours
 # Roles a stripped plus-address falls back to, so a token in the Subject may say otherwise.
 _STRIPPED = frozenset({Role.POST, Role.REQUEST})
 
@@ -41,7 +42,8 @@ class ListAddresses:
                 local, _, domain = public.rpartition("@")
                 a_local, _, a_domain = address.rpartition("@")
                 token = a_local[len(local) + 1:]
-                if a_domain == domain and a_local.startswith(local + "+") and token:
+                if (a_domain == domain and a_local.startswith(local + "+")
+                        and 0 < len(token) <= MAX_TOKEN):
                     return Destination(self.list_address, role, token)
         return None
 
@@ -108,7 +110,7 @@ def _candidates(msg: EmailMessage) -> Iterable[tuple[str, list[str]]]:
 def _all(msg: EmailMessage, name: str) -> list[str]:
     try:
         return [" ".join(str(v).split()) for v in msg.get_all(name, [])]
-    except (ValueError, IndexError, TypeError):
+    except Exception:  # the email package's header parser trips on some malformed values
         return [header_text(msg, name)] if header_text(msg, name) else []
 
 
