@@ -234,15 +234,21 @@ def count_inbound(store) -> int:
         return int(session.scalar(select(func.count()).select_from(Inbound)) or 0)
 
 
+def behind_proxy(folder: Path, db_url: str, sink, account, hold_on: bytes
+                 ) -> tuple[TcpProxy, Path]:
+    """A config in `folder` reaching Dovecot in plain text through a proxy that swallows the
+    first command containing `hold_on`."""
+    proxy = TcpProxy(account.imap_port, hold_on=hold_on)
+    folder.mkdir()
+    return proxy, hosted_config(folder, db_url, sink.port, account, proxy.port, tls="none")
+
+
 @pytest.mark.both_backends
 def test_sigkill_after_the_commit_before_the_mark_neither_repeats_nor_forgets(
         tmp_path, db_url, sink, imap_account, group, store, mailbox, daemons):
     # The daemon reaches Dovecot through a proxy that swallows the marking command: the
     # message is committed, the server has not heard of it, and then the daemon dies.
-    proxy = TcpProxy(imap_account.imap_port, hold_on=b"STORE")
-    (tmp_path / "crash").mkdir()
-    config = hosted_config(tmp_path / "crash", db_url, sink.port, imap_account, proxy.port,
-                           tls="none")
+    proxy, config = behind_proxy(tmp_path / "crash", db_url, sink, imap_account, b"STORE")
     post = make_message(sender=MEMBERS[0], to=group, subject="Exactly once")
     mailbox.append("INBOX", delivered(group, post))
     first = DaemonProcess(config, tmp_path / "crash" / "data" / "run",
@@ -459,10 +465,7 @@ def test_stopping_does_not_wait_for_a_server_gone_silent(
     from listserv.daemon import Daemon
 
     # The server stops answering while the daemon is in IDLE (a dropped NAT mapping).
-    proxy = TcpProxy(imap_account.imap_port, hold_on=b"DONE")
-    (tmp_path / "silent").mkdir()
-    config = hosted_config(tmp_path / "silent", db_url, sink.port, imap_account, proxy.port,
-                           tls="none")
+    proxy, config = behind_proxy(tmp_path / "silent", db_url, sink, imap_account, b"DONE")
     running = Daemon(load_settings(config), clock=clock).start()
     poller = next(w for w in running._workers if w.name == "imap")
     wait(lambda: poller.cycles >= 1, 15, "the first catch-up")
