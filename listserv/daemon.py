@@ -20,7 +20,7 @@ from .config import Settings
 from .db import Store
 from .intake.imap import ImapPoller
 from .intake.smtp import IntakeHandler, start_server
-from .outbound import DeliveryWorker
+from .outbound import DeliveryWorker, SendLimits
 from .render import Renderer
 from .router import Router
 from .scheduler import Scheduler
@@ -164,12 +164,14 @@ class Daemon:
             Scheduler(self.store, self.renderer, self.clock, s.daemon.scheduler_tick_seconds,
                       self.schedule_wake, self.stopping, self.deliver_wake),
         ]
+        limits = SendLimits.of(s.outbound)
         for index in range(s.outbound.max_connections):
             self._workers.append(DeliveryWorker(
                 self.store, s.outbound,
                 make_transport(s.outbound, s.outbox_dir, s.hosted_sender if s.hosted else ""),
                 self.clock,
                 self.deliver_wake, self.stopping, s.daemon.poll_seconds, f"delivery-{index}",
+                limits,
             ))
         if s.intake.imap.enabled:
             self._workers.append(ImapPoller(self.store, s, self.clock, self.route_wake.set,

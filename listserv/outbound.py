@@ -15,7 +15,6 @@ import functools
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -231,8 +230,8 @@ UNLIMITED = 1 << 62
 class SendLimits:
     """The relay's limits (`[outbound]`; 0 = none), counted over the `send_usage` ledger.
 
-    It also says, once, when the limits start holding queued mail back: one object per daemon
-    (per `Store`), shared by its delivery workers, so the line is not written once per worker.
+    It also says, once, when the limits start holding queued mail back: the daemon makes one
+    and its delivery workers share it, so the line is not written once per worker.
     """
 
     def __init__(self, messages_per_minute: int = 0, recipients_per_day: int = 0) -> None:
@@ -242,19 +241,11 @@ class SendLimits:
         self._holding = False
 
     @classmethod
-    def of(cls, settings: OutboundSettings, store: Store | None = None) -> SendLimits | None:
-        """The configured limits, shared by the workers of `store`; None when there are none
-        (then the queue counts nothing)."""
-        wanted = (settings.messages_per_minute, settings.recipients_per_day)
-        if max(wanted) <= 0:
+    def of(cls, settings: OutboundSettings) -> SendLimits | None:
+        """The configured limits; None when there are none (then the queue counts nothing)."""
+        if max(settings.messages_per_minute, settings.recipients_per_day) <= 0:
             return None
-        if store is None:
-            return cls(*wanted)
-        with _SHARED_LOCK:
-            limits = _SHARED.get(store)
-            if limits is None or (limits.messages_per_minute, limits.recipients_per_day) != wanted:
-                limits = _SHARED[store] = cls(*wanted)
-            return limits
+        return cls(settings.messages_per_minute, settings.recipients_per_day)
 
     def holding(self, session: Session, now: datetime, reason: str) -> None:
         """Log that `reason` holds mail back, unless already said or nothing is due."""
@@ -271,10 +262,6 @@ class SendLimits:
     def drained(self) -> None:
         """Nothing was due: the next time the limits hold mail back is worth a line again."""
         self._holding = False
-
-
-_SHARED: weakref.WeakKeyDictionary[Store, SendLimits] = weakref.WeakKeyDictionary()
-_SHARED_LOCK = threading.Lock()
 
 
 def allowance(session: Session, now: datetime, limits: SendLimits) -> tuple[int, int]:
@@ -503,7 +490,9 @@ class DeliveryWorker(threading.Thread):
         stopping: threading.Event,
         poll_seconds: float,
         name: str,
+        limits: SendLimits | None = None,
     ) -> None:
+        """`limits`: the relay's limits, one object shared by a daemon's workers."""
         super().__init__(name=name, daemon=True)
         self.store = store
         self.settings = settings
@@ -512,7 +501,7 @@ class DeliveryWorker(threading.Thread):
         self.wake = wake
         self.stopping = stopping
         self.poll_seconds = poll_seconds
-        self.limits = SendLimits.of(settings, store)
+        self.limits = limits
         self._prune_at: datetime | None = None  # when the ledger is next pruned (limits only)
 
     def run(self) -> None:

@@ -284,7 +284,7 @@ def test_workers_of_two_daemons_claiming_at_once_stay_within_the_limits(settings
         enqueue(session, b"Subject: n\r\n\r\nx\r\n", [f"{n}@example.net" for n in range(30)],
                 envelope_from="shma-bounces@lists.example.org", kind="notice", now=now)
     other = Store(settings.database.url)
-    limits = [SendLimits.of(settings.outbound, s) for s in (store, other)]
+    limits = [SendLimits.of(settings.outbound) for _ in (store, other)]
     start = threading.Barrier(8)
     claimed: list[tuple[int, int]] = []
 
@@ -348,7 +348,7 @@ def test_without_limits_the_claim_counts_nothing(store):
     with store.unit_of_work() as session:
         enqueue(session, b"Subject: n\r\n\r\nx\r\n", ["a@example.net", "b@example.net"],
                 envelope_from="shma-bounces@lists.example.org", kind="notice", now=now)
-    assert SendLimits.of(OutboundSettings(), store) is None
+    assert SendLimits.of(OutboundSettings()) is None
     statements: list[str] = []
 
     def seen(conn, cursor, statement, parameters, context, executemany):
