@@ -10,12 +10,14 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from listserv.addresses import Role
+from listserv.daemon import Daemon
 from listserv.intake.imap import KEYWORD
 from listserv.models import ImapMessage, Inbound, OutMessage
 
@@ -82,6 +84,16 @@ def mailbox(imap_account) -> Iterator:
     client.select_folder("INBOX")
     yield client
     client.logout()
+
+
+@contextmanager
+def serving(settings, clock) -> Iterator[Daemon]:
+    """A daemon in this process for part of a test (the `daemon` fixture runs for all of it)."""
+    running = Daemon(settings, clock=clock).start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 def delivered(to: str, raw: bytes) -> bytes:
@@ -318,18 +330,13 @@ def test_server_outage_reconnects_and_loses_nothing(
 @pytest.mark.both_backends
 def test_a_new_uidvalidity_neither_repeats_nor_loses_mail(
         group, settings, store, clock, sink, imap_account, mailbox):
-    from listserv.daemon import Daemon
-
     mailbox.create_folder("Lists")
     first = make_message(sender=MEMBERS[0], to=group, subject="Before the renumbering")
     mailbox.append("Lists", delivered(group, first))
-    running = Daemon(settings, clock=clock).start()
-    try:
+    with serving(settings, clock):
         sink.wait_for(lambda s: len(s.messages_for(MEMBERS[0])) == 1, timeout=15,
                       description="the first post")
         wait(lambda: _marked_rows(store) == 1, 10, "marked")
-    finally:
-        running.stop()
     # The folder is rebuilt (a restore, a migration): same message, new UIDs, and a new one.
     old_validity = mailbox.folder_status("Lists", [b"UIDVALIDITY"])[b"UIDVALIDITY"]
     mailbox.rename_folder("Lists", "Lists-old")
@@ -338,14 +345,11 @@ def test_a_new_uidvalidity_neither_repeats_nor_loses_mail(
     second = make_message(sender=MEMBERS[1], to=group, subject="After the renumbering")
     mailbox.append("Lists", delivered(group, second))
     assert mailbox.folder_status("Lists", [b"UIDVALIDITY"])[b"UIDVALIDITY"] != old_validity
-    running = Daemon(settings, clock=clock).start()
-    try:
+    with serving(settings, clock):
         sink.wait_for(lambda s: len(s.messages_for(MEMBERS[0])) == 2, timeout=15,
                       description="the new post")
         wait(lambda: _marked_rows(store) == 3, 10, "both copies marked")
         time.sleep(0.5)
-    finally:
-        running.stop()
     subjects = [parse_subject(d.data) for d in sink.messages_for(MEMBERS[2])]
     assert subjects == ["[shma] Before the renumbering", "[shma] After the renumbering"]
     assert count_inbound(store) == 2
@@ -403,7 +407,6 @@ def test_an_unverifiable_certificate_is_refused(imap_account, tmp_path):
 @pytest.mark.both_backends
 def test_malformed_mail_is_read_and_a_failing_one_does_not_block_the_rest(
         group, settings, store, clock, sink, mailbox, cli, monkeypatch):
-    from listserv.daemon import Daemon
     from listserv.intake import imap
 
     real = imap._inbound
@@ -422,14 +425,11 @@ def test_malformed_mail_is_read_and_a_failing_one_does_not_block_the_rest(
                                                           subject="Poison")))
     mailbox.append("INBOX", delivered(group, make_message(sender=MEMBERS[1], to=group,
                                                           subject="After the poison")))
-    running = Daemon(settings, clock=clock).start()
-    try:
+    with serving(settings, clock):
         sink.wait_for(lambda s: any(b"After the poison" in d.data
                                     for d in s.messages_for(MEMBERS[2])),
                       timeout=15, description="the post after the failing one")
         wait(lambda: _marked_rows(store) == 3, 10, "all three marked")
-    finally:
-        running.stop()
     rows = inbound_rows(store)
     assert len(rows) == 3
     assert rows[0].status == "done" and rows[0].outcome.startswith("held")
@@ -440,20 +440,15 @@ def test_malformed_mail_is_read_and_a_failing_one_does_not_block_the_rest(
 
 def test_a_message_already_marked_does_not_hide_earlier_unread_mail(
         group, settings, store, clock, sink, mailbox):
-    from listserv.daemon import Daemon
-
     mailbox.append("INBOX", delivered(group, make_message(sender=MEMBERS[0], to=group,
                                                           subject="Not yet read")))
     mailbox.append("INBOX", delivered(group, make_message(sender=MEMBERS[0], to=group,
                                                           subject="Read long ago")),
                    flags=[KEYWORD.encode()])
-    running = Daemon(settings, clock=clock).start()
-    try:
+    with serving(settings, clock):
         sink.wait_for(lambda s: s.messages_for(MEMBERS[1]), timeout=15,
                       description="the unread post")
         wait(lambda: _marked_rows(store) == 1, 10, "marked")
-    finally:
-        running.stop()
     assert [parse_subject(d.data) for d in sink.messages_for(MEMBERS[1])] == [
         "[shma] Not yet read"]
     assert count_inbound(store) == 1
@@ -462,8 +457,6 @@ def test_a_message_already_marked_does_not_hide_earlier_unread_mail(
 def test_stopping_does_not_wait_for_a_server_gone_silent(
         tmp_path, db_url, sink, imap_account, group, store, clock, mailbox):
     from listserv.config import load_settings
-    from listserv.daemon import Daemon
-
     # The server stops answering while the daemon is in IDLE (a dropped NAT mapping).
     proxy, config = behind_proxy(tmp_path / "silent", db_url, sink, imap_account, b"DONE")
     running = Daemon(load_settings(config), clock=clock).start()
