@@ -15,7 +15,11 @@ LIST = "shma@lists.example.org"
 
 def write_config(path: Path, data_dir: Path, db_url: str, sink_port: int,
                  **outbound: Any) -> Path:
-    """A config file for a test daemon: ports 0, SMTP delivery to the sink, quick polling."""
+    """A config file for a test daemon: ports 0, SMTP delivery to the sink, quick polling.
+
+    `outbound` adds or overrides `[outbound]` keys (a 2 s lease and 1 s retries by default).
+    """
+    outbound = {"claim_lease_seconds": 2, "retry_base_seconds": 1, **outbound}
     extra = "".join(f"{k} = {v!r}\n".replace("'", '"') if isinstance(v, str)
                     else f"{k} = {str(v).lower() if isinstance(v, bool) else v}\n"
                     for k, v in outbound.items())
@@ -24,8 +28,7 @@ def write_config(path: Path, data_dir: Path, db_url: str, sink_port: int,
         f'[database]\nurl = "{db_url}"\n'
         "[intake.lmtp]\nport = 0\n"
         "[intake.smtp]\nport = 0\nmax_message_kb = 64\n"
-        f'[outbound]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {sink_port}\n'
-        "claim_lease_seconds = 2\nretry_base_seconds = 1\n" + extra +
+        f'[outbound]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {sink_port}\n' + extra +
         "[daemon]\npoll_seconds = 0.1\nscheduler_tick_seconds = 3600\n"
         'hostname = "lists.example.org"\n'
     )
