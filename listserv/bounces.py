@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, HeaderParser
-from email.utils import parseaddr
 from enum import StrEnum
 from typing import Any
 
@@ -46,6 +45,7 @@ from .addresses import Role, normalize, valid_address
 from .audit import DAEMON, audit
 from .db import Store
 from .errors import ListservError
+from .mail.automatic import SignKind, signs
 from .models import (
     AuditEntry,
     AutoMail,
@@ -58,7 +58,7 @@ from .models import (
     OutRecipient,
 )
 from .render import Renderer
-from .rules import automatic_mail, header_text
+from .rules import header_text
 from .tokens import new_token
 
 log = logging.getLogger(__name__)
@@ -255,13 +255,6 @@ _MESSAGE_ID_LINE = re.compile(
     r"^[ \t>]*Message-I[Dd]:[ \t]*(?:\r?\n[ \t]+)?(<[^<>\s]+>)", re.MULTILINE | re.IGNORECASE
 )
 _TAGS = re.compile(r"<[^>]*>")
-_REPORT_SUBJECT = re.compile(
-    r"undeliver|delivery (?:status|failure|has failed|delayed|notification)|returned mail|"
-    r"failure notice|mail delivery|could not be delivered|non-?delivery|delayed mail|"
-    r"warning: could not send",
-    re.IGNORECASE,
-)
-_DAEMON = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon)@", re.IGNORECASE)
 MAX_TEXT = 64 * 1024  # of a report's own text scanned for reasons
 MAX_FAILURES = 100  # addresses taken from one report
 
@@ -381,16 +374,16 @@ def _original_message_ids(msg: Message) -> tuple[str, ...]:
 
 
 def _automatic(msg: EmailMessage) -> str:
-    """Why `msg` is an automatic reply and not a delivery report ("" when it is not one)."""
-    if msg.get_content_type() == "multipart/report":
+    """Why `msg` is an automatic reply and not a delivery report ("" when it is not one).
+
+    Judged on the message alone: a report's sign in it (its MIME type, a mail system's From or
+    Sender, a report's Subject) makes it a report; the envelope is no evidence here, since
+    reports and automatic replies alike come with the null sender.
+    """
+    found = [sign for sign in signs(msg) if not sign.envelope]
+    if any(sign.kind is SignKind.REPORT for sign in found):
         return ""
-    for value in (header_text(msg, "From"), header_text(msg, "Sender")):
-        if _DAEMON.match(normalize(parseaddr(value)[1])):
-            return ""
-    if _REPORT_SUBJECT.search(header_text(msg, "Subject")):
-        return ""
-    # The placeholder sender keeps the rules' empty-sender and daemon checks out of it.
-    return automatic_mail(msg, "someone@invalid") or ""
+    return str(found[0]) if found else ""
 
 
 def recognise(msg: EmailMessage) -> str:
@@ -399,24 +392,11 @@ def recognise(msg: EmailMessage) -> str:
     For mail whose role comes from its headers (a hosted mailbox): such mail goes to the bounce
     handler whatever address it names, so that it never becomes a post or a request. Only
     strong signs count (a report's MIME type, the null sender, a mail system's address, RFC
-    3834's headers); words in a Subject are left to the handlers, which hold rather than drop.
+    3834's headers); words in a Subject or a bulk `Precedence` are left to the router's guards,
+    which hold rather than drop.
     """
-    if msg.get_content_type() == "multipart/report":
-        return "a delivery report"
-    return_path = header_text(msg, "Return-Path")
-    if return_path.replace(" ", "") == "<>":
-        return "a delivery report (null envelope sender)"
-    for value in (return_path, header_text(msg, "From"), header_text(msg, "Sender")):
-        if _DAEMON.match(normalize(parseaddr(value)[1])):
-            return "a delivery report (sent by a mail system)"
-    auto = header_text(msg, "Auto-Submitted").lower()
-    if auto and auto != "no":
-        return f"an automatic reply (Auto-Submitted: {auto})"
-    if msg.get("X-Autoreply") or msg.get("X-Autorespond"):
-        return "an automatic reply (X-Autoreply)"
-    if header_text(msg, "Precedence").lower() == "auto_reply":
-        return "an automatic reply (Precedence: auto_reply)"
-    return ""
+    sign = next((sign for sign in signs(msg) if sign.strong), None)
+    return str(sign) if sign is not None else ""
 
 
 def read_report(raw: bytes) -> Report:
