@@ -128,6 +128,21 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound
     return held
 
 
+def headers_only(size: int, stored: int) -> str | None:
+    """Only the headers were read (a hosted mailbox's message over the intake cap)."""
+    if size > stored:
+        return (f"only its headers were read: it is {size // 1024} KB, over the intake limit; "
+                "the whole message is still in the mailbox")
+    return None
+
+
+def too_big(size: int, max_kb: int) -> str | None:
+    """Over the list's size limit for posts."""
+    if max_kb and size > max_kb * 1024:
+        return f"message is {size // 1024} KB, over the list's limit of {max_kb} KB"
+    return None
+
+
 def forward_to_owners(session: Session, ml: MailingList, raw: bytes, now: datetime, *,
                       renderer: Renderer,
                       dmarc: PolicyLookup | None = None,

@@ -1,22 +1,28 @@
-"""The router: one stored message at a time, one unit of work each, by an explicit table."""
+"""The router: one stored message at a time, one unit of work each: the guards once
+(listserv/guards.py), then the role's handler from an explicit table."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
 
 from sqlalchemy import select
 
-from .addresses import Destination, Role
+from . import guards
+from .addresses import Destination, Role, normalize
+from .audit import DAEMON, audit
 from .clock import Clock
 from .config import Settings
 from .db import Store
 from .dmarc import default_lookup, domain_of
 from .handlers import bounce, column, confirm, join, leave, owner, peer_input, post, request
 from .handlers.context import Context
+from .intent import Guard, Understanding, guard
 from .models import Inbound, MailingList
-from .posting import parse
+from .posting import list_id, parse
 from .render import Renderer
 from .rules import from_address
 
@@ -37,29 +43,86 @@ HANDLERS: dict[Role, Handler] = {
 }
 
 
-def warm_dmarc_cache(store: Store) -> None:
-    """Look up the next post's author domain before its transaction opens.
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A message read before its transaction opens: parsed, and a post's administrivia
+    verdict (the CPU-heavy part of the guards)."""
 
-    A DMARC lookup can take seconds; done inside the unit of work it would hold the store's
-    write lock that long. The lookup's cache then answers at once during handling.
+    inbound_id: int
+    msg: EmailMessage
+    administrivia: tuple[Guard, Understanding] | None
+
+
+def prepare(inbound_id: int, raw: bytes, role: Role, list_name: str) -> Prepared:
+    """Parse a stored message and, for a post, run the administrivia guard (pure)."""
+    msg = parse(raw)
+    return Prepared(inbound_id, msg, guard(msg, list_name) if role is Role.POST else None)
+
+
+def prepare_next(store: Store) -> Prepared | None:
+    """Read the next message and do its slow work before its transaction opens.
+
+    The administrivia guard takes CPU time and a DMARC lookup can take seconds; done inside
+    the unit of work they would hold the store's write lock that long (the lookup's cache then
+    answers at once during handling). A failure here is only logged: `route_one` does the work
+    again inside the transaction, where a failure marks the message failed.
     """
     with store.unit_of_work() as session:
-        raw = session.scalar(
-            select(Inbound.raw)
-            .where(Inbound.status == "new", Inbound.role.in_((Role.POST.value, Role.OWNER.value)))
+        row = session.execute(
+            select(Inbound.id, Inbound.raw, Inbound.role, MailingList.name)
+            .outerjoin(MailingList, MailingList.id == Inbound.list_id)
+            .where(Inbound.status == "new")
             .order_by(Inbound.id)
             .limit(1)
-        )
-    domain = domain_of(from_address(parse(raw))) if raw is not None else ""
-    if domain:
-        default_lookup()(domain)
+        ).first()
+    if row is None or row.name is None:
+        return None
+    try:
+        role = Role(row.role)
+        prepared = prepare(row.id, row.raw, role, row.name)
+        domain = domain_of(from_address(prepared.msg))
+        if domain and role in (Role.POST, Role.OWNER):
+            default_lookup()(domain)
+    except Exception:
+        log.exception("inbound %s: reading it before its transaction failed", row.id)
+        return None
+    return prepared
 
 
-def route_one(store: Store, settings: Settings, renderer: Renderer, clock: Clock) -> bool:
+def guard_facts(ctx: Context, administrivia: Guard | None) -> guards.Facts:
+    """What the guards read about the message in `ctx`."""
+    ml = ctx.mailing_list
+    return guards.Facts(
+        msg=ctx.msg, mail_from=ctx.inbound.mail_from, size=ctx.inbound.size,
+        stored=len(ctx.inbound.raw), list_id=list_id(ml), list_address=ml.address,
+        owner_address=ml.role_address(Role.OWNER),
+        own_addresses=frozenset(request.own_addresses(ml) | {normalize(ml.address)}),
+        max_post_kb=ml.max_post_kb, administrivia=administrivia,
+    )
+
+
+def handle(ctx: Context, administrivia: tuple[Guard, Understanding] | None) -> str:
+    """The guards once, then the role's handler; returns the outcome for the log."""
+    verdict_of_guard, understood = administrivia or (None, None)
+    verdict = guards.check(ctx.destination.role, guard_facts(ctx, verdict_of_guard))
+    if verdict is None:
+        return HANDLERS[ctx.destination.role](ctx)
+    if verdict.action is guards.Action.REQUEST and understood is not None:
+        return request.act(ctx, understood)
+    if verdict.action is guards.Action.HOLD:  # posts only: a held item is a post
+        return post.hold_post(ctx, verdict.reason)
+    audit(ctx.session, ctx.now, DAEMON, verdict.action.value,
+          f"inbound #{ctx.inbound.id}: {verdict.reason}", ctx.mailing_list.id)
+    return f"{verdict.action.value}: {verdict.reason}"
+
+
+def route_one(store: Store, settings: Settings, renderer: Renderer, clock: Clock,
+              prepared: Prepared | None = None) -> bool:
     """Handle the oldest new message; False when none waits.
 
-    The handler runs in a savepoint: if it raises, its work is rolled back and the message is
-    marked failed (kept, and shown by `listserv queue`), in the same transaction.
+    `prepared`: the message `prepare_next` read, used when it is the one claimed. The guards
+    and the handler run in a savepoint: if they raise, their work is rolled back and the
+    message is marked failed (kept, and shown by `listserv queue`), in the same transaction.
     """
     with store.unit_of_work() as session:
         inbound = session.scalars(
@@ -81,13 +144,15 @@ def route_one(store: Store, settings: Settings, renderer: Renderer, clock: Clock
             return True
         try:
             with session.begin_nested():
+                if prepared is None or prepared.inbound_id != inbound.id:
+                    prepared = prepare(inbound.id, inbound.raw, role, mailing_list.name)
                 ctx = Context(
                     session=session, settings=settings, renderer=renderer, now=now,
                     mailing_list=mailing_list,
                     destination=Destination(mailing_list.address, role, inbound.token),
-                    inbound=inbound, msg=parse(inbound.raw),
+                    inbound=inbound, msg=prepared.msg,
                 )
-                outcome = HANDLERS[role](ctx)
+                outcome = handle(ctx, prepared.administrivia)
         except Exception as exc:
             log.exception("inbound %s list=%s role=%s failed", inbound.id, mailing_list.address,
                           role.value)
@@ -112,8 +177,9 @@ class Router(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
-                warm_dmarc_cache(self.store)
-                worked = route_one(self.store, self.settings, self.renderer, self.clock)
+                prepared = prepare_next(self.store)
+                worked = route_one(self.store, self.settings, self.renderer, self.clock,
+                                   prepared)
             except Exception:
                 log.exception("router failed; retrying")
                 worked = False

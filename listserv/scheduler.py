@@ -18,12 +18,12 @@ from . import bounces, column, meetings
 from .audit import DAEMON, audit
 from .clock import Clock
 from .db import Store
+from .mail.automatic import may_auto_reply
 from .membership import expire_requests
 from .models import Held, MailingList, Once
 from .notices import notify
 from .posting import parse
 from .render import Renderer
-from .rules import may_auto_reply
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from . import bounces, column, meetings
 from .addresses import Role, normalize, valid_address
 from .audit import audit
 from .errors import ListservError
+from .mail.automatic import may_auto_reply
 from .membership import find_member, subscribe
 from .models import (
     MAX_NAME_LENGTH,
@@ -35,9 +36,9 @@ from .models import (
     Request,
 )
 from .notices import notify
-from .posting import distribute, list_headers, parse
+from .posting import distribute, headers_only, list_headers, parse
 from .render import Renderer
-from .rules import from_name, headers_only, may_auto_reply
+from .rules import from_name
 from .tokens import new_token
 
 DELIVERY_MODES = ("regular", "digest", "nomail")

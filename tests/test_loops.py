@@ -57,3 +57,57 @@ def test_automatic_mail_from_a_nonmember_gets_no_rejection(member, daemon, sink,
               make_message(sender="robot@else.org", Auto_Submitted="auto-generated"))
     sink.wait_for(lambda s: s.messages_for("chair@example.org"), description="held notice")
     assert not sink.messages_for("robot@else.org")
+
+
+RECEIVED = b"Received: from relay.example.net by mx.example.org; Mon, 1 Jan 2029 10:00:00 +0000\r\n"
+
+
+def _without_from(raw: bytes) -> bytes:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    kept = [line for line in head.split(b"\r\n") if not line.startswith(b"From:")]
+    return b"\r\n".join(kept) + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("raw,reason", [
+    (_without_from(make_message()), "no From header"),
+    (b"From: ann@example.net\r\n" + make_message(), "2 From headers"),
+    (make_message(sender="jane@example.org, ann@example.net"), "2 mailboxes in From"),
+    (b"X-Loop: shma@lists.example.org\r\n" + make_message(), "X-Loop names this list"),
+    (RECEIVED * 31 + make_message(), "31 Received headers"),
+], ids=["no-from", "two-from-headers", "two-mailboxes", "x-loop", "31-received"])
+def test_malformed_senders_and_loops_are_held_with_the_reason(member, daemon, sink, cli, raw,
+                                                             reason):
+    lmtp_send(daemon.ports["lmtp"], member, [LIST], raw)
+    sink.wait_for(lambda s: s.messages_for("chair@example.org"), description="held notice")
+    [item] = json.loads(cli("held", "list", "--json").output)
+    assert reason in item["reason"]
+    assert not sink.messages_for("jane@example.org")
+    assert not sink.messages_for("ann@example.net")
+
+
+def test_thirty_received_headers_are_still_a_post(member, daemon, sink, cli):
+    lmtp_send(daemon.ports["lmtp"], member, [LIST], RECEIVED * 30 + make_message())
+    sink.wait_for(lambda s: s.messages_for("ann@example.net"), description="the post")
+    assert json.loads(cli("held", "list", "--json").output) == []
+
+
+DSN = (b"From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\n"
+       b"To: jane@example.org\r\nSubject: Hello\r\nMessage-ID: <dsn-1@mx.example.net>\r\n"
+       b"MIME-Version: 1.0\r\n"
+       b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+       b"--b\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+       b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+       b"Reporting-MTA: dns; mx.example.net\r\n\r\n"
+       b"Final-Recipient: rfc822; someone@example.net\r\nAction: failed\r\n"
+       b"Status: 5.1.1\r\n\r\n--b--\r\n")
+
+
+def test_a_report_sent_with_a_members_envelope_is_held_not_distributed(member, daemon, sink,
+                                                                       cli):
+    # Signs in the content make it automatic mail whatever the envelope says (issue 12, 7).
+    lmtp_send(daemon.ports["lmtp"], member, [LIST], DSN)
+    sink.wait_for(lambda s: s.messages_for("chair@example.org"), description="held notice")
+    [item] = json.loads(cli("held", "list", "--json").output)
+    assert "a delivery report" in item["reason"]
+    assert not sink.messages_for("jane@example.org")
+    assert not sink.messages_for("ann@example.net")

@@ -2,7 +2,8 @@
 
 The column is open to all: a non-member's submission is stored like a member's, marked as
 such; every answer goes through the cap on automatic mail (SPEC §2), and automatic mail
-(auto-replies, bounces, our own list mail) is neither stored nor answered.
+(auto-replies, bounces, our own list mail) is neither stored nor answered (the router's guards
+ignore it).
 """
 
 from __future__ import annotations
@@ -10,19 +11,16 @@ from __future__ import annotations
 from .. import column
 from ..audit import DAEMON, audit
 from ..intent import detect_language, message_text
-from ..posting import list_id
-from ..rules import automatic_mail, from_address, from_name, may_auto_reply, own_loop
+from ..mail.automatic import may_auto_reply
+from ..rules import from_address, from_name
 from .context import Context
 
 
 def handle(ctx: Context) -> str:
     ml = ctx.mailing_list
-    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from) or own_loop(
-        ctx.msg, list_id(ml), ml.address)
     sender = from_address(ctx.msg) or ctx.inbound.mail_from.lower()
-    if not reason and not sender:
+    if not sender:
         reason = "no sender address"
-    if reason:
         audit(ctx.session, ctx.now, DAEMON, "ignored",
               f"inbound #{ctx.inbound.id} (column): {reason}", ml.id)
         return f"ignored: {reason}"

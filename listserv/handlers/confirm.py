@@ -1,7 +1,7 @@
 """Replies to `NAME-confirm+TOKEN@`: complete the confirmation or the undo the token names.
 
 Automatic mail (an out-of-office answer to a confirmation or a goodbye) never confirms or
-undoes anything.
+undoes anything: the router's guards ignore it before it gets here.
 """
 
 from __future__ import annotations
@@ -10,15 +10,11 @@ from .. import membership
 from ..audit import DAEMON, audit
 from ..rules import from_name
 from .context import Context
-from .request import ignore_automatic
 
 
 def handle(ctx: Context) -> str:
     """A human reply to a confirmation or a goodbye: do what it confirms."""
     ml = ctx.mailing_list
-    ignored = ignore_automatic(ctx)
-    if ignored:
-        return ignored
     request = membership.find_request(ctx.session, ctx.destination.token, ctx.now)
     if request is None or request.list_id != ml.id:
         audit(ctx.session, ctx.now, DAEMON, "confirm-unknown", f"inbound #{ctx.inbound.id}",

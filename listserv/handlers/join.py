@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from ..intent import Command, Kind, Understanding, understand
 from .context import Context
-from .request import act, ignore_automatic
+from .request import act
 
 
 def handle(ctx: Context) -> str:
     """Ask the sender to confirm their subscription."""
-    ignored = ignore_automatic(ctx)
-    if ignored:
-        return ignored
     # The language of everything they wrote (a bare "Enviado do meu iPhone" says Portuguese).
     lang = understand(ctx.msg, ctx.mailing_list.name).lang
     return act(ctx, Understanding(lang=lang, commands=(Command(Kind.SUBSCRIBE, line="join"),),

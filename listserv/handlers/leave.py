@@ -9,15 +9,12 @@ from ..audit import DAEMON, audit
 from ..intent import understand
 from ..models import Member
 from .context import Context
-from .request import ignore_automatic, sender_of
+from .request import sender_of
 
 
 def handle(ctx: Context) -> str:
-    """Remove the member the token names, or the sender; automatic mail changes nothing."""
+    """Remove the member the token names, or the sender (automatic mail never gets here)."""
     ml = ctx.mailing_list
-    ignored = ignore_automatic(ctx)
-    if ignored:
-        return ignored
     token = ctx.destination.token
     if token:
         member = ctx.session.scalar(

@@ -2,7 +2,8 @@
 
 A member's request is booked (see `listserv.peer_input`); one without a subject or a body gets
 a polite reply saying what is missing; a non-member's is held, rejected or discarded as the
-list's `nonmember_action` says for posts. Automatic mail gets nothing.
+list's `nonmember_action` says for posts. Automatic mail gets nothing (the router's guards
+ignore it).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from .. import peer_input
 from ..addresses import Role
 from ..audit import DAEMON, audit
 from ..intent import detect_language, message_text
+from ..mail.automatic import may_auto_reply
 from ..models import Member
 from ..notices import notify
-from ..posting import list_id
-from ..rules import automatic_mail, from_address, from_name, may_auto_reply, own_loop
+from ..rules import from_address, from_name
 from .context import Context
 
 
@@ -34,13 +35,6 @@ def _sender_member(ctx: Context) -> tuple[str, Member | None]:
 
 def handle(ctx: Context) -> str:
     """A request for peer-input time at a meeting."""
-    ml = ctx.mailing_list
-    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from) or own_loop(
-        ctx.msg, list_id(ml), ml.address)
-    if reason:
-        audit(ctx.session, ctx.now, DAEMON, "ignored", f"inbound #{ctx.inbound.id}: {reason}",
-              ml.id)
-        return f"ignored: {reason}"
     lang = detect_language(message_text(ctx.msg))
     outcome, _ = receive(ctx, lang)
     return outcome

@@ -1,24 +1,20 @@
-"""Posts to the list address: loop and automatic-mail guards, size, membership (SPEC §2, §3)."""
+"""Posts to the list address: distributed to the members, or held for the chair (SPEC §2, §3).
+
+The router's guards (listserv/guards.py) have already discarded loops, held malformed and
+automatic mail and oversized posts, and handed requests sent to the list to the request handler.
+"""
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
 from ..audit import DAEMON, audit
-from ..intent import Guard, guard
+from ..mail.automatic import may_auto_reply
 from ..models import Member
 from ..notices import notify
-from ..posting import distribute, hold, list_id
-from ..rules import (
-    automatic_mail,
-    from_address,
-    headers_only,
-    may_auto_reply,
-    own_loop,
-    too_big,
-)
+from ..posting import distribute, hold
+from ..rules import from_address
 from .context import Context
-from .request import act
 
 
 def sender_member(ctx: Context) -> tuple[str, Member | None]:
@@ -38,30 +34,9 @@ def sender_member(ctx: Context) -> tuple[str, Member | None]:
 
 
 def handle(ctx: Context) -> str:
-    """Distribute a member's post; hold, reject or discard the rest, with reasons.
-
-    A short post that is really a request ("please add me") is handled as one
-    (the administrivia guard); when that is unclear, the post is held for the chair.
-    """
+    """Distribute a member's post; hold, reject or discard a non-member's, with reasons."""
     ml = ctx.mailing_list
-    loop = own_loop(ctx.msg, list_id(ml), ml.address)
-    if loop:
-        audit(ctx.session, ctx.now, DAEMON, "discarded", f"inbound #{ctx.inbound.id}: {loop}",
-              ml.id)
-        return f"discarded: {loop}"
     sender, member = sender_member(ctx)
-    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from)
-    if not reason:
-        verdict, understood = guard(ctx.msg, ml.name)
-        if verdict is Guard.REQUEST:
-            return act(ctx, understood)
-        if verdict is Guard.UNSURE:
-            reason = "it may be a request to join or leave rather than a post"
-    reason = reason or headers_only(ctx.inbound.size, len(ctx.inbound.raw)) \
-        or too_big(ctx.inbound.size, ml.max_post_kb)
-    if reason:
-        held = hold(ctx.session, ctx.renderer, ml, ctx.inbound, sender, reason, ctx.now)
-        return f"held #{held.id}: {reason}"
     if member is None:
         return _nonmember(ctx, sender)
     count = distribute(ctx.session, ctx.renderer, ml, ctx.inbound.raw, ctx.now,
@@ -69,13 +44,20 @@ def handle(ctx: Context) -> str:
     return f"distributed to {count} members"
 
 
+def hold_post(ctx: Context, reason: str) -> str:
+    """Hold the post for the chair with `reason` (a guard's), and tell the owners."""
+    sender, _ = sender_member(ctx)
+    held = hold(ctx.session, ctx.renderer, ctx.mailing_list, ctx.inbound, sender, reason,
+                ctx.now)
+    return f"held #{held.id}: {reason}"
+
+
 def _nonmember(ctx: Context, sender: str) -> str:
     ml = ctx.mailing_list
     reason = f"the sender {sender or '(none)'} is not a member"
     action = ml.nonmember_action
     if action == "hold":
-        held = hold(ctx.session, ctx.renderer, ml, ctx.inbound, sender, reason, ctx.now)
-        return f"held #{held.id}: {reason}"
+        return hold_post(ctx, reason)
     audit(ctx.session, ctx.now, DAEMON, f"{action}ed" if action == "reject" else "discarded",
           f"inbound #{ctx.inbound.id}: {reason}", ml.id)
     if action == "reject" and may_auto_reply(ctx.msg, ctx.inbound.mail_from, sender):

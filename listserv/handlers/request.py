@@ -2,7 +2,8 @@
 
 One reply per command mail, summarising what was done, not understood and ignored; a single
 free-text request is answered by the mail its action sends (a confirmation, the help text).
-Automatic mail gets nothing, and nothing is ever sent to the list itself or a mailer daemon.
+Automatic mail never gets here (the router's guards ignore it), and nothing is ever sent to the
+list itself or a mailer daemon.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from .. import meetings, membership
 from ..addresses import Role, normalize, valid_address
 from ..audit import DAEMON, audit
 from ..intent import Command, Kind, Understanding, understand
+from ..mail.automatic import may_auto_reply
 from ..models import MailingList, Request
 from ..notices import list_context, notify
-from ..rules import automatic_mail, from_address, from_name, header_text, may_auto_reply
+from ..rules import from_address, from_name, header_text
 from . import peer_input
 from .context import Context
 
@@ -66,21 +68,9 @@ def may_answer(ctx: Context, recipient: str) -> bool:
             and recipient not in own_addresses(ctx.mailing_list))
 
 
-def ignore_automatic(ctx: Context) -> str | None:
-    """Automatic mail changes nothing and gets no answer: logged, and the outcome said."""
-    reason = automatic_mail(ctx.msg, ctx.inbound.mail_from)
-    if not reason:
-        return None
-    audit(ctx.session, ctx.now, DAEMON, "ignored", f"inbound #{ctx.inbound.id}: {reason}",
-          ctx.mailing_list.id)
-    return f"ignored: {reason}"
-
-
 def handle(ctx: Context) -> str:
-    """Understand a mail to -request and act on each of its commands."""
-    ignored = ignore_automatic(ctx)
-    if ignored:
-        return ignored
+    """Understand a mail to -request and act on each of its commands (at most
+    `intent.MAX_COMMANDS`)."""
     return act(ctx, understand(ctx.msg, ctx.mailing_list.name))
 
 

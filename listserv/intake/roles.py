@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 
 from ..addresses import TOKEN_REQUIRED, TOKEN_ROLES, Destination, Role, normalize, resolve
-from ..rules import header_text
+from ..rules import header_text, header_values
 
 # The token a confirmation's Subject carries: "(confirm TOKEN)" (tokens.new_token's alphabet).
 _SUBJECT_TOKEN = re.compile(r"\bconfirm\s+([a-z2-7]{24})\b", re.IGNORECASE)
@@ -101,17 +101,10 @@ def route(msg: EmailMessage, lists: Sequence[ListAddresses], default: ListAddres
 def _candidates(msg: EmailMessage) -> Iterable[tuple[str, list[str]]]:
     """Addresses to try, header by header, in SPEC §1's order."""
     for name in ("Delivered-To", "X-Original-To"):
-        values = _all(msg, name)
+        values = header_values(msg, name)
         if values:
             yield name, _addresses(values[:1])  # the topmost: the last hop's own recipient
-    yield "To/Cc", _addresses(_all(msg, "To") + _all(msg, "Cc"))
-
-
-def _all(msg: EmailMessage, name: str) -> list[str]:
-    try:
-        return [" ".join(str(v).split()) for v in msg.get_all(name, [])]
-    except Exception:  # the email package's header parser trips on some malformed values
-        return [header_text(msg, name)] if header_text(msg, name) else []
+    yield "To/Cc", _addresses(header_values(msg, "To") + header_values(msg, "Cc"))
 
 
 def _addresses(values: list[str]) -> list[str]:
