@@ -38,6 +38,8 @@ from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
 
+from .mail.automatic import automatic
+
 __all__ = [
     "Command",
     "Guard",
@@ -67,6 +69,8 @@ GUARD_KEYWORD_MAX_WORDS = 15
 MAX_FREE_TEXT = 10_000
 #: Body lines beyond this many are not looked at (a command mail is cut far earlier).
 MAX_LINES = 5_000
+#: Command lines processed per message (SPEC §2, "No oracle"); the rest are reported ignored.
+MAX_COMMANDS = 10
 
 
 class Kind(StrEnum):
@@ -645,10 +649,11 @@ def _is_list(word: str, list_name: str) -> bool:
     return w in (local, list_name.lower()) or w.split("@", 1)[0] == local and "@" in w or w == "*"
 
 
+_ADDRESS_ARG = re.compile(r"^address=", re.I)  # Mailman's form: "subscribe address=x@y"
+
+
 def _address(word: str) -> str | None:
-    w = word.strip("<>()[],;:'\"")
-    if w.lower().startswith("address="):
-        w = w[len("address="):]
+    w = _ADDRESS_ARG.sub("", word.strip("<>()[],;:'\"")).strip("<>()[],;:'\"")
     return w.lower() if _EMAIL.fullmatch(w) else None
 
 
@@ -921,7 +926,7 @@ def _addresses(text: str, list_name: str) -> list[str]:
     local = _local(list_name)
     out = []
     for m in _EMAIL.finditer(text):
-        addr = m.group().strip(".").lower()
+        addr = _ADDRESS_ARG.sub("", m.group().strip(".").lower())
         lp = addr.split("@", 1)[0]
         if lp == local or lp.startswith((local + "-", local + "+")):
             continue
@@ -1022,14 +1027,21 @@ class _Parsed:
     subject_is_reply: bool
     token: str | None
     lang: str
+    cut: bool = False  # only the start of the body was read
 
 
-def _parse(msg: email.message.EmailMessage, list_name: str) -> _Parsed:
-    body = _split_body(body_text(msg))
+def _parse(msg: email.message.EmailMessage, list_name: str, *, enough: bool = False
+           ) -> _Parsed:
+    """The parts of `msg` that say what it asks; `enough`: only as much of the body as can
+    change the guard's verdict (see `_enough_for_guard`)."""
+    text = body_text(msg)
+    read = _enough_for_guard(text) if enough else text
+    body = _split_body(read)
     raw_subject = str(msg.get("Subject", "") or "")
     subject, is_reply = _clean_subject(raw_subject, list_name)
     lang = _message_language(body.own, "" if is_reply else subject, body.rest)
-    return _Parsed(body, subject, is_reply, _subject_token(raw_subject), lang)
+    return _Parsed(body, subject, is_reply, _subject_token(raw_subject), lang,
+                   cut=len(read) < len(text))
 
 
 def _commands(own: str, list_name: str, token: str | None, max_commands: int
@@ -1084,7 +1096,7 @@ def _commands(own: str, list_name: str, token: str | None, max_commands: int
 
 
 def understand(msg: email.message.EmailMessage, list_name: str, *,
-               max_commands: int = 50) -> Understanding:
+               max_commands: int = MAX_COMMANDS) -> Understanding:
     """What a mail to -request / -join asks for: classic commands (at most `max_commands`
     lines processed, the rest ignored), else one free-text request, else UNCLEAR."""
     p = _parse(msg, list_name)
@@ -1138,6 +1150,36 @@ def _word_count(text: str) -> int:
     return len(re.findall(r"[^\W_]+(?:['-][^\W_]+)*", text))
 
 
+def _enough_for_guard(text: str) -> str:
+    """The start of a body that can change the guard's verdict.
+
+    Past `GUARD_MAX_WORDS` words of the author's own lines a post is never a request by its
+    words (only UNSURE or POST), and free text is read only up to `MAX_FREE_TEXT` characters:
+    reading stops once both are passed. Quoted lines do not count, so a short reply above a
+    long quote is read to its end (they are cheap to skip).
+    """
+    words = chars = pos = 0
+    while pos < len(text) and (words <= GUARD_MAX_WORDS or chars < MAX_FREE_TEXT):
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        line = text[pos:end]
+        if not _QUOTED.match(line):
+            words += _word_count(line)
+            chars += len(line) + 1
+        pos = end + 1
+    return text[:pos]
+
+
+def _mostly_commands(own: str, list_name: str, token: str | None) -> bool:
+    """More command lines than the command limit, and most lines are commands ("help" and 500
+    commands): a command mail however long, never a post."""
+    lines = [line.strip() for line in own.split("\n") if line.strip()]
+    # A command, or a command word with arguments we cannot read; not prose, not "end".
+    parsed = (_parse_command(line, list_name, token) for line in lines)
+    commands = sum(1 for result in parsed if result is not None and result is not True)
+    return commands > MAX_COMMANDS and 2 * commands > len(lines)
+
+
 def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Understanding]:
     """The administrivia guard for mail to the list address.
 
@@ -1148,19 +1190,23 @@ def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Under
     longer text or with discussion, or a bare "sign me up" that is not a reply to a thread
     (hold for the chair; the Understanding carries the candidate request).
     """
-    p = _parse(msg, list_name)
+    if automatic(msg) is not None:
+        return Guard.POST, Understanding(DEFAULT_LANG, ())
+    p = _parse(msg, list_name, enough=True)
     own = p.body.own
     words = _word_count(own)
     nothing = Understanding(p.lang, ())
-    if _automatic(msg):
-        return Guard.POST, nothing
-    cmd = _commands(own, list_name, p.token, 50)
-    if cmd is not None and cmd[0] and not cmd[1] and (not cmd[2] or
-                                                      words <= GUARD_KEYWORD_MAX_WORDS):
-        commands = tuple(cmd[0])
+    cmd = _commands(own, list_name, p.token, MAX_COMMANDS)
+    if cmd is not None and cmd[0] and (
+            (not cmd[1] and (not cmd[2] or words <= GUARD_KEYWORD_MAX_WORDS))
+            or _mostly_commands(own, list_name, p.token)):
+        commands, unrecognised, ignored = cmd
         if any(c.kind is Kind.CONFIRM and c.token is None for c in commands):
             return Guard.POST, nothing  # a bare "OK" on the list is a reply, not a confirmation
-        return Guard.REQUEST, Understanding(p.lang, commands, (), tuple(cmd[2]))
+        if p.cut:  # a long command mail: its reply counts every line it leaves out
+            return Guard.REQUEST, understand(msg, list_name)
+        return Guard.REQUEST, Understanding(p.lang, tuple(commands), tuple(unrecognised),
+                                            tuple(ignored))
     if not own and p.subject and not p.subject_is_reply:
         parsed = _parse_command(p.subject, list_name, p.token)
         if isinstance(parsed, Command) and parsed.kind is not Kind.CONFIRM:
@@ -1189,18 +1235,3 @@ def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Under
         return Guard.POST, nothing
     return Guard.UNSURE, candidate
 
-
-_AUTO_SUBJECT = re.compile(
-    r"^\s*(?:automatic reply|auto(?:matic)?[- ]?reply|out of (?:the )?office|"
-    r"respuesta autom[aá]tica|r[ée]ponse automatique|automatische antwort|"
-    r"resposta autom[aá]tica|abwesenheitsnotiz)\b", re.I)
-
-
-def _automatic(msg: email.message.EmailMessage) -> bool:
-    """Automatic mail (RFC 3834 Auto-Submitted, X-Autoreply, vacation subjects) asks nothing."""
-    auto = str(msg.get("Auto-Submitted", "") or "").strip().lower()
-    if auto and auto != "no":
-        return True
-    if msg.get("X-Autoreply") or msg.get("X-Autorespond"):
-        return True
-    return bool(_AUTO_SUBJECT.match(_fold(str(msg.get("Subject", "") or ""))))

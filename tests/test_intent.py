@@ -17,6 +17,7 @@ from listserv.intent import (
     Command,
     Guard,
     Kind,
+    _enough_for_guard,  # the guard's reading limit, tested on its own
     detect_language,
     guard,
     html_to_text,
@@ -151,7 +152,43 @@ def test_a_500_line_command_mail_is_processed_up_to_the_limit() -> None:
     assert [c.kind for c in u.commands] == [Kind.HELP, Kind.INFO, Kind.SET]
     assert len(u.unrecognised) == 12  # "bogus" among the first 50 lines
     assert len(u.ignored) == 450
-    assert understand(mail("\n".join(["help"] * 500)), LIST).ignored == ("help",) * 450
+    # By default, SPEC §2's limit: 10 command lines per message.
+    assert understand(mail("\n".join(["help"] * 500)), LIST).ignored == ("help",) * 490
+
+
+@pytest.mark.parametrize("body,address", [
+    ("subscribe address=Maria@Uni.Example.EDU", "maria@uni.example.edu"),
+    ("subscribe shma address=<maria@uni.example.edu>", "maria@uni.example.edu"),
+    ('subscribe address="maria@uni.example.edu"', "maria@uni.example.edu"),
+    ("unsubscribe address=maria@uni.example.edu", "maria@uni.example.edu"),
+    ("Please subscribe address=maria@uni.example.edu to this list.", "maria@uni.example.edu"),
+])
+def test_mailmans_address_form_is_read_in_commands_and_free_text(body, address) -> None:
+    assert first(body).address == address
+    assert first("", body).address == address  # as the Subject of an empty mail
+    decision, command = on_list(body)
+    assert decision is Guard.REQUEST and command.address == address
+
+
+def test_a_long_command_mail_on_the_list_is_a_request_within_the_limit() -> None:
+    body = "help\n" + "subscribe address=x@example.net\n" * 500
+    decision, u = guard(mail(body, "commands", to=POST), LIST)
+    assert decision is Guard.REQUEST
+    assert [(c.kind, c.address) for c in u.commands] == [
+        (Kind.HELP, None), (Kind.SUBSCRIBE, "x@example.net")]
+    assert len(u.ignored) == 491  # every line past the first 10, though the guard read fewer
+    # a post that merely starts with a command word stays a post
+    prose = "help\n" + "We are looking for volunteers for the spring meeting.\n" * 40
+    assert on_list(prose)[0] is Guard.POST
+
+
+def test_the_guard_reads_a_long_body_only_as_far_as_can_change_its_verdict() -> None:
+    long_post = "Our spring meeting will be in Lisbon this year.\n" * 5000
+    read = _enough_for_guard(long_post)
+    assert 10_000 <= len(read) < 11_000 and long_post.startswith(read)
+    reply = "Please remove me.\n\n" + "> an old post\n" * 5000
+    assert _enough_for_guard(reply) == reply  # quoted lines do not count
+    assert on_list(long_post)[0] is Guard.POST
 
 
 def test_command_in_subject_when_body_is_empty() -> None:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from .helpers import LIST, lmtp_send, make_message, parse, wait_handled
+from .helpers import LIST, inbound_outcomes, lmtp_send, make_message, parse, wait_handled
 
 REQUEST = "shma-request@lists.example.org"
 JANE = "jane@example.org"
@@ -191,6 +191,57 @@ def test_long_command_mail_is_processed_to_a_limit_and_answered_once(cli, shma, 
     assert "set nomail: done" in text and "Ignored" in text
     assert members(cli)[JANE]["delivery"] == "nomail"
     assert len(mails_to(sink, JANE)) <= 11
+
+
+def test_a_command_mail_to_the_list_is_answered_once_within_the_limit_never_distributed(
+        cli, shma, daemon, sink, store):
+    # "help" and 500 command lines (issue 12, 7): a request, 10 lines handled, one reply.
+    cli("members", "add", LIST, JANE, "--no-welcome")
+    cli("members", "add", LIST, "ann@example.net", "--no-welcome")
+    send(daemon, JANE, LIST, "commands",
+         "help\n" + "subscribe address=x@example.net\n" * 500)
+    [confirmation] = wait_mails(sink, "x@example.net", what="confirmation")
+    assert "Please confirm" in str(confirmation["Subject"])
+    [reply] = wait_mails(sink, JANE, what="the results")
+    text = reply.get_content()
+    assert "results of your request" in str(reply["Subject"])
+    assert "help: below" in text
+    assert "subscribe: a confirmation was sent to x@example.net" in text
+    assert "Ignored (491 more lines" in text  # 10 of the 501 lines handled
+    [(status, outcome)] = inbound_outcomes(store)
+    assert status == "done" and outcome.startswith("request:")
+    assert not mails_to(sink, "ann@example.net")
+    assert json.loads(cli("held", "list", "--json").output) == []
+    assert len(mails_to(sink, JANE)) == 1
+
+
+@pytest.mark.parametrize("to,subject,body", [
+    (REQUEST, "", "subscribe address=newcomer@example.net"),
+    (REQUEST, "subscribe address=newcomer@example.net", ""),
+    (REQUEST, "", "SUBSCRIBE SHMA address=<newcomer@example.net>"),
+    (REQUEST, "", "Please subscribe address=newcomer@example.net to the list, thanks."),
+    (LIST, "", "subscribe address=newcomer@example.net"),
+    (LIST, "subscribe address=newcomer@example.net", ""),
+], ids=["request-body", "request-subject", "request-angle", "request-free-text", "list-body",
+        "list-subject"])
+def test_mailmans_address_form_works_wherever_commands_are_read(cli, shma, daemon, sink, to,
+                                                                subject, body):
+    cli("members", "add", LIST, JANE, "--no-welcome")
+    send(daemon, JANE, to, subject, body)
+    [confirmation] = wait_mails(sink, "newcomer@example.net", what="confirmation")
+    assert "Please confirm" in str(confirmation["Subject"])
+    assert "newcomer@example.net" not in members(cli)
+
+
+@pytest.mark.parametrize("to", [REQUEST, LIST])
+def test_unsubscribe_in_mailmans_address_form_asks_the_address_itself(cli, shma, daemon, sink,
+                                                                      to):
+    cli("members", "add", LIST, JANE, "--no-welcome")
+    cli("members", "add", LIST, "ann@example.net", "--no-welcome")
+    send(daemon, JANE, to, "", "unsubscribe address=ann@example.net")
+    [confirmation] = wait_mails(sink, "ann@example.net", what="confirmation")
+    assert "leave" in str(confirmation["Subject"])
+    assert "ann@example.net" in members(cli)
 
 
 def test_add_me_on_the_list_address_is_handled_as_a_request(cli, shma, daemon, sink):
