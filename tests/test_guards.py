@@ -1,14 +1,23 @@
-"""The guard pipeline's rules and its table by role (listserv/guards.py), without sockets."""
+"""The guard pipeline (listserv/guards.py): its rules and table by role without sockets, and
+the router running it once, judging a post before the transaction."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import pytest
+from sqlalchemy import select
 
 from listserv.addresses import Role
+from listserv.clock import FakeClock
 from listserv.guards import MAX_RECEIVED, Action, Facts, check
-from listserv.intent import Guard
+from listserv.intent import Guard, Understanding
+from listserv.models import Inbound, MailingList
+from listserv.render import Renderer
+from listserv.router import prepare_next, route_one
 
-from .helpers import LIST, make_message, parse
+from .helpers import LIST, inbound_outcomes, make_message, parse
 
 OWNER = "shma-owner@lists.example.org"
 OWN = frozenset({LIST, "shma-request@lists.example.org", OWNER})
@@ -105,3 +114,25 @@ def test_the_bounce_address_takes_automatic_mail_and_the_owners_get_theirs():
     assert check(Role.OWNER, facts(report, mail_from="")) is None
     looped = check(Role.OWNER, facts(with_headers(X_BeenThere=OWNER)))
     assert (looped.action, looped.reason) == (Action.DISCARD, "owner mail looped back")
+
+
+def test_the_router_judges_a_post_before_its_transaction_and_uses_that_verdict(
+        shma, store, settings):
+    clock = FakeClock(datetime.now(UTC))
+    raw = make_message(subject="help", body="help\n")
+    with store.unit_of_work() as session:
+        ml = session.scalar(select(MailingList))
+        for _ in range(2):
+            session.add(Inbound(rcpt=LIST, list_id=ml.id, role=Role.POST.value, token="",
+                                raw=raw, size=len(raw), mail_from="jane@example.org",
+                                received_at=clock.now()))
+    prepared = prepare_next(store)
+    assert prepared is not None and prepared.administrivia[0] is Guard.REQUEST
+    # The verdict read before the transaction is the one acted on (here: a doctored one) ...
+    doctored = replace(prepared, administrivia=(Guard.UNSURE, Understanding("en", ())))
+    assert route_one(store, settings, Renderer(), clock, doctored)
+    # ... and a message other than the one read is judged inside the transaction.
+    assert route_one(store, settings, Renderer(), clock, doctored)
+    outcomes = [outcome for _, outcome in inbound_outcomes(store)]
+    assert outcomes[0].startswith("held #1: it may be a request")
+    assert outcomes[1].startswith("request: help")
