@@ -8,29 +8,15 @@ ignore it).
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from .. import peer_input
 from ..addresses import Role
 from ..audit import DAEMON, audit
 from ..intent import detect_language, message_text
 from ..mail.automatic import may_auto_reply
-from ..models import Member
 from ..notices import notify
-from ..rules import from_address, from_name
+from ..rules import from_name
 from .context import Context
-
-
-def _sender_member(ctx: Context) -> tuple[str, Member | None]:
-    """The sender and their membership: the From: address, then the envelope sender."""
-    candidates = [a for a in (from_address(ctx.msg), ctx.inbound.mail_from.lower()) if a]
-    for address in candidates:
-        member = ctx.session.scalar(select(Member).where(
-            Member.list_id == ctx.mailing_list.id, Member.email == address,
-            Member.status.in_(("active", "disabled"))))
-        if member is not None:
-            return address, member
-    return (candidates[0] if candidates else ""), None
+from .post import sender_member
 
 
 def handle(ctx: Context) -> str:
@@ -48,7 +34,7 @@ def from_request(ctx: Context, lang: str) -> tuple[str, bool]:
 
 def receive(ctx: Context, lang: str, *, via_request: bool = False) -> tuple[str, bool]:
     ml = ctx.mailing_list
-    sender, member = _sender_member(ctx)
+    sender, member = sender_member(ctx)
     reading = peer_input.read(ctx.msg, ml.name, via_request=via_request)
     name = (member.name if member is not None else "") or from_name(ctx.msg)
     answerable = may_auto_reply(ctx.msg, ctx.inbound.mail_from, sender)
