@@ -80,8 +80,8 @@ def prepare_next(store: Store) -> Prepared | None:
     try:
         role = Role(row.role)
         prepared = prepare(row.id, row.raw, role, row.name)
-        domain = domain_of(from_address(prepared.msg))
-        if domain and role in (Role.POST, Role.OWNER):
+        domain = domain_of(from_address(prepared.msg)) if role in (Role.POST, Role.OWNER) else ""
+        if domain:
             default_lookup()(domain)
     except Exception:
         log.exception("inbound %s: reading it before its transaction failed", row.id)
