@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import ListservError
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+#: Alembic's package-resource form: it finds the scripts with importlib.resources, so a wheel
+#: and an editable install migrate alike.
+MIGRATIONS = "listserv:migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -72,7 +74,7 @@ class Store:
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest revision (safe to repeat)."""
         config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("script_location", MIGRATIONS)
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
