@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from . import bounces, column, meetings
+from . import bounces, column, meetings  # noqa: F401 (they declare their list settings)
 from .addresses import Role, normalize, valid_address
 from .audit import audit
 from .errors import ListservError
@@ -38,6 +38,7 @@ from .notices import notify
 from .posting import distribute, list_headers, parse
 from .render import Renderer
 from .rules import from_name, headers_only, may_auto_reply
+from .store import list_settings
 from .tokens import new_token
 
 DELIVERY_MODES = ("regular", "digest", "nomail")
@@ -106,103 +107,29 @@ def all_lists(session: Session) -> list[dict[str, str]]:
             for ml in session.scalars(select(MailingList).order_by(MailingList.id))]
 
 
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse_choice(value: str) -> str:
-        if value not in allowed:
-            raise ValueError(f"one of {', '.join(allowed)}")
-        return value
-    return parse_choice
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "yes", "on", "1"):
-        return True
-    if lowered in ("false", "no", "off", "0"):
-        return False
-    raise ValueError("true or false")
-
-
-def _count(value: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise ValueError("a whole number, 0 or more")
-    return number
-
-
-def _text(value: str) -> str:
-    return value.replace("\\n", "\n")
-
-
-def _one_line(value: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise ValueError("one line")
-    return value.strip()
-
-
-# The list settings of SPEC §4 that this version understands: column -> parser.
-LIST_SETTINGS: dict[str, Callable[[str], Any]] = {
-    "description": _one_line,
-    "policy": _choice("confirm", "confirm+approve"),
-    "nonmember_action": _choice("hold", "reject", "discard"),
-    "reply_to": _choice("poster", "list"),
-    "subject_prefix": _one_line,
-    "footer": _text,
-    "max_post_kb": _count,
-    "personalize": _bool,
-    "dmarc_mitigation": _choice("munge", "always", "wrap", "none"),
-    "held_expiry_days": _count,
-    "resources": _text,
-    "archive_url": _one_line,
-}
-
-
-# Settings of later capabilities, namespaced (meetings.*, column.*, bounce.*) in `extra`.
-EXTRA_SETTINGS: dict[str, Callable[[str], Any]] = {
-    **meetings.LIST_SETTINGS, **column.LIST_SETTINGS, **bounces.LIST_SETTINGS,
-}
-
-
 def set_list_setting(session: Session, ml: MailingList, key: str, value: str, now: datetime,
                      actor: str) -> None:
-    """Change one list setting (SPEC §4), checked; `address.ROLE` sets a public address."""
-    if key.startswith("address."):
-        role_name = key.partition(".")[2]
-        if role_name not in {r.value for r in Role}:
-            raise ListservError(f"unknown role {role_name!r} in {key}")
-        if value and valid_address(value) is None:
-            raise ListservError(f"{key}: {value!r} is not an email address")
-        ml.extra = {**ml.extra, key: normalize(value) if value else ""}
-    elif key in LIST_SETTINGS:
-        try:
-            setattr(ml, key, LIST_SETTINGS[key](value))
-        except ValueError as exc:
-            raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
-    elif key in EXTRA_SETTINGS:  # kept in `extra`, read with meetings/column/bounces.setting()
-        try:
-            ml.extra = {**ml.extra, key: EXTRA_SETTINGS[key](value)}
-        except ValueError as exc:
-            raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
-    else:
-        known = ", ".join([*LIST_SETTINGS, *EXTRA_SETTINGS, "address.ROLE"])
+    """Change one list setting (SPEC §4), checked by its parser in the registry."""
+    setting = list_settings.find(key)
+    if setting is None:
+        role = key.partition(".")[2] if key.startswith("address.") else ""
+        if role:
+            raise ListservError(f"unknown role {role!r} in {key}")
+        known = ", ".join(s.key for s in list_settings.registered())
         raise ListservError(f"unknown list setting {key!r}; known settings: {known}")
+    try:
+        setting.set(ml, value)
+    except list_settings.Refused as exc:
+        raise ListservError(f"{key}: {exc}") from None
     audit(session, now, actor, "list-set", f"{key} = {value!r}", ml.id)
 
 
 def list_info(ml: MailingList) -> dict[str, Any]:
-    """Everything about a list, as `lists show` prints it."""
+    """Everything about a list, as `lists show` prints it: every setting, typed."""
     info: dict[str, Any] = {"id": str(ml.id), "list": ml.address}
-    for key in LIST_SETTINGS:
-        info[key] = getattr(ml, key)
-    for key in meetings.LIST_SETTINGS:
-        info[key] = meetings.setting(ml, key)
-    for key in bounces.LIST_SETTINGS:
-        info[key] = bounces.setting(ml, key)
-    for key in column.LIST_SETTINGS:
-        info[key] = column.setting(ml, key)
+    for setting in list_settings.registered():
+        value = setting.get(ml)
+        info[setting.key] = list(value) if isinstance(value, tuple) else value
     info["subject_prefix"] = ml.prefix
     info["owners"] = [o.email for o in ml.owners]
     info["addresses"] = {role.value: ml.role_address(role) for role in Role}
