@@ -707,7 +707,7 @@ def due_for_list(session: Session, renderer: Renderer, ml: MailingList, now: dat
 
 def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> None:
     """The scheduler's column work, one list per unit of work."""
-    with store.unit_of_work() as session:
+    with store.reading() as session:
         ids = [ml.id for ml in session.scalars(select(MailingList))
                if DEADLINES.get(ml)]
     for list_id in ids:

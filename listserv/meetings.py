@@ -623,7 +623,7 @@ def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> N
     Each series and each meeting is its own unit of work, so one that fails (and is logged)
     holds up no other.
     """
-    with store.unit_of_work() as session:
+    with store.reading() as session:
         series_ids = list(session.scalars(select(MeetingSeries.id).where(MeetingSeries.active)))
     for series_id in series_ids:
         try:
@@ -634,7 +634,7 @@ def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> N
         except Exception:
             log.exception("keeping series %s ahead failed; trying again next tick", series_id)
     current = now()
-    with store.unit_of_work() as session:
+    with store.reading() as session:
         meeting_ids = list(session.scalars(select(Meeting.id).where(
             Meeting.status == "scheduled",
             Meeting.start > current - MISSED_WINDOW,

@@ -43,7 +43,7 @@ def warm_dmarc_cache(store: Store) -> None:
     A DMARC lookup can take seconds; done inside the unit of work it would hold the store's
     write lock that long. The lookup's cache then answers at once during handling.
     """
-    with store.unit_of_work() as session:
+    with store.reading() as session:
         raw = session.scalar(
             select(Inbound.raw)
             .where(Inbound.status == "new", Inbound.role.in_((Role.POST.value, Role.OWNER.value)))
