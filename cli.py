@@ -865,14 +865,28 @@ def submissions_export(app: App, submission_ids: tuple[str, ...], deadline: str 
 # -- queue and log ---------------------------------------------------------------------------
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @json_option
-@pass_app
-def queue(app: App, as_json: bool) -> None:
-    """Mail not yet delivered, with reasons; incoming mail that could not be handled."""
+@click.pass_context
+def queue(ctx: click.Context, as_json: bool) -> None:
+    """Mail not yet delivered, with reasons; incoming mail not yet handled, and why."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app: App = ctx.obj
     with app.reading() as session:
         rows = services.queue_items(session)
-    emit(rows, as_json, ("id", "direction", "kind", "list", "recipients", "reason"))
+    emit(rows, as_json, ("id", "direction", "kind", "list", "recipients", "next_attempt",
+                         "reason"))
+
+
+@queue.command("retry")
+@click.argument("inbound_id", metavar="ID")
+@pass_app
+def queue_retry(app: App, inbound_id: str) -> None:
+    """Run a failed incoming message (in-N, from `listserv queue`) again."""
+    with app.unit_of_work() as session:
+        row = services.retry_inbound(session, inbound_id, app.clock.now(), app.actor)
+        click.echo(f"in-{row.id} will be handled again at the router's next look")
 
 
 @main.command("log")

@@ -193,11 +193,14 @@ class Inbound(Base):
     token: Mapped[str] = mapped_column(String(80), default="")
     raw: Mapped[bytes]
     size: Mapped[int] = mapped_column(Integer)
-    # new -> done | failed
+    # new -> done | failed; a transient failure leaves it new, due again at next_attempt_at
     status: Mapped[str] = mapped_column(String(10), default="new")
     outcome: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str] = mapped_column(Text, default="")
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Transient failures since it came (or since the chair's `queue retry`); None = due now.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Held(Base):

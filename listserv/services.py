@@ -425,14 +425,40 @@ def queue_items(session: Session) -> list[dict[str, str]]:
     for mid, email, error in failed_out:
         items.append({"id": f"out-{mid}", "direction": "outgoing", "kind": "failed",
                       "list": "", "recipients": email, "next_attempt": "", "reason": error})
-    failed_in = session.scalars(
+    unhandled = session.scalars(
         select(Inbound).where(Inbound.status.in_(("new", "failed"))).order_by(Inbound.id)
     ).all()
-    for row in failed_in:
+    for row in unhandled:
+        waiting = row.status == "new"
         items.append({"id": f"in-{row.id}", "direction": "incoming", "kind": row.role,
-                      "list": row.rcpt, "recipients": "", "next_attempt": "",
+                      "list": row.rcpt, "recipients": "",
+                      "status": "failed" if not waiting else "retrying" if row.attempts
+                      else "waiting",
+                      "attempts": str(row.attempts),
+                      "next_attempt": row.next_attempt_at.isoformat()
+                      if waiting and row.next_attempt_at else "",
                       "reason": row.error or row.outcome or "waiting to be handled"})
     return items
+
+
+def retry_inbound(session: Session, ref: str, now: datetime, actor: str) -> Inbound:
+    """Run a failed incoming message again (`queue retry ID`), or one waiting to be retried now.
+
+    `ref` is its id as `listserv queue` shows it (`in-7`), or the number alone.
+    """
+    number = ref.strip().removeprefix("in-")
+    row = session.get(Inbound, int(number)) if number.isdigit() and len(number) < 19 else None
+    if row is None:
+        hint = " (outgoing mail is retried by the delivery worker)" if ref.startswith("out-") \
+            else ""
+        raise ListservError(f"no incoming message {ref}{hint}")
+    if row.status == "done":
+        raise ListservError(f"incoming message {ref} was handled already ({row.outcome})")
+    before = row.error or row.outcome
+    row.status, row.attempts, row.next_attempt_at, row.error = "new", 0, None, ""
+    audit(session, now, actor, "inbound-retried", f"in-{row.id} to {row.rcpt}"
+          + (f" (was: {before})" if before else ""), row.list_id)
+    return row
 
 
 def log_entries(session: Session, limit: int) -> list[dict[str, str]]:
