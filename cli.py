@@ -62,20 +62,33 @@ class App:
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
-        try:
-            with self.store.unit_of_work() as session:
-                yield session
-        except SQLAlchemyError as exc:
-            if "no such table" in str(exc) or "does not exist" in str(exc):
-                raise ListservError(
-                    "the database is not set up yet; run `listserv init` first") from None
-            detail = getattr(exc, "orig", None) or exc
-            first_line = str(detail).strip().splitlines()[0] if str(detail).strip() else ""
-            raise ListservError(f"database error: {first_line or type(exc).__name__}") from None
+        """A unit of work that may write."""
+        with _database_errors(), self.store.unit_of_work() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A unit of work that only reads: on SQLite it does not wait for a writer."""
+        with _database_errors(), self.store.reading() as session:
+            yield session
 
     def close(self) -> None:
         if self._store is not None:
             self._store.dispose()
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """A database error as one line for the chair."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        if "no such table" in str(exc) or "does not exist" in str(exc):
+            raise ListservError(
+                "the database is not set up yet; run `listserv init` first") from None
+        detail = getattr(exc, "orig", None) or exc
+        first_line = str(detail).strip().splitlines()[0] if str(detail).strip() else ""
+        raise ListservError(f"database error: {first_line or type(exc).__name__}") from None
 
 
 class ChairGroup(click.Group):
@@ -201,7 +214,7 @@ def lists_create(app: App, address: str, owners: tuple[str, ...]) -> None:
 @pass_app
 def lists_list(app: App, as_json: bool) -> None:
     """All lists."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         rows = services.all_lists(session)
     emit(rows, as_json, ("id", "list", "owners", "description"))
 
@@ -212,7 +225,7 @@ def lists_list(app: App, as_json: bool) -> None:
 @pass_app
 def lists_show(app: App, list_ref: str, as_json: bool) -> None:
     """A list's settings and addresses."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         emit(services.list_info(services.find_list(session, list_ref)), as_json)
 
 
@@ -243,7 +256,7 @@ def members() -> None:
 @pass_app
 def members_list(app: App, list_ref: str, as_json: bool) -> None:
     """Members of a list."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         ml = services.find_list(session, list_ref)
         rows = [services.member_dict(ml, m) for m in services.iter_members(session, ml)]
     emit(rows, as_json, ("email", "name", "delivery", "status"))
@@ -338,7 +351,7 @@ def members_export(app: App, list_ref: str, output: io.TextIOWrapper) -> None:
     """Write the roster as CSV (email, name, delivery), spreadsheet-safe."""
     writer = csv.writer(output, lineterminator="\n")
     writer.writerow(["email", "name", "delivery"])
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         ml = services.find_list(session, list_ref)
         for m in services.iter_members(session, ml):
             writer.writerow([services.csv_cell(m.email), services.csv_cell(m.name), m.delivery])
@@ -358,7 +371,7 @@ def held() -> None:
 @pass_app
 def held_list(app: App, list_ref: str | None, as_json: bool) -> None:
     """Messages waiting for a decision."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
         rows = [services.held_dict(h) for h in services.waiting_held(session, ml)]
     emit(rows, as_json, ("id", "list", "sender", "subject", "reason"))
@@ -370,7 +383,7 @@ def held_list(app: App, list_ref: str | None, as_json: bool) -> None:
 @pass_app
 def held_show(app: App, held_id: str, as_json: bool) -> None:
     """One held message, with its text."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         item = services.find_held(session, held_id, waiting=False)
         info = services.held_dict(item)
         msg = parse(item.inbound.raw)
@@ -435,7 +448,7 @@ def requests() -> None:
 @pass_app
 def requests_list(app: App, list_ref: str | None, as_json: bool) -> None:
     """Open requests, oldest first."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
         rows = [services.request_dict(r) for r in services.open_requests(session, ml)]
     emit(rows, as_json, ("id", "list", "email", "kind", "status", "subject"))
@@ -539,7 +552,7 @@ def meetings_series(app: App, list_ref: str, rule: str, at: str, tz: str, durati
 @pass_app
 def meetings_list(app: App, list_ref: str | None, everything: bool, as_json: bool) -> None:
     """Meetings not yet over, soonest first."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
         now = app.clock.now()
         rows = [meetings.meeting_dict(session, m, now)
@@ -556,7 +569,7 @@ def meetings_list(app: App, list_ref: str | None, everything: bool, as_json: boo
 @pass_app
 def meetings_show(app: App, meeting_id: str, as_json: bool) -> None:
     """One meeting: details, agenda, reminders."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         info = meetings.meeting_dict(session, meetings.find_meeting(session, meeting_id),
                                      app.clock.now())
     if as_json:
@@ -626,7 +639,7 @@ def peer_input_group() -> None:
 @pass_app
 def peer_input_list(app: App, list_ref: str | None, everything: bool, as_json: bool) -> None:
     """Open requests, in order of arrival."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
         rows = [peer_input.request_dict(r) for r in
                 peer_input.requests_of(session, ml, app.clock.now(), everything=everything)]
@@ -698,7 +711,7 @@ def bounces_group() -> None:
 @pass_app
 def bounces_list(app: App, list_ref: str | None, as_json: bool) -> None:
     """Members with a bounce record: score, status, last reason (disabled first)."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
         rows = bounces.bounce_rows(session, ml, app.clock.now())
     if not as_json:
@@ -715,7 +728,7 @@ def bounces_list(app: App, list_ref: str | None, as_json: bool) -> None:
 @pass_app
 def bounces_show(app: App, email: str, list_ref: str | None, as_json: bool) -> None:
     """One member's bounce record: score, reports and refusals, probes."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
         info = bounces.bounce_detail(session, email, ml, app.clock.now())
     if as_json:
@@ -755,7 +768,7 @@ def submissions_group() -> None:
 def submissions_list(app: App, list_ref: str | None, status: str | None,
                      deadline: str | None, as_json: bool) -> None:
     """Submissions, oldest first."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
         rows = [column.submission_dict(s) for s in
                 column.submissions_of(session, ml, status=status, deadline=deadline)]
@@ -770,7 +783,7 @@ def submissions_list(app: App, list_ref: str | None, status: str | None,
 @pass_app
 def submissions_show(app: App, submission_id: str, as_json: bool) -> None:
     """One submission with its revisions, files and what was kept out."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         info = column.submission_dict(column.find_submission(session, submission_id),
                                       full=True)
     if as_json:
@@ -852,14 +865,28 @@ def submissions_export(app: App, submission_ids: tuple[str, ...], deadline: str 
 # -- queue and log ---------------------------------------------------------------------------
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @json_option
-@pass_app
-def queue(app: App, as_json: bool) -> None:
-    """Mail not yet delivered, with reasons; incoming mail that could not be handled."""
-    with app.unit_of_work() as session:
+@click.pass_context
+def queue(ctx: click.Context, as_json: bool) -> None:
+    """Mail not yet delivered, with reasons; incoming mail not yet handled, and why."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app: App = ctx.obj
+    with app.reading() as session:
         rows = services.queue_items(session)
-    emit(rows, as_json, ("id", "direction", "kind", "list", "recipients", "reason"))
+    emit(rows, as_json, ("id", "direction", "kind", "list", "recipients", "next_attempt",
+                         "reason"))
+
+
+@queue.command("retry")
+@click.argument("inbound_id", metavar="ID")
+@pass_app
+def queue_retry(app: App, inbound_id: str) -> None:
+    """Run a failed incoming message (in-N, from `listserv queue`) again."""
+    with app.unit_of_work() as session:
+        row = services.retry_inbound(session, inbound_id, app.clock.now(), app.actor)
+        click.echo(f"in-{row.id} will be handled again at the router's next look")
 
 
 @main.command("log")
@@ -869,7 +896,7 @@ def queue(app: App, as_json: bool) -> None:
 @pass_app
 def log_command(app: App, limit: int, as_json: bool) -> None:
     """Every chair action and automatic decision: who, what, when."""
-    with app.unit_of_work() as session:
+    with app.reading() as session:
         rows = services.log_entries(session, limit)
     emit(rows, as_json, ("at", "actor", "action", "list", "detail"))
 

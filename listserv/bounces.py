@@ -59,67 +59,29 @@ from .models import (
 )
 from .render import Renderer
 from .rules import header_text
+from .store.list_settings import ListSetting, declare, number, whole
 from .tokens import new_token
 
 log = logging.getLogger(__name__)
 
 
-# -- settings (per list, in MailingList.extra) ------------------------------------------------
+# -- list settings ---------------------------------------------------------------------------
+
+THRESHOLD = declare("bounce.threshold", number(0, above=True), 5.0,
+                    "score at which delivery is disabled")
+WARNINGS = declare("bounce.warnings", whole(0, 10), 3,
+                   "notices (probes) to a disabled member before removal (0 = remove at once)")
+WARNING_INTERVAL_DAYS = declare("bounce.warning_interval_days", number(0, above=True), 7.0,
+                                "days between notices, and from the last to the removal")
+DECAY_DAYS = declare("bounce.decay_days", number(0, above=True), 7.0,
+                     "a score whose last bounce is older than this goes back to 0")
+PROBE_GRACE_HOURS = declare("bounce.probe_grace_hours", number(0), 24.0,
+                            "how long an accepted probe waits for a bounce before it counts "
+                            "as delivered")
 
 
-def _positive(value: str) -> float:
-    try:
-        number = float(value.strip())
-    except ValueError:
-        number = -1.0
-    if not number > 0 or number != number or number == float("inf"):
-        raise ValueError("a number above 0")
-    return number
-
-
-def _non_negative(value: str) -> float:
-    try:
-        number = float(value.strip())
-    except ValueError:
-        number = -1.0
-    if not number >= 0 or number == float("inf"):
-        raise ValueError("a number, 0 or more")
-    return number
-
-
-def _warning_count(value: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        number = -1
-    if not 0 <= number <= 10:
-        raise ValueError("a whole number from 0 to 10")
-    return number
-
-
-LIST_SETTINGS: dict[str, Callable[[str], Any]] = {
-    "bounce.threshold": _positive,
-    "bounce.warnings": _warning_count,
-    "bounce.warning_interval_days": _positive,
-    "bounce.decay_days": _positive,
-    "bounce.probe_grace_hours": _non_negative,
-}
-DEFAULTS: dict[str, Any] = {
-    "bounce.threshold": 5.0,
-    "bounce.warnings": 3,
-    "bounce.warning_interval_days": 7.0,
-    "bounce.decay_days": 7.0,
-    "bounce.probe_grace_hours": 24.0,
-}
-
-
-def setting(ml: MailingList, key: str) -> Any:
-    """A bounce.* setting of the list, or its default."""
-    return ml.extra.get(key, DEFAULTS[key])
-
-
-def _days(ml: MailingList, key: str) -> timedelta:
-    return timedelta(days=float(setting(ml, key)))
+def _days(ml: MailingList, setting: ListSetting[float]) -> timedelta:
+    return timedelta(days=setting.get(ml))
 
 
 # -- what a failure is ------------------------------------------------------------------------
@@ -560,7 +522,7 @@ def register(session: Session, ml: MailingList, member: Member, kind: Kind, reas
         why_not = f"member is {member.status}"
     else:
         if state.last_bounce_at is not None and \
-                now - state.last_bounce_at > _days(ml, "bounce.decay_days"):
+                now - state.last_bounce_at > _days(ml, DECAY_DAYS):
             state.score, state.counted_on, state.day_weight = 0.0, "", 0.0
         day = now.date().isoformat()
         if state.counted_on == day:
@@ -577,7 +539,7 @@ def register(session: Session, ml: MailingList, member: Member, kind: Kind, reas
                         kind=kind.value, counted=added > 0, verified=verified, weight=added,
                         reason=_one_line(reason, 1000), inbound_id=inbound_id)
     session.add(event)
-    threshold = float(setting(ml, "bounce.threshold"))
+    threshold = THRESHOLD.get(ml)
     where = f"probe {probe.warning}" if probe is not None else source
     if added:
         audit(session, now, DAEMON, "bounce-counted",
@@ -598,7 +560,7 @@ def _disable(session: Session, ml: MailingList, member: Member, state: BounceSco
     state.disabled_at, state.warnings_sent, state.next_step_at = now, 0, now
     audit(session, now, DAEMON, "member-disabled",
           f"{member.email}: bounce score {state.score:g} reached "
-          f"{float(setting(ml, 'bounce.threshold')):g}; last: {state.last_reason}", ml.id)
+          f"{THRESHOLD.get(ml):g}; last: {state.last_reason}", ml.id)
 
 
 def _reset(state: BounceScore) -> None:
@@ -728,8 +690,8 @@ def _send_warning(session: Session, renderer: Renderer, ml: MailingList, member:
     if capped:
         audit(session, now, DAEMON, "cap-suppressed", f"warning to {member.email}", ml.id)
         return None
-    total = int(setting(ml, "bounce.warnings"))
-    interval = _days(ml, "bounce.warning_interval_days")
+    total = WARNINGS.get(ml)
+    interval = _days(ml, WARNING_INTERVAL_DAYS)
     probe = BounceProbe(token=new_token(), list_id=ml.id, member_id=member.id, warning=number,
                         status="sent", sent_at=now)
     session.add(probe)
@@ -753,8 +715,8 @@ def step(session: Session, renderer: Renderer, ml: MailingList, member: Member,
     """Take the next due step for a disabled member: a warning, or the removal after them."""
     if member.status != "disabled" or state.next_step_at is None or state.next_step_at > now:
         return ""
-    total = int(setting(ml, "bounce.warnings"))
-    interval = _days(ml, "bounce.warning_interval_days")
+    total = WARNINGS.get(ml)
+    interval = _days(ml, WARNING_INTERVAL_DAYS)
     if state.warnings_sent < total:
         number = state.warnings_sent + 1
         _send_warning(session, renderer, ml, member, state, number, now)
@@ -767,7 +729,7 @@ def step(session: Session, renderer: Renderer, ml: MailingList, member: Member,
                     now, member=member, state=state, warning=number, warnings=total,
                     next_step=state.next_step_at.strftime("%Y-%m-%d"),
                     removal=removal.strftime("%Y-%m-%d"),
-                    threshold=float(setting(ml, "bounce.threshold")))
+                    threshold=THRESHOLD.get(ml))
         return f"warning {number} of {total} to {member.email}"
     email_address, reason, warnings = member.email, state.last_reason, state.warnings_sent
     for probe in session.scalars(select(BounceProbe).where(BounceProbe.member_id == member.id)):
@@ -803,11 +765,11 @@ def _decay(session: Session, now: datetime) -> int:
         ml = lists.get(state.list_id) or session.get(MailingList, state.list_id)
         assert ml is not None
         lists[ml.id] = ml
-        decay = _days(ml, "bounce.decay_days")
+        decay = _days(ml, DECAY_DAYS)
         if state.last_bounce_at is not None and now - state.last_bounce_at <= decay:
             continue
         audit(session, now, DAEMON, "bounce-score-reset",
-              f"{address}: no bounce for {float(setting(ml, 'bounce.decay_days')):g} days; "
+              f"{address}: no bounce for {DECAY_DAYS.get(ml):g} days; "
               f"score {state.score:g} -> 0", ml.id)
         state.score, state.counted_on, state.day_weight = 0.0, "", 0.0
         reset += 1
@@ -824,7 +786,7 @@ def _probes_succeeded(session: Session, renderer: Renderer, now: datetime) -> in
         ml = session.get(MailingList, probe.list_id)
         member = session.get(Member, probe.member_id)
         assert ml is not None and member is not None
-        grace = timedelta(hours=float(setting(ml, "bounce.probe_grace_hours")))
+        grace = timedelta(hours=PROBE_GRACE_HOURS.get(ml))
         if probe.accepted_at is None or probe.accepted_at + grace > now:
             continue
         _state(session, member)  # locks in the order `register` does; then look again
@@ -877,7 +839,7 @@ def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> N
 def effective_score(ml: MailingList, state: BounceScore, now: datetime) -> float:
     """The score as it stands now (zero once the last bounce is older than the decay time)."""
     if state.disabled_at is None and state.last_bounce_at is not None and \
-            now - state.last_bounce_at > _days(ml, "bounce.decay_days"):
+            now - state.last_bounce_at > _days(ml, DECAY_DAYS):
         return 0.0
     return state.score
 
@@ -895,7 +857,7 @@ def _unverified(session: Session, member_ids: list[int]) -> dict[int, int]:
 
 def _row(ml: MailingList, member: Member, state: BounceScore, unverified: int,
          now: datetime) -> dict[str, Any]:
-    total = int(setting(ml, "bounce.warnings"))
+    total = WARNINGS.get(ml)
     next_step = ""
     if member.status == "disabled" and state.next_step_at is not None:
         what = (f"warning {state.warnings_sent + 1}" if state.warnings_sent < total
@@ -905,7 +867,7 @@ def _row(ml: MailingList, member: Member, state: BounceScore, unverified: int,
         "email": member.email, "list": ml.address,
         "score": effective_score(ml, state, now), "status": member.status,
         "last_reason": state.last_reason, "unverified": unverified,
-        "threshold": float(setting(ml, "bounce.threshold")),
+        "threshold": THRESHOLD.get(ml),
         "last_bounce": state.last_bounce_at.isoformat() if state.last_bounce_at else "",
         "disabled_at": state.disabled_at.isoformat() if state.disabled_at else "",
         "warnings_sent": state.warnings_sent, "next_step": next_step,

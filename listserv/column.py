@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import attachments
-from .addresses import Role, valid_address
+from .addresses import Role
 from .audit import DAEMON, audit
 from .db import Store
 from .errors import ListservError
@@ -47,6 +47,15 @@ from .outbound import enqueue_to_members
 from .posting import footer_text, list_headers
 from .render import Renderer, one_line
 from .rules import header_text
+from .store.list_settings import (
+    ADDRESSES,
+    ONE_LINE,
+    Parser,
+    choice,
+    declare,
+    items,
+    whole,
+)
 from .transforms import distribution_copy
 
 log = logging.getLogger(__name__)
@@ -59,124 +68,61 @@ SUMMARY_WINDOW = timedelta(days=7)
 OWN_FILES = ("message.eml", "message.txt")
 STATUSES = ("received", "accepted", "declined", "published")
 
-# -- list settings (kept in MailingList.extra) -------------------------------------------------
+# -- list settings ---------------------------------------------------------------------------
 
 
-def _one_line(value: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise ValueError("one line")
-    return " ".join(value.split())
-
-
-def parse_prefix(value: str) -> str:
-    """Letters, digits and '-' (up to 20); "" = the list's name upper-cased."""
-    value = value.strip().upper()
+def _prefix(text: str) -> str:
+    value = text.strip().upper()
     if value and not re.fullmatch(r"[A-Z0-9][A-Z0-9-]{0,19}", value):
-        raise ValueError("letters, digits and '-', at most 20, e.g. TCP")
+        raise ValueError
     return value
-
-
-def parse_editors(value: str) -> str:
-    found = []
-    for item in re.split(r"[,;\s]+", value):
-        if not item.strip():
-            continue
-        checked = valid_address(item)
-        if checked is None:
-            raise ValueError(f"{item.strip()!r} is not an email address")
-        found.append(checked)
-    return ", ".join(dict.fromkeys(found))
 
 
 def _month_day(token: str) -> tuple[int, int]:
     match = re.fullmatch(r"(\d{1,2})-(\d{1,2})", token.strip())
     if match is None:
-        raise ValueError(f"{token.strip()!r} is not a month-day such as 03-01")
+        raise ValueError("a month-day such as 03-01")
     month, day = int(match.group(1)), int(match.group(2))
     try:
         date(2000, month, day)  # a leap year: 02-29 is allowed
     except ValueError:
-        raise ValueError(f"{token.strip()!r} is not a day of the year") from None
+        raise ValueError("a day of the year") from None
     return month, day
 
 
-def parse_deadlines(value: str) -> str:
-    """Comma-separated MM-DD, repeating yearly; "" = no deadlines."""
-    days = sorted({_month_day(t) for t in value.split(",") if t.strip()})
-    return ",".join(f"{m:02d}-{d:02d}" for m, d in days)
+def _deadline_day(token: str) -> str:
+    month, day = _month_day(token)
+    return f"{month:02d}-{day:02d}"
 
 
-def _days(value: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        number = -1
-    if not 0 <= number <= 365:
-        raise ValueError("a whole number of days from 0 (no call) to 365")
-    return number
-
-
-def _kb(value: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ValueError("a whole number of KB, 1 or more")
-    return number
-
-
-def parse_types(value: str) -> str:
-    allowed = (*attachments.DEFAULT_TYPES, "zip")
-    kinds = [t.strip().lower() for t in value.split(",") if t.strip()]
-    for kind in kinds:
-        if kind not in allowed:
-            raise ValueError(f"{kind!r} is not one of {', '.join(allowed)}")
-    return ",".join(dict.fromkeys(kinds))
-
-
-#: The column.* list settings (SPEC §4): key -> parser of the chair's text.
-LIST_SETTINGS: dict[str, Callable[[str], Any]] = {
-    "column.name": _one_line,
-    "column.prefix": parse_prefix,
-    "column.editors": parse_editors,
-    "column.deadlines": parse_deadlines,
-    "column.call_days": _days,
-    "column.max_file_kb": _kb,
-    "column.max_total_kb": _kb,
-    "column.types": parse_types,
-}
-DEFAULTS: dict[str, Any] = {
-    "column.name": "",
-    "column.prefix": "",
-    "column.editors": "",
-    "column.deadlines": "",
-    "column.call_days": 21,
-    "column.max_file_kb": 10240,
-    "column.max_total_kb": 20480,
-    "column.types": ",".join(attachments.DEFAULT_TYPES),
-}
-
-
-def setting(ml: MailingList, key: str) -> Any:
-    """A column.* setting of the list, or its default."""
-    return ml.extra.get(key, DEFAULTS[key])
+NAME = declare("column.name", ONE_LINE, "", "the column's name in mail (`\"\"` = the list's name)")
+PREFIX = declare("column.prefix",
+                 Parser("up to 20 letters, digits and '-', e.g. TCP", str, _prefix), "",
+                 "tracking-id prefix (`\"\"` = the list's NAME upper-cased)")
+EDITORS = declare("column.editors", ADDRESSES, (),
+                  "editors: they get the notices and may send revisions")
+DEADLINES = declare("column.deadlines",
+                    items(_deadline_day, "days of the year as `MM-DD`, comma-separated",
+                          order=str), (),
+                    "deadlines, repeating yearly")
+CALL_DAYS = declare("column.call_days", whole(0, 365, unit="days"), 21,
+                    "days before a deadline the call for submissions goes out (0 = no call)")
+MAX_FILE_KB = declare("column.max_file_kb", whole(1, unit="KB"), 10240,
+                      "largest attachment kept")
+MAX_TOTAL_KB = declare("column.max_total_kb", whole(1, unit="KB"), 20480,
+                       "most attachments kept per mail, in all")
+_TYPE_NAMES = (*attachments.DEFAULT_TYPES, "zip")
+TYPES = declare("column.types",
+                items(choice(*_TYPE_NAMES), f"comma-separated, of {', '.join(_TYPE_NAMES)}"),
+                attachments.DEFAULT_TYPES, "attachment types taken, judged by their content")
 
 
 def column_name(ml: MailingList) -> str:
-    return str(setting(ml, "column.name")) or ml.name
+    return NAME.get(ml) or ml.name
 
 
 def prefix(ml: MailingList) -> str:
-    return str(setting(ml, "column.prefix")) or re.sub(r"[^A-Z0-9-]", "-", ml.name.upper())
-
-
-def editors(ml: MailingList) -> list[str]:
-    return [e.strip() for e in str(setting(ml, "column.editors")).split(",") if e.strip()]
-
-
-def allowed_types(ml: MailingList) -> list[str]:
-    return [t for t in str(setting(ml, "column.types")).split(",") if t]
+    return PREFIX.get(ml) or re.sub(r"[^A-Z0-9-]", "-", ml.name.upper())
 
 
 # -- deadlines ---------------------------------------------------------------------------------
@@ -193,8 +139,7 @@ def _on(year: int, month: int, day: int) -> date:
 
 def deadline_dates(ml: MailingList, around: date) -> list[date]:
     """The list's deadlines in the year before, of and after `around`, in order."""
-    text = str(setting(ml, "column.deadlines"))
-    days = [_month_day(t) for t in text.split(",") if t.strip()]
+    days = [_month_day(t) for t in DEADLINES.get(ml)]
     return sorted({_on(around.year + y, m, d) for y in (-1, 0, 1) for m, d in days})
 
 
@@ -325,9 +270,9 @@ def store_files(folder: Path, ml: MailingList, incoming: Incoming) -> tuple[list
     attachments.write_inside(folder, "message.eml", incoming.raw)
     attachments.write_inside(folder, "message.txt", incoming.body.encode("utf-8"))
     taken = {n.casefold() for n in OWN_FILES}
-    max_file = int(setting(ml, "column.max_file_kb")) * 1024
-    max_total = int(setting(ml, "column.max_total_kb")) * 1024
-    allowed = allowed_types(ml)
+    max_file = MAX_FILE_KB.get(ml) * 1024
+    max_total = MAX_TOTAL_KB.get(ml) * 1024
+    allowed = TYPES.get(ml)
     kept: list[dict[str, Any]] = []
     refused: list[dict[str, Any]] = []
     total = 0
@@ -369,8 +314,7 @@ def _notice_context(ml: MailingList, submission: Submission,
     return {"submission": submission, "revision": revision, "column_name": column_name(ml),
             "column_address": ml.role_address(Role.COLUMN),
             "deadline_text": _deadline_text(submission.deadline),
-            "max_file_kb": setting(ml, "column.max_file_kb"),
-            "max_total_kb": setting(ml, "column.max_total_kb")}
+            "max_file_kb": MAX_FILE_KB.get(ml), "max_total_kb": MAX_TOTAL_KB.get(ml)}
 
 
 def _deadline_text(iso: str) -> str:
@@ -407,11 +351,11 @@ def receive(session: Session, renderer: Renderer, data_dir: Path, ml: MailingLis
             incoming: Incoming, now: datetime, *, answerable: bool) -> str:
     """A column mail: a new submission, a revision of one, or a follow-up held for the chair."""
     target = find_target(session, ml, incoming.msg)
-    chair_and_editors = [o.email for o in ml.owners] + editors(ml)
+    chair_and_editors = [*(o.email for o in ml.owners), *EDITORS.get(ml)]
     if target is not None:
         title = title_of(incoming.msg, ml, target.tracking_id)
         incoming = Incoming(**{**_fields(incoming), "title": title})
-        if incoming.sender in (target.sender, *editors(ml)):
+        if incoming.sender in (target.sender, *EDITORS.get(ml)):
             number = 1 + (session.scalar(select(func.max(SubmissionRevision.number)).where(
                 SubmissionRevision.submission_id == target.id)) or 0)
             revision = _new_revision(session, data_dir, ml, target, incoming, now, number=number)
@@ -713,8 +657,8 @@ def send_call(session: Session, renderer: Renderer, ml: MailingList, deadline: d
         "column-call.txt", domain=ml.domain, **list_context(ml),
         post_address=ml.role_address(Role.POST), column_name=column_name(ml),
         column_address=ml.role_address(Role.COLUMN), deadline_text=_deadline_text(
-            deadline.isoformat()), max_file_kb=setting(ml, "column.max_file_kb"),
-        max_total_kb=setting(ml, "column.max_total_kb"), types=allowed_types(ml))
+            deadline.isoformat()), max_file_kb=MAX_FILE_KB.get(ml),
+        max_total_kb=MAX_TOTAL_KB.get(ml), types=TYPES.get(ml))
     copy = distribution_copy(msg.as_bytes(), list_headers(ml), ml.prefix,
                              footer_text(renderer, ml))
     return enqueue_to_members(session, ml, copy, now=now, kind="column-call")
@@ -727,7 +671,7 @@ def send_summary(session: Session, renderer: Renderer, ml: MailingList, deadline
         .order_by(Submission.id))]
     counts = {s: sum(1 for f in found if f.status == s) for s in STATUSES}
     notify(session, renderer, ml, "notice-column-summary.txt",
-           [o.email for o in ml.owners] + editors(ml), now, kind="notice",
+           [*(o.email for o in ml.owners), *EDITORS.get(ml)], now, kind="notice",
            column_name=column_name(ml), deadline_text=_deadline_text(deadline.isoformat()),
            deadline_iso=deadline.isoformat(),
            submissions=found, received=len(found),
@@ -743,7 +687,7 @@ def _claim(session: Session, kind: str, key: str, now: datetime) -> bool:
 
 def due_for_list(session: Session, renderer: Renderer, ml: MailingList, now: datetime) -> None:
     """The list's call (from call_days before a deadline to its end) and summary (on it)."""
-    call_days = int(setting(ml, "column.call_days"))
+    call_days = CALL_DAYS.get(ml)
     for deadline in deadline_dates(ml, now.astimezone(UTC).date()):
         start, end = _start(deadline), _start(deadline + timedelta(days=1))
         key = f"{ml.id}:{deadline.isoformat()}"
@@ -763,9 +707,9 @@ def due_for_list(session: Session, renderer: Renderer, ml: MailingList, now: dat
 
 def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> None:
     """The scheduler's column work, one list per unit of work."""
-    with store.unit_of_work() as session:
+    with store.reading() as session:
         ids = [ml.id for ml in session.scalars(select(MailingList))
-               if setting(ml, "column.deadlines")]
+               if DEADLINES.get(ml)]
     for list_id in ids:
         try:
             with store.unit_of_work() as session:

@@ -15,8 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import ListservError
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+#: Alembic's package-resource form: it finds the scripts with importlib.resources, so a wheel
+#: and an editable install migrate alike.
+MIGRATIONS = "listserv:migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: The execution option of reading sessions: their SQLite transactions begin deferred.
+_READ_ONLY = "listserv_read_only"
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -27,8 +31,7 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE: a deferred transaction
-        # that later writes can fail at once with "database is locked" instead of waiting.
+        # The "begin" event below issues BEGIN itself (pysqlite's own would be deferred).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -39,7 +42,11 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A unit of work that may write takes the write lock at once (BEGIN IMMEDIATE): a
+        # deferred transaction that later writes can fail at once with "database is locked"
+        # instead of waiting. Reads begin deferred: in WAL mode they never wait for a writer.
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -51,6 +58,11 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a reading unit of work tried to write; use unit_of_work()")
+
+
 class Store:
     """The database: an engine, its sessionmaker and the schema's migrations."""
 
@@ -58,6 +70,9 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
+                                     expire_on_commit=False)
+        event.listen(self._readers, "before_flush", _refuse_writes)
 
     @property
     def is_postgres(self) -> bool:
@@ -65,14 +80,27 @@ class Store:
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        On SQLite it holds the write lock from its start: use `reading()` for reads.
+        """
         with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """One transaction that only reads (a write in it is an error).
+
+        On SQLite it begins deferred, so it answers while another connection holds the
+        write lock (the RCPT lookups of intake, the chair's listings).
+        """
+        with self._readers() as session, session.begin():
             yield session
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest revision (safe to repeat)."""
         config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("script_location", MIGRATIONS)
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection

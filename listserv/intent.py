@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 from html.parser import HTMLParser
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from .mail.automatic import automatic
@@ -53,7 +55,8 @@ __all__ = [
     "understand",
 ]
 
-PHRASES_DIR = Path(__file__).with_name("phrases")
+#: The phrase files, package data found with importlib.resources (in a wheel as in a checkout).
+PHRASES_DIR = resources.files("listserv").joinpath("phrases")
 DEFAULT_LANG = "en"
 
 #: The guard's idea of "short": a post to the list is handled as a request only when the author's
@@ -225,9 +228,9 @@ _TAIL = (rf"(?:\W*|[,.;:!\-]+\s*(?:[^\s,.;:!]+[\s,.;:!]*){{0,3}}"
          rf"|\s+{_NAME}(?:\s+{_NAME}){{0,2}}[\s.!]*)")
 
 
-def _parse_phrase_file(path: Path) -> Phrases:
+def _parse_phrase_file(path: Traversable) -> Phrases:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    lang = path.stem
+    lang = path.name.removesuffix(".toml")
     detect = data.get("detect", {})
     quotes = data.get("quotes", {})
     footer = data.get("footer", {})
@@ -287,9 +290,10 @@ def load_phrases(directory: str | Path | None = None) -> dict[str, Phrases]:
     ``[context]`` words naming the list, other objects, negations and keep-membership cues.
     Patterns are Python regular expressions, matched case- and accent-insensitively.
     """
-    folder = Path(directory) if directory else PHRASES_DIR
-    files = sorted(folder.glob("*.toml"), key=lambda p: (p.stem != DEFAULT_LANG, p.stem))
-    return {p.stem: _parse_phrase_file(p) for p in files}
+    folder: Traversable = Path(directory) if directory else PHRASES_DIR
+    files = [p for p in folder.iterdir() if p.name.endswith(".toml")]
+    files.sort(key=lambda p: (p.name != f"{DEFAULT_LANG}.toml", p.name))
+    return {p.name.removesuffix(".toml"): _parse_phrase_file(p) for p in files}
 
 
 def _langs() -> Sequence[Phrases]:

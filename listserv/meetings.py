@@ -20,9 +20,8 @@ and the chair) never book the same minutes twice.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
@@ -43,6 +42,15 @@ from .notices import list_context, notify
 from .outbound import enqueue_to_members
 from .posting import footer_text, list_headers
 from .render import Renderer
+from .store.list_settings import (
+    declare,
+    duration_minutes,
+    duration_text,
+    durations,
+    items,
+    number,
+    whole,
+)
 from .transforms import distribution_copy
 
 log = logging.getLogger(__name__)
@@ -57,49 +65,7 @@ MAX_DURATION = 24 * 60
 MAX_OFFSET = timedelta(days=90)
 MAX_OFFSETS = 10
 
-# -- list settings (kept in MailingList.extra) -------------------------------------------------
-
-_OFFSET = re.compile(r"^(\d{1,5})\s*([wdhm])$")
-_UNIT_MINUTES = {"w": 7 * 24 * 60, "d": 24 * 60, "h": 60, "m": 1}
-
-
-def _offset_minutes(token: str) -> int:
-    match = _OFFSET.match(token.strip().lower())
-    if match is None:
-        raise ValueError(f"{token.strip()!r} is not an offset such as 14d, 1d, 2h or 30m")
-    minutes = int(match.group(1)) * _UNIT_MINUTES[match.group(2)]
-    if not 0 < minutes <= MAX_OFFSET.total_seconds() // 60:
-        raise ValueError(f"{token.strip()!r}: an offset is more than 0 and at most 90 days")
-    return minutes
-
-
-def _offset_text(minutes: int) -> str:
-    for unit in ("d", "h"):
-        if minutes % _UNIT_MINUTES[unit] == 0:
-            return f"{minutes // _UNIT_MINUTES[unit]}{unit}"
-    return f"{minutes}m"
-
-
-def parse_reminders(value: str) -> str:
-    """`14d,1d` (days, hours `h`, minutes `m`, weeks `w`); "" or `none` = no reminders."""
-    tokens = [t for t in value.replace(";", ",").split(",") if t.strip()]
-    if not tokens or value.strip().lower() == "none":
-        return ""
-    minutes = sorted({_offset_minutes(t) for t in tokens}, reverse=True)
-    if len(minutes) > MAX_OFFSETS:
-        raise ValueError(f"at most {MAX_OFFSETS} offsets")
-    return ",".join(_offset_text(m) for m in minutes)
-
-
-def parse_share(value: str) -> float:
-    """The part of each meeting for peer input: a number from 0 to 1 (0.5 = half)."""
-    try:
-        share = float(value.strip())
-    except ValueError:
-        share = -1.0
-    if not 0 <= share <= 1:
-        raise ValueError("a number from 0 to 1, e.g. 0.5")
-    return share
+# -- list settings ---------------------------------------------------------------------------
 
 
 def zone(name: str) -> ZoneInfo:
@@ -111,56 +77,31 @@ def zone(name: str) -> ZoneInfo:
                             "America/Chicago or Europe/Berlin)") from None
 
 
-def parse_zones(value: str) -> str:
-    """Extra zones shown in reminders: IANA names, comma-separated ("" = none)."""
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    for name in names:
-        try:
-            zone(name)
-        except ListservError as exc:
-            raise ValueError(str(exc)) from None
-    return ",".join(dict.fromkeys(names))
-
-
-def parse_cutoff(value: str) -> int:
-    """Days before a meeting when its sign-up for peer input closes (0 = at its start)."""
+def _zone_name(name: str) -> str:
     try:
-        days = int(value.strip())
-    except ValueError:
-        days = -1
-    if not 0 <= days <= 90:
-        raise ValueError("a whole number of days from 0 to 90")
-    return days
+        zone(name)
+    except ListservError:
+        raise ValueError("an IANA time zone such as America/Chicago or Europe/Berlin") from None
+    return name
 
 
-#: The meetings.* list settings (SPEC §4): key -> parser of the chair's text.
-LIST_SETTINGS: dict[str, Callable[[str], Any]] = {
-    "meetings.reminders": parse_reminders,
-    "meetings.peer_input_share": parse_share,
-    "meetings.extra_zones": parse_zones,
-    "meetings.signup_cutoff_days": parse_cutoff,
-}
-DEFAULTS: dict[str, Any] = {
-    "meetings.reminders": "14d,1d",
-    "meetings.peer_input_share": 0.5,
-    "meetings.extra_zones": "",
-    "meetings.signup_cutoff_days": 2,
-}
-
-
-def setting(ml: MailingList, key: str) -> Any:
-    """A meetings.* setting of the list, or its default."""
-    return ml.extra.get(key, DEFAULTS[key])
+REMINDERS = declare("meetings.reminders", durations(MAX_OFFSET.days, MAX_OFFSETS),
+                    ("14d", "1d"),
+                    "when reminders go out before the start; `\"\"` or `none` = no reminders")
+PEER_INPUT_SHARE = declare("meetings.peer_input_share", number(0, 1), 0.5,
+                           "part of each meeting for peer input; whole minutes, rounded down")
+EXTRA_ZONES = declare("meetings.extra_zones",
+                      items(_zone_name, "IANA time zones, comma-separated"), (),
+                      "zones shown in reminders after the meeting's zone and UTC")
+SIGNUP_CUTOFF_DAYS = declare("meetings.signup_cutoff_days", whole(0, 90, unit="days"), 2,
+                             "requests book only meetings starting more than this many days "
+                             "ahead (time for the chair to approve, and for the last reminder "
+                             "to show the agenda)")
 
 
 def reminder_offsets(ml: MailingList) -> list[int]:
     """The list's reminder offsets in minutes, largest (earliest reminder) first."""
-    text = str(setting(ml, "meetings.reminders"))
-    return sorted({_offset_minutes(t) for t in text.split(",") if t.strip()}, reverse=True)
-
-
-def extra_zones(ml: MailingList) -> list[str]:
-    return [n for n in str(setting(ml, "meetings.extra_zones")).split(",") if n.strip()]
+    return [duration_minutes(t) for t in REMINDERS.get(ml)]
 
 
 # -- times -------------------------------------------------------------------------------------
@@ -193,7 +134,7 @@ def _span(start: datetime, minutes: int, where: ZoneInfo, label: str) -> str:
     return f"{line} ({label})" if label else line
 
 
-def time_lines(meeting: Meeting, zones: list[str]) -> list[str]:
+def time_lines(meeting: Meeting, zones: Iterable[str]) -> list[str]:
     """The meeting's time in its zone, in UTC, then in each extra zone."""
     lines = [_span(meeting.start, meeting.duration, ZoneInfo(meeting.tz), meeting.tz)]
     if meeting.tz != "UTC":
@@ -408,7 +349,7 @@ def meeting_dict(session: Session, meeting: Meeting, now: datetime) -> dict[str,
     for minutes in sorted(set(reminder_offsets(ml)) | set(offsets), reverse=True):
         row = offsets.get(minutes)
         reminders.append({
-            "offset": _offset_text(minutes),
+            "offset": duration_text(minutes),
             "due": (meeting.start - timedelta(minutes=minutes)).isoformat(),
             "status": row.status if row else "planned",
             "at": row.at.isoformat() if row else "",
@@ -448,7 +389,7 @@ def meeting_context(session: Session, ml: MailingList, meeting: Meeting,
     return {
         "meeting": meeting,
         "when": when(meeting),
-        "times": time_lines(meeting, extra_zones(ml)),
+        "times": time_lines(meeting, EXTRA_ZONES.get(ml)),
         "dial_in": meeting.dial_in,
         "agenda": [{"name": display_name(r), "project": r.project, "minutes": r.minutes}
                    for r in agenda(session, meeting)],
@@ -640,7 +581,7 @@ def send_due_reminders(session: Session, renderer: Renderer, meeting: Meeting,
                                         status="sent", due_at=due_at, at=now, detail=detail))
         else:
             detail = ("the meeting had begun" if send is None
-                      else f"superseded by the {_offset_text(send)} reminder")
+                      else f"superseded by the {duration_text(send)} reminder")
             rows.append(MeetingReminder(meeting_id=meeting.id, offset_minutes=minutes,
                                         status="missed", due_at=due_at, at=now,
                                         detail=f"missed: {detail}"))
@@ -652,7 +593,7 @@ def send_due_reminders(session: Session, renderer: Renderer, meeting: Meeting,
         return ""  # another daemon recorded them first
     outcome = []
     for row in rows:
-        name = f"meeting #{meeting.id}: {_offset_text(row.offset_minutes)} reminder"
+        name = f"meeting #{meeting.id}: {duration_text(row.offset_minutes)} reminder"
         if row.status == "sent":
             row.recipients = send_to_members(session, renderer, meeting,
                                              "meeting-reminder.txt", now)
@@ -663,7 +604,7 @@ def send_due_reminders(session: Session, renderer: Renderer, meeting: Meeting,
             audit(session, now, DAEMON, "meeting-reminder-missed", f"{name} {row.detail}",
                   ml.id)
             log.warning("%s not sent: %s", name, row.detail)
-        outcome.append(f"{_offset_text(row.offset_minutes)} {row.status}")
+        outcome.append(f"{duration_text(row.offset_minutes)} {row.status}")
     return ", ".join(outcome)
 
 
@@ -682,7 +623,7 @@ def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> N
     Each series and each meeting is its own unit of work, so one that fails (and is logged)
     holds up no other.
     """
-    with store.unit_of_work() as session:
+    with store.reading() as session:
         series_ids = list(session.scalars(select(MeetingSeries.id).where(MeetingSeries.active)))
     for series_id in series_ids:
         try:
@@ -693,7 +634,7 @@ def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> N
         except Exception:
             log.exception("keeping series %s ahead failed; trying again next tick", series_id)
     current = now()
-    with store.unit_of_work() as session:
+    with store.reading() as session:
         meeting_ids = list(session.scalars(select(Meeting.id).where(
             Meeting.status == "scheduled",
             Meeting.start > current - MISSED_WINDOW,
@@ -716,12 +657,12 @@ def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> N
 
 
 def cutoff(ml: MailingList) -> timedelta:
-    return timedelta(days=int(setting(ml, "meetings.signup_cutoff_days")))
+    return timedelta(days=SIGNUP_CUTOFF_DAYS.get(ml))
 
 
 def peer_minutes(ml: MailingList, meeting: Meeting) -> int:
     """A meeting's peer-input time: its duration × the list's share, in whole minutes."""
-    return int(meeting.duration * float(setting(ml, "meetings.peer_input_share")) + 1e-9)
+    return int(meeting.duration * PEER_INPUT_SHARE.get(ml) + 1e-9)
 
 
 def _booked(session: Session, meeting_ids: list[int]) -> dict[int, int]:

@@ -23,6 +23,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from .addresses import Role, role_address
+from .store.list_settings import (
+    ADDRESS,
+    BOOLEAN,
+    ONE_LINE,
+    TEXT,
+    choice,
+    declare,
+    whole,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -51,6 +60,44 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, bytes: LargeBinary}
 
 
+# -- the core list settings (SPEC §4): columns of `lists` ---------------------------------------
+
+DESCRIPTION = declare("description", ONE_LINE, "", "what the list is for (`info`, `help`)",
+                      column=True)
+POLICY = declare("policy", choice("confirm", "confirm+approve"), "confirm",
+                 "joining: confirmed by the person, or confirmed and then approved by the chair",
+                 column=True)
+NONMEMBER_ACTION = declare("nonmember_action", choice("hold", "reject", "discard"), "hold",
+                           "what becomes of a non-member's post", column=True)
+REPLY_TO = declare("reply_to", choice("poster", "list"), "poster",
+                   "where replies to list mail go", column=True)
+SUBJECT_PREFIX = declare("subject_prefix", ONE_LINE, None,
+                         'put before the subject (built in: `[NAME]`; `""` = none)', column=True)
+FOOTER = declare("footer", TEXT, None,
+                 'added to each copy (built in: the `footer.txt` template; `""` = none)',
+                 column=True)
+MAX_POST_KB = declare("max_post_kb", whole(0), 1024,
+                      "a larger post is held for the chair (0 = no limit)", column=True)
+PERSONALIZE = declare("personalize", BOOLEAN, True,
+                      "one copy per member, with their own unsubscribe link and bounce address",
+                      column=True)
+DMARC_MITIGATION = declare("dmarc_mitigation", choice("munge", "always", "wrap", "none"),
+                           "munge", "what a copy of a post from a DMARC-protected domain does "
+                           "(docs/delivery.md)", column=True)
+HELD_EXPIRY_DAYS = declare("held_expiry_days", whole(0), 14,
+                           "days a held post or request waits for the chair", column=True)
+RESOURCES = declare("resources", TEXT, "", "links shown in `info` and `help`, one a line",
+                    column=True)
+ARCHIVE_URL = declare("archive_url", ONE_LINE, "", "the archive's address (List-Archive)",
+                      column=True)
+#: `address.ROLE`: the public address of a role (SPEC §1), "" for the list's own.
+ROLE_ADDRESSES = {
+    role: declare(f"address.{role.value}", ADDRESS, "",
+                  f"the public address of the {role.value} role (`\"\"` = the list's own)")
+    for role in Role
+}
+
+
 class MailingList(Base):
     """A list `name@domain` and the chair's settings for it (SPEC §4 "List settings")."""
 
@@ -60,21 +107,21 @@ class MailingList(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     domain: Mapped[str] = mapped_column(String(253))
-    description: Mapped[str] = mapped_column(Text, default="")
-    policy: Mapped[str] = mapped_column(String(20), default="confirm")
-    nonmember_action: Mapped[str] = mapped_column(String(10), default="hold")
-    reply_to: Mapped[str] = mapped_column(String(10), default="poster")
+    description: Mapped[str] = mapped_column(Text, default=DESCRIPTION.default)
+    policy: Mapped[str] = mapped_column(String(20), default=POLICY.default)
+    nonmember_action: Mapped[str] = mapped_column(String(10), default=NONMEMBER_ACTION.default)
+    reply_to: Mapped[str] = mapped_column(String(10), default=REPLY_TO.default)
     # None = the default "[NAME]"; "" = no prefix (a no-modify list).
-    subject_prefix: Mapped[str | None] = mapped_column(Text, default=None)
+    subject_prefix: Mapped[str | None] = mapped_column(Text, default=SUBJECT_PREFIX.default)
     # None = the default footer template; "" = no footer.
-    footer: Mapped[str | None] = mapped_column(Text, default=None)
-    max_post_kb: Mapped[int] = mapped_column(Integer, default=1024)
-    personalize: Mapped[bool] = mapped_column(Boolean, default=True)
-    dmarc_mitigation: Mapped[str] = mapped_column(String(10), default="munge")
-    held_expiry_days: Mapped[int] = mapped_column(Integer, default=14)
-    resources: Mapped[str] = mapped_column(Text, default="")
-    archive_url: Mapped[str] = mapped_column(Text, default="")
-    # Namespaced settings of later capabilities: address.ROLE, column.*, meetings.*
+    footer: Mapped[str | None] = mapped_column(Text, default=FOOTER.default)
+    max_post_kb: Mapped[int] = mapped_column(Integer, default=MAX_POST_KB.default)
+    personalize: Mapped[bool] = mapped_column(Boolean, default=PERSONALIZE.default)
+    dmarc_mitigation: Mapped[str] = mapped_column(String(10), default=DMARC_MITIGATION.default)
+    held_expiry_days: Mapped[int] = mapped_column(Integer, default=HELD_EXPIRY_DAYS.default)
+    resources: Mapped[str] = mapped_column(Text, default=RESOURCES.default)
+    archive_url: Mapped[str] = mapped_column(Text, default=ARCHIVE_URL.default)
+    # The namespaced settings (address.ROLE, bounce.*, column.*, meetings.*): store/list_settings
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -88,8 +135,7 @@ class MailingList(Base):
 
     def role_address(self, role: Role, token: str = "") -> str:
         """The public address of `role` (SPEC §1: the `address.ROLE` setting, or the default)."""
-        public = str(self.extra.get(f"address.{role.value}", ""))
-        return role_address(self.address, role, token, public)
+        return role_address(self.address, role, token, ROLE_ADDRESSES[role].get(self))
 
     @property
     def prefix(self) -> str:
@@ -147,11 +193,14 @@ class Inbound(Base):
     token: Mapped[str] = mapped_column(String(80), default="")
     raw: Mapped[bytes]
     size: Mapped[int] = mapped_column(Integer)
-    # new -> done | failed
+    # new -> done | failed; a transient failure leaves it new, due again at next_attempt_at
     status: Mapped[str] = mapped_column(String(10), default="new")
     outcome: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str] = mapped_column(Text, default="")
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Transient failures since it came (or since the chair's `queue retry`); None = due now.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Held(Base):

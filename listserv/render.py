@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,10 @@ import jinja2
 
 from .errors import ListservError
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "emails"
+#: The built-in templates: the repository's `templates/emails/`, which the build installs inside
+#: the package as `listserv.templates` (setup.py), found the same way in a wheel and an editable
+#: install. pip installs a package as plain files, so this is a real folder.
+TEMPLATES = Path(str(resources.files("listserv.templates").joinpath("emails")))
 
 
 class HeaderInjectionError(ListservError):

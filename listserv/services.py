@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from . import bounces, column, meetings
+from . import bounces, column, meetings  # noqa: F401 (they declare their list settings)
 from .addresses import Role, normalize, valid_address
 from .audit import audit
 from .errors import ListservError
@@ -39,6 +39,7 @@ from .notices import notify
 from .posting import distribute, headers_only, list_headers, parse
 from .render import Renderer
 from .rules import from_name
+from .store import list_settings
 from .tokens import new_token
 
 DELIVERY_MODES = ("regular", "digest", "nomail")
@@ -107,103 +108,29 @@ def all_lists(session: Session) -> list[dict[str, str]]:
             for ml in session.scalars(select(MailingList).order_by(MailingList.id))]
 
 
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse_choice(value: str) -> str:
-        if value not in allowed:
-            raise ValueError(f"one of {', '.join(allowed)}")
-        return value
-    return parse_choice
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "yes", "on", "1"):
-        return True
-    if lowered in ("false", "no", "off", "0"):
-        return False
-    raise ValueError("true or false")
-
-
-def _count(value: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise ValueError("a whole number, 0 or more")
-    return number
-
-
-def _text(value: str) -> str:
-    return value.replace("\\n", "\n")
-
-
-def _one_line(value: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise ValueError("one line")
-    return value.strip()
-
-
-# The list settings of SPEC §4 that this version understands: column -> parser.
-LIST_SETTINGS: dict[str, Callable[[str], Any]] = {
-    "description": _one_line,
-    "policy": _choice("confirm", "confirm+approve"),
-    "nonmember_action": _choice("hold", "reject", "discard"),
-    "reply_to": _choice("poster", "list"),
-    "subject_prefix": _one_line,
-    "footer": _text,
-    "max_post_kb": _count,
-    "personalize": _bool,
-    "dmarc_mitigation": _choice("munge", "always", "wrap", "none"),
-    "held_expiry_days": _count,
-    "resources": _text,
-    "archive_url": _one_line,
-}
-
-
-# Settings of later capabilities, namespaced (meetings.*, column.*, bounce.*) in `extra`.
-EXTRA_SETTINGS: dict[str, Callable[[str], Any]] = {
-    **meetings.LIST_SETTINGS, **column.LIST_SETTINGS, **bounces.LIST_SETTINGS,
-}
-
-
 def set_list_setting(session: Session, ml: MailingList, key: str, value: str, now: datetime,
                      actor: str) -> None:
-    """Change one list setting (SPEC §4), checked; `address.ROLE` sets a public address."""
-    if key.startswith("address."):
-        role_name = key.partition(".")[2]
-        if role_name not in {r.value for r in Role}:
-            raise ListservError(f"unknown role {role_name!r} in {key}")
-        if value and valid_address(value) is None:
-            raise ListservError(f"{key}: {value!r} is not an email address")
-        ml.extra = {**ml.extra, key: normalize(value) if value else ""}
-    elif key in LIST_SETTINGS:
-        try:
-            setattr(ml, key, LIST_SETTINGS[key](value))
-        except ValueError as exc:
-            raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
-    elif key in EXTRA_SETTINGS:  # kept in `extra`, read with meetings/column/bounces.setting()
-        try:
-            ml.extra = {**ml.extra, key: EXTRA_SETTINGS[key](value)}
-        except ValueError as exc:
-            raise ListservError(f"{key}: {value!r} is not valid ({exc})") from None
-    else:
-        known = ", ".join([*LIST_SETTINGS, *EXTRA_SETTINGS, "address.ROLE"])
+    """Change one list setting (SPEC §4), checked by its parser in the registry."""
+    setting = list_settings.find(key)
+    if setting is None:
+        role = key.partition(".")[2] if key.startswith("address.") else ""
+        if role:
+            raise ListservError(f"unknown role {role!r} in {key}")
+        known = ", ".join(s.key for s in list_settings.registered())
         raise ListservError(f"unknown list setting {key!r}; known settings: {known}")
+    try:
+        setting.set(ml, value)
+    except list_settings.Refused as exc:
+        raise ListservError(f"{key}: {exc}") from None
     audit(session, now, actor, "list-set", f"{key} = {value!r}", ml.id)
 
 
 def list_info(ml: MailingList) -> dict[str, Any]:
-    """Everything about a list, as `lists show` prints it."""
+    """Everything about a list, as `lists show` prints it: every setting, typed."""
     info: dict[str, Any] = {"id": str(ml.id), "list": ml.address}
-    for key in LIST_SETTINGS:
-        info[key] = getattr(ml, key)
-    for key in meetings.LIST_SETTINGS:
-        info[key] = meetings.setting(ml, key)
-    for key in bounces.LIST_SETTINGS:
-        info[key] = bounces.setting(ml, key)
-    for key in column.LIST_SETTINGS:
-        info[key] = column.setting(ml, key)
+    for setting in list_settings.registered():
+        value = setting.get(ml)
+        info[setting.key] = list(value) if isinstance(value, tuple) else value
     info["subject_prefix"] = ml.prefix
     info["owners"] = [o.email for o in ml.owners]
     info["addresses"] = {role.value: ml.role_address(role) for role in Role}
@@ -499,14 +426,40 @@ def queue_items(session: Session) -> list[dict[str, str]]:
     for mid, email, error in failed_out:
         items.append({"id": f"out-{mid}", "direction": "outgoing", "kind": "failed",
                       "list": "", "recipients": email, "next_attempt": "", "reason": error})
-    failed_in = session.scalars(
+    unhandled = session.scalars(
         select(Inbound).where(Inbound.status.in_(("new", "failed"))).order_by(Inbound.id)
     ).all()
-    for row in failed_in:
+    for row in unhandled:
+        waiting = row.status == "new"
         items.append({"id": f"in-{row.id}", "direction": "incoming", "kind": row.role,
-                      "list": row.rcpt, "recipients": "", "next_attempt": "",
+                      "list": row.rcpt, "recipients": "",
+                      "status": "failed" if not waiting else "retrying" if row.attempts
+                      else "waiting",
+                      "attempts": str(row.attempts),
+                      "next_attempt": row.next_attempt_at.isoformat()
+                      if waiting and row.next_attempt_at else "",
                       "reason": row.error or row.outcome or "waiting to be handled"})
     return items
+
+
+def retry_inbound(session: Session, ref: str, now: datetime, actor: str) -> Inbound:
+    """Run a failed incoming message again (`queue retry ID`), or one waiting to be retried now.
+
+    `ref` is its id as `listserv queue` shows it (`in-7`), or the number alone.
+    """
+    number = ref.strip().removeprefix("in-")
+    row = session.get(Inbound, int(number)) if number.isdigit() and len(number) < 19 else None
+    if row is None:
+        hint = " (outgoing mail is retried by the delivery worker)" if ref.startswith("out-") \
+            else ""
+        raise ListservError(f"no incoming message {ref}{hint}")
+    if row.status == "done":
+        raise ListservError(f"incoming message {ref} was handled already ({row.outcome})")
+    before = row.error or row.outcome
+    row.status, row.attempts, row.next_attempt_at, row.error = "new", 0, None, ""
+    audit(session, now, actor, "inbound-retried", f"in-{row.id} to {row.rcpt}"
+          + (f" (was: {before})" if before else ""), row.list_id)
+    return row
 
 
 def log_entries(session: Session, limit: int) -> list[dict[str, str]]:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -21,14 +21,15 @@ class DaemonProcess:
 
     def __init__(self, config: Path, run_dir: Path, log: Path, *,
                  fake_now: datetime | None = None, verbose: bool = False,
-                 wait: bool = True) -> None:
+                 wait: bool = True, program: Path = LISTSERV,
+                 environ: Mapping[str, str] = os.environ) -> None:
         self.log = log
         self.ports_file = run_dir / "ports.json"
         self.ports_file.unlink(missing_ok=True)  # a previous run's ports are not this one's
-        env = {k: v for k, v in os.environ.items() if k != "LISTSERV_FAKE_NOW"}
+        env = {k: v for k, v in environ.items() if k != "LISTSERV_FAKE_NOW"}
         if fake_now is not None:
             env.update(LISTSERV_TESTING="1", LISTSERV_FAKE_NOW=fake_now.isoformat())
-        command = [str(LISTSERV), "--config", str(config), "serve", *(["-v"] if verbose else [])]
+        command = [str(program), "--config", str(config), "serve", *(["-v"] if verbose else [])]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, env=env)

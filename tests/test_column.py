@@ -477,10 +477,11 @@ def test_column_settings_are_checked_and_shown(cli, shma):
     info = json.loads(cli("lists", "show", shma, "--json").output)
     assert (info["column.call_days"], info["column.max_file_kb"], info["column.max_total_kb"]) \
         == (21, 10240, 20480)
-    assert info["column.name"] == info["column.editors"] == info["column.deadlines"] == ""
+    assert info["column.name"] == ""
+    assert info["column.editors"] == info["column.deadlines"] == []
     cli("lists", "set", shma, "column.deadlines", "12-01, 03-1,02-29")
     info = json.loads(cli("lists", "show", shma, "--json").output)
-    assert info["column.deadlines"] == "02-29,03-01,12-01"
+    assert info["column.deadlines"] == ["02-29", "03-01", "12-01"]
     for key, value in (("column.deadlines", "13-01"), ("column.prefix", "T/CP"),
                        ("column.editors", "not-an-address"), ("column.call_days", "-1"),
                        ("column.max_file_kb", "0"), ("column.types", "exe")):

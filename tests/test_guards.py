@@ -126,7 +126,7 @@ def test_the_router_judges_a_post_before_its_transaction_and_uses_that_verdict(
             session.add(Inbound(rcpt=LIST, list_id=ml.id, role=Role.POST.value, token="",
                                 raw=raw, size=len(raw), mail_from="jane@example.org",
                                 received_at=clock.now()))
-    prepared = prepare_next(store)
+    prepared = prepare_next(store, clock.now())
     assert prepared is not None and prepared.administrivia[0] is Guard.REQUEST
     # The verdict read before the transaction is the one acted on (here: a doctored one) ...
     doctored = replace(prepared, administrivia=(Guard.UNSURE, Understanding("en", ())))

@@ -155,8 +155,8 @@ def test_meeting_settings_are_checked(cli, shma):
     cli("lists", "set", LIST, "meetings.peer_input_share", "0.25")
     cli("lists", "set", LIST, "meetings.signup_cutoff_days", "3")
     shown = json.loads(cli("lists", "show", LIST, "--json").output)
-    assert shown["meetings.reminders"] == "14d,1d,2h"
-    assert shown["meetings.extra_zones"] == "Europe/Berlin,Asia/Tokyo"
+    assert shown["meetings.reminders"] == ["14d", "1d", "2h"]
+    assert shown["meetings.extra_zones"] == ["Europe/Berlin", "Asia/Tokyo"]
     assert shown["meetings.peer_input_share"] == 0.25
     assert shown["meetings.signup_cutoff_days"] == 3
     for key, value in (("meetings.reminders", "soon"), ("meetings.peer_input_share", "2"),

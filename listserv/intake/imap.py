@@ -385,7 +385,7 @@ class ImapPoller(threading.Thread):
             return cursor.last_uid
 
     def _unmarked(self, uidvalidity: int) -> list[int]:
-        with self.store.unit_of_work() as session:
+        with self.store.reading() as session:
             return list(session.scalars(
                 select(ImapMessage.uid).where(
                     ImapMessage.mailbox == self.key, ImapMessage.uidvalidity == uidvalidity,

@@ -21,8 +21,11 @@ class Accepted:
 
 
 def lookup(store: Store, address: str) -> Destination | None:
-    """Where `address` leads (SPEC §1), or None for an address that is not ours."""
-    with store.unit_of_work() as session:
+    """Where `address` leads (SPEC §1), or None for an address that is not ours.
+
+    A read: it answers while another connection holds the store's write lock.
+    """
+    with store.reading() as session:
 
         def is_list(list_address: str) -> bool:
             name, _, domain = list_address.partition("@")

@@ -1,0 +1,1 @@
+"""The database: engine and unit of work, typed models, migrations, the audit log, the once table."""  # noqa: E501

@@ -1,0 +1,1 @@
+"""The built-in mail templates (`emails/`), shipped inside the package by setup.py."""
