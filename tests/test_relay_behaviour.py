@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from listserv.clock import FakeClock
 from listserv.config import load_settings
 from listserv.daemon import Daemon
 from listserv.models import OutRecipient
+from listserv.outbound import SendLimits, claim, enqueue
 from listserv.transports import Dialogue, Outcome, Result, SmtpTransport, outcome
 
 from .helpers import LIST, lmtp_send, make_message, write_config
@@ -174,3 +175,28 @@ def wait_for(condition: Callable[[], bool], description: str, timeout: float = 2
         assert time.monotonic() < deadline, f"timed out waiting for {description}"
         time.sleep(0.02)
 
+
+# -- retries wait their turn -------------------------------------------------------------------
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("limited", [False, True])
+def test_a_new_message_is_claimed_before_hundreds_of_due_retries(store, limited):
+    """A post accepted now goes out now, while 900 old retries wait their turn."""
+    now = datetime.now(UTC)
+    limits = SendLimits(messages_per_minute=100) if limited else None
+    with store.unit_of_work() as session:
+        old = enqueue(session, b"old", [f"m{i}@example.net" for i in range(900)],
+                      envelope_from=SENDER, kind="notice", now=now - timedelta(hours=2)).id
+        session.execute(update(OutRecipient).where(OutRecipient.message_id == old).values(
+            attempts=1, next_attempt_at=now - timedelta(hours=1), last_error="451 4.3.0 Later"))
+        new = enqueue(session, b"new", GOOD[:3], envelope_from=SENDER, kind="post",
+                      now=now).id
+    claimed = []
+    while True:
+        with store.unit_of_work() as session:
+            batch = claim(session, now, timedelta(minutes=1), 500, limits)
+        if batch is None:
+            break
+        claimed.append((batch.message_id, len(batch.recipients)))
+    assert claimed == [(new, 3), (old, 500), (old, 400)]
