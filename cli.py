@@ -853,12 +853,15 @@ def submissions_export(app: App, submission_ids: tuple[str, ...], deadline: str 
 
 
 @main.command()
+@click.option("--failed", is_flag=True,
+              help="Show the final failures instead: recipients given up on or refused, and "
+                   "incoming mail whose handling failed.")
 @json_option
 @pass_app
-def queue(app: App, as_json: bool) -> None:
-    """Mail not yet delivered, with reasons; incoming mail that could not be handled."""
+def queue(app: App, failed: bool, as_json: bool) -> None:
+    """What is still to be done: mail not yet delivered (with reasons), mail not yet handled."""
     with app.unit_of_work() as session:
-        rows = services.queue_items(session)
+        rows = services.queue_items(session, failed)
     emit(rows, as_json, ("id", "direction", "kind", "list", "recipients", "reason"))
 
 

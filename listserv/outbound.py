@@ -41,11 +41,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from . import bounces
 from .addresses import Role, role_address
 from .clock import Clock
 from .config import OutboundSettings
 from .db import Store
+from .delivery.feedback import DeliveryFeedback
 from .models import MailingList, Member, OutMessage, OutRecipient, SendUsage
 from .transforms import personalize
 from .transports import Outcome, Result, Transport
@@ -438,8 +438,13 @@ def record(
     now: datetime,
     settings: OutboundSettings,
     created_at: datetime,
+    feedback: DeliveryFeedback,
 ) -> None:
-    """Write each recipient's result: sent, failed for good, or due again after a backoff."""
+    """Write each recipient's result: sent, failed for good, or due again after a backoff.
+
+    `feedback` hears of every recipient sent, refused for good, or given up on after a
+    temporary failure about the recipient (not one of the transaction or the connection).
+    """
     sent = [rid for rid, result in results.items() if result.outcome is Outcome.SENT]
     if sent:
         session.connection().execute(
@@ -447,7 +452,7 @@ def record(
             .where(_ids_in(sent))
             .values(status="sent", sent_at=now, lease_until=None, last_error="")
         )
-        bounces.delivered(session, sent, now)  # a probe accepted: its member may be enabled
+        feedback.delivered(session, sent, now)  # a probe accepted: its member may be enabled
     if len(sent) == len(results):
         return
     failed = {rid: r for rid, r in results.items() if r.outcome is not Outcome.SENT}
@@ -458,10 +463,10 @@ def record(
         row.attempts += 1
         row.lease_until = None
         row.last_error = result.reason
-        # Refused at RCPT TO: scored like a bounce when it is a member's copy or a probe;
-        # a provider's rate or quota limit is no one's bounce and is retried instead.
-        if result.outcome is Outcome.PERMANENT and bounces.refused(session, row, result.reason,
-                                                                   now):
+        # Refused at RCPT TO: final, unless the feedback says to retry (a provider's rate or
+        # quota limit is no one's bounce).
+        if result.outcome is Outcome.PERMANENT and feedback.refused(session, row, result.reason,
+                                                                    now):
             row.status = "failed"
             continue
         delay = timedelta(seconds=settings.retry_base_seconds * 2 ** (row.attempts - 1))
@@ -469,6 +474,8 @@ def record(
         if row.next_attempt_at > give_up:
             row.status = "failed"
             row.last_error = f"gave up after {settings.give_up_days:g} days: {result.reason}"
+            if result.about_recipient:
+                feedback.gave_up(session, row, result.reason, now)
     # Written now: a claim in the same transaction (Core, no autoflush) must see these rows
     # as they are (the bounce scoring above may already have flushed a cleared lease).
     session.flush()
@@ -513,9 +520,13 @@ class DeliveryWorker(threading.Thread):
         poll_seconds: float,
         name: str,
         limits: SendLimits | None = None,
+        *,
+        feedback: DeliveryFeedback,
     ) -> None:
-        """`limits`: the relay's limits, one object shared by a daemon's workers."""
+        """`limits`: the relay's limits, one object shared by a daemon's workers; `feedback`:
+        who hears of the results (the daemon's bounce scoring)."""
         super().__init__(name=name, daemon=True)
+        self.feedback = feedback
         self.store = store
         self.settings = settings
         self.transport = transport
@@ -581,7 +592,8 @@ class DeliveryWorker(threading.Thread):
         with self.store.unit_of_work() as session:
             if done is not None:
                 batch, results = done
-                record(session, results, self.clock.now(), self.settings, batch.created_at)
+                record(session, results, self.clock.now(), self.settings, batch.created_at,
+                       self.feedback)
             if claiming is None:
                 return None
             lease, limit = claiming
