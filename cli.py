@@ -169,8 +169,10 @@ def serve(app: App, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # aiosmtpd logs every SMTP command at INFO; our own log line per message is enough.
-    logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # aiosmtpd logs every SMTP command at INFO, and flufl.bounce every detector it runs on a
+    # report (some 30 lines each): debugging detail, shown with -v. Our own lines say enough.
+    for chatty in ("mail.log", "flufl.bounce"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.WARNING)
     settings = app.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     Daemon(settings, clock=app.clock).run()
