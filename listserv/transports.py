@@ -273,8 +273,7 @@ def _converse(client: smtplib.SMTP, envelope_from: str, recipients: list[str], d
                 # The server wants a message nobody is to receive: hang up rather than send it.
                 client.close()
                 return said
-            # Dot-stuffing, as smtplib does it (a "." starting any line is doubled), without a
-            # regex.
+            # Dot-stuffing as smtplib does it (a "." starting any line doubled), no regex.
             body = data.replace(b"\n.", b"\n..")
             if body.startswith(b"."):
                 body = b"." + body
