@@ -182,8 +182,10 @@ def serve(app: App, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # aiosmtpd logs every SMTP command at INFO; our own log line per message is enough.
-    logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # aiosmtpd logs every SMTP command at INFO, and flufl.bounce every detector it runs on a
+    # report (some 30 lines each): debugging detail, shown with -v. Our own lines say enough.
+    for chatty in ("mail.log", "flufl.bounce"):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.WARNING)
     settings = app.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     Daemon(settings, clock=app.clock).run()
@@ -866,15 +868,18 @@ def submissions_export(app: App, submission_ids: tuple[str, ...], deadline: str 
 
 
 @main.group(invoke_without_command=True)
+@click.option("--failed", is_flag=True,
+              help="Show the final failures instead: recipients given up on or refused, and "
+                   "incoming mail whose handling failed.")
 @json_option
 @click.pass_context
-def queue(ctx: click.Context, as_json: bool) -> None:
-    """Mail not yet delivered, with reasons; incoming mail not yet handled, and why."""
+def queue(ctx: click.Context, failed: bool, as_json: bool) -> None:
+    """What is still to be done: mail not yet delivered (with reasons), mail not yet handled."""
     if ctx.invoked_subcommand is not None:
         return
     app: App = ctx.obj
     with app.reading() as session:
-        rows = services.queue_items(session)
+        rows = services.queue_items(session, failed)
     emit(rows, as_json, ("id", "direction", "kind", "list", "recipients", "next_attempt",
                          "reason"))
 
@@ -883,7 +888,7 @@ def queue(ctx: click.Context, as_json: bool) -> None:
 @click.argument("inbound_id", metavar="ID")
 @pass_app
 def queue_retry(app: App, inbound_id: str) -> None:
-    """Run a failed incoming message (in-N, from `listserv queue`) again."""
+    """Run a failed incoming message (in-N, from `listserv queue --failed`) again."""
     with app.unit_of_work() as session:
         row = services.retry_inbound(session, inbound_id, app.clock.now(), app.actor)
         click.echo(f"in-{row.id} will be handled again at the router's next look")

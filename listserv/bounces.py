@@ -2,10 +2,11 @@
 
 Three ways a failure reaches us, all scored here:
 
-- **during our own delivery**: a recipient refused with a `5xx` at `RCPT TO` (`outbound.record`
-  calls `refused`). A refusal of `MAIL FROM` or of the data never gets here (the transport makes
-  it a retry of the whole transaction), and neither does a provider's rate or quota limit
-  (`refused` answers "retry" for it);
+- **during our own delivery**: a recipient refused with a `5xx` at `RCPT TO`, or still refused
+  with a `4xx` there when the retries give up (the delivery worker reports both through
+  `DeliveryBounces`, its `delivery.feedback` interface). A refusal of `MAIL FROM` or of the
+  data never gets here (the transport makes it a retry of the whole transaction), and neither
+  does a provider's rate or quota limit (`refused` answers "retry" for it);
 - **a report** mailed to `NAME-bounces[+TOKEN]@` (`handlers/bounce.py`): an RFC 3464 DSN or one
   of the many older formats, read with `flufl.bounce` (the detectors GNU Mailman uses);
 - **a probe**: the warnings to a disabled member go out with an envelope token of their own, so
@@ -579,24 +580,17 @@ def _enable(session: Session, ml: MailingList, member: Member, now: datetime, ac
     audit(session, now, actor, "member-enabled", f"{member.email}: {why}", ml.id)
 
 
-# -- during our own delivery (called by outbound.record) --------------------------------------
+# -- during our own delivery (the delivery worker's feedback) ---------------------------------
 
 
-def refused(session: Session, row: OutRecipient, reply: str, now: datetime) -> bool:
-    """A recipient refused for good at RCPT time; False when it is to be retried instead.
-
-    A provider's rate or quota limit ("daily user sending limit exceeded") says nothing about
-    the recipient: False, and the caller retries it with its backoff. Otherwise, when the row
-    was a member's copy (or a probe), the refusal is scored like a bounce report.
-    """
-    kind, _ = classify_refusal(reply)
-    if kind is Kind.RATE:
-        return False
+def _score_delivery(session: Session, row: OutRecipient, kind: Kind, reply: str,
+                    now: datetime) -> None:
+    """Score a failure of a member's copy (or a probe) seen during our own delivery."""
     if row.member_id is None:
-        return True
+        return
     member = session.get(Member, row.member_id)
     if member is None:
-        return True
+        return
     try:
         # A fault in scoring must never cost the delivery its recorded result.
         with session.begin_nested():
@@ -607,22 +601,50 @@ def refused(session: Session, row: OutRecipient, reply: str, now: datetime) -> b
             register(session, ml, member, kind, reply, now,
                      source="probe" if probe is not None else "delivery", probe=probe)
     except Exception:
-        log.exception("could not score the refusal of %s (recipient %s)", row.email, row.id)
-    return True
+        log.exception("could not score the failure of %s (recipient %s)", row.email, row.id)
 
 
-def delivered(session: Session, sent: list[int], now: datetime) -> None:
-    """Mark the probes among the recipients `sent` as accepted by the relay."""
-    if not sent:
-        return
-    wanted = set(sent)
-    probes = session.scalars(select(BounceProbe).where(
-        BounceProbe.out_recipient_id.between(min(sent), max(sent)),
-        BounceProbe.status == "sent"))
-    for probe in probes:
-        if probe.out_recipient_id in wanted:
-            probe.status, probe.accepted_at = "accepted", now
-            log.info("probe %s (notice %s) accepted by the relay", probe.id, probe.warning)
+class DeliveryBounces:
+    """The delivery worker's results, scored (`delivery.feedback.DeliveryFeedback`).
+
+    The daemon hands one to its delivery workers.
+    """
+
+    def refused(self, session: Session, row: OutRecipient, reply: str, now: datetime) -> bool:
+        """A recipient refused for good at RCPT time; False when it is to be retried instead.
+
+        A provider's rate or quota limit ("daily user sending limit exceeded") says nothing
+        about the recipient: False, and the caller retries it with its backoff. Otherwise,
+        when the row was a member's copy (or a probe), the refusal is scored like a bounce
+        report.
+        """
+        kind, _ = classify_refusal(reply)
+        if kind is Kind.RATE:
+            return False
+        _score_delivery(session, row, kind, reply, now)
+        return True
+
+    def gave_up(self, session: Session, row: OutRecipient, reply: str, now: datetime) -> None:
+        """The retries of a recipient ended on a temporary refusal at RCPT TO (a mailbox
+        full): scored like a report of a temporary failure (+0.5), or not counted when its
+        words are a policy or a sending limit."""
+        kind, _ = classify_refusal(reply)
+        if kind is Kind.PERMANENT:
+            kind = Kind.TEMPORARY  # a 4xx reply the relay never turned into a 5xx
+        _score_delivery(session, row, kind, f"gave up: {reply}", now)
+
+    def delivered(self, session: Session, recipient_ids: list[int], now: datetime) -> None:
+        """Mark the probes among the recipients sent as accepted by the relay."""
+        if not recipient_ids:
+            return
+        wanted = set(recipient_ids)
+        probes = session.scalars(select(BounceProbe).where(
+            BounceProbe.out_recipient_id.between(min(recipient_ids), max(recipient_ids)),
+            BounceProbe.status == "sent"))
+        for probe in probes:
+            if probe.out_recipient_id in wanted:
+                probe.status, probe.accepted_at = "accepted", now
+                log.info("probe %s (notice %s) accepted by the relay", probe.id, probe.warning)
 
 
 # -- notices, warnings and the steps after disabling ------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP
 
+from .bounces import DeliveryBounces
 from .clock import Clock, SystemClock
 from .config import Settings
 from .db import Store
@@ -165,13 +166,14 @@ class Daemon:
                       self.schedule_wake, self.stopping, self.deliver_wake),
         ]
         limits = SendLimits.of(s.outbound)
+        feedback = DeliveryBounces()
         for index in range(s.outbound.max_connections):
             self._workers.append(DeliveryWorker(
                 self.store, s.outbound,
                 make_transport(s.outbound, s.outbox_dir, s.hosted_sender if s.hosted else ""),
                 self.clock,
                 self.deliver_wake, self.stopping, s.daemon.poll_seconds, f"delivery-{index}",
-                limits,
+                limits, feedback=feedback,
             ))
         if s.intake.imap.enabled:
             self._workers.append(ImapPoller(self.store, s, self.clock, self.route_wake.set,

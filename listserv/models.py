@@ -245,7 +245,10 @@ class OutRecipient(Base):
     """One recipient of an OutMessage and the result of delivering to it."""
 
     __tablename__ = "out_recipients"
-    __table_args__ = (Index("ix_out_recipients_due", "status", "next_attempt_at", "id"),)
+    # The claim's two orders: first attempts (attempts = 0) before retries, each by due time.
+    __table_args__ = (Index("ix_out_recipients_due", "status", "next_attempt_at", "id"),
+                      Index("ix_out_recipients_fresh", "status", "attempts", "next_attempt_at",
+                            "id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("out_messages.id", ondelete="CASCADE"))

@@ -2,7 +2,10 @@
 
 Mail is queued in the same transaction as the state change that causes it. A worker claims a
 batch (one message, up to `max_recipients_per_transaction` recipients) under a lease, sends it,
-and records the results; a crash re-sends at most the batches in flight.
+and records the results; a crash re-sends at most the batches in flight. First attempts are
+claimed before retries, so mail accepted now is not held up by old mail that keeps failing.
+What the results mean for members is not this module's business: it reports them through
+`delivery.feedback.DeliveryFeedback`.
 
 The relay's sending limits (`messages_per_minute`, `recipients_per_day`) are counted at claim
 time over the `send_usage` ledger, one row per claimed batch: mail beyond them is not claimed
@@ -38,11 +41,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from . import bounces
 from .addresses import Role, role_address
 from .clock import Clock
 from .config import OutboundSettings
 from .db import Store
+from .delivery.feedback import DeliveryFeedback
 from .models import MailingList, Member, OutMessage, OutRecipient, SendUsage
 from .transforms import personalize
 from .transports import Outcome, Result, Transport
@@ -142,28 +145,41 @@ class _Message:
 
 _RECIPIENTS = OutRecipient.__table__
 _R = _RECIPIENTS.c
-_ORDER = (_R.next_attempt_at, _R.id)  # the order of the index ix_out_recipients_due
+# The order of the indexes ix_out_recipients_due (status, next_attempt_at, id) and, among
+# first attempts, ix_out_recipients_fresh (status, attempts, next_attempt_at, id).
+_ORDER = (_R.next_attempt_at, _R.id)
 
 
-def _due() -> ColumnElement[bool]:
-    """A recipient row that may be claimed at `:now`: queued, its time come, no live lease."""
+def _due(fresh: bool = False) -> ColumnElement[bool]:
+    """A recipient row that may be claimed at `:now`: queued, its time come, no live lease.
+
+    `fresh`: only rows never tried yet (no failed attempt).
+    """
     now = bindparam("now", type_=_R.next_attempt_at.type)
     return and_(
         _R.status == "queued",
+        *([_R.attempts == 0] if fresh else []),
         _R.next_attempt_at <= now,
         or_(_R.lease_until.is_(None), _R.lease_until < now),
     )
 
 
+def _first_due(fresh: bool) -> ColumnElement[int]:
+    """The message of the first due row (of the first attempts only, with `fresh`)."""
+    return (select(_R.message_id).where(_due(fresh)).order_by(*_ORDER).limit(1)
+            .scalar_subquery())
+
+
 @functools.cache
-def _claim_statement(limit: int) -> Update:
+def _claim_statement(limit: int, fresh: bool) -> Update:
     """UPDATE … RETURNING that leases up to `limit` due rows of the first due message.
 
-    Built once per limit (binds `now`, `until`): the hot loop of a large delivery pays neither
-    for building nor for compiling it again.
+    `fresh`: of the first message with rows never tried, taking only those. Built once per
+    limit (binds `now`, `until`): the hot loop of a large delivery pays neither for building
+    nor for compiling it again.
     """
-    due = _due()
-    first = select(_R.message_id).where(due).order_by(*_ORDER).limit(1).scalar_subquery()
+    due = _due(fresh)
+    first = _first_due(fresh)
     chosen = (
         select(_R.id)
         .where(due, _R.message_id == first)
@@ -294,7 +310,7 @@ def prune_usage(session: Session, now: datetime) -> None:
 @functools.cache
 def _first_due_personalized() -> Select[tuple[bool]]:
     """Whether the message the next claim would take is personalized (a row, or none)."""
-    first = select(_R.message_id).where(_due()).order_by(*_ORDER).limit(1).scalar_subquery()
+    first = func.coalesce(_first_due(fresh=True), _first_due(fresh=False))
     return select(OutMessage.personalize).where(OutMessage.id == first)
 
 
@@ -329,11 +345,16 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int,
           limits: SendLimits | None = None) -> Batch | None:
     """Claim up to `limit` due recipients of the oldest due message, under a lease.
 
+    First attempts go first: the rows never tried of the message first due among them; only
+    when there are none, the rows of the message first due of all (the retries). A post
+    accepted now thus goes out now, however many old retries are due, and the retries keep
+    their order among themselves.
+
     One statement takes the lease and returns the rows (UPDATE … RETURNING, on SQLite and on
-    PostgreSQL, where the inner SELECT skips rows other workers hold locked). Both SELECTs walk
-    the index ix_out_recipients_due (status, next_attempt_at, id) in its own order, so neither
-    sorts the whole queue: claiming costs the same at the start of a 100,000-member delivery as
-    at its end.
+    PostgreSQL, where the inner SELECT skips rows other workers hold locked). Its SELECTs walk
+    the index ix_out_recipients_fresh (first attempts) or ix_out_recipients_due (all) in its
+    own order, so none sorts the whole queue: claiming costs the same at the start of a
+    100,000-member delivery as at its end.
 
     With `limits`, the batch is what the relay's limits still allow (None, claiming nothing,
     when they allow nothing now), and a `send_usage` row records it in the same transaction.
@@ -351,9 +372,10 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int,
         # rows", and it picks a bitmap scan of every queued row plus a sort: 65 ms per claim
         # at the start of a 100,000-member delivery instead of 6. Ask for the index's order.
         connection.exec_driver_sql("SET LOCAL enable_sort = off")
-    rows = connection.execute(
-        _claim_statement(limit), {"now": now, "until": now + lease}
-    ).all()
+    params = {"now": now, "until": now + lease}
+    rows = connection.execute(_claim_statement(limit, True), params).all()
+    if not rows:
+        rows = connection.execute(_claim_statement(limit, False), params).all()
     if postgres:
         connection.exec_driver_sql("SET LOCAL enable_sort TO DEFAULT")
     if not rows:
@@ -416,8 +438,13 @@ def record(
     now: datetime,
     settings: OutboundSettings,
     created_at: datetime,
+    feedback: DeliveryFeedback,
 ) -> None:
-    """Write each recipient's result: sent, failed for good, or due again after a backoff."""
+    """Write each recipient's result: sent, failed for good, or due again after a backoff.
+
+    `feedback` hears of every recipient sent, refused for good, or given up on after a
+    temporary failure about the recipient (not one of the transaction or the connection).
+    """
     sent = [rid for rid, result in results.items() if result.outcome is Outcome.SENT]
     if sent:
         session.connection().execute(
@@ -425,7 +452,7 @@ def record(
             .where(_ids_in(sent))
             .values(status="sent", sent_at=now, lease_until=None, last_error="")
         )
-        bounces.delivered(session, sent, now)  # a probe accepted: its member may be enabled
+        feedback.delivered(session, sent, now)  # a probe accepted: its member may be enabled
     if len(sent) == len(results):
         return
     failed = {rid: r for rid, r in results.items() if r.outcome is not Outcome.SENT}
@@ -436,10 +463,10 @@ def record(
         row.attempts += 1
         row.lease_until = None
         row.last_error = result.reason
-        # Refused at RCPT TO: scored like a bounce when it is a member's copy or a probe;
-        # a provider's rate or quota limit is no one's bounce and is retried instead.
-        if result.outcome is Outcome.PERMANENT and bounces.refused(session, row, result.reason,
-                                                                   now):
+        # Refused at RCPT TO: final, unless the feedback says to retry (a provider's rate or
+        # quota limit is no one's bounce).
+        if result.outcome is Outcome.PERMANENT and feedback.refused(session, row, result.reason,
+                                                                    now):
             row.status = "failed"
             continue
         delay = timedelta(seconds=settings.retry_base_seconds * 2 ** (row.attempts - 1))
@@ -447,6 +474,8 @@ def record(
         if row.next_attempt_at > give_up:
             row.status = "failed"
             row.last_error = f"gave up after {settings.give_up_days:g} days: {result.reason}"
+            if result.about_recipient:
+                feedback.gave_up(session, row, result.reason, now)
     # Written now: a claim in the same transaction (Core, no autoflush) must see these rows
     # as they are (the bounce scoring above may already have flushed a cleared lease).
     session.flush()
@@ -491,9 +520,13 @@ class DeliveryWorker(threading.Thread):
         poll_seconds: float,
         name: str,
         limits: SendLimits | None = None,
+        *,
+        feedback: DeliveryFeedback,
     ) -> None:
-        """`limits`: the relay's limits, one object shared by a daemon's workers."""
+        """`limits`: the relay's limits, one object shared by a daemon's workers; `feedback`:
+        who hears of the results (the daemon's bounce scoring)."""
         super().__init__(name=name, daemon=True)
+        self.feedback = feedback
         self.store = store
         self.settings = settings
         self.transport = transport
@@ -559,7 +592,8 @@ class DeliveryWorker(threading.Thread):
         with self.store.unit_of_work() as session:
             if done is not None:
                 batch, results = done
-                record(session, results, self.clock.now(), self.settings, batch.created_at)
+                record(session, results, self.clock.now(), self.settings, batch.created_at,
+                       self.feedback)
             if claiming is None:
                 return None
             lease, limit = claiming

@@ -401,8 +401,12 @@ def find_request(session: Session, request_id: str) -> Request:
 # -- queue and log ---------------------------------------------------------------------------
 
 
-def queue_items(session: Session) -> list[dict[str, str]]:
-    """Outgoing mail not yet delivered (with reasons), and incoming mail that failed."""
+def queue_items(session: Session, failed: bool = False) -> list[dict[str, str]]:
+    """What is still to be done: outgoing mail not yet delivered (with reasons) and incoming
+    mail not yet handled; with `failed`, the final failures instead (the newest 100 outgoing
+    recipients given up on or refused, and incoming mail whose handling failed)."""
+    if failed:
+        return _failures(session)
     items: list[dict[str, str]] = []
     waiting = session.execute(
         select(OutMessage.id, OutMessage.kind, MailingList.name, MailingList.domain,
@@ -419,27 +423,36 @@ def queue_items(session: Session) -> list[dict[str, str]]:
                       "list": f"{name}@{domain}" if name else "", "recipients": str(count),
                       "next_attempt": next_at.isoformat() if next_at else "",
                       "reason": error or "waiting for delivery"})
+    waiting_in = session.scalars(
+        select(Inbound).where(Inbound.status == "new").order_by(Inbound.id)
+    ).all()
+    items += [_inbound_item(row) for row in waiting_in]
+    return items
+
+
+def _failures(session: Session) -> list[dict[str, str]]:
     failed_out = session.execute(
         select(OutRecipient.message_id, OutRecipient.email, OutRecipient.last_error)
         .where(OutRecipient.status == "failed").order_by(OutRecipient.id.desc()).limit(100)
     ).all()
-    for mid, email, error in failed_out:
-        items.append({"id": f"out-{mid}", "direction": "outgoing", "kind": "failed",
-                      "list": "", "recipients": email, "next_attempt": "", "reason": error})
-    unhandled = session.scalars(
-        select(Inbound).where(Inbound.status.in_(("new", "failed"))).order_by(Inbound.id)
+    items = [{"id": f"out-{mid}", "direction": "outgoing", "kind": "failed", "list": "",
+              "recipients": email, "next_attempt": "", "reason": error}
+             for mid, email, error in failed_out]
+    failed_in = session.scalars(
+        select(Inbound).where(Inbound.status == "failed").order_by(Inbound.id)
     ).all()
-    for row in unhandled:
-        waiting = row.status == "new"
-        items.append({"id": f"in-{row.id}", "direction": "incoming", "kind": row.role,
-                      "list": row.rcpt, "recipients": "",
-                      "status": "failed" if not waiting else "retrying" if row.attempts
-                      else "waiting",
-                      "attempts": str(row.attempts),
-                      "next_attempt": row.next_attempt_at.isoformat()
-                      if waiting and row.next_attempt_at else "",
-                      "reason": row.error or row.outcome or "waiting to be handled"})
-    return items
+    return items + [_inbound_item(row) for row in failed_in]
+
+
+def _inbound_item(row: Inbound) -> dict[str, str]:
+    waiting = row.status == "new"
+    return {"id": f"in-{row.id}", "direction": "incoming", "kind": row.role, "list": row.rcpt,
+            "recipients": "",
+            "status": "failed" if not waiting else "retrying" if row.attempts else "waiting",
+            "attempts": str(row.attempts),
+            "next_attempt": row.next_attempt_at.isoformat()
+            if waiting and row.next_attempt_at else "",
+            "reason": row.error or row.outcome or "waiting to be handled"}
 
 
 def retry_inbound(session: Session, ref: str, now: datetime, actor: str) -> Inbound:

@@ -27,6 +27,7 @@ from listserv.db import Store
 from .dns_stub import dns_zone, loopback_dns_server  # noqa: F401 (autouse: DNS on 127.0.0.1)
 from .dovecot import INSTALL_HINT, Dovecot, DovecotError, ImapAccount, dovecot_binary
 from .helpers import LIST, write_config
+from .postfix import Postfix, postfix_problem
 from .smtp_sink import SmtpSink
 
 PG_ADMIN_URL = os.environ.get(
@@ -203,3 +204,21 @@ def private_dovecot(tmp_path: Path) -> Iterator[Dovecot]:
     server = _started_dovecot(tmp_path / "dovecot")
     yield server
     server.close()
+
+
+# -- A real Postfix (tests/postfix.py) for the end-to-end tests of the way out ----------------
+# Each test gets a private instance of its own. Without Postfix (or without root) the tests
+# skip, or fail when LISTSERV_REQUIRE_POSTFIX=1 (set by .ci/run).
+
+
+@pytest.fixture
+def postfix() -> Iterator[Postfix]:
+    """A private Postfix on a free loopback port, prepared but not started: `configure()`
+    where mail goes, then `start()`. Stopped and removed at the end."""
+    problem = postfix_problem()
+    if problem is not None:
+        if os.environ.get("LISTSERV_REQUIRE_POSTFIX") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    with Postfix() as mta:
+        yield mta

@@ -15,13 +15,14 @@ from ..clock import Clock
 from ..db import Store
 from .store import Accepted, lookup, store_message
 
-log = logging.getLogger(__name__)
-
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message; please try again later"
 
 
 class IntakeHandler:
-    """aiosmtpd handler: database work runs in threads, never on the event loop."""
+    """aiosmtpd handler: database work runs in threads, never on the event loop.
+
+    It logs as `listserv.intake.lmtp` or `listserv.intake.smtp`, the protocol it serves.
+    """
 
     def __init__(self, store: Store, clock: Clock, on_stored: Callable[[], None],
                  lmtp: bool) -> None:
@@ -29,13 +30,14 @@ class IntakeHandler:
         self.clock = clock
         self.on_stored = on_stored
         self.lmtp = lmtp
+        self.log = logging.getLogger(f"{__package__}.{'lmtp' if lmtp else 'smtp'}")
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         try:
             destination = await asyncio.to_thread(lookup, self.store, address)
         except Exception:
-            log.exception("recipient lookup failed for %s", address)
+            self.log.exception("recipient lookup failed for %s", address)
             return "451 4.3.0 Temporary failure looking up the recipient"
         if destination is None:
             return f"550 5.1.1 <{address}>: no such list or address here"
@@ -53,9 +55,9 @@ class IntakeHandler:
                 store_message, self.store, self.clock, envelope.mail_from or "", accepted, raw
             )
         except Exception:
-            log.exception("storing a message from %s failed", envelope.mail_from)
+            self.log.exception("storing a message from %s failed", envelope.mail_from)
             return self._reply(TEMPORARY_FAILURE, len(accepted))
-        log.info("stored %d bytes from <%s> as inbound %s", len(raw), envelope.mail_from,
+        self.log.info("stored %d bytes from <%s> as inbound %s", len(raw), envelope.mail_from,
                  ",".join(map(str, ids)))
         self.on_stored()
         return self._reply("250 2.0.0 OK: stored", len(accepted))
@@ -65,7 +67,7 @@ class IntakeHandler:
         return "\r\n".join([line] * max(recipients, 1)) if self.lmtp else line
 
     async def handle_exception(self, error: Exception) -> str:
-        log.exception("intake session error", exc_info=error)
+        self.log.exception("intake session error", exc_info=error)
         return "451 4.3.0 Temporary server error"
 
 
