@@ -56,6 +56,7 @@ from .store.list_settings import (
     items,
     whole,
 )
+from .store.once import claim_once
 from .transforms import distribution_copy
 
 log = logging.getLogger(__name__)
@@ -679,12 +680,6 @@ def send_summary(session: Session, renderer: Renderer, ml: MailingList, deadline
            pending=counts["received"], column_address=ml.role_address(Role.COLUMN))
 
 
-def _claim(session: Session, kind: str, key: str, now: datetime) -> bool:
-    from .scheduler import claim_once  # the scheduler imports this module
-
-    return claim_once(session, kind, key, now)
-
-
 def due_for_list(session: Session, renderer: Renderer, ml: MailingList, now: datetime) -> None:
     """The list's call (from call_days before a deadline to its end) and summary (on it)."""
     call_days = CALL_DAYS.get(ml)
@@ -692,14 +687,14 @@ def due_for_list(session: Session, renderer: Renderer, ml: MailingList, now: dat
         start, end = _start(deadline), _start(deadline + timedelta(days=1))
         key = f"{ml.id}:{deadline.isoformat()}"
         if call_days and start - timedelta(days=call_days) <= now < end \
-                and _claim(session, "column-call", key, now):
+                and claim_once(session, "column-call", key, now):
             count = send_call(session, renderer, ml, deadline, now)
             late = now - (start - timedelta(days=call_days))
             audit(session, now, DAEMON, "column-call",
                   f"deadline {deadline.isoformat()}: sent to {count} members"
                   + (f" ({late.days} days late)" if late >= timedelta(days=1) else ""), ml.id)
         if start <= now < start + SUMMARY_WINDOW \
-                and _claim(session, "column-summary", key, now):
+                and claim_once(session, "column-summary", key, now):
             send_summary(session, renderer, ml, deadline, now)
             audit(session, now, DAEMON, "column-summary",
                   f"deadline {deadline.isoformat()}: summary to the chair", ml.id)

@@ -11,7 +11,6 @@ import threading
 from datetime import datetime, time
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import bounces, column, meetings
@@ -20,22 +19,13 @@ from .clock import Clock
 from .db import Store
 from .mail.automatic import may_auto_reply
 from .membership import expire_requests
-from .models import Held, MailingList, Once
+from .models import Held, MailingList
 from .notices import notify
 from .posting import parse
 from .render import Renderer
+from .store.once import claim_once
 
 log = logging.getLogger(__name__)
-
-
-def claim_once(session: Session, kind: str, key: str, now: datetime) -> bool:
-    """Record that (kind, key) happens now; False if it already did (unique constraint)."""
-    try:
-        with session.begin_nested():
-            session.add(Once(kind=kind, key=key, at=now))
-    except IntegrityError:
-        return False
-    return True
 
 
 def expire_held(session: Session, renderer: Renderer, now: datetime) -> int:
