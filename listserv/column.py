@@ -22,7 +22,6 @@ import io
 import json
 import logging
 import re
-import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from .store.list_settings import (
     whole,
 )
 from .store.once import claim_once
+from .store.staging import staged_folder
 from .transforms import distribution_copy
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,9 @@ MAX_BODY = 200_000
 SUMMARY_WINDOW = timedelta(days=7)
 #: Names of our own files in a revision's folder (attachments never take them).
 OWN_FILES = ("message.eml", "message.txt")
+#: Where a revision's files are written until its unit of work commits (in submissions/; a
+#: tracking id never starts with a dot).
+STAGING = ".staging"
 STATUSES = ("received", "accepted", "declined", "published")
 
 # -- list settings ---------------------------------------------------------------------------
@@ -261,13 +264,10 @@ def _kb_text(size: int) -> str:
 
 def store_files(folder: Path, ml: MailingList, incoming: Incoming) -> tuple[list[dict[str, Any]],
                                                                            list[dict[str, Any]]]:
-    """Write the mail, its text and the attachments the list takes into `folder`.
+    """Write the mail, its text and the attachments the list takes into the empty `folder`.
 
     Returns (files kept, files refused with the reason).
     """
-    if folder.exists():  # left by a unit of work that was rolled back: nothing points at it
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
     attachments.write_inside(folder, "message.eml", incoming.raw)
     attachments.write_inside(folder, "message.txt", incoming.body.encode("utf-8"))
     taken = {n.casefold() for n in OWN_FILES}
@@ -342,8 +342,10 @@ def _new_revision(session: Session, data_dir: Path, ml: MailingList, submission:
     submission.revisions.append(revision)
     session.flush()
     leaf = f"rev-{number}" if number else f"held-{revision.id}"
-    folder = data_dir / "submissions" / submission.tracking_id / leaf
     revision.folder = f"{submission.tracking_id}/{leaf}"
+    # The files appear under submissions/ only once the unit of work commits.
+    submissions = data_dir / "submissions"
+    folder = staged_folder(session, submissions / revision.folder, submissions / STAGING)
     revision.files, revision.refused = store_files(folder, ml, incoming)
     return revision
 
