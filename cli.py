@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from listserv import bounces, column, meetings, membership, peer_input, services
-from listserv.clock import clock_from_environment
+from listserv.clock import Clock, SystemClock
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
 from listserv.db import Store
@@ -31,9 +31,9 @@ from listserv.render import Renderer
 class App:
     """What every command needs, made on first use: settings, store, renderer, clock."""
 
-    def __init__(self, config: str | None) -> None:
+    def __init__(self, config: str | None, clock: Clock | None = None) -> None:
         self.config = config
-        self.clock = clock_from_environment()  # the system clock (a test hook aside)
+        self.clock = clock or SystemClock()
         self._settings: Settings | None = None
         self._store: Store | None = None
 
@@ -156,7 +156,9 @@ pass_app = click.make_pass_decorator(App)
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """listserv: run mailing lists by email, moderate from here."""
-    app = App(config)
+    # A caller may hand in the clock as the context object, `main(obj=clock)`: tests run the
+    # CLI and daemons in subprocesses "days later" that way (tests/fake_clock_cli.py).
+    app = App(config, clock=ctx.obj)
     ctx.obj = app
     ctx.call_on_close(app.close)
 
