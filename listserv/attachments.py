@@ -37,7 +37,6 @@ class Sniffed:
 #: Types a submission may carry unless the list says otherwise (column.types).
 DEFAULT_TYPES = ("pdf", "docx", "docm", "xlsx", "xlsm", "pptx", "pptm", "odt", "rtf", "txt",
                  "jpeg", "png")
-KNOWN_TYPES = (*DEFAULT_TYPES, "zip", "exe", "unknown")
 
 _OFFICE = {
     "word/": ("docx", "docm", "a Word document", ".docx", ".docm"),
