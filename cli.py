@@ -464,7 +464,7 @@ def requests_list(app: App, list_ref: str | None, as_json: bool) -> None:
 def requests_approve(app: App, request_id: str) -> None:
     """Approve a confirmed subscription: the person becomes a member and is welcomed."""
     with app.unit_of_work() as session:
-        request = services.find_request(session, request_id)
+        request = services.find_membership_request(session, request_id)
         click.echo(membership.approve(session, app.renderer, request, app.clock.now(),
                                       app.actor))
 
@@ -476,7 +476,7 @@ def requests_approve(app: App, request_id: str) -> None:
 def requests_deny(app: App, request_id: str, reason: str) -> None:
     """Refuse a waiting request; the person is told (with the reason, if given)."""
     with app.unit_of_work() as session:
-        request = services.find_request(session, request_id)
+        request = services.find_membership_request(session, request_id)
         membership.deny(session, app.renderer, request, app.clock.now(), app.actor, reason)
     click.echo(f"denied {request_id}")
 
@@ -656,7 +656,7 @@ def peer_input_list(app: App, list_ref: str | None, everything: bool, as_json: b
 def peer_input_approve(app: App, request_id: str) -> None:
     """Confirm a request's reservation (a held one is booked where it fits)."""
     with app.unit_of_work() as session:
-        request = peer_input.find_request(session, request_id)
+        request = peer_input.find_peer_input(session, request_id)
         click.echo(peer_input.approve(session, app.renderer, request, app.clock.now(),
                                       app.actor))
 
@@ -668,7 +668,7 @@ def peer_input_approve(app: App, request_id: str) -> None:
 def peer_input_decline(app: App, request_id: str, reason: str) -> None:
     """Decline a request (the reason is mailed); its time goes to the next that fits."""
     with app.unit_of_work() as session:
-        request = peer_input.find_request(session, request_id)
+        request = peer_input.find_peer_input(session, request_id)
         click.echo(peer_input.decline(session, app.renderer, request, app.clock.now(),
                                       app.actor, reason))
 
@@ -681,7 +681,7 @@ def peer_input_decline(app: App, request_id: str, reason: str) -> None:
 def peer_input_move(app: App, request_id: str, meeting_id: str, minutes: int | None) -> None:
     """Move a request to another meeting; the requester is told."""
     with app.unit_of_work() as session:
-        request = peer_input.find_request(session, request_id)
+        request = peer_input.find_peer_input(session, request_id)
         click.echo(peer_input.move(session, app.renderer, request, meeting_id,
                                    app.clock.now(), app.actor, minutes))
 
@@ -696,7 +696,7 @@ def peer_input_edit(app: App, request_id: str, name: str | None, project: str | 
                     minutes: int | None) -> None:
     """Change what list mail shows of a request, or its minutes."""
     with app.unit_of_work() as session:
-        request = peer_input.find_request(session, request_id)
+        request = peer_input.find_peer_input(session, request_id)
         click.echo(peer_input.edit(session, app.renderer, request, app.clock.now(), app.actor,
                                    name=name, project=project, minutes=minutes))
 

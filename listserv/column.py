@@ -55,6 +55,7 @@ from .store.list_settings import (
     items,
     whole,
 )
+from .store.lookup import by_number
 from .store.once import claim_once
 from .store.staging import staged_folder
 from .transforms import distribution_copy
@@ -425,8 +426,8 @@ def read(msg: EmailMessage, raw: bytes, ml: MailingList, sender: str, name: str,
 def find_submission(session: Session, ref: str) -> Submission:
     ref = ref.strip()
     found = session.scalar(select(Submission).where(Submission.tracking_id == ref.upper()))
-    if found is None and ref.isdigit() and len(ref) < 19:
-        found = session.get(Submission, int(ref))
+    if found is None:
+        found = by_number(session, Submission, ref)
     if found is None:
         raise ListservError(f"no submission {ref}")
     return found
