@@ -658,7 +658,7 @@ def send_call(session: Session, renderer: Renderer, ml: MailingList, deadline: d
               now: datetime) -> int:
     """The call for submissions to the members, as list mail (not re-injected as a post)."""
     msg = renderer.mail(
-        "column-call.txt", domain=ml.domain, **list_context(ml),
+        "column-call.txt", domain=ml.domain, now=now, **list_context(ml),
         post_address=ml.role_address(Role.POST), column_name=column_name(ml),
         column_address=ml.role_address(Role.COLUMN), deadline_text=_deadline_text(
             deadline.isoformat()), max_file_kb=MAX_FILE_KB.get(ml),

@@ -452,7 +452,8 @@ def send_to_members(session: Session, renderer: Renderer, meeting: Meeting, temp
     """
     ml = meeting.mailing_list
     context = meeting_context(session, ml, meeting, now)
-    msg = renderer.mail(template, domain=ml.domain, **list_context(ml), **context, **extra)
+    msg = renderer.mail(template, domain=ml.domain, now=now, **list_context(ml), **context,
+                        **extra)
     msg.add_attachment(
         calendar(ml, meeting, now, method, context), maintype="text", subtype="calendar",
         cte="base64", params={"charset": "utf-8", "method": method},

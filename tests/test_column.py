@@ -113,6 +113,11 @@ def text_of(msg) -> str:
     return " ".join(msg.get_body(("plain",)).get_content().split())
 
 
+def utc_date(msg) -> datetime:
+    """The Date header of our mail: UTC, written with the zone -0000."""
+    return msg["Date"].datetime.replace(tzinfo=UTC)
+
+
 def listing(cli, *args: str) -> list[dict]:
     return json.loads(cli("submissions", "list", *args, "--json").output)
 
@@ -524,6 +529,8 @@ def test_the_call_goes_out_21_days_before_exactly_once_across_a_restart_and_the_
     assert f"{deadline.day} {deadline:%B %Y}" in body
     assert COLUMN in body and "How to submit" in body
     assert call["List-Id"] == "<shma.lists.example.org>"
+    # Dated by the daemon's clock (three weeks ahead of the wall clock), not the wall clock.
+    assert abs(utc_date(call) - clock.now()) < timedelta(minutes=5)
     daemon.run_scheduler()
 
     # A restart: a new daemon on the same store and a clock a day later sends nothing again.
@@ -546,6 +553,7 @@ def test_the_call_goes_out_21_days_before_exactly_once_across_a_restart_and_the_
         second.run_scheduler()
         summary = wait_replies(sink, CHAIR, before + 1)[-1]
         assert "is today" in summary["Subject"]
+        assert abs(utc_date(summary) - later.now()) < timedelta(minutes=5)
         text = text_of(summary)
         assert "Received: 1" in text and "Pending: 1" in text and "Accepted: 0" in text
         assert tracking_id() in text
