@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from listserv import bounces, column, meetings, membership, peer_input, services
-from listserv.clock import clock_from_environment
+from listserv.clock import Clock, SystemClock
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
 from listserv.db import Store
@@ -31,9 +31,9 @@ from listserv.render import Renderer
 class App:
     """What every command needs, made on first use: settings, store, renderer, clock."""
 
-    def __init__(self, config: str | None) -> None:
+    def __init__(self, config: str | None, clock: Clock | None = None) -> None:
         self.config = config
-        self.clock = clock_from_environment()  # the system clock (a test hook aside)
+        self.clock = clock or SystemClock()
         self._settings: Settings | None = None
         self._store: Store | None = None
 
@@ -156,7 +156,9 @@ pass_app = click.make_pass_decorator(App)
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """listserv: run mailing lists by email, moderate from here."""
-    app = App(config)
+    # A caller may hand in the clock as the context object, `main(obj=clock)`: tests run the
+    # CLI and daemons in subprocesses "days later" that way (tests/fake_clock_cli.py).
+    app = App(config, clock=ctx.obj)
     ctx.obj = app
     ctx.call_on_close(app.close)
 
@@ -462,7 +464,7 @@ def requests_list(app: App, list_ref: str | None, as_json: bool) -> None:
 def requests_approve(app: App, request_id: str) -> None:
     """Approve a confirmed subscription: the person becomes a member and is welcomed."""
     with app.unit_of_work() as session:
-        request = services.find_request(session, request_id)
+        request = services.find_membership_request(session, request_id)
         click.echo(membership.approve(session, app.renderer, request, app.clock.now(),
                                       app.actor))
 
@@ -474,7 +476,7 @@ def requests_approve(app: App, request_id: str) -> None:
 def requests_deny(app: App, request_id: str, reason: str) -> None:
     """Refuse a waiting request; the person is told (with the reason, if given)."""
     with app.unit_of_work() as session:
-        request = services.find_request(session, request_id)
+        request = services.find_membership_request(session, request_id)
         membership.deny(session, app.renderer, request, app.clock.now(), app.actor, reason)
     click.echo(f"denied {request_id}")
 
@@ -654,7 +656,7 @@ def peer_input_list(app: App, list_ref: str | None, everything: bool, as_json: b
 def peer_input_approve(app: App, request_id: str) -> None:
     """Confirm a request's reservation (a held one is booked where it fits)."""
     with app.unit_of_work() as session:
-        request = peer_input.find_request(session, request_id)
+        request = peer_input.find_peer_input(session, request_id)
         click.echo(peer_input.approve(session, app.renderer, request, app.clock.now(),
                                       app.actor))
 
@@ -666,7 +668,7 @@ def peer_input_approve(app: App, request_id: str) -> None:
 def peer_input_decline(app: App, request_id: str, reason: str) -> None:
     """Decline a request (the reason is mailed); its time goes to the next that fits."""
     with app.unit_of_work() as session:
-        request = peer_input.find_request(session, request_id)
+        request = peer_input.find_peer_input(session, request_id)
         click.echo(peer_input.decline(session, app.renderer, request, app.clock.now(),
                                       app.actor, reason))
 
@@ -679,7 +681,7 @@ def peer_input_decline(app: App, request_id: str, reason: str) -> None:
 def peer_input_move(app: App, request_id: str, meeting_id: str, minutes: int | None) -> None:
     """Move a request to another meeting; the requester is told."""
     with app.unit_of_work() as session:
-        request = peer_input.find_request(session, request_id)
+        request = peer_input.find_peer_input(session, request_id)
         click.echo(peer_input.move(session, app.renderer, request, meeting_id,
                                    app.clock.now(), app.actor, minutes))
 
@@ -694,7 +696,7 @@ def peer_input_edit(app: App, request_id: str, name: str | None, project: str | 
                     minutes: int | None) -> None:
     """Change what list mail shows of a request, or its minutes."""
     with app.unit_of_work() as session:
-        request = peer_input.find_request(session, request_id)
+        request = peer_input.find_peer_input(session, request_id)
         click.echo(peer_input.edit(session, app.renderer, request, app.clock.now(), app.actor,
                                    name=name, project=project, minutes=minutes))
 

@@ -37,7 +37,6 @@ class Sniffed:
 #: Types a submission may carry unless the list says otherwise (column.types).
 DEFAULT_TYPES = ("pdf", "docx", "docm", "xlsx", "xlsm", "pptx", "pptm", "odt", "rtf", "txt",
                  "jpeg", "png")
-KNOWN_TYPES = (*DEFAULT_TYPES, "zip", "exe", "unknown")
 
 _OFFICE = {
     "word/": ("docx", "docm", "a Word document", ".docx", ".docm"),
@@ -162,8 +161,11 @@ def inside(folder: Path, name: str) -> Path:
 
 
 def write_inside(folder: Path, name: str, data: bytes) -> Path:
-    """Write a new file `name` in `folder` (never overwriting, never elsewhere)."""
+    """Write a new private file `name` (0600) in `folder`, never overwriting, never elsewhere,
+    and on disk before this returns."""
     path = inside(folder, name)
-    with open(path, "xb") as out:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
         out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
     return path

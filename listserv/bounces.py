@@ -682,17 +682,17 @@ def report_to_chair(session: Session, renderer: Renderer, ml: MailingList, raw: 
         return False
     report = email.message_from_bytes(raw, policy=email.policy.default)
     for owner in ml.owners:
-        msg = renderer.mail("notice-bounce-report.txt", domain=ml.domain, to=owner.email,
-                            why=why, inbound_id=inbound_id,
+        msg = renderer.mail("notice-bounce-report.txt", domain=ml.domain, now=now,
+                            to=owner.email, why=why, inbound_id=inbound_id,
                             subject=header_text(report, "Subject"),
                             sender=header_text(report, "From"), **list_context(ml))
         try:
             msg.add_attachment(report)  # message/rfc822
             data = msg.as_bytes()
         except Exception:  # an unserialisable report goes as text
-            msg = renderer.mail("notice-bounce-report.txt", domain=ml.domain, to=owner.email,
-                                why=why, inbound_id=inbound_id, subject="", sender="",
-                                **list_context(ml))
+            msg = renderer.mail("notice-bounce-report.txt", domain=ml.domain, now=now,
+                                to=owner.email, why=why, inbound_id=inbound_id, subject="",
+                                sender="", **list_context(ml))
             msg.add_attachment(raw.decode("utf-8", "replace"), filename="report.txt")
             data = msg.as_bytes()
         enqueue(session, data, [owner.email], envelope_from=ml.role_address(Role.BOUNCES),
@@ -718,7 +718,7 @@ def _send_warning(session: Session, renderer: Renderer, ml: MailingList, member:
                         status="sent", sent_at=now)
     session.add(probe)
     msg = renderer.mail(
-        "warning-bounce-probe.txt", domain=ml.domain, to=member.email, member=member,
+        "warning-bounce-probe.txt", domain=ml.domain, now=now, to=member.email, member=member,
         warning=number, warnings=total, reason=state.last_reason,
         removal=(now + interval * (total - number + 1)).strftime("%Y-%m-%d"),
         **list_context(ml))

@@ -22,7 +22,6 @@ import io
 import json
 import logging
 import re
-import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +55,9 @@ from .store.list_settings import (
     items,
     whole,
 )
+from .store.lookup import by_number
+from .store.once import claim_once
+from .store.staging import staged_folder
 from .transforms import distribution_copy
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,9 @@ MAX_BODY = 200_000
 SUMMARY_WINDOW = timedelta(days=7)
 #: Names of our own files in a revision's folder (attachments never take them).
 OWN_FILES = ("message.eml", "message.txt")
+#: Where a revision's files are written until its unit of work commits (in submissions/; a
+#: tracking id never starts with a dot).
+STAGING = ".staging"
 STATUSES = ("received", "accepted", "declined", "published")
 
 # -- list settings ---------------------------------------------------------------------------
@@ -260,13 +265,10 @@ def _kb_text(size: int) -> str:
 
 def store_files(folder: Path, ml: MailingList, incoming: Incoming) -> tuple[list[dict[str, Any]],
                                                                            list[dict[str, Any]]]:
-    """Write the mail, its text and the attachments the list takes into `folder`.
+    """Write the mail, its text and the attachments the list takes into the empty `folder`.
 
     Returns (files kept, files refused with the reason).
     """
-    if folder.exists():  # left by a unit of work that was rolled back: nothing points at it
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
     attachments.write_inside(folder, "message.eml", incoming.raw)
     attachments.write_inside(folder, "message.txt", incoming.body.encode("utf-8"))
     taken = {n.casefold() for n in OWN_FILES}
@@ -341,8 +343,10 @@ def _new_revision(session: Session, data_dir: Path, ml: MailingList, submission:
     submission.revisions.append(revision)
     session.flush()
     leaf = f"rev-{number}" if number else f"held-{revision.id}"
-    folder = data_dir / "submissions" / submission.tracking_id / leaf
     revision.folder = f"{submission.tracking_id}/{leaf}"
+    # The files appear under submissions/ only once the unit of work commits.
+    submissions = data_dir / "submissions"
+    folder = staged_folder(session, submissions / revision.folder, submissions / STAGING)
     revision.files, revision.refused = store_files(folder, ml, incoming)
     return revision
 
@@ -422,8 +426,8 @@ def read(msg: EmailMessage, raw: bytes, ml: MailingList, sender: str, name: str,
 def find_submission(session: Session, ref: str) -> Submission:
     ref = ref.strip()
     found = session.scalar(select(Submission).where(Submission.tracking_id == ref.upper()))
-    if found is None and ref.isdigit() and len(ref) < 19:
-        found = session.get(Submission, int(ref))
+    if found is None:
+        found = by_number(session, Submission, ref)
     if found is None:
         raise ListservError(f"no submission {ref}")
     return found
@@ -654,7 +658,7 @@ def send_call(session: Session, renderer: Renderer, ml: MailingList, deadline: d
               now: datetime) -> int:
     """The call for submissions to the members, as list mail (not re-injected as a post)."""
     msg = renderer.mail(
-        "column-call.txt", domain=ml.domain, **list_context(ml),
+        "column-call.txt", domain=ml.domain, now=now, **list_context(ml),
         post_address=ml.role_address(Role.POST), column_name=column_name(ml),
         column_address=ml.role_address(Role.COLUMN), deadline_text=_deadline_text(
             deadline.isoformat()), max_file_kb=MAX_FILE_KB.get(ml),
@@ -679,12 +683,6 @@ def send_summary(session: Session, renderer: Renderer, ml: MailingList, deadline
            pending=counts["received"], column_address=ml.role_address(Role.COLUMN))
 
 
-def _claim(session: Session, kind: str, key: str, now: datetime) -> bool:
-    from .scheduler import claim_once  # the scheduler imports this module
-
-    return claim_once(session, kind, key, now)
-
-
 def due_for_list(session: Session, renderer: Renderer, ml: MailingList, now: datetime) -> None:
     """The list's call (from call_days before a deadline to its end) and summary (on it)."""
     call_days = CALL_DAYS.get(ml)
@@ -692,14 +690,14 @@ def due_for_list(session: Session, renderer: Renderer, ml: MailingList, now: dat
         start, end = _start(deadline), _start(deadline + timedelta(days=1))
         key = f"{ml.id}:{deadline.isoformat()}"
         if call_days and start - timedelta(days=call_days) <= now < end \
-                and _claim(session, "column-call", key, now):
+                and claim_once(session, "column-call", key, now):
             count = send_call(session, renderer, ml, deadline, now)
             late = now - (start - timedelta(days=call_days))
             audit(session, now, DAEMON, "column-call",
                   f"deadline {deadline.isoformat()}: sent to {count} members"
                   + (f" ({late.days} days late)" if late >= timedelta(days=1) else ""), ml.id)
         if start <= now < start + SUMMARY_WINDOW \
-                and _claim(session, "column-summary", key, now):
+                and claim_once(session, "column-summary", key, now):
             send_summary(session, renderer, ml, deadline, now)
             audit(session, now, DAEMON, "column-summary",
                   f"deadline {deadline.isoformat()}: summary to the chair", ml.id)

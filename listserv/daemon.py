@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import threading
-import time
 import weakref
 from pathlib import Path
 
@@ -118,15 +117,7 @@ class Daemon:
 
     def run_scheduler(self, timeout: float = 30.0) -> None:
         """Run the due work now and return once that run has finished."""
-        scheduler = next(w for w in self._workers if isinstance(w, Scheduler))
-        target = scheduler.runs + 2  # a run already under way may have read the clock before
-        deadline = time.monotonic() + timeout
-        self.schedule_wake.set()
-        while scheduler.runs < target:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the scheduler did not finish a run in time")
-            self.schedule_wake.set()
-            time.sleep(0.01)
+        next(w for w in self._workers if isinstance(w, Scheduler)).run_now(timeout)
 
     # -- parts -----------------------------------------------------------------------------
 

@@ -74,10 +74,6 @@ class Store:
                                      expire_on_commit=False)
         event.listen(self._readers, "before_flush", _refuse_writes)
 
-    @property
-    def is_postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
-
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if it raises.

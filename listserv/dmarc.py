@@ -51,8 +51,6 @@ FAILURE_TTL = 60.0
 MAX_LABELS = 8
 NAMESERVERS_ENV = "LISTSERV_DNS_NAMESERVERS"
 
-MODES = ("munge", "always", "wrap", "none")
-
 
 class Policy(StrEnum):
     """What an author's domain asks receivers to do with mail failing DMARC."""

@@ -51,6 +51,7 @@ from .store.list_settings import (
     number,
     whole,
 )
+from .store.lookup import by_number
 from .transforms import distribution_copy
 
 log = logging.getLogger(__name__)
@@ -294,8 +295,7 @@ def keep_series_ahead(session: Session, renderer: Renderer, series: MeetingSerie
 
 
 def find_meeting(session: Session, ref: str) -> Meeting:
-    number = ref.strip()
-    meeting = session.get(Meeting, int(number)) if number.isdigit() and len(number) < 19 else None
+    meeting = by_number(session, Meeting, ref)
     if meeting is None:
         raise ListservError(f"no meeting {ref}")
     return meeting
@@ -452,7 +452,8 @@ def send_to_members(session: Session, renderer: Renderer, meeting: Meeting, temp
     """
     ml = meeting.mailing_list
     context = meeting_context(session, ml, meeting, now)
-    msg = renderer.mail(template, domain=ml.domain, **list_context(ml), **context, **extra)
+    msg = renderer.mail(template, domain=ml.domain, now=now, **list_context(ml), **context,
+                        **extra)
     msg.add_attachment(
         calendar(ml, meeting, now, method, context), maintype="text", subtype="calendar",
         cte="base64", params={"charset": "utf-8", "method": method},

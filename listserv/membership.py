@@ -95,7 +95,7 @@ def unsubscribe(session: Session, renderer: Renderer, ml: MailingList, member: M
            undo_address=ml.role_address(Role.CONFIRM, undo.token or ""))
 
 
-def find_request(session: Session, token: str, now: datetime) -> Request | None:
+def open_request_for_token(session: Session, token: str, now: datetime) -> Request | None:
     """The open request a confirmation token belongs to (None if unknown, used or expired)."""
     request = session.scalar(select(Request).where(Request.token == token.lower()))
     if request is None or request.status != "confirming" or request.expires_at <= now:

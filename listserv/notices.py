@@ -80,7 +80,7 @@ def notify(
                       mailing_list.id)
                 continue
         msg = renderer.mail(
-            template, domain=mailing_list.domain, lang=lang, to=recipient,
+            template, domain=mailing_list.domain, now=now, lang=lang, to=recipient,
             **list_context(mailing_list), **context,
         )
         enqueue(

@@ -38,6 +38,7 @@ from .models import MAX_NAME_LENGTH, MailingList, Meeting, PeerInput
 from .notices import notify
 from .render import Renderer, one_line
 from .rules import header_text
+from .store.lookup import by_number
 
 MAX_PROJECT = 200
 MAX_HELP = 20_000
@@ -181,10 +182,9 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, email: str, name
 # -- the chair ---------------------------------------------------------------------------------
 
 
-def find_request(session: Session, ref: str) -> PeerInput:
-    number = ref.strip()
-    request = (session.get(PeerInput, int(number))
-               if number.isdigit() and len(number) < 19 else None)
+def find_peer_input(session: Session, ref: str) -> PeerInput:
+    """A peer-input request by the number the chair gives."""
+    request = by_number(session, PeerInput, ref)
     if request is None:
         raise ListservError(f"no peer-input request {ref}")
     return request

@@ -6,6 +6,7 @@ A template file holds the headers it sets, a blank line, then the body. Operator
 
 from __future__ import annotations
 
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from importlib import resources
@@ -63,8 +64,10 @@ class Renderer:
         """Only the body of template `name` (to quote one mail's text inside another)."""
         return self.text(name, lang, **context).partition("\n\n")[2]
 
-    def mail(self, name: str, *, domain: str, lang: str = "en", **context: Any) -> EmailMessage:
-        """A complete message from template `name`: its headers, then its body."""
+    def mail(self, name: str, *, domain: str, now: datetime, lang: str = "en",
+             **context: Any) -> EmailMessage:
+        """A complete message from template `name`: its headers, then its body; dated `now`
+        (the caller's clock) unless the template sets a Date."""
         rendered = self.text(name, lang, **context)
         head, _, body = rendered.partition("\n\n")
         msg = EmailMessage()
@@ -78,7 +81,7 @@ class Renderer:
             if value:
                 msg[key.strip()] = safe_header_value(key.strip(), value)
         if "Date" not in msg:
-            msg["Date"] = formatdate(localtime=False)
+            msg["Date"] = formatdate(now.timestamp())
         if "Message-ID" not in msg:
             msg["Message-ID"] = make_msgid(domain=domain)
         plain = body.isascii() and all(len(line) < 998 for line in body.splitlines())

@@ -11,7 +11,6 @@ import threading
 from datetime import datetime, time
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import bounces, column, meetings
@@ -20,22 +19,13 @@ from .clock import Clock
 from .db import Store
 from .mail.automatic import may_auto_reply
 from .membership import expire_requests
-from .models import Held, MailingList, Once
+from .models import Held, MailingList
 from .notices import notify
 from .posting import parse
 from .render import Renderer
+from .store.once import claim_once
 
 log = logging.getLogger(__name__)
-
-
-def claim_once(session: Session, kind: str, key: str, now: datetime) -> bool:
-    """Record that (kind, key) happens now; False if it already did (unique constraint)."""
-    try:
-        with session.begin_nested():
-            session.add(Once(kind=kind, key=key, at=now))
-    except IntegrityError:
-        return False
-    return True
 
 
 def expire_held(session: Session, renderer: Renderer, now: datetime) -> int:
@@ -95,15 +85,43 @@ class Scheduler(threading.Thread):
         super().__init__(name="scheduler", daemon=True)
         self.store, self.renderer, self.clock, self.tick = store, renderer, clock, tick
         self.wake, self.stopping, self.delivered = wake, stopping, delivered
-        self.runs = 0  # completed runs, so a caller can wait for the one it asked for
+        # run_now() calls are numbered; a run serves those asked for before it began (one
+        # under way when a call comes may have read the clock before it).
+        self._asked = self._served = 0
+        self._failed = False  # whether the run that served them last failed
+        self._done = threading.Condition()
+
+    def run_now(self, timeout: float) -> None:
+        """Run the due work now; return once a run that began after this call has finished.
+
+        Raises TimeoutError if none has finished within `timeout` seconds, RuntimeError if
+        that run failed (its error is in the log).
+        """
+        with self._done:
+            self._asked += 1
+            ticket = self._asked
+            self.wake.set()
+            if not self._done.wait_for(lambda: self._served >= ticket or self.stopping.is_set(),
+                                       timeout):
+                raise TimeoutError("the scheduler did not finish a run in time")
+            if self._failed:
+                raise RuntimeError("the scheduler's run failed (see the log)")
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            with self._done:
+                asked = self._asked
+            failed = False
             try:
                 run_due(self.store, self.renderer, self.clock)
                 self.delivered.set()
-                self.runs += 1
             except Exception:
                 log.exception("scheduler run failed; trying again next tick")
+                failed = True
+            with self._done:
+                self._served, self._failed = asked, failed
+                self._done.notify_all()
             self.wake.wait(self.tick)
             self.wake.clear()
+        with self._done:
+            self._done.notify_all()  # a run_now() waiting for a run that will not come

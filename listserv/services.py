@@ -40,6 +40,7 @@ from .posting import distribute, headers_only, list_headers, parse
 from .render import Renderer
 from .rules import from_name
 from .store import list_settings
+from .store.lookup import by_number
 from .tokens import new_token
 
 DELIVERY_MODES = ("regular", "digest", "nomail")
@@ -326,8 +327,7 @@ def waiting_held(session: Session, ml: MailingList | None = None) -> list[Held]:
 
 def find_held(session: Session, held_id: str, *, waiting: bool = True) -> Held:
     """A held message by id (by default: one still waiting for a decision)."""
-    number = held_id.strip()
-    held = session.get(Held, int(number)) if number.isdigit() and len(number) < 19 else None
+    held = by_number(session, Held, held_id)
     if held is None:
         raise ListservError(f"no held message {held_id}")
     if waiting and held.status != "waiting":
@@ -390,9 +390,9 @@ def open_requests(session: Session, ml: MailingList | None = None) -> list[Reque
     return list(session.scalars(query))
 
 
-def find_request(session: Session, request_id: str) -> Request:
-    """A request by its id, whatever its state."""
-    request = session.get(Request, int(request_id)) if request_id.isdigit() else None
+def find_membership_request(session: Session, request_id: str) -> Request:
+    """A membership request (to join, to leave) by its id, whatever its state."""
+    request = by_number(session, Request, request_id)
     if request is None:
         raise ListservError(f"no request {request_id}")
     return request
@@ -460,8 +460,7 @@ def retry_inbound(session: Session, ref: str, now: datetime, actor: str) -> Inbo
 
     `ref` is its id as `listserv queue` shows it (`in-7`), or the number alone.
     """
-    number = ref.strip().removeprefix("in-")
-    row = session.get(Inbound, int(number)) if number.isdigit() and len(number) < 19 else None
+    row = by_number(session, Inbound, ref.strip().removeprefix("in-"))
     if row is None:
         hint = " (outgoing mail is retried by the delivery worker)" if ref.startswith("out-") \
             else ""

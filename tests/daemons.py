@@ -13,11 +13,14 @@ from datetime import datetime
 from pathlib import Path
 
 LISTSERV = Path(sys.executable).with_name("listserv")
+#: `listserv` on a fake clock (a subprocess cannot share the test's FakeClock).
+FAKE_CLOCK_CLI = Path(__file__).with_name("fake_clock_cli.py")
 START_TIMEOUT = 20.0
 
 
 class DaemonProcess:
-    """A daemon in a subprocess, its log in a file; optionally on a fake clock (test hook)."""
+    """A daemon in a subprocess, its log in a file; optionally on a fake clock from `fake_now`
+    (then through tests/fake_clock_cli.py instead of `program`)."""
 
     def __init__(self, config: Path, run_dir: Path, log: Path, *,
                  fake_now: datetime | None = None, verbose: bool = False,
@@ -26,13 +29,13 @@ class DaemonProcess:
         self.log = log
         self.ports_file = run_dir / "ports.json"
         self.ports_file.unlink(missing_ok=True)  # a previous run's ports are not this one's
-        env = {k: v for k, v in environ.items() if k != "LISTSERV_FAKE_NOW"}
+        command = [str(program)]
         if fake_now is not None:
-            env.update(LISTSERV_TESTING="1", LISTSERV_FAKE_NOW=fake_now.isoformat())
-        command = [str(program), "--config", str(config), "serve", *(["-v"] if verbose else [])]
+            command = [sys.executable, str(FAKE_CLOCK_CLI), fake_now.isoformat()]
+        command += ["--config", str(config), "serve", *(["-v"] if verbose else [])]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, env=env)
+                                         stderr=subprocess.STDOUT, env=dict(environ))
         self.ports: dict[str, int] = {}
         if wait:
             self.wait_until(self.ports_file.exists, "start")

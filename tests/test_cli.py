@@ -248,6 +248,18 @@ def test_held_commands_with_an_unknown_id(cli, shma, held_id):
         assert_one_line_error(result, f"no held message {held_id}")
 
 
+@pytest.mark.parametrize("ref", ["999", "abc", "-1", "99999999999999999999999"])
+def test_commands_on_requests_meetings_and_submissions_with_an_unknown_id(cli, shma, ref):
+    """Each finds its row by the chair's number through one helper (store/lookup.py)."""
+    for args, says in ((("requests", "approve"), "no request"),
+                       (("requests", "deny"), "no request"),
+                       (("peer-input", "approve"), "no peer-input request"),
+                       (("meetings", "show"), "no meeting"),
+                       (("submissions", "show"), "no submission"),
+                       (("queue", "retry"), "no incoming message")):
+        assert_one_line_error(cli(*args, "--", ref, ok=False), f"{says} {ref}")
+
+
 @pytest.mark.parametrize("args", [
     ("members", "add"),
     ("members", "add", LIST),

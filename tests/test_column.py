@@ -113,6 +113,11 @@ def text_of(msg) -> str:
     return " ".join(msg.get_body(("plain",)).get_content().split())
 
 
+def utc_date(msg) -> datetime:
+    """The Date header of our mail: UTC, written with the zone -0000."""
+    return msg["Date"].datetime.replace(tzinfo=UTC)
+
+
 def listing(cli, *args: str) -> list[dict]:
     return json.loads(cli("submissions", "list", *args, "--json").output)
 
@@ -340,6 +345,89 @@ def test_a_follow_up_from_the_author_is_revision_2_and_from_a_stranger_is_held(
     assert sink.messages_for(STRANGER) == []
 
 
+# -- files appear with the commit (issue 13) ------------------------------------------------------
+
+
+def _inbound(store):
+    from listserv.models import Inbound
+
+    with store.reading() as session:
+        return session.scalars(select(Inbound)).one()
+
+
+@pytest.mark.parametrize("failure", ["transient", "bug"])
+def test_a_rolled_back_submission_leaves_no_files_and_its_retry_stores_them_once(
+        cli, desk, daemon, sink, store, settings, clock, monkeypatch, failure):
+    """A failure after the files were written rolls them back with the rows: a transient
+    one (the whole unit of work; retried later) or a bug (the handler's savepoint; the row is
+    marked failed in the same commit, and `queue retry` runs it again)."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from listserv import column
+
+    real_notify, calls = column.notify, []
+
+    def notify_failing_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            if failure == "transient":
+                raise OperationalError("INSERT", {}, sqlite3.OperationalError("database is locked"))
+            raise KeyError("a bug after the files were written")
+        return real_notify(*args, **kwargs)
+
+    monkeypatch.setattr(column, "notify", notify_failing_once)
+    submissions = settings.data_dir / "submissions"
+    lmtp_send(daemon.ports["lmtp"], JANE, [COLUMN],
+              submission(JANE, "Our tool library", "v1\n", [("draft.docx", docx_bytes())]))
+    if failure == "transient":
+        sink.wait_for(lambda s: _inbound(store).attempts == 1, description="a failed try")
+    else:
+        sink.wait_for(lambda s: _inbound(store).status == "failed", description="failed")
+    assert len(calls) == 1
+    assert _tree(submissions) == set() and listing(cli) == []
+
+    if failure == "transient":
+        clock.advance(timedelta(minutes=1))
+        daemon.route_wake.set()
+    else:
+        cli("queue", "retry", f"in-{_inbound(store).id}")
+    sink.wait_for(lambda s: _inbound(store).status == "done", description="handled")
+    tid = tracking_id()
+    [row] = listing(cli)
+    assert (row["id"], row["files"]) == (tid, ["draft.docx"])
+    folder = submissions / tid / "rev-1"
+    assert _tree(submissions) == {folder / "message.eml", folder / "message.txt",
+                                  folder / "draft.docx"}
+    assert (folder / "draft.docx").read_bytes() == docx_bytes()
+    assert {p.stat().st_mode & 0o777 for p in _tree(submissions)} == {0o600}
+    assert wait_replies(sink, JANE, 1)[-1]["Subject"] == f"Your submission {tid}: Our tool library"
+
+
+def test_staged_folders_follow_the_transaction_and_its_savepoints(store, tmp_path):
+    from listserv.store.staging import staged_folder
+
+    final, staging = tmp_path / "final", tmp_path / "staging"
+    with store.unit_of_work() as session:
+        kept = staged_folder(session, final / "kept", staging)
+        (kept / "a").write_bytes(b"a")
+        with pytest.raises(KeyError), session.begin_nested():
+            dropped = staged_folder(session, final / "dropped", staging)
+            (dropped / "b").write_bytes(b"b")
+            raise KeyError("the savepoint rolls back")
+        assert not dropped.exists() and kept.exists() and not final.exists()
+        with session.begin_nested():  # a savepoint that is released: part of the commit
+            (staged_folder(session, final / "released", staging) / "c").write_bytes(b"c")
+    assert _tree(final) == {final / "kept" / "a", final / "released" / "c"}
+    assert list(staging.iterdir()) == []
+
+    with pytest.raises(KeyError), store.unit_of_work() as session:
+        (staged_folder(session, final / "never", staging) / "d").write_bytes(b"d")
+        raise KeyError("everything rolls back")
+    assert not (final / "never").exists() and list(staging.iterdir()) == []
+
+
 # -- acceptance 5 ----------------------------------------------------------------------------------
 
 
@@ -441,6 +529,8 @@ def test_the_call_goes_out_21_days_before_exactly_once_across_a_restart_and_the_
     assert f"{deadline.day} {deadline:%B %Y}" in body
     assert COLUMN in body and "How to submit" in body
     assert call["List-Id"] == "<shma.lists.example.org>"
+    # Dated by the daemon's clock (three weeks ahead of the wall clock), not the wall clock.
+    assert abs(utc_date(call) - clock.now()) < timedelta(minutes=5)
     daemon.run_scheduler()
 
     # A restart: a new daemon on the same store and a clock a day later sends nothing again.
@@ -463,6 +553,7 @@ def test_the_call_goes_out_21_days_before_exactly_once_across_a_restart_and_the_
         second.run_scheduler()
         summary = wait_replies(sink, CHAIR, before + 1)[-1]
         assert "is today" in summary["Subject"]
+        assert abs(utc_date(summary) - later.now()) < timedelta(minutes=5)
         text = text_of(summary)
         assert "Received: 1" in text and "Pending: 1" in text and "Accepted: 0" in text
         assert tracking_id() in text

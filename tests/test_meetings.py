@@ -306,13 +306,22 @@ def test_move_raises_the_sequence_and_cancel_sends_method_cancel(cli, members, d
     assert again.exit_code != 0 and "already cancelled" in again.output
 
 
-def test_fake_clock_of_a_subprocess_is_a_test_hook_only():
-    from listserv.clock import FakeClock, SystemClock, clock_from_environment
+def test_the_cli_runs_on_the_clock_it_is_given(config_path, store):
+    """`main(obj=clock)` is how tests/fake_clock_cli.py starts daemons "days later"; without
+    a clock the CLI uses the system clock (no environment variable changes it)."""
+    from click.testing import CliRunner
 
-    fake = {"LISTSERV_FAKE_NOW": "2030-01-02T03:04:05+00:00"}
-    assert isinstance(clock_from_environment(fake), SystemClock)
-    clock = clock_from_environment({**fake, "LISTSERV_TESTING": "1"})
-    assert isinstance(clock, FakeClock)
-    assert timedelta(0) <= clock.now() - datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC) \
-        < timedelta(seconds=5)
-    assert isinstance(clock_from_environment({"LISTSERV_TESTING": "1"}), SystemClock)
+    from cli import main
+    from listserv.clock import FakeClock
+
+    later = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    runner = CliRunner()
+    config = ["--config", str(config_path)]
+    created = runner.invoke(main, [*config, "lists", "create", LIST, "--owner", "c@example.org"],
+                            obj=FakeClock(later, running=True))
+    assert created.exit_code == 0, created.output
+    runner.invoke(main, [*config, "lists", "set", LIST, "meetings.reminders", "1d"],
+                  env={"LISTSERV_TESTING": "1", "LISTSERV_FAKE_NOW": later.isoformat()})
+    first, second = json.loads(runner.invoke(main, [*config, "log", "--json"]).output)[-2:]
+    assert timedelta(0) <= datetime.fromisoformat(first["at"]) - later < timedelta(seconds=5)
+    assert abs(datetime.fromisoformat(second["at"]) - datetime.now(UTC)) < timedelta(seconds=5)

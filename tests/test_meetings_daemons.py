@@ -6,8 +6,8 @@ daemon beside it send the 1-day reminder once and nothing again.
 Acceptance 6: a daemon down across a reminder's moment and started two hours later sends it
 late while the meeting is days away, and records it as missed once the meeting has begun.
 
-A subprocess cannot share the test's FakeClock: each is started with the test hook
-LISTSERV_TESTING=1 and LISTSERV_FAKE_NOW (its clock then runs from that time). The scheduler
+A subprocess cannot share the test's FakeClock: each is started through the test-only entry
+tests/fake_clock_cli.py, which hands the CLI a clock running from the given time. The scheduler
 of each makes one pass as it starts (the tick is an hour); `-v` logs "meeting work done"
 after it, which is how the test knows a daemon has had its chance.
 """

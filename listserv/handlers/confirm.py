@@ -15,7 +15,7 @@ from .context import Context
 def handle(ctx: Context) -> str:
     """A human reply to a confirmation or a goodbye: do what it confirms."""
     ml = ctx.mailing_list
-    request = membership.find_request(ctx.session, ctx.destination.token, ctx.now)
+    request = membership.open_request_for_token(ctx.session, ctx.destination.token, ctx.now)
     if request is None or request.list_id != ml.id:
         audit(ctx.session, ctx.now, DAEMON, "confirm-unknown", f"inbound #{ctx.inbound.id}",
               ml.id)

@@ -101,7 +101,7 @@ def _one(ctx: Context, command: Command, lang: str, sender: str, results: Result
     elif command.kind is Kind.SET:
         _set(ctx, command, lang, sender, results)
     elif command.kind is Kind.CONFIRM:
-        request = membership.find_request(ctx.session, command.token or "", ctx.now)
+        request = membership.open_request_for_token(ctx.session, command.token or "", ctx.now)
         if request is None or request.list_id != ml.id:
             results.add("confirm-unknown")
             return

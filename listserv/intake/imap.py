@@ -39,7 +39,7 @@ from ..addresses import Destination, Role, normalize
 from ..clock import Clock
 from ..config import ImapSettings, Settings
 from ..db import Store
-from ..membership import find_request
+from ..membership import open_request_for_token
 from ..models import ImapCursor, ImapMessage, Inbound, MailingList
 from ..posting import parse
 from ..rules import from_address, header_text
@@ -185,7 +185,7 @@ def _inbound(session: Session, msg: EmailMessage, fetched: Fetched, account: str
     lists, addresses = _served(session, account)
     mail_from = envelope_sender(header_text(msg, "Return-Path"), from_address(msg))
     routed = route(msg, addresses, addresses[0],
-                   lambda token: find_request(session, token, now) is not None)
+                   lambda token: open_request_for_token(session, token, now) is not None)
     routed = _reports_to_bounces(msg, routed)
     if fetched.headers_only and routed.destination.role is not Role.BOUNCES:
         # Headers only: held as a post for the chair, whatever it was for (the post
