@@ -18,14 +18,19 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from listserv import bounces, column, meetings, membership, peer_input, services
+from listserv.bounces import scoring as bounces
+from listserv.chair import actions as services
 from listserv.clock import Clock, SystemClock
+from listserv.column import submissions as column
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
-from listserv.db import Store
 from listserv.errors import ListservError
-from listserv.posting import parse
-from listserv.render import Renderer
+from listserv.mail.render import Renderer
+from listserv.meetings import peer_input as peer_input
+from listserv.meetings import series as meetings
+from listserv.membership import subscriptions as membership
+from listserv.posting.distribute import parse
+from listserv.store.engine import Store
 
 
 class App:

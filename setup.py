@@ -2,7 +2,7 @@
 
 The mail templates stay at the top of the repository (`templates/emails/`, beside `listserv/`);
 a wheel and an editable install both carry them as the package `listserv.templates`, where
-`listserv.render` finds them with importlib.resources. Everything else is in pyproject.toml.
+`listserv.mail.render` finds them with importlib.resources. Everything else is in pyproject.toml.
 """
 
 from setuptools import find_namespace_packages, setup

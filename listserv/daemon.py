@@ -14,17 +14,18 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP
 
-from .bounces import DeliveryBounces
+from listserv.bounces.scoring import DeliveryBounces
+from listserv.delivery.outbox import DeliveryWorker, SendLimits
+from listserv.delivery.transports import make_transport
+from listserv.mail.render import Renderer
+from listserv.router.dispatch import Router
+from listserv.store.engine import Store
+
 from .clock import Clock, SystemClock
 from .config import Settings
-from .db import Store
 from .intake.imap import ImapPoller
 from .intake.smtp import IntakeHandler, start_server
-from .outbound import DeliveryWorker, SendLimits
-from .render import Renderer
-from .router import Router
 from .scheduler import Scheduler
-from .transports import make_transport
 
 log = logging.getLogger(__name__)
 

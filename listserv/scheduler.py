@@ -13,16 +13,19 @@ from datetime import datetime, time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import bounces, column, meetings
-from .audit import DAEMON, audit
+from listserv.bounces import scoring as bounces
+from listserv.column import submissions as column
+from listserv.delivery.notices import notify
+from listserv.mail.render import Renderer
+from listserv.meetings import series as meetings
+from listserv.membership.subscriptions import expire_requests
+from listserv.posting.distribute import parse
+from listserv.store.audit import DAEMON, audit
+from listserv.store.engine import Store
+from listserv.store.models import Held, MailingList
+
 from .clock import Clock
-from .db import Store
 from .mail.automatic import may_auto_reply
-from .membership import expire_requests
-from .models import Held, MailingList
-from .notices import notify
-from .posting import parse
-from .render import Renderer
 from .store.once import claim_once
 
 log = logging.getLogger(__name__)

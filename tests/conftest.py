@@ -22,7 +22,7 @@ from cli import main
 from listserv.clock import FakeClock
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
-from listserv.db import Store
+from listserv.store.engine import Store
 
 from .dns_stub import dns_zone, loopback_dns_server  # noqa: F401 (autouse: DNS on 127.0.0.1)
 from .dovecot import INSTALL_HINT, Dovecot, DovecotError, ImapAccount, dovecot_binary

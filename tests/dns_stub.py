@@ -21,7 +21,7 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 import pytest
 
-from listserv import dmarc
+from listserv.posting import dmarc as dmarc
 
 
 class LoopbackDns(threading.Thread):

@@ -76,7 +76,7 @@ def inbound_outcomes(store: Any) -> list[tuple[str, str]]:
     """(status, outcome) of every stored incoming message, oldest first."""
     from sqlalchemy import select
 
-    from listserv.models import Inbound
+    from listserv.store.models import Inbound
 
     with store.unit_of_work() as session:
         rows = session.scalars(select(Inbound).order_by(Inbound.id))

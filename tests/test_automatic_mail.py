@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from listserv.bounces import read_report, recognise
+from listserv.bounces.scoring import read_report, recognise
 from listserv.mail.automatic import SignKind, automatic, machine_address, may_auto_reply
 
 from .helpers import make_message, parse

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from listserv import bounces
-from listserv.bounces import Kind, classify_refusal, register, status_of
-from listserv.models import BounceEvent, BounceProbe, BounceScore, MailingList, Member, Owner
+from listserv.bounces import scoring as bounces
+from listserv.bounces.scoring import Kind, classify_refusal, register, status_of
+from listserv.store.models import BounceEvent, BounceProbe, BounceScore, MailingList, Member, Owner
 
 from .helpers import LIST, lmtp_send, make_message, parse
 from .test_bounces_corpus import CORPUS

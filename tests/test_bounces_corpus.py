@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, select
 
-from listserv.addresses import Role
-from listserv.bounces import Kind, read_report
+from listserv.bounces.scoring import Kind, read_report
 from listserv.clock import FakeClock
-from listserv.models import (
+from listserv.mail.addresses import Role
+from listserv.mail.render import Renderer
+from listserv.router.dispatch import route_one
+from listserv.store.models import (
     BounceEvent,
     BounceScore,
     Inbound,
@@ -31,8 +33,6 @@ from listserv.models import (
     OutRecipient,
     Owner,
 )
-from listserv.render import Renderer
-from listserv.router import route_one
 
 CORPUS = Path(__file__).parent / "data" / "bounces"
 EXPECTED = tomllib.loads((CORPUS / "expected.toml").read_text())

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, or_, select
 
 from cli import main
-from listserv.models import (
+from listserv.store.models import (
     AuditEntry,
     AutoMail,
     Held,

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from listserv.daemon import Daemon
-from listserv.models import Once
+from listserv.store.models import Once
 
 from .helpers import lmtp_send, make_message, parse, wait_handled
 
@@ -242,7 +242,7 @@ def test_hostile_attachment_names_land_inside_the_folder_with_safe_distinct_name
 
 
 def test_safe_name_and_sniffing_units():
-    from listserv.attachments import safe_name, sniff
+    from listserv.mail.attachments import safe_name, sniff
 
     taken: set[str] = set()
     assert safe_name("nul.txt", taken) == "_nul.txt"
@@ -349,7 +349,7 @@ def test_a_follow_up_from_the_author_is_revision_2_and_from_a_stranger_is_held(
 
 
 def _inbound(store):
-    from listserv.models import Inbound
+    from listserv.store.models import Inbound
 
     with store.reading() as session:
         return session.scalars(select(Inbound)).one()
@@ -365,7 +365,7 @@ def test_a_rolled_back_submission_leaves_no_files_and_its_retry_stores_them_once
 
     from sqlalchemy.exc import OperationalError
 
-    from listserv import column
+    from listserv.column import submissions as column
 
     real_notify, calls = column.notify, []
 
@@ -489,7 +489,7 @@ def test_decline_mails_the_reason_publish_records_the_issue_export_writes_folder
 
 
 def test_export_refuses_unsafe_or_colliding_names():
-    from listserv.column import _check_names
+    from listserv.column.submissions import _check_names
     from listserv.errors import ListservError
 
     for bad in (["../x"], ["/etc/x"], ["a/./b"], ["C:/x"], ["A/b.pdf", "a/B.pdf"]):
@@ -585,7 +585,7 @@ def test_column_settings_are_checked_and_shown(cli, shma):
 def test_a_single_part_pdf_mail_keeps_the_pdf():
     from email import message_from_bytes, policy
 
-    from listserv.column import _leaf_parts
+    from listserv.column.submissions import _leaf_parts
 
     raw = (b"From: a@example.net\r\nTo: x@example.org\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
            b"Content-Type: application/pdf; name=\"p.pdf\"\r\n"

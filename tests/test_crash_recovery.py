@@ -26,8 +26,8 @@ import pytest
 from sqlalchemy import func, select
 
 from listserv.config import Settings
-from listserv.db import Store
-from listserv.models import OutRecipient
+from listserv.store.engine import Store
+from listserv.store.models import OutRecipient
 
 from .daemons import DaemonProcess
 from .helpers import LIST, lmtp_send, make_message, write_config

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from listserv.addresses import Role
-from listserv.models import Inbound
-from listserv.router import HANDLERS
+from listserv.mail.addresses import Role
+from listserv.router.dispatch import HANDLERS
+from listserv.store.models import Inbound
 
 from .helpers import LIST, lmtp_send, make_message
 

@@ -12,7 +12,15 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from listserv.dmarc import (
+from listserv.mail.mime.transforms import (
+    ListHeaders,
+    RawMessage,
+    SenderRewrite,
+    distribution_copy,
+    owner_copy,
+)
+from listserv.mail.render import Renderer
+from listserv.posting.dmarc import (
     DmarcResolver,
     DnsFailure,
     Policy,
@@ -23,14 +31,6 @@ from listserv.dmarc import (
     parse_record,
     set_default_lookup,
     walk_names,
-)
-from listserv.render import Renderer
-from listserv.transforms import (
-    ListHeaders,
-    RawMessage,
-    SenderRewrite,
-    distribution_copy,
-    owner_copy,
 )
 
 from .helpers import LIST, lmtp_send, make_message, parse

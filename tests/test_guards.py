@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from listserv.addresses import Role
 from listserv.clock import FakeClock
-from listserv.guards import MAX_RECEIVED, Action, Facts, check
-from listserv.intent import Guard, Understanding
-from listserv.models import Inbound, MailingList
-from listserv.render import Renderer
-from listserv.router import prepare_next, route_one
+from listserv.intent.classify import Guard, Understanding
+from listserv.mail.addresses import Role
+from listserv.mail.render import Renderer
+from listserv.router.dispatch import prepare_next, route_one
+from listserv.router.guards import MAX_RECEIVED, Action, Facts, check
+from listserv.store.models import Inbound, MailingList
 
 from .helpers import LIST, inbound_outcomes, make_message, parse
 

@@ -20,17 +20,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, func, literal, select
 
-from listserv import outbound
-from listserv.addresses import Role
 from listserv.config import OutboundSettings
-from listserv.db import Store
-from listserv.dmarc import Policy
-from listserv.models import MailingList, OutRecipient, SendUsage
-from listserv.outbound import SendLimits, claim, enqueue, enqueue_to_members, prune_usage
-from listserv.posting import sender_rewrite
-from listserv.render import Renderer
-from listserv.transforms import RawMessage
-from listserv.transports import make_transport
+from listserv.delivery import outbox as outbound
+from listserv.delivery.outbox import SendLimits, claim, enqueue, enqueue_to_members, prune_usage
+from listserv.delivery.transports import make_transport
+from listserv.mail.addresses import Role
+from listserv.mail.mime.transforms import RawMessage
+from listserv.mail.render import Renderer
+from listserv.posting.distribute import sender_rewrite
+from listserv.posting.dmarc import Policy
+from listserv.store.engine import Store
+from listserv.store.models import MailingList, OutRecipient, SendUsage
 
 from .helpers import LIST, free_port, lmtp_send, make_message, parse, write_config
 from .submission_server import (  # noqa: F401 (fixtures)
@@ -214,7 +214,7 @@ def wait_sent(submission, store, count: int) -> None:
 @pytest.mark.parametrize("limits", [{"messages_per_minute": 3}])
 def test_messages_per_minute_lets_the_rest_wait_in_the_queue(cli, shma, tmp_path, daemon,
                                                             submission, store, caplog):
-    caplog.set_level(logging.INFO, logger="listserv.outbound")
+    caplog.set_level(logging.INFO, logger="listserv.delivery.outbox")
     members = [f"member{n}@example.net" for n in range(7)]
     import_members(cli, tmp_path, *members)
     lmtp_send(daemon.ports["lmtp"], members[0], [LIST], make_message(members[0], subject="Mpm"))
@@ -240,7 +240,7 @@ def test_messages_per_minute_lets_the_rest_wait_in_the_queue(cli, shma, tmp_path
     assert sorted(recipients_of(submission, "Mpm")) == sorted(members)  # each exactly once
     assert {c.mail_from for c in copies(submission, "Mpm")} == {ACCOUNT}
 
-    outbound = [r for r in caplog.records if r.name == "listserv.outbound"]
+    outbound = [r for r in caplog.records if r.name == "listserv.delivery.outbox"]
     assert [r.getMessage() for r in outbound if "limit" in r.getMessage()] == [
         "sending limit reached (messages_per_minute = 3): queued mail waits until it allows "
         "more"]

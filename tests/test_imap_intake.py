@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from listserv.addresses import Role
 from listserv.daemon import Daemon
 from listserv.intake.imap import KEYWORD
-from listserv.models import ImapMessage, Inbound, OutMessage
+from listserv.mail.addresses import Role
+from listserv.store.models import ImapMessage, Inbound, OutMessage
 
 from .daemons import DaemonProcess
 from .helpers import LIST, make_message, parse, write_config

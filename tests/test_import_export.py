@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from listserv.models import AutoMail, Member, OutMessage, OutRecipient
+from listserv.store.models import AutoMail, Member, OutMessage, OutRecipient
 
 from .helpers import LIST
 

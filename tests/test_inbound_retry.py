@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from listserv import router
-from listserv.addresses import Role
-from listserv.dmarc import DnsFailure
 from listserv.handlers.context import Context
-from listserv.models import Inbound, MailingList
-from listserv.render import Renderer
-from listserv.router import RETRY_FOR, retry_delay, route_one, transient
+from listserv.mail.addresses import Role
+from listserv.mail.render import Renderer
+from listserv.posting.dmarc import DnsFailure
+from listserv.router import dispatch as router
+from listserv.router.dispatch import RETRY_FOR, retry_delay, route_one, transient
+from listserv.store.models import Inbound, MailingList
 
 from .helpers import LIST, lmtp_send, make_message
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from listserv.intent import (
+from listserv.intent.classify import (
     Command,
     Guard,
     Kind,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from listserv.intent import Guard, Kind, guard, understand
+from listserv.intent.classify import Guard, Kind, guard, understand
 
 DATA = Path(__file__).parent / "data"
 MANIFEST = DATA / "requests" / "manifest.json"

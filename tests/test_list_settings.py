@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from listserv import services  # noqa: F401 (imports every module that declares settings)
-from listserv.models import MailingList
 from listserv.store import list_settings
 from listserv.store.list_settings import (
     ADDRESSES,
@@ -23,6 +21,7 @@ from listserv.store.list_settings import (
     registered,
     whole,
 )
+from listserv.store.models import MailingList
 
 from .helpers import LIST
 

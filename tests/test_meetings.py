@@ -14,9 +14,9 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import select
 
-from listserv import meetings
-from listserv.models import MeetingReminder
-from listserv.render import Renderer
+from listserv.mail.render import Renderer
+from listserv.meetings import series as meetings
+from listserv.store.models import MeetingReminder
 
 from .helpers import LIST, parse
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from listserv.db import Store
-from listserv.models import MeetingReminder, OutMessage, OutRecipient
+from listserv.store.engine import Store
+from listserv.store.models import MeetingReminder, OutMessage, OutRecipient
 
 from .daemons import DaemonProcess
 from .helpers import LIST, write_config

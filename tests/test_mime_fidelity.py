@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from listserv.transforms import (
+from listserv.mail.mime.transforms import (
     ListHeaders,
     RawMessage,
     SenderRewrite,

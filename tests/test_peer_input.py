@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from listserv import meetings
+from listserv.meetings import series as meetings
 
 from .helpers import LIST, lmtp_send, make_message, parse
 from .test_meetings import calendar_part, ics, meeting_mails

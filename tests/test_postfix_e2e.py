@@ -26,7 +26,7 @@ from sqlalchemy import select
 from listserv.clock import FakeClock
 from listserv.config import load_settings
 from listserv.daemon import Daemon
-from listserv.models import OutMessage, OutRecipient
+from listserv.store.models import OutMessage, OutRecipient
 
 from .daemons import DaemonProcess
 from .helpers import LIST, make_message, parse, write_config

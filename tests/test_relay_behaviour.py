@@ -18,9 +18,9 @@ from sqlalchemy import select, update
 from listserv.clock import FakeClock
 from listserv.config import load_settings
 from listserv.daemon import Daemon
-from listserv.models import OutRecipient
-from listserv.outbound import SendLimits, claim, enqueue
-from listserv.transports import Dialogue, Outcome, Result, SmtpTransport, outcome
+from listserv.delivery.outbox import SendLimits, claim, enqueue
+from listserv.delivery.transports import Dialogue, Outcome, Result, SmtpTransport, outcome
+from listserv.store.models import OutRecipient
 
 from .helpers import LIST, lmtp_send, make_message, write_config
 from .scripted_smtp import ScriptedSmtp

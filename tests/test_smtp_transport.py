@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from listserv.config import load_settings
-from listserv.transports import Outcome, SmtpTransport
+from listserv.delivery.transports import Outcome, SmtpTransport
 
 from .helpers import make_message
 from .submission_server import (  # noqa: F401 (fixtures)

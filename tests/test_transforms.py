@@ -6,8 +6,7 @@ import dataclasses
 
 import pytest
 
-from listserv.render import HeaderInjectionError
-from listserv.transforms import (
+from listserv.mail.mime.transforms import (
     ListHeaders,
     RawMessage,
     SenderRewrite,
@@ -19,6 +18,7 @@ from listserv.transforms import (
     prefix_subject,
     split_multipart,
 )
+from listserv.mail.render import HeaderInjectionError
 
 from .helpers import parse
 

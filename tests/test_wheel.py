@@ -91,7 +91,7 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_outside_the_source_tree(tmp_path
 
     # The imports come from the fresh venv, not from the source tree or its editable install.
     where = json.loads(run(bin_dir / "python", "-c",
-                           "import json, cli, listserv.render as r; "
+                           "import json, cli, listserv.mail.render as r; "
                            "print(json.dumps([cli.__file__, r.__file__, str(r.TEMPLATES)]))",
                            cwd=site, env=env))
     for path in where:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from ..models import OutRecipient
+from listserv.store.models import OutRecipient
 
 
 class DeliveryFeedback(Protocol):

@@ -9,10 +9,11 @@ logged. Nothing here ever answers the sender.
 
 from __future__ import annotations
 
-from .. import bounces
-from ..audit import DAEMON, audit
-from ..bounces import Kind, Report
-from ..membership import find_member
+from listserv.bounces import scoring as bounces
+from listserv.bounces.scoring import Kind, Report
+from listserv.membership.subscriptions import find_member
+from listserv.store.audit import DAEMON, audit
+
 from .context import Context
 
 

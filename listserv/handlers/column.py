@@ -8,11 +8,12 @@ ignore it).
 
 from __future__ import annotations
 
-from .. import column
-from ..audit import DAEMON, audit
-from ..intent import detect_language, message_text
+from listserv.column import submissions as column
+from listserv.intent.classify import detect_language, message_text
+from listserv.mail.headers import from_address, from_name
+from listserv.store.audit import DAEMON, audit
+
 from ..mail.automatic import may_auto_reply
-from ..rules import from_address, from_name
 from .context import Context
 
 

@@ -6,9 +6,10 @@ undoes anything: the router's guards ignore it before it gets here.
 
 from __future__ import annotations
 
-from .. import membership
-from ..audit import DAEMON, audit
-from ..rules import from_name
+from listserv.mail.headers import from_name
+from listserv.membership import subscriptions as membership
+from listserv.store.audit import DAEMON, audit
+
 from .context import Context
 
 

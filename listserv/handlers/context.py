@@ -8,10 +8,11 @@ from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
-from ..addresses import Destination
+from listserv.mail.addresses import Destination
+from listserv.mail.render import Renderer
+from listserv.store.models import Inbound, MailingList
+
 from ..config import Settings
-from ..models import Inbound, MailingList
-from ..render import Renderer
 
 
 @dataclass(frozen=True, slots=True)

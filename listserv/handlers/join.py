@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..intent import Command, Kind, Understanding, understand
+from listserv.intent.classify import Command, Kind, Understanding, understand
+
 from .context import Context
 from .request import act
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from .. import membership
-from ..audit import DAEMON, audit
-from ..intent import understand
-from ..models import Member
+from listserv.intent.classify import understand
+from listserv.membership import subscriptions as membership
+from listserv.store.audit import DAEMON, audit
+from listserv.store.models import Member
+
 from .context import Context
 from .request import sender_of
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..posting import forward_to_owners
+from listserv.posting.distribute import forward_to_owners
+
 from .context import Context
 
 

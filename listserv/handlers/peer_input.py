@@ -1,20 +1,21 @@
 """Mail to `NAME-peer-input@` (and "peer input" asked for on `-request`): a request for time.
 
-A member's request is booked (see `listserv.peer_input`); one without a subject or a body gets
-a polite reply saying what is missing; a non-member's is held, rejected or discarded as the
-list's `nonmember_action` says for posts. Automatic mail gets nothing (the router's guards
+A member's request is booked (see `listserv.meetings.peer_input`); one without a subject or a
+body gets a polite reply saying what is missing; a non-member's is held, rejected or discarded as
+the list's `nonmember_action` says for posts. Automatic mail gets nothing (the router's guards
 ignore it).
 """
 
 from __future__ import annotations
 
-from .. import peer_input
-from ..addresses import Role
-from ..audit import DAEMON, audit
-from ..intent import detect_language, message_text
+from listserv.delivery.notices import notify
+from listserv.intent.classify import detect_language, message_text
+from listserv.mail.addresses import Role
+from listserv.mail.headers import from_name
+from listserv.meetings import peer_input as peer_input
+from listserv.store.audit import DAEMON, audit
+
 from ..mail.automatic import may_auto_reply
-from ..notices import notify
-from ..rules import from_name
 from .context import Context
 from .post import sender_member
 

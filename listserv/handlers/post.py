@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from ..audit import DAEMON, audit
+from listserv.delivery.notices import notify
+from listserv.mail.headers import from_address
+from listserv.posting.distribute import distribute, hold
+from listserv.store.audit import DAEMON, audit
+from listserv.store.models import Member
+
 from ..mail.automatic import may_auto_reply
-from ..models import Member
-from ..notices import notify
-from ..posting import distribute, hold
-from ..rules import from_address
 from .context import Context
 
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import meetings, membership
-from ..addresses import Role, normalize, valid_address
-from ..audit import DAEMON, audit
-from ..intent import Command, Kind, Understanding, understand
+from listserv.delivery.notices import list_context, notify
+from listserv.intent.classify import Command, Kind, Understanding, understand
+from listserv.mail.addresses import Role, normalize, valid_address
+from listserv.mail.headers import from_address, from_name, header_text
+from listserv.meetings import series as meetings
+from listserv.membership import subscriptions as membership
+from listserv.store.audit import DAEMON, audit
+from listserv.store.models import MailingList, Request
+
 from ..mail.automatic import may_auto_reply
-from ..models import MailingList, Request
-from ..notices import list_context, notify
-from ..rules import from_address, from_name, header_text
 from . import peer_input
 from .context import Context
 

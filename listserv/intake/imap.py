@@ -34,15 +34,16 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from .. import bounces
-from ..addresses import Destination, Role, normalize
+from listserv.bounces import scoring as bounces
+from listserv.mail.addresses import Destination, Role, normalize
+from listserv.mail.headers import from_address, header_text
+from listserv.membership.subscriptions import open_request_for_token
+from listserv.posting.distribute import parse
+from listserv.store.engine import Store
+from listserv.store.models import ImapCursor, ImapMessage, Inbound, MailingList
+
 from ..clock import Clock
 from ..config import ImapSettings, Settings
-from ..db import Store
-from ..membership import open_request_for_token
-from ..models import ImapCursor, ImapMessage, Inbound, MailingList
-from ..posting import parse
-from ..rules import from_address, header_text
 from .roles import ListAddresses, Routed, addresses_of, route
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,15 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses
 
-from ..addresses import TOKEN_REQUIRED, TOKEN_ROLES, Destination, Role, normalize, resolve
-from ..rules import header_text, header_values
+from listserv.mail.addresses import (
+    TOKEN_REQUIRED,
+    TOKEN_ROLES,
+    Destination,
+    Role,
+    normalize,
+    resolve,
+)
+from listserv.mail.headers import header_text, header_values
 
 # The token a confirmation's Subject carries: "(confirm TOKEN)" (tokens.new_token's alphabet).
 _SUBJECT_TOKEN = re.compile(r"\bconfirm\s+([a-z2-7]{24})\b", re.IGNORECASE)

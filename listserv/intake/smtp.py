@@ -11,8 +11,9 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from listserv.store.engine import Store
+
 from ..clock import Clock
-from ..db import Store
 from .store import Accepted, lookup, store_message
 
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message; please try again later"

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from ..addresses import Destination, normalize, resolve
+from listserv.mail.addresses import Destination, normalize, resolve
+from listserv.store.engine import Store
+from listserv.store.models import Inbound, MailingList
+
 from ..clock import Clock
-from ..db import Store
-from ..models import Inbound, MailingList
 
 
 @dataclass(frozen=True, slots=True)

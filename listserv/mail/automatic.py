@@ -26,8 +26,8 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 from enum import StrEnum
 
-from ..addresses import normalize
-from ..rules import header_text
+from listserv.mail.addresses import normalize
+from listserv.mail.headers import header_text
 
 # Local parts of a mail system's own addresses: reports come from them.
 MAIL_SYSTEM = frozenset({"mailer-daemon", "postmaster", "mail-daemon"})

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from ..addresses import valid_address
+from listserv.mail.addresses import valid_address
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,14 @@ def declare(key: str, parser: Parser[Any], default: T, help: str, *,
 
 
 def registered() -> list[ListSetting[Any]]:
-    """Every declared setting, in the order of declaration."""
-    return list(_REGISTRY.values())
+    """Every declared setting: the core ones (the list's columns and `address.*`) first, then
+    each feature's by its prefix in alphabetical order; declaration order within each group,
+    so the order does not depend on which feature module was imported first."""
+    def group(setting: ListSetting[Any]) -> tuple[bool, str]:
+        prefix = setting.key.partition(".")[0] if "." in setting.key else ""
+        core = prefix in ("", "address")
+        return (not core, "" if core else prefix)
+    return sorted(_REGISTRY.values(), key=group)
 
 
 def find(key: str) -> ListSetting[Any] | None:

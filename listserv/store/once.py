@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import Once
+from listserv.store.models import Once
 
 
 def claim_once(session: Session, kind: str, key: str, now: datetime) -> bool:

@@ -1,0 +1,1 @@
+"""Delivery failures: reading reports, scoring members, warnings, disabling and removal."""

@@ -1,0 +1,1 @@
+"""Newsletter column submissions: intake, revisions, the editors' desk, calls and export."""

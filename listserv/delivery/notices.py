@@ -1,0 +1,92 @@
+"""Automatic mail (notices, replies, rejections): rendered, capped, queued.
+
+One cap covers all automatic mail to an address (SPEC §2): at most 10 a day and at most 3
+confirmations. Owners are not capped: they are the ones the cap reports to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from listserv.delivery.outbox import enqueue
+from listserv.mail.addresses import Role, normalize
+from listserv.mail.render import Renderer
+from listserv.store.audit import DAEMON, audit
+from listserv.store.models import AutoMail, MailingList
+
+AUTO_MAIL_PER_DAY = 10
+CONFIRMATIONS_PER_DAY = 3
+
+
+def list_context(mailing_list: MailingList) -> dict[str, Any]:
+    """What every template may say about its list."""
+    return {
+        "list": mailing_list,
+        "list_name": mailing_list.name,
+        "list_address": mailing_list.address,
+        "owner_address": mailing_list.role_address(Role.OWNER),
+        "request_address": mailing_list.role_address(Role.REQUEST),
+        "join_address": mailing_list.role_address(Role.JOIN),
+        "leave_address": mailing_list.role_address(Role.LEAVE),
+        "description": mailing_list.description,
+        "resources": [r for r in mailing_list.resources.splitlines() if r.strip()],
+    }
+
+
+def over_cap(session: Session, address: str, kind: str, now: datetime) -> bool:
+    """Whether one more automatic mail of `kind` to `address` would pass the cap."""
+    since = now - timedelta(days=1)
+    sent = select(func.count()).where(
+        AutoMail.address == address, AutoMail.at > since, AutoMail.suppressed.is_(False)
+    )
+    if session.scalar(sent) >= AUTO_MAIL_PER_DAY:
+        return True
+    if kind == "confirm":
+        confirms = sent.where(AutoMail.kind == "confirm")
+        return session.scalar(confirms) >= CONFIRMATIONS_PER_DAY
+    return False
+
+
+def notify(
+    session: Session,
+    renderer: Renderer,
+    mailing_list: MailingList,
+    template: str,
+    recipients: Iterable[str],
+    now: datetime,
+    *,
+    kind: str,
+    lang: str = "en",
+    **context: Any,
+) -> list[str]:
+    """Render `template` once per recipient and queue it; returns who it was queued for.
+
+    Owners of the list are exempt from the cap; anyone else past it gets nothing, and the
+    suppression is recorded for the chair to see.
+    """
+    owners = {normalize(o.email) for o in mailing_list.owners}
+    queued: list[str] = []
+    for recipient in dict.fromkeys(normalize(r) for r in recipients):
+        if recipient not in owners:
+            capped = over_cap(session, recipient, kind, now)
+            session.add(AutoMail(address=recipient, kind=kind, at=now, suppressed=capped))
+            if capped:
+                audit(session, now, DAEMON, "cap-suppressed", f"{kind} to {recipient}",
+                      mailing_list.id)
+                continue
+        msg = renderer.mail(
+            template, domain=mailing_list.domain, now=now, lang=lang, to=recipient,
+            **list_context(mailing_list), **context,
+        )
+        enqueue(
+            session, msg.as_bytes(), [recipient],
+            envelope_from=mailing_list.role_address(Role.BOUNCES),
+            kind=kind, list_id=mailing_list.id, now=now,
+        )
+        queued.append(recipient)
+    return queued

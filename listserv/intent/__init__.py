@@ -1,0 +1,1 @@
+"""What a request means: phrase files, commands, free text, the administrivia guard."""

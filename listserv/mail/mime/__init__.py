@@ -1,0 +1,1 @@
+"""Byte-level MIME: split and rebuild messages without re-serialising what does not change."""

@@ -1,0 +1,1 @@
+"""Quarterly meetings: the series, reminders with calendar parts, peer-input sign-up."""

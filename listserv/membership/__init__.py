@@ -1,0 +1,1 @@
+"""Joining and leaving: confirmations, goodbyes with an undo, the chair's approval."""

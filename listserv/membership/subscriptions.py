@@ -1,0 +1,172 @@
+"""Joining and leaving (SPEC §2): confirmations, goodbyes with an undo, the chair's approval.
+
+Shared by the request, join, leave and confirm handlers and by `listserv requests …`. Each
+function changes state and queues its mail in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from listserv.delivery.notices import notify
+from listserv.errors import ListservError
+from listserv.mail.addresses import Role, normalize
+from listserv.mail.render import Renderer
+from listserv.mail.tokens import new_token
+from listserv.meetings.series import upcoming
+from listserv.store.audit import DAEMON, audit
+from listserv.store.models import MAX_NAME_LENGTH, MailingList, Member, Request
+
+TOKEN_DAYS = 14
+
+
+def find_member(session: Session, ml: MailingList, email: str) -> Member | None:
+    """The membership of `email` in `ml`, if any."""
+    return session.scalar(
+        select(Member).where(Member.list_id == ml.id, Member.email == normalize(email))
+    )
+
+
+def _request(session: Session, ml: MailingList, kind: str, email: str, now: datetime, *,
+             lang: str, name: str = "", delivery: str = "regular", requested_by: str = "",
+             inbound_id: int | None = None) -> Request:
+    request = Request(
+        list_id=ml.id, kind=kind, email=normalize(email), name=name[:MAX_NAME_LENGTH],
+        delivery=delivery, lang=lang, status="confirming", token=new_token(),
+        requested_by=requested_by, inbound_id=inbound_id, created_at=now,
+        expires_at=now + timedelta(days=TOKEN_DAYS),
+    )
+    session.add(request)
+    session.flush()
+    return request
+
+
+def ask_to_confirm(session: Session, renderer: Renderer, ml: MailingList, kind: str,
+                   email: str, now: datetime, *, lang: str, requested_by: str, name: str = "",
+                   delivery: str = "regular", inbound_id: int | None = None) -> bool:
+    """Start a subscribe or unsubscribe that the address itself must confirm.
+
+    The confirmation goes to `email` only, quoting nothing the requester wrote. Returns
+    whether it was sent (the cap on automatic mail may stop it).
+    """
+    request = _request(session, ml, kind, email, now, lang=lang, name=name, delivery=delivery,
+                       requested_by=requested_by, inbound_id=inbound_id)
+    audit(session, now, DAEMON, f"{kind}-confirmation",
+          f"request #{request.id} for {request.email}", ml.id)
+    sent = notify(
+        session, renderer, ml, f"confirm-{'sub' if kind == 'subscribe' else 'unsub'}-request.txt",
+        [request.email], now, kind="confirm", lang=lang, request=request,
+        confirm_address=ml.role_address(Role.CONFIRM, request.token or ""),
+        for_someone_else=normalize(requested_by) != request.email,
+    )
+    return bool(sent)
+
+
+def subscribe(session: Session, renderer: Renderer, ml: MailingList, email: str, name: str,
+              now: datetime, actor: str, *, lang: str = "en", delivery: str = "regular",
+              welcome: bool = True) -> Member:
+    """Make `email` a member (or re-enable one that exists) and welcome them."""
+    member = find_member(session, ml, email)
+    if member is None:
+        member = Member(list_id=ml.id, email=normalize(email),
+                        name=" ".join(name.split())[:MAX_NAME_LENGTH], delivery=delivery,
+                        bounce_token=new_token(), leave_token=new_token(), created_at=now)
+        session.add(member)
+        session.flush()
+    audit(session, now, actor, "member-added", member.email, ml.id)
+    if welcome:
+        notify(session, renderer, ml, "welcome.txt", [member.email], now, kind="welcome",
+               lang=lang, member=member, meetings=upcoming(session, ml, now, limit=1),
+               leave_token_address=ml.role_address(Role.LEAVE, member.leave_token))
+    return member
+
+
+def unsubscribe(session: Session, renderer: Renderer, ml: MailingList, member: Member,
+                now: datetime, actor: str, *, lang: str = "en") -> None:
+    """Remove a member at once; the goodbye says how to undo it with one reply."""
+    undo = _request(session, ml, "resubscribe", member.email, now, lang=lang, name=member.name,
+                    delivery=member.delivery, requested_by=member.email)
+    session.delete(member)
+    audit(session, now, actor, "member-left", member.email, ml.id)
+    notify(session, renderer, ml, "goodbye.txt", [member.email], now, kind="goodbye", lang=lang,
+           undo_address=ml.role_address(Role.CONFIRM, undo.token or ""))
+
+
+def open_request_for_token(session: Session, token: str, now: datetime) -> Request | None:
+    """The open request a confirmation token belongs to (None if unknown, used or expired)."""
+    request = session.scalar(select(Request).where(Request.token == token.lower()))
+    if request is None or request.status != "confirming" or request.expires_at <= now:
+        return None
+    return request
+
+
+def confirm(session: Session, renderer: Renderer, request: Request, now: datetime,
+            confirmer_name: str = "") -> str:
+    """Complete a confirmed request; returns what happened, for the log and the reply.
+
+    A resubscribe (the undo a goodbye offers) needs no approval: the person was a member.
+    """
+    ml = request.mailing_list
+    request.decided_at, request.decided_by = now, request.email
+    if request.kind == "unsubscribe":
+        request.status = "done"
+        member = find_member(session, ml, request.email)
+        if member is None:
+            return f"{request.email} was not a member"
+        unsubscribe(session, renderer, ml, member, now, request.email, lang=request.lang)
+        return f"unsubscribed {request.email}"
+    if confirmer_name and not request.name:
+        request.name = confirmer_name[:MAX_NAME_LENGTH]
+    if request.kind == "subscribe" and ml.policy == "confirm+approve":
+        request.status = "waiting"
+        audit(session, now, DAEMON, "subscription-waiting",
+              f"request #{request.id} for {request.email}", ml.id)
+        notify(session, renderer, ml, "notice-request-waiting.txt", [o.email for o in ml.owners],
+               now, kind="notice", request=request)
+        notify(session, renderer, ml, "notice-waiting-for-approval.txt", [request.email], now,
+               kind="reply", lang=request.lang)
+        return f"{request.email} confirmed; waiting for the chair's approval"
+    request.status = "done"
+    if find_member(session, ml, request.email) is not None:
+        return f"{request.email} is already a member"
+    subscribe(session, renderer, ml, request.email, request.name, now, request.email,
+              lang=request.lang, delivery=request.delivery)
+    return f"subscribed {request.email}"
+
+
+def approve(session: Session, renderer: Renderer, request: Request, now: datetime,
+            actor: str) -> str:
+    """The chair approves a subscription waiting for them."""
+    if request.kind != "subscribe" or request.status != "waiting":
+        raise ListservError(f"request {request.id} is not a subscription waiting for approval")
+    request.status, request.decided_at, request.decided_by = "done", now, actor
+    audit(session, now, actor, "request-approved", f"#{request.id} for {request.email}",
+          request.list_id)
+    subscribe(session, renderer, request.mailing_list, request.email, request.name, now, actor,
+              lang=request.lang, delivery=request.delivery)
+    return f"subscribed {request.email}"
+
+
+def deny(session: Session, renderer: Renderer, request: Request, now: datetime, actor: str,
+         reason: str) -> None:
+    """The chair refuses a waiting request; the person is told, with the reason if given."""
+    if request.status != "waiting":
+        raise ListservError(f"request {request.id} is not waiting for you (it is {request.status})")
+    request.status, request.decided_at, request.decided_by = "denied", now, actor
+    audit(session, now, actor, "request-denied", f"#{request.id} for {request.email}: {reason}",
+          request.list_id)
+    notify(session, renderer, request.mailing_list, "deny-request.txt", [request.email], now,
+           kind="reply", lang=request.lang, request=request, reason=reason)
+
+
+def expire_requests(session: Session, now: datetime) -> int:
+    """Close confirmations nobody answered in time."""
+    due = session.scalars(
+        select(Request).where(Request.status == "confirming", Request.expires_at <= now)
+    ).all()
+    for request in due:
+        request.status = "expired"
+    return len(due)

@@ -1,0 +1,1 @@
+"""Posts to the list: distribution copies, moderation of held posts, DMARC mitigation."""

@@ -1,0 +1,160 @@
+"""What happens to a post: distributed, held for the chair, or forwarded to the owners.
+
+Shared by the handlers and the chair's commands; each writes its mail in the caller's
+transaction, beside the state change that causes it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from sqlalchemy.orm import Session
+
+from listserv.delivery.notices import list_context, notify
+from listserv.delivery.outbox import enqueue, enqueue_to_members
+from listserv.mail.addresses import Role
+from listserv.mail.headers import header_text
+from listserv.mail.mime.transforms import (
+    ListHeaders,
+    RawMessage,
+    SenderRewrite,
+    author_of,
+    distribution_copy,
+    owner_copy,
+)
+from listserv.mail.render import Renderer, one_line
+from listserv.posting.dmarc import PolicyLookup, default_lookup, domain_of, mitigation
+from listserv.store.audit import DAEMON, audit
+from listserv.store.models import Held, Inbound, MailingList
+
+
+def parse(raw: bytes) -> EmailMessage:
+    """The parsed form of stored bytes (for reading only: we never re-serialise it)."""
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def list_id(mailing_list: MailingList) -> str:
+    """The RFC 2919 List-Id identifier, `NAME.DOMAIN`."""
+    return f"{mailing_list.name}.{mailing_list.domain}"
+
+
+def list_headers(mailing_list: MailingList) -> ListHeaders:
+    """The SPEC §3 list headers for `mailing_list`'s copies."""
+    description = " ".join(mailing_list.description.split())
+    ident = f"<{list_id(mailing_list)}>"
+    return ListHeaders(
+        list_id=f"{description} {ident}" if description else ident,
+        post=mailing_list.role_address(Role.POST),
+        help=mailing_list.role_address(Role.REQUEST),
+        subscribe=mailing_list.role_address(Role.JOIN),
+        been_there=mailing_list.address,
+        archive=mailing_list.archive_url,
+        reply_to=mailing_list.role_address(Role.POST) if mailing_list.reply_to == "list" else "",
+        unsubscribe="" if mailing_list.personalize else mailing_list.role_address(Role.LEAVE),
+    )
+
+
+def footer_text(renderer: Renderer, mailing_list: MailingList) -> str:
+    """The list's footer: its own setting, or the default template ("" = none)."""
+    if mailing_list.footer is not None:
+        return mailing_list.footer
+    return renderer.text("footer.txt", **list_context(mailing_list))
+
+
+def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
+                   dmarc: PolicyLookup | None = None, *,
+                   hosted: bool = False) -> SenderRewrite | None:
+    """How a copy of `raw` sent from `role`'s address must hide its author's From (DMARC).
+
+    None when the list's `dmarc_mitigation` and the author's domain policy allow the author's
+    own From. `dmarc` is the policy lookup; without one, the process-wide cached one.
+
+    `hosted` (a list run on a hosted mailbox, whose provider sends only as its account): every
+    copy goes out under the list's From, whatever the mode and the author's policy; a `wrap`
+    list still wraps where its mode would.
+    """
+    name, address = author_of(RawMessage.parse(raw))
+    # Hosted, the author's policy only decides whether a `wrap` list wraps or munges.
+    consult = ml.dmarc_mitigation == "wrap" if hosted else ml.dmarc_mitigation != "none"
+    action: str | None = None
+    if address and consult:
+        action = mitigation(ml.dmarc_mitigation, domain_of(address),
+                            dmarc if dmarc is not None else default_lookup())
+    if hosted:
+        action = action or "munge"
+    if action is None:
+        return None
+    author = name or address.rpartition("@")[0]
+    display = one_line(renderer.text("dmarc-from-name.txt", author=author,
+                                     **list_context(ml)))
+    # Owners reply to the author; members do too, unless the list takes the replies.
+    author_to = "Cc" if role is Role.POST and ml.reply_to == "list" else "Reply-To"
+    return SenderRewrite(display, ml.role_address(role), author_to, wrap=action == "wrap")
+
+
+def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
+               now: datetime, *, dmarc: PolicyLookup | None = None,
+               hosted: bool = False) -> int:
+    """Queue the members' copy of a post; returns how many members it is queued for.
+
+    `hosted`: the lists run on a hosted mailbox (`Settings.hosted`), so From is always the
+    list's (see `sender_rewrite`).
+    """
+    copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer_text(renderer, ml),
+                             sender_rewrite(renderer, ml, raw, Role.POST, dmarc,
+                                            hosted=hosted))
+    return enqueue_to_members(session, ml, copy, now=now)
+
+
+def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound,
+         sender: str, reason: str, now: datetime) -> Held:
+    """Hold a message for the chair, and tell the owners."""
+    subject = header_text(parse(inbound.raw), "Subject")
+    held = Held(
+        list_id=ml.id, inbound_id=inbound.id, sender=sender, subject=subject, reason=reason,
+        created_at=now, expires_at=now + timedelta(days=ml.held_expiry_days),
+    )
+    session.add(held)
+    session.flush()
+    audit(session, now, DAEMON, "held", f"#{held.id} from {sender}: {reason}", ml.id)
+    notify(
+        session, renderer, ml, "notice-held-post.txt", [o.email for o in ml.owners], now,
+        kind="notice", held=held,
+    )
+    return held
+
+
+def headers_only(size: int, stored: int) -> str | None:
+    """Only the headers were read (a hosted mailbox's message over the intake cap)."""
+    if size > stored:
+        return (f"only its headers were read: it is {size // 1024} KB, over the intake limit; "
+                "the whole message is still in the mailbox")
+    return None
+
+
+def too_big(size: int, max_kb: int) -> str | None:
+    """Over the list's size limit for posts."""
+    if max_kb and size > max_kb * 1024:
+        return f"message is {size // 1024} KB, over the list's limit of {max_kb} KB"
+    return None
+
+
+def forward_to_owners(session: Session, ml: MailingList, raw: bytes, now: datetime, *,
+                      renderer: Renderer,
+                      dmarc: PolicyLookup | None = None,
+                      hosted: bool = False) -> None:
+    """Send a message as it came to every owner of the list (From munged as for posts).
+
+    `renderer` names the munged sender from the operator's templates; `hosted` as for
+    `distribute`.
+    """
+    copy = owner_copy(raw, ml.role_address(Role.OWNER),
+                      sender_rewrite(renderer, ml, raw, Role.OWNER, dmarc, hosted=hosted))
+    enqueue(
+        session, copy, [o.email for o in ml.owners],
+        envelope_from=ml.role_address(Role.BOUNCES), kind="owner", list_id=ml.id, now=now,
+    )

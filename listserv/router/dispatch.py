@@ -1,0 +1,283 @@
+"""The router: one stored message at a time, one unit of work each: the guards once
+(listserv/guards.py), then the role's handler from an explicit table.
+
+A message whose handling fails for a passing reason (`transient`: the database, DNS, a
+timeout) is tried again later, 1, 2, 4 … minutes apart and at most an hour, for five days
+(as long as an MTA keeps a message it cannot deliver); then it is marked failed. One that
+fails through an error in our code is marked failed at once. Failed messages stay in the
+store, are shown by `listserv queue`, and `listserv queue retry ID` runs one again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+import dns.exception
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import exc as db_errors
+from sqlalchemy.orm import Session
+
+from listserv.clock import Clock
+from listserv.config import Settings
+from listserv.handlers import bounce, column, confirm, join, leave, owner, peer_input, post, request
+from listserv.handlers.context import Context
+from listserv.intent.classify import Guard, Understanding, guard
+from listserv.mail.addresses import Destination, Role, normalize
+from listserv.mail.headers import from_address
+from listserv.mail.render import Renderer
+from listserv.posting.distribute import list_id, parse
+from listserv.posting.dmarc import DnsFailure, default_lookup, domain_of
+from listserv.router import guards as guards
+from listserv.store.audit import DAEMON, audit
+from listserv.store.engine import Store
+from listserv.store.models import Inbound, MailingList
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Context], str]
+
+HANDLERS: dict[Role, Handler] = {
+    Role.POST: post.handle,
+    Role.OWNER: owner.handle,
+    Role.REQUEST: request.handle,
+    Role.JOIN: join.handle,
+    Role.LEAVE: leave.handle,
+    Role.CONFIRM: confirm.handle,
+    Role.COLUMN: column.handle,
+    Role.PEER_INPUT: peer_input.handle,
+    Role.BOUNCES: bounce.handle,
+}
+
+
+#: The first wait after a transient failure; each next one is twice as long, up to RETRY_MOST.
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_MOST = timedelta(hours=1)
+#: How long a message is retried before it is marked failed.
+RETRY_FOR = timedelta(days=5)
+
+#: Failures that pass: the store (a lock, a lost connection, a full disk: SQLAlchemy's
+#: OperationalError), DNS and network timeouts.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    db_errors.OperationalError, db_errors.InterfaceError, db_errors.DisconnectionError,
+    db_errors.TimeoutError, dns.exception.Timeout, DnsFailure, TimeoutError, ConnectionError,
+)
+
+
+def transient(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, is worth trying again later."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, TRANSIENT):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def retry_delay(attempts: int) -> timedelta | None:
+    """The wait after the `attempts`-th transient failure; None once RETRY_FOR is spent."""
+    waits = [min(RETRY_FIRST * 2 ** min(n, 16), RETRY_MOST) for n in range(attempts)]
+    if sum(waits, timedelta()) >= RETRY_FOR:
+        return None
+    return waits[-1]
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    return (Inbound.status == "new") & or_(Inbound.next_attempt_at.is_(None),
+                                           Inbound.next_attempt_at <= now)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A message read before its transaction opens: parsed, and a post's administrivia
+    verdict (the CPU-heavy part of the guards)."""
+
+    inbound_id: int
+    msg: EmailMessage
+    administrivia: tuple[Guard, Understanding] | None
+
+
+def prepare(inbound_id: int, raw: bytes, role: Role, list_name: str) -> Prepared:
+    """Parse a stored message and, for a post, run the administrivia guard (pure)."""
+    msg = parse(raw)
+    return Prepared(inbound_id, msg, guard(msg, list_name) if role is Role.POST else None)
+
+
+def prepare_next(store: Store, now: datetime) -> Prepared | None:
+    """Read the next message that is due and do its slow work before its transaction opens.
+
+    The administrivia guard takes CPU time and a DMARC lookup can take seconds; done inside
+    the unit of work they would hold the store's write lock that long (the lookup's cache then
+    answers at once during handling). A failure here is only logged: `route_one` does the work
+    again inside the transaction, where a failure is put off or marks the message failed.
+    """
+    with store.reading() as session:
+        row = session.execute(
+            select(Inbound.id, Inbound.raw, Inbound.role, MailingList.name)
+            .outerjoin(MailingList, MailingList.id == Inbound.list_id)
+            .where(_due(now))
+            .order_by(Inbound.id)
+            .limit(1)
+        ).first()
+    if row is None or row.name is None:
+        return None
+    try:
+        role = Role(row.role)
+        prepared = prepare(row.id, row.raw, role, row.name)
+        domain = domain_of(from_address(prepared.msg)) if role in (Role.POST, Role.OWNER) else ""
+        if domain:
+            default_lookup()(domain)
+    except Exception:
+        log.warning("inbound %s: reading it before its transaction failed", row.id,
+                    exc_info=True)
+        return None
+    return prepared
+
+
+def guard_facts(ctx: Context, administrivia: Guard | None) -> guards.Facts:
+    """What the guards read about the message in `ctx`."""
+    ml = ctx.mailing_list
+    return guards.Facts(
+        msg=ctx.msg, mail_from=ctx.inbound.mail_from, size=ctx.inbound.size,
+        stored=len(ctx.inbound.raw), list_id=list_id(ml), list_address=ml.address,
+        owner_address=ml.role_address(Role.OWNER),
+        own_addresses=frozenset(request.own_addresses(ml) | {normalize(ml.address)}),
+        max_post_kb=ml.max_post_kb, administrivia=administrivia,
+    )
+
+
+def handle(ctx: Context, administrivia: tuple[Guard, Understanding] | None) -> str:
+    """The guards once, then the role's handler; returns the outcome for the log."""
+    verdict_of_guard, understood = administrivia or (None, None)
+    verdict = guards.check(ctx.destination.role, guard_facts(ctx, verdict_of_guard))
+    if verdict is None:
+        return HANDLERS[ctx.destination.role](ctx)
+    if verdict.action is guards.Action.REQUEST and understood is not None:
+        return request.act(ctx, understood)
+    if verdict.action is guards.Action.HOLD:  # posts only: a held item is a post
+        return post.hold_post(ctx, verdict.reason)
+    audit(ctx.session, ctx.now, DAEMON, verdict.action.value,
+          f"inbound #{ctx.inbound.id}: {verdict.reason}", ctx.mailing_list.id)
+    return f"{verdict.action.value}: {verdict.reason}"
+
+
+def route_one(store: Store, settings: Settings, renderer: Renderer, clock: Clock,
+              prepared: Prepared | None = None) -> bool:
+    """Handle the oldest message that is due; False when none is.
+
+    `prepared`: the message `prepare_next` read, used when it is the one claimed. A transient
+    error rolls back the whole unit of work; the message is then put off (`retry_delay`) in a
+    unit of work of its own.
+    """
+    claimed: list[int] = []
+    try:
+        return _route_one(store, settings, renderer, clock, claimed, prepared)
+    except Exception as exc:
+        if not claimed or not transient(exc):
+            raise
+        with store.unit_of_work() as session:
+            _put_off(session, claimed[0], exc, clock.now())
+    return True
+
+
+def _route_one(store: Store, settings: Settings, renderer: Renderer, clock: Clock,
+               claimed: list[int], prepared: Prepared | None) -> bool:
+    """Handle the oldest message that is due, naming it in `claimed`; False when none is.
+
+    The guards and the handler run in a savepoint: if they raise an error of our code, their
+    work is rolled back and the message is marked failed (kept, and shown by `listserv
+    queue`), in the same transaction; a transient error is raised on.
+    """
+    with store.unit_of_work() as session:
+        now = clock.now()
+        inbound = session.scalars(
+            select(Inbound)
+            .where(_due(now))
+            .order_by(Inbound.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if inbound is None:
+            return False
+        claimed.append(inbound.id)
+        inbound.processed_at = now
+        mailing_list = session.get(MailingList, inbound.list_id) if inbound.list_id else None
+        role = Role(inbound.role)
+        if mailing_list is None:
+            inbound.status, inbound.outcome = "failed", "the list no longer exists"
+            log.info("inbound %s rcpt=%s outcome=failed: no list", inbound.id, inbound.rcpt)
+            return True
+        try:
+            with session.begin_nested():
+                if prepared is None or prepared.inbound_id != inbound.id:
+                    prepared = prepare(inbound.id, inbound.raw, role, mailing_list.name)
+                ctx = Context(
+                    session=session, settings=settings, renderer=renderer, now=now,
+                    mailing_list=mailing_list,
+                    destination=Destination(mailing_list.address, role, inbound.token),
+                    inbound=inbound, msg=prepared.msg,
+                )
+                outcome = handle(ctx, prepared.administrivia)
+        except Exception as exc:
+            if transient(exc):
+                raise
+            log.exception("inbound %s list=%s role=%s failed", inbound.id, mailing_list.address,
+                          role.value)
+            inbound.status, inbound.error = "failed", f"{type(exc).__name__}: {exc}"
+            inbound.next_attempt_at = None
+            return True
+        inbound.status, inbound.outcome, inbound.error = "done", outcome, ""
+        inbound.next_attempt_at = None
+        log.info("inbound %s list=%s role=%s outcome=%s", inbound.id, mailing_list.address,
+                 role.value, outcome)
+    return True
+
+
+def _put_off(session: Session, inbound_id: int, error: BaseException, now: datetime) -> None:
+    """Record a transient failure: due again after `retry_delay`, or failed for good."""
+    inbound = session.get(Inbound, inbound_id)
+    if inbound is None:
+        return
+    inbound.attempts += 1
+    inbound.processed_at = now
+    reason = " ".join(f"{type(error).__name__}: {error}".split())
+    delay = retry_delay(inbound.attempts)
+    if delay is None:
+        inbound.status, inbound.next_attempt_at = "failed", None
+        inbound.error = f"gave up after {inbound.attempts} attempts: {reason}"
+        log.error("inbound %s: %s", inbound.id, inbound.error)
+        return
+    inbound.next_attempt_at = now + delay
+    inbound.error = f"attempt {inbound.attempts} failed: {reason}"
+    log.warning("inbound %s: %s; trying again at %s", inbound.id, inbound.error,
+                inbound.next_attempt_at.isoformat())
+
+
+class Router(threading.Thread):
+    """Routes stored messages until stopped; woken by intake, with a poll as fallback."""
+
+    def __init__(self, store: Store, settings: Settings, renderer: Renderer, clock: Clock,
+                 wake: threading.Event, stopping: threading.Event,
+                 delivered: threading.Event) -> None:
+        super().__init__(name="router", daemon=True)
+        self.store, self.settings, self.renderer, self.clock = store, settings, renderer, clock
+        self.wake, self.stopping, self.delivered = wake, stopping, delivered
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                prepared = prepare_next(self.store, self.clock.now())
+                worked = route_one(self.store, self.settings, self.renderer, self.clock,
+                                   prepared)
+            except Exception:
+                log.exception("router failed; retrying")
+                worked = False
+            if worked:
+                self.delivered.set()
+                continue
+            self.wake.wait(self.settings.daemon.poll_seconds)
+            self.wake.clear()

@@ -1,0 +1,112 @@
+"""The engine, the one sessionmaker, units of work and migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from listserv.errors import ListservError
+
+#: Alembic's package-resource form: it finds the scripts with importlib.resources, so a wheel
+#: and an editable install migrate alike.
+MIGRATIONS = "listserv.store:migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: The execution option of reading sessions: their SQLite transactions begin deferred.
+_READ_ONLY = "listserv_read_only"
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The "begin" event below issues BEGIN itself (pysqlite's own would be deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A unit of work that may write takes the write lock at once (BEGIN IMMEDIATE): a
+        # deferred transaction that later writes can fail at once with "database is locked"
+        # instead of waiting. Reads begin deferred: in WAL mode they never wait for a writer.
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`, with SQLite tuned for durability (WAL, synchronous=FULL)."""
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a reading unit of work tried to write; use unit_of_work()")
+
+
+class Store:
+    """The database: an engine, its sessionmaker and the schema's migrations."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{_READ_ONLY: True}),
+                                     expire_on_commit=False)
+        event.listen(self._readers, "before_flush", _refuse_writes)
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        On SQLite it holds the write lock from its start: use `reading()` for reads.
+        """
+        with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """One transaction that only reads (a write in it is an error).
+
+        On SQLite it begins deferred, so it answers while another connection holds the
+        write lock (the RCPT lookups of intake, the chair's listings).
+        """
+        with self._readers() as session, session.begin():
+            yield session
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest revision (safe to repeat)."""
+        config = Config()
+        config.set_main_option("script_location", MIGRATIONS)
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "heads")
+        except Exception as exc:
+            raise ListservError(f"cannot prepare the database at {self.safe_url}: {exc}") from exc
+
+    @property
+    def safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
