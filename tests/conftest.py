@@ -38,6 +38,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_backends: run on SQLite and on PostgreSQL")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # In parallel runs (pytest-xdist, `--dist loadgroup`) the slow end-to-end tests go one after
+    # another to one worker: each loads the machine (5,000-member deliveries, daemons in
+    # subprocesses) and times leases and clocks, so two at once would only slow both.
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("slow"))
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         both = metafunc.definition.get_closest_marker("both_backends") is not None
@@ -165,17 +176,26 @@ def _imap_unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def _started_dovecot(folder: Path) -> Dovecot:
+def _started_dovecot(folder: Path | None = None) -> Dovecot:
+    """A Dovecot of our own in `folder`; None: a short temporary folder, removed on close.
+
+    Its Unix sockets live in the folder, and a socket path has at most 107 bytes: a test's own
+    tmp_path (longer still under pytest-xdist) is too long for them.
+    """
     if dovecot_binary() is None:
         _imap_unavailable(INSTALL_HINT)
+    server: Dovecot | None = None
     try:
-        return Dovecot(folder).start()
+        server = Dovecot(folder)
+        return server.start()
     except DovecotError as exc:
+        if server is not None:
+            server.close()
         _imap_unavailable(f"Dovecot did not start: {exc}")
 
 
 @pytest.fixture(scope="session")
-def dovecot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+def dovecot_server() -> Iterator[Dovecot]:
     """One Dovecot for the whole run: .ci/run's instance if there is one, else our own."""
     folder = os.environ.get("LISTSERV_TEST_DOVECOT")
     if folder:
@@ -186,7 +206,7 @@ def dovecot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot
         if attached is not None:
             yield attached
             return
-    server = _started_dovecot(tmp_path_factory.mktemp("dovecot"))
+    server = _started_dovecot()
     yield server
     server.close()
 
@@ -198,8 +218,8 @@ def imap_account(dovecot_server: Dovecot) -> ImapAccount:
 
 
 @pytest.fixture
-def private_dovecot(tmp_path: Path) -> Iterator[Dovecot]:
-    """A Dovecot of this test's own (to stop and restart), stopped at the end."""
-    server = _started_dovecot(tmp_path / "dovecot")
+def private_dovecot() -> Iterator[Dovecot]:
+    """A Dovecot of this test's own (to stop and restart), stopped and removed at the end."""
+    server = _started_dovecot()
     yield server
     server.close()
