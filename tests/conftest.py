@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,7 +26,7 @@ from listserv.db import Store
 
 from .dns_stub import dns_zone, loopback_dns_server  # noqa: F401 (autouse: DNS on 127.0.0.1)
 from .dovecot import INSTALL_HINT, Dovecot, DovecotError, ImapAccount, dovecot_binary
-from .helpers import LIST, write_config
+from .helpers import LIST, in_flight, wait_until, write_config
 from .smtp_sink import SmtpSink
 
 PG_ADMIN_URL = os.environ.get(
@@ -126,15 +126,35 @@ def store(settings: Settings) -> Iterator[Store]:
     db.dispose()
 
 
+class SettlingClock(FakeClock):
+    """A FakeClock that, once it knows the daemon's store, jumps only with no delivery in flight.
+
+    A delivery worker records a copy as sent a moment after the server took it. A jump of the
+    clock in between makes the claim's lease look lapsed, and another worker sends the copy
+    again: a duplicate no real clock would cause. So `advance` first waits for those results.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        super().__init__(start, running=True)
+        self.store: Store | None = None
+
+    def advance(self, delta: timedelta) -> datetime:
+        store = self.store
+        if store is not None:
+            wait_until(lambda: in_flight(store) == 0, what="the deliveries in flight recorded")
+        return super().advance(delta)
+
+
 @pytest.fixture
-def clock() -> FakeClock:
+def clock() -> SettlingClock:
     """The daemon's clock: runs from the real time (as the CLI's does) and jumps on demand."""
-    return FakeClock(datetime.now(UTC), running=True)
+    return SettlingClock(datetime.now(UTC))
 
 
 @pytest.fixture
-def daemon(settings: Settings, store: Store, clock: FakeClock) -> Iterator[Daemon]:
+def daemon(settings: Settings, store: Store, clock: SettlingClock) -> Iterator[Daemon]:
     """A daemon running in this process on free ports, delivering to the sink."""
+    clock.store = store
     running = Daemon(settings, clock=clock).start()
     yield running
     running.stop()

@@ -122,6 +122,17 @@ def unfinished_work(store: Any) -> tuple[int, int]:
     return int(new or 0), int(queued or 0)
 
 
+def in_flight(store: Any) -> int:
+    """Recipients a delivery worker has claimed (a lease) and not yet recorded a result for."""
+    from sqlalchemy import func, select
+
+    from listserv.models import OutRecipient
+
+    with store.unit_of_work() as session:
+        return int(session.scalar(select(func.count()).select_from(OutRecipient).where(
+            OutRecipient.status == "queued", OutRecipient.lease_until.is_not(None))) or 0)
+
+
 def wait_settled(store: Any, timeout: float = 10.0) -> None:
     """Until every stored incoming message is handled and no recipient is still queued.
 
