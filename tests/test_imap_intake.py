@@ -300,6 +300,7 @@ def test_sigkill_after_the_commit_before_the_mark_neither_repeats_nor_forgets(
                       "mark the message")
     sink.wait_for(lambda s: len(s.messages_for(MEMBERS[0])) >= 1, timeout=15,
                   description="the post delivered")
+    second.wait_until(lambda: _marked_rows(store) == 1, "record the mark")  # after the STORE
     wait_settled(store)  # a second copy, were one coming, would be in the sink by then
     assert count_inbound(store) == 1
     assert len(sink.messages_for(MEMBERS[0])) == 1
