@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,7 +26,7 @@ from listserv.store.engine import Store
 
 from .dns_stub import dns_zone, loopback_dns_server  # noqa: F401 (autouse: DNS on 127.0.0.1)
 from .dovecot import INSTALL_HINT, Dovecot, DovecotError, ImapAccount, dovecot_binary
-from .helpers import LIST, write_config
+from .helpers import LIST, in_flight, wait_until, write_config
 from .postfix import Postfix, postfix_problem
 from .smtp_sink import SmtpSink
 
@@ -37,6 +37,17 @@ PG_ADMIN_URL = os.environ.get(
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_backends: run on SQLite and on PostgreSQL")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # In parallel runs (pytest-xdist, `--dist loadgroup`) the slow end-to-end tests go one after
+    # another to one worker: each loads the machine (5,000-member deliveries, daemons in
+    # subprocesses) and times leases and clocks, so two at once would only slow both.
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("slow"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -116,15 +127,35 @@ def store(settings: Settings) -> Iterator[Store]:
     db.dispose()
 
 
+class SettlingClock(FakeClock):
+    """A FakeClock that, once it knows the daemon's store, jumps only with no delivery in flight.
+
+    A delivery worker records a copy as sent a moment after the server took it. A jump of the
+    clock in between makes the claim's lease look lapsed, and another worker sends the copy
+    again: a duplicate no real clock would cause. So `advance` first waits for those results.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        super().__init__(start, running=True)
+        self.store: Store | None = None
+
+    def advance(self, delta: timedelta) -> datetime:
+        store = self.store
+        if store is not None:
+            wait_until(lambda: in_flight(store) == 0, what="the deliveries in flight recorded")
+        return super().advance(delta)
+
+
 @pytest.fixture
-def clock() -> FakeClock:
+def clock() -> SettlingClock:
     """The daemon's clock: runs from the real time (as the CLI's does) and jumps on demand."""
-    return FakeClock(datetime.now(UTC), running=True)
+    return SettlingClock(datetime.now(UTC))
 
 
 @pytest.fixture
-def daemon(settings: Settings, store: Store, clock: FakeClock) -> Iterator[Daemon]:
+def daemon(settings: Settings, store: Store, clock: SettlingClock) -> Iterator[Daemon]:
     """A daemon running in this process on free ports, delivering to the sink."""
+    clock.store = store
     running = Daemon(settings, clock=clock).start()
     yield running
     running.stop()
@@ -166,17 +197,26 @@ def _imap_unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def _started_dovecot(folder: Path) -> Dovecot:
+def _started_dovecot(folder: Path | None = None) -> Dovecot:
+    """A Dovecot of our own in `folder`; None: a short temporary folder, removed on close.
+
+    Its Unix sockets live in the folder, and a socket path has at most 107 bytes: a test's own
+    tmp_path (longer still under pytest-xdist) is too long for them.
+    """
     if dovecot_binary() is None:
         _imap_unavailable(INSTALL_HINT)
+    server: Dovecot | None = None
     try:
-        return Dovecot(folder).start()
+        server = Dovecot(folder)
+        return server.start()
     except DovecotError as exc:
+        if server is not None:
+            server.close()
         _imap_unavailable(f"Dovecot did not start: {exc}")
 
 
 @pytest.fixture(scope="session")
-def dovecot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+def dovecot_server() -> Iterator[Dovecot]:
     """One Dovecot for the whole run: .ci/run's instance if there is one, else our own."""
     folder = os.environ.get("LISTSERV_TEST_DOVECOT")
     if folder:
@@ -187,7 +227,7 @@ def dovecot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot
         if attached is not None:
             yield attached
             return
-    server = _started_dovecot(tmp_path_factory.mktemp("dovecot"))
+    server = _started_dovecot()
     yield server
     server.close()
 
@@ -199,9 +239,9 @@ def imap_account(dovecot_server: Dovecot) -> ImapAccount:
 
 
 @pytest.fixture
-def private_dovecot(tmp_path: Path) -> Iterator[Dovecot]:
-    """A Dovecot of this test's own (to stop and restart), stopped at the end."""
-    server = _started_dovecot(tmp_path / "dovecot")
+def private_dovecot() -> Iterator[Dovecot]:
+    """A Dovecot of this test's own (to stop and restart), stopped and removed at the end."""
+    server = _started_dovecot()
     yield server
     server.close()
 

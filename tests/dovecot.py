@@ -26,8 +26,8 @@ standard library; imapclient is imported inside `client()`)::
 from __future__ import annotations
 
 import grp
+import imaplib
 import json
-import math
 import os
 import pwd
 import secrets
@@ -113,7 +113,7 @@ class Dovecot:
         self._started_here = False
         self._process: subprocess.Popen[bytes] | None = None
         self._spare_users: list[tuple[str, str]] = []
-        self._users_visible_at = 0.0
+        self._unconfirmed: tuple[str, str] | None = None  # the newest user, until seen
         if self.info_path.exists():  # prepared before (a restart, or another process's)
             info = json.loads(self.info_path.read_text())
             self.imap_port: int = info["imap_port"]
@@ -421,7 +421,7 @@ mail_location = maildir:~/Maildir
     # -- users ------------------------------------------------------------------------------
 
     def add_user(self, username: str, password: str) -> None:
-        """Add a login; returns once Dovecot sees it (up to a second, see `_add_users`).
+        """Add a login; returns once Dovecot accepts it (up to a second, see `_add_users`).
 
         Dovecot lower-cases usernames at login, so they are stored lower-case.
         """
@@ -452,15 +452,31 @@ mail_location = maildir:~/Maildir
             self._make_home(username.lower())
         with open(self.passwd_path, "a", encoding="utf-8") as passwd:
             passwd.write("".join(lines))
-        # Dovecot's auth process looks at the passwd-file at most once per second (and re-reads
-        # it when its size or mtime changed): after a login earlier in this second, lines
-        # appended now are seen from the next second on.
-        self._users_visible_at = math.floor(time.time()) + 1.01
+        self._unconfirmed = users[-1]
 
-    def _wait_until_users_visible(self) -> None:
-        delay = self._users_visible_at - time.time()
-        if delay > 0:
-            time.sleep(delay)
+    def _wait_until_users_visible(self, timeout: float = 10.0) -> None:
+        """Until the newest user can log in.
+
+        Dovecot's auth process looks at the passwd-file at most once per second (and re-reads
+        it when its size or mtime changed): lines appended just after a login are seen from the
+        next second on. A login is tried until it works, rather than sleeping to that second.
+        """
+        if self._unconfirmed is None:
+            return
+        username, password = self._unconfirmed
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with imaplib.IMAP4(HOST, self.imap_port, timeout=5) as imap:
+                    imap.login(username.lower(), password)
+                    imap.logout()
+                break
+            except (imaplib.IMAP4.error, OSError) as exc:
+                if time.monotonic() > deadline:
+                    raise DovecotError(f"Dovecot did not accept the new user {username} in "
+                                       f"{timeout:g}s ({exc}):\n{self.log_tail()}") from None
+            time.sleep(0.05)
+        self._unconfirmed = None
 
     def _make_home(self, username: str) -> None:
         # Dovecot creates the maildir itself, but logs an error at each login until the home

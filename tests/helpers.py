@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import time
 import uuid
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 LIST = "shma@lists.example.org"
 
@@ -87,3 +91,54 @@ def wait_handled(sink: Any, store: Any, count: int, timeout: float = 10.0) -> No
     """Wait until at least `count` incoming messages have been handled by the router."""
     sink.wait_for(lambda s: sum(1 for st, _ in inbound_outcomes(store) if st != "new") >= count,
                   timeout=timeout, description=f"{count} messages handled")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0,
+               what: str = "the condition") -> T:
+    """Poll `predicate` until it returns something true, and return that; fail after `timeout`.
+
+    The way a test waits for an event (a file, a database row, a log line) instead of sleeping:
+    it returns as soon as the event has happened.
+    """
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)
+    return value
+
+
+def unfinished_work(store: Any) -> tuple[int, int]:
+    """(incoming messages not yet handled, recipients still queued for delivery)."""
+    from sqlalchemy import func, select
+
+    from listserv.store.models import Inbound, OutRecipient
+
+    with store.unit_of_work() as session:
+        new = session.scalar(select(func.count()).select_from(Inbound)
+                             .where(Inbound.status == "new"))
+        queued = session.scalar(select(func.count()).select_from(OutRecipient)
+                                .where(OutRecipient.status == "queued"))
+    return int(new or 0), int(queued or 0)
+
+
+def in_flight(store: Any) -> int:
+    """Recipients a delivery worker has claimed (a lease) and not yet recorded a result for."""
+    from sqlalchemy import func, select
+
+    from listserv.store.models import OutRecipient
+
+    with store.unit_of_work() as session:
+        return int(session.scalar(select(func.count()).select_from(OutRecipient).where(
+            OutRecipient.status == "queued", OutRecipient.lease_until.is_not(None))) or 0)
+
+
+def wait_settled(store: Any, timeout: float = 10.0) -> None:
+    """Until every stored incoming message is handled and no recipient is still queued.
+
+    Then every copy there is going to be has reached the server: a delivery worker records a
+    recipient as sent only after the server took the copy. Tests use it before checking that
+    nothing more arrived (instead of sleeping "long enough" for a stray copy).
+    """
+    wait_until(lambda: unfinished_work(store) == (0, 0), timeout,
+               "every message handled and every recipient delivered")

@@ -43,6 +43,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from .helpers import free_port
+
 __all__ = ["INSTALL_HINT", "Postfix", "PostfixError", "postfix_problem"]
 
 HOST = "127.0.0.1"
@@ -112,7 +114,7 @@ class Postfix:
         self.conf = self.folder / "conf"
         self.mail_dir = self.folder / "mail"
         self.log_path = self.folder / "postfix.log"
-        self.port = _free_port()
+        self.port = free_port()
         self._owner = pwd.getpwnam("postfix")
         self._process: subprocess.Popen[bytes] | None = None
         self._mailboxes: dict[str, Path] = {}
@@ -296,9 +298,3 @@ local_transport = error:5.7.1 no local delivery in the test
                                      f"{timeout:g}s:\n{self.log_tail()}")
             time.sleep(0.05)
         return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])

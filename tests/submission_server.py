@@ -119,9 +119,14 @@ class SubmissionServer:
         server.close()
         for protocol in self._connections:
             if protocol.transport is not None:
-                protocol.transport.close()
+                protocol.transport.abort()
+        # The connections' handler tasks end before the loop closes (no waiting "long enough").
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         loop.run_until_complete(server.wait_closed())
-        loop.run_until_complete(asyncio.sleep(0.2))
+        loop.run_until_complete(asyncio.sleep(0))  # let connection_lost run
 
     def start(self) -> SubmissionServer:
         self._thread.start()

@@ -21,7 +21,7 @@ from listserv.store.models import (
     OutRecipient,
 )
 
-from .helpers import LIST, lmtp_send, make_message, parse, write_config
+from .helpers import LIST, lmtp_send, make_message, parse, wait_settled, write_config
 
 OTHER_DOMAIN_LIST = "shma@other.example.org"
 
@@ -363,7 +363,7 @@ def test_members_add_no_welcome_sends_nothing(cli, shma, daemon, sink, store):
     # The welcome of a later member is the only mail that arrives.
     cli("members", "add", shma, "loud@example.org")
     sink.wait_for_recipients(1)
-    time.sleep(0.3)
+    wait_settled(store)
     assert [d.rcpt_tos for d in sink.deliveries] == [["loud@example.org"]]
     assert sink.messages_for("quiet@example.org") == []
 

@@ -121,7 +121,7 @@ def wait_until_drained(store: Store, daemon: DaemonProcess, sink: SmtpSink) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"not delivered in {DRAIN_TIMEOUT:g}s: queue {dict(state)}, "
                                  f"{sink}\n{daemon.log_text()}")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def copies(sink: SmtpSink) -> Counter[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from listserv.posting.dmarc import Policy
 from listserv.store.engine import Store
 from listserv.store.models import MailingList, OutRecipient, SendUsage
 
-from .helpers import LIST, free_port, lmtp_send, make_message, parse, write_config
+from .helpers import LIST, lmtp_send, make_message, parse, wait_until, write_config
 from .submission_server import (  # noqa: F401 (fixtures)
     ACCOUNT,
     PASSWORD,
@@ -59,8 +60,16 @@ def limits() -> dict[str, int]:
 
 
 @pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port where nobody listens, held (bound, not listening) so no test takes it."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+@pytest.fixture
 def config_path(tmp_path: Path, db_url: str, submission: SubmissionServer,
-                limits: dict[str, int]) -> Path:
+                limits: dict[str, int], closed_port: int) -> Path:
     """Hosted mode: IMAP intake on (a closed port), delivery by authenticated submission."""
     secret = tmp_path / "account-password"
     secret.write_text(PASSWORD + "\n")
@@ -68,7 +77,7 @@ def config_path(tmp_path: Path, db_url: str, submission: SubmissionServer,
                         tls="starttls", verify_cert=False, username=ACCOUNT,
                         password_file=str(secret), **limits)
     with path.open("a") as handle:
-        handle.write(f'[intake.imap]\nenabled = true\nhost = "127.0.0.1"\nport = {free_port()}\n'
+        handle.write(f'[intake.imap]\nenabled = true\nhost = "127.0.0.1"\nport = {closed_port}\n'
                      f'username = "{ACCOUNT}"\npassword_file = "{secret}"\ntls = "none"\n')
     return path
 
@@ -204,6 +213,27 @@ def jump(daemon, delta: timedelta) -> None:
     daemon.deliver_wake.set()
 
 
+@pytest.fixture
+def held_back(monkeypatch) -> list[datetime]:
+    """The clock times at which the daemon's limits held queued mail back from a claim."""
+    times: list[datetime] = []
+    holding = SendLimits.holding
+
+    def note(limits: SendLimits, session, now: datetime, reason: str) -> None:
+        times.append(now)
+        holding(limits, session, now, reason)
+
+    monkeypatch.setattr(SendLimits, "holding", note)
+    return times
+
+
+def wait_held_back(daemon, held_back: list[datetime]) -> None:
+    """Until a worker's claim from now on was held back by the limits."""
+    since = daemon.clock.now()
+    wait_until(lambda: any(t >= since for t in held_back),
+               what="a claim held back by the limits")
+
+
 def wait_sent(submission, store, count: int) -> None:
     """Until `count` recipients arrived and their results are recorded (no batch in flight)."""
     submission.recorder.wait_for(lambda r: statuses(store).get("sent", 0) >= count,
@@ -213,14 +243,15 @@ def wait_sent(submission, store, count: int) -> None:
 @pytest.mark.both_backends
 @pytest.mark.parametrize("limits", [{"messages_per_minute": 3}])
 def test_messages_per_minute_lets_the_rest_wait_in_the_queue(cli, shma, tmp_path, daemon,
-                                                            submission, store, caplog):
+                                                            submission, store, caplog,
+                                                            held_back):
     caplog.set_level(logging.INFO, logger="listserv.delivery.outbox")
     members = [f"member{n}@example.net" for n in range(7)]
     import_members(cli, tmp_path, *members)
     lmtp_send(daemon.ports["lmtp"], members[0], [LIST], make_message(members[0], subject="Mpm"))
 
     wait_sent(submission, store, 3)
-    time.sleep(1)  # ten polls later: still three
+    wait_held_back(daemon, held_back)  # a later poll: still three
     assert len(recipients_of(submission, "Mpm")) == 3
     assert statuses(store) == {"sent": 3, "queued": 4}
     with store.unit_of_work() as session:
@@ -232,7 +263,7 @@ def test_messages_per_minute_lets_the_rest_wait_in_the_queue(cli, shma, tmp_path
 
     jump(daemon, timedelta(seconds=61))
     wait_sent(submission, store, 6)
-    time.sleep(0.5)
+    wait_held_back(daemon, held_back)
     assert len(recipients_of(submission, "Mpm")) == 6
 
     jump(daemon, timedelta(seconds=61))
@@ -250,7 +281,7 @@ def test_messages_per_minute_lets_the_rest_wait_in_the_queue(cli, shma, tmp_path
 @pytest.mark.both_backends
 @pytest.mark.parametrize("limits", [{"recipients_per_day": 5}])
 def test_recipients_per_day_holds_a_batched_list_until_the_day_has_passed(
-        cli, shma, tmp_path, daemon, submission, store):
+        cli, shma, tmp_path, daemon, submission, store, held_back):
     cli("lists", "set", LIST, "personalize", "false")
     members = [f"member{n}@example.net" for n in range(8)]
     import_members(cli, tmp_path, *members)
@@ -264,7 +295,7 @@ def test_recipients_per_day_holds_a_batched_list_until_the_day_has_passed(
     assert [tuple(u) for u in usage] == [(1, 5)]
 
     jump(daemon, timedelta(hours=12))
-    time.sleep(1)
+    wait_held_back(daemon, held_back)
     assert len(recipients_of(submission, "Rpd")) == 5
     assert statuses(store) == {"sent": 5, "queued": 3}
 

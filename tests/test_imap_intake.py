@@ -8,12 +8,14 @@ with the `Delivered-To` header the provider adds.
 from __future__ import annotations
 
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from listserv.daemon import Daemon
@@ -22,7 +24,7 @@ from listserv.mail.addresses import Role
 from listserv.store.models import ImapMessage, Inbound, OutMessage
 
 from .daemons import DaemonProcess
-from .helpers import LIST, make_message, parse, write_config
+from .helpers import LIST, make_message, parse, wait_settled, write_config
 from .tcp_proxy import TcpProxy
 
 MEMBERS = ["ann@example.org", "bob@example.net", "cat@example.com"]
@@ -118,6 +120,21 @@ def wait(predicate, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
+@pytest.fixture
+def idling(monkeypatch) -> threading.Event:
+    """Set once a daemon in this process is in IDLE: the server has answered its IDLE command."""
+    entered = threading.Event()
+    start_idle = IMAPClient.idle
+
+    def idle(client: IMAPClient) -> object:
+        answer = start_idle(client)
+        entered.set()
+        return answer
+
+    monkeypatch.setattr(IMAPClient, "idle", idle)
+    return entered
+
+
 def flags_of(client, message_id: str) -> set[bytes]:
     client.noop()
     uids = client.search(["HEADER", "Message-ID", message_id])
@@ -173,10 +190,10 @@ def test_a_message_another_client_already_read_is_still_processed(
     assert {b"\\Seen", KEYWORD.encode()} <= flags
 
 
-def test_idle_wakes_the_daemon_within_two_seconds(group, daemon, store, mailbox):
+def test_idle_wakes_the_daemon_within_two_seconds(group, idling, daemon, store, mailbox):
     poller = next(w for w in daemon._workers if w.name == "imap")
     wait(lambda: poller.cycles >= 1, 15, "the first catch-up")
-    time.sleep(0.3)  # in IDLE by now; the poll interval is 30 s
+    assert idling.wait(15), "the daemon never went into IDLE"  # the poll interval is 30 s
     mailbox.append("INBOX", delivered(group, make_message(sender=MEMBERS[0], to=group)))
     seconds = wait(lambda: len(inbound_rows(store)) == 1, 10, "the message stored")
     assert seconds < 2.0, f"IDLE took {seconds:.2f}s"
@@ -283,7 +300,8 @@ def test_sigkill_after_the_commit_before_the_mark_neither_repeats_nor_forgets(
                       "mark the message")
     sink.wait_for(lambda s: len(s.messages_for(MEMBERS[0])) >= 1, timeout=15,
                   description="the post delivered")
-    time.sleep(1.0)  # room for a second copy, were one coming
+    second.wait_until(lambda: _marked_rows(store) == 1, "record the mark")  # after the STORE
+    wait_settled(store)  # a second copy, were one coming, would be in the sink by then
     assert count_inbound(store) == 1
     assert len(sink.messages_for(MEMBERS[0])) == 1
     with store.unit_of_work() as session:
@@ -307,17 +325,19 @@ def test_server_outage_reconnects_and_loses_nothing(
             sender=MEMBERS[0], to=account.username, subject="Before the outage")))
         sink.wait_for(lambda s: len(s.messages_for(MEMBERS[0])) == 1, timeout=15,
                       description="the first post")
+        backoffs = daemon.log_text(20000).count("connecting again")
         server.stop()
         arrived = [make_message(sender=MEMBERS[i % 3], to=account.username,
                                 subject=f"During the outage {i}") for i in range(3)]
         for raw in arrived:
             server.deliver(account.username, delivered(account.username, raw))
-        time.sleep(2.0)  # the daemon notices and starts backing off
+        daemon.wait_until(lambda: daemon.log_text(20000).count("connecting again") > backoffs,
+                          "notice the outage and back off")
         assert daemon.running()
         server.start()
         sink.wait_for(lambda s: len(s.messages_for(MEMBERS[0])) == 4, timeout=30,
                       description="the three posts that arrived meanwhile")
-        time.sleep(0.5)
+        wait_settled(store)
         assert len(sink.messages_for(MEMBERS[1])) == 4
         assert count_inbound(store) == 4
         assert "connecting again" in daemon.log_text(20000)
@@ -349,7 +369,7 @@ def test_a_new_uidvalidity_neither_repeats_nor_loses_mail(
         sink.wait_for(lambda s: len(s.messages_for(MEMBERS[0])) == 2, timeout=15,
                       description="the new post")
         wait(lambda: _marked_rows(store) == 3, 10, "both copies marked")
-        time.sleep(0.5)
+        wait_settled(store)
     subjects = [parse_subject(d.data) for d in sink.messages_for(MEMBERS[2])]
     assert subjects == ["[shma] Before the renumbering", "[shma] After the renumbering"]
     assert count_inbound(store) == 2
@@ -455,14 +475,14 @@ def test_a_message_already_marked_does_not_hide_earlier_unread_mail(
 
 
 def test_stopping_does_not_wait_for_a_server_gone_silent(
-        tmp_path, db_url, sink, imap_account, group, store, clock, mailbox):
+        tmp_path, db_url, sink, imap_account, group, store, clock, mailbox, idling):
     from listserv.config import load_settings
     # The server stops answering while the daemon is in IDLE (a dropped NAT mapping).
     proxy, config = behind_proxy(tmp_path / "silent", db_url, sink, imap_account, b"DONE")
     running = Daemon(load_settings(config), clock=clock).start()
     poller = next(w for w in running._workers if w.name == "imap")
     wait(lambda: poller.cycles >= 1, 15, "the first catch-up")
-    time.sleep(0.3)
+    assert idling.wait(15), "the daemon never went into IDLE"
     started = time.monotonic()
     running.stop()
     assert not poller.is_alive()

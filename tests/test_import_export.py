@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from listserv.store.models import AutoMail, Member, OutMessage, OutRecipient
 
-from .helpers import LIST
+from .helpers import LIST, wait_settled
 
 OTHER = "other@lists.example.org"
 
@@ -115,7 +115,7 @@ def test_import_of_10000_rows_skips_the_20_bad_ones_and_mails_nobody(
     # ... and nothing reaches the sink: a welcome sent after the import is the only mail.
     cli("members", "add", shma, "canary@example.org")
     sink.wait_for_recipients(1)
-    time.sleep(0.3)
+    wait_settled(store)
     assert [d.rcpt_tos for d in sink.deliveries] == [["canary@example.org"]]
 
     log = json.loads(cli("log", "--json").stdout)

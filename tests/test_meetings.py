@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
+from zoneinfo import ZoneInfo
 
 import pytest
 from icalendar import Calendar
@@ -35,6 +36,19 @@ QUARTERLY_UTC = [
     datetime(2027, 7, 15, 17, 0, tzinfo=UTC),
     datetime(2027, 10, 21, 17, 0, tzinfo=UTC),
 ]
+
+
+def quarterly_noon_chicago(*years: int) -> list[datetime]:
+    """QUARTERLY's starts in `years`, counted by hand: a month's third Thursday is its first
+    Thursday plus 14 days; 12:00 in Chicago is UTC-6 in winter, UTC-5 in summer."""
+    starts = []
+    for year in years:
+        for month in (1, 4, 7, 10):
+            first = date(year, month, 1)
+            third_thursday = 1 + (3 - first.weekday()) % 7 + 14
+            local = datetime(year, month, third_thursday, 12, tzinfo=ZoneInfo("America/Chicago"))
+            starts.append(local.astimezone(UTC))
+    return starts
 
 
 @pytest.fixture
@@ -100,16 +114,22 @@ def test_quarterly_series_gives_the_third_thursdays_in_utc():
     assert after == QUARTERLY_UTC[4:]
 
 
+def test_the_starts_counted_by_hand_are_the_table():
+    assert quarterly_noon_chicago(2026, 2027) == QUARTERLY_UTC
+
+
 @pytest.mark.both_backends
 def test_series_command_keeps_two_meetings_ahead(cli, shma, store, settings):
-    out = cli("meetings", "series", LIST, "--rrule", QUARTERLY, "--at", "2026-01-15 12:00",
+    # A series that began this January: this year's and next year's starts hold two ahead.
+    this_year = datetime.now(UTC).year
+    quarterly_utc = quarterly_noon_chicago(this_year, this_year + 1)
+    first = quarterly_utc[0].astimezone(ZoneInfo("America/Chicago"))
+    out = cli("meetings", "series", LIST, "--rrule", QUARTERLY, "--at", f"{first:%Y-%m-%d %H:%M}",
               "--tz", "America/Chicago", "--duration", "60", "--dial-in", "+1 555 0100",
               "--json").output
     series = json.loads(out)
     now = datetime.now(UTC)
-    expected = [s for s in QUARTERLY_UTC if s > now][:2]
-    if len(expected) < 2:
-        pytest.skip("the hard-coded starts are all in the past")
+    expected = [s for s in quarterly_utc if s > now][:2]
     listed = json.loads(cli("meetings", "list", LIST, "--json").output)
     assert [datetime.fromisoformat(m["start"]) for m in listed] == expected
     assert [m["id"] for m in series["meetings"]] == [m["id"] for m in listed]
@@ -122,13 +142,14 @@ def test_series_command_keeps_two_meetings_ahead(cli, shma, store, settings):
     with store.unit_of_work() as session:
         ahead = [m.start for m in meetings.meetings_of(session, None, later)
                  if m.start > later]
-    third = [s for s in QUARTERLY_UTC if s > expected[1]][:1]
+    third = [s for s in quarterly_utc if s > expected[1]][:1]
     assert ahead == [expected[1], *third] if third else ahead[0] == expected[1]
     # Running it again makes nothing more, and a second series needs --replace.
     meetings.due_work(store, Renderer(settings.templates_dir), lambda: later)
     assert len(json.loads(cli("meetings", "list", LIST, "--all", "--json").output)) == 3
-    again = cli("meetings", "series", LIST, "--rrule", QUARTERLY, "--at", "2026-01-15 12:00",
-                "--tz", "America/Chicago", "--duration", "60", ok=False)
+    again = cli("meetings", "series", LIST, "--rrule", QUARTERLY, "--at",
+                f"{first:%Y-%m-%d %H:%M}", "--tz", "America/Chicago", "--duration", "60",
+                ok=False)
     assert again.exit_code != 0 and "--replace" in again.output
 
 

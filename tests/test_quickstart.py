@@ -1,23 +1,29 @@
 """The README's first command on embedded defaults: an empty folder, no config, real sockets.
 
-`listserv init && listserv serve` with nothing else: SQLite in ./listserv-data, SMTP on
-127.0.0.1:8025, and a post over SMTP lands in the Maildir outbox.
+`listserv init && listserv serve` with nothing else: SQLite in ./listserv-data, LMTP on
+127.0.0.1:8024, SMTP on 127.0.0.1:8025, and a post over SMTP lands in the Maildir outbox.
+The defaults are checked as settings; the daemon itself then runs on a config that moves only
+the ports (`port = 0`, the bound ones read from run/ports.json), so a daemon started by hand
+from the README on this machine does not get in the way.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import signal
 import smtplib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .helpers import LIST, make_message
+from listserv.config import load_settings
+
+from .helpers import LIST, make_message, wait_until
 
 LISTSERV = shutil.which("listserv", path=str(Path(sys.executable).parent)) or "listserv"
 
@@ -30,29 +36,42 @@ def run(cwd: Path, *args: str) -> str:
     return done.stdout
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def with_free_ports(folder: Path) -> Path:
+    """Write `folder/listserv.toml`: the embedded defaults, SMTP and LMTP on free ports."""
+    config = folder / "listserv.toml"
+    config.write_text("[intake.lmtp]\nport = 0\n[intake.smtp]\nport = 0\n")
+    defaults = load_settings(None)
+    intake = defaults.intake
+    assert load_settings(config) == dataclasses.replace(
+        defaults, config_path=config, intake=dataclasses.replace(
+            intake, lmtp=dataclasses.replace(intake.lmtp, port=0),
+            smtp=dataclasses.replace(intake.smtp, port=0)))
+    return config
 
 
-def test_init_and_serve_in_an_empty_folder_deliver_to_the_maildir_outbox(tmp_path):
+def test_init_and_serve_in_an_empty_folder_deliver_to_the_maildir_outbox(tmp_path, monkeypatch):
     assert "listserv-data" in run(tmp_path, "init")
     run(tmp_path, "init")  # safe to run again
     run(tmp_path, "lists", "create", LIST, "--owner", "chair@example.org")
     run(tmp_path, "members", "add", LIST, "jane@example.org", "--no-welcome")
     run(tmp_path, "members", "add", LIST, "ann@example.net", "--no-welcome")
+    monkeypatch.chdir(tmp_path)
+    defaults = load_settings(None)  # what `listserv` reads here without a config file
+    assert (defaults.intake.lmtp.host, defaults.intake.lmtp.port) == ("127.0.0.1", 8024)
+    assert (defaults.intake.smtp.host, defaults.intake.smtp.port) == ("127.0.0.1", 8025)
+    assert defaults.data_dir == tmp_path / "listserv-data"
+    assert defaults.database.url == f"sqlite:///{tmp_path / 'listserv-data' / 'listserv.db'}"
+    assert (defaults.outbound.transport, defaults.outbox_dir) == (
+        "maildir", tmp_path / "listserv-data" / "outbox")
+    config = with_free_ports(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "LISTSERV_CONFIG"}
-    daemon = subprocess.Popen([LISTSERV, "serve"], cwd=tmp_path, env=env,
-                              stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen([LISTSERV, "--config", config.name, "serve"], cwd=tmp_path,
+                              env=env, stderr=subprocess.PIPE, text=True)
     try:
         ports = tmp_path / "listserv-data" / "run" / "ports.json"
         wait_until(ports.exists, 20, "the daemon to listen")
-        with smtplib.SMTP("127.0.0.1", 8025, timeout=10) as client:
+        smtp_port = json.loads(ports.read_text())["smtp"]
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
             client.sendmail("jane@example.org", [LIST], make_message(subject="First post"))
         outbox = tmp_path / "listserv-data" / "outbox" / "new"
         files = wait_until(lambda: len(list(outbox.glob("*"))) == 2 and list(outbox.glob("*")),
