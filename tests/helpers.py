@@ -7,6 +7,7 @@ import socket
 import uuid
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ def make_message(sender: str = "jane@example.org", to: str = LIST, subject: str 
     msg["To"] = to
     msg["Subject"] = subject
     msg["Message-ID"] = f"<{uuid.uuid4().hex}@example.org>"
+    msg["Date"] = formatdate()
     for name, value in headers.items():
         msg[name.replace("_", "-")] = value
     msg.set_content(body)
