@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +40,14 @@ from .audit import DAEMON, audit
 from .db import Store
 from .errors import ListservError
 from .intent import body_text
+from .mail.wire import message_bytes
 from .models import MAX_NAME_LENGTH, MailingList, Member, Submission, SubmissionRevision
 from .notices import list_context, notify
 from .outbound import enqueue_to_members
 from .posting import footer_text, list_headers
 from .render import Renderer, one_line
 from .rules import header_text
+from .tokens import message_id
 from .transforms import distribution_copy
 
 log = logging.getLogger(__name__)
@@ -393,7 +394,7 @@ def _new_revision(session: Session, data_dir: Path, ml: MailingList, submission:
         number=number, status="stored" if number else "held", inbound_id=incoming.inbound_id,
         sender=incoming.sender, title=incoming.title, body=incoming.body[:MAX_BODY],
         received_at=now, files=[], refused=[],
-        ack_message_id=make_msgid(domain=ml.domain) if number else "")
+        ack_message_id=message_id(ml.domain) if number else "")
     submission.revisions.append(revision)
     session.flush()
     leaf = f"rev-{number}" if number else f"held-{revision.id}"
@@ -715,9 +716,10 @@ def send_call(session: Session, renderer: Renderer, ml: MailingList, deadline: d
         column_address=ml.role_address(Role.COLUMN), deadline_text=_deadline_text(
             deadline.isoformat()), max_file_kb=setting(ml, "column.max_file_kb"),
         max_total_kb=setting(ml, "column.max_total_kb"), types=allowed_types(ml))
-    copy = distribution_copy(msg.as_bytes(), list_headers(ml), ml.prefix,
+    copy = distribution_copy(message_bytes(msg), list_headers(ml), ml.prefix,
                              footer_text(renderer, ml))
-    return enqueue_to_members(session, ml, copy, now=now, kind="column-call")
+    return enqueue_to_members(session, ml, copy, now=now, kind="column-call",
+                              eightbit=renderer.eightbit)
 
 
 def send_summary(session: Session, renderer: Renderer, ml: MailingList, deadline: date,

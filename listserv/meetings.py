@@ -38,6 +38,7 @@ from .addresses import Role
 from .audit import DAEMON, audit
 from .db import Store
 from .errors import ListservError
+from .mail.wire import message_bytes
 from .models import MailingList, Meeting, MeetingReminder, MeetingSeries, Member, PeerInput
 from .notices import list_context, notify
 from .outbound import enqueue_to_members
@@ -518,9 +519,10 @@ def send_to_members(session: Session, renderer: Renderer, meeting: Meeting, temp
         filename=f"{ml.name}-meeting.ics",
     )
     del msg.get_payload()[-1]["MIME-Version"]
-    copy = distribution_copy(msg.as_bytes(), list_headers(ml), ml.prefix,
+    copy = distribution_copy(message_bytes(msg), list_headers(ml), ml.prefix,
                              footer_text(renderer, ml))
-    count = enqueue_to_members(session, ml, copy, now=now, kind="meeting")
+    count = enqueue_to_members(session, ml, copy, now=now, kind="meeting",
+                               eightbit=renderer.eightbit)
     if count < 0:  # the driver did not say (INSERT … SELECT on PostgreSQL): count them
         count = session.scalar(select(func.count()).select_from(Member).where(
             Member.list_id == ml.id, Member.status == "active",
