@@ -101,10 +101,7 @@ def sink(request: pytest.FixtureRequest) -> Iterator[SmtpSink]:
     with SmtpSink() as server:
         yield server
     if request.node.get_closest_marker("sink_refusals") is None:
-        assert not server.refusals, (
-            "the strict SMTP sink refused mail:\n" + "\n".join(
-                f"{r.reply} (from {r.mail_from!r} to {r.rcpt_tos!r}): {r.data[:300]!r}"
-                for r in server.refusals))
+        server.assert_no_refusals()
 
 
 @pytest.fixture

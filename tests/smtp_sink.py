@@ -574,6 +574,14 @@ class SmtpSink:
             self.refusals.append(Refusal(reply, mail_from, list(rcpts), data))
         return _reply(reply)
 
+    def assert_no_refusals(self) -> None:
+        """AssertionError naming each refusal, if the strict checks refused anything."""
+        with self._lock:
+            refused = list(self.refusals)
+        assert not refused, "the strict SMTP sink refused mail:\n" + "\n".join(
+            f"{r.reply} (from {r.mail_from!r} to {r.rcpt_tos!r}): {r.data[:300]!r}"
+            for r in refused)
+
     def messages_for(self, address: str) -> list[Delivery]:
         """Deliveries with ``address`` among the accepted recipients (case-insensitive)."""
         wanted = address.lower()

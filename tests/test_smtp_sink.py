@@ -12,11 +12,8 @@ import pytest
 
 from tests.smtp_sink import SmtpSink, refusal
 
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as s:
-        yield s
+# `sink` is the suite's strict sink (tests/conftest.py): a test here that makes it refuse
+# something is marked `sink_refusals`, as any test must be.
 
 
 @pytest.fixture
@@ -242,6 +239,7 @@ def _data_reply(sink: SmtpSink, data: bytes, options: bytes = b"") -> bytes:
         return _read_replies(sock, 5)[-1]
 
 
+@pytest.mark.sink_refusals
 @pytest.mark.parametrize("data,reply", [
     (_message(body=b"one\nbare LF\r\n"), b"550 5.5.2 Error: bare <LF> received"),
     (_message(body=b"one\rbare CR\r\n"), b"550 5.5.2 Error: bare <CR> received"),
@@ -284,6 +282,7 @@ def test_a_members_defective_mime_passes_and_8bit_needs_its_parameters(sink):
     assert len(sink.deliveries) == 3 and sink.refusals == []
 
 
+@pytest.mark.sink_refusals
 @pytest.mark.parametrize("line,reply", [
     (b"NOOP\n", b"500 5.5.2 Error: bare <LF> received"),
     (b"NO\rOP\r\n", b"500 5.5.2 Error: bare <CR> received"),
@@ -294,8 +293,24 @@ def test_command_lines_are_read_by_crlf(sink, line, reply):
     assert [r.reply for r in sink.refusals] == [reply.decode()]
 
 
+@pytest.mark.sink_refusals
 def test_smtplib_sending_bare_lf_is_refused_so_the_test_would_fail(sink):
     # What listserv did before the wire serializer: smtplib sends bytes as they are.
     with smtplib.SMTP(sink.host, sink.port) as client, pytest.raises(smtplib.SMTPDataError):
         client.sendmail("a@x", ["b@x"], _message().replace(b"\r\n", b"\n"))
     assert sink.refusals[0].reply == "550 5.5.2 Error: bare <LF> received"
+
+
+@pytest.mark.sink_refusals
+def test_a_refusal_fails_the_test_at_teardown_unless_declared(sink):
+    sink.assert_no_refusals()
+    _data_reply(sink, _message(body=b"bare\nLF\r\n"))
+    with pytest.raises(AssertionError, match="bare <LF> received"):
+        sink.assert_no_refusals()  # what the suite's `sink` fixture does at teardown
+
+
+@pytest.mark.sink_refusals
+def test_a_test_may_declare_the_refusals_it_causes(sink):
+    with smtplib.SMTP(sink.host, sink.port) as client, pytest.raises(smtplib.SMTPDataError):
+        client.sendmail("a@x", ["b@x"], _message(body=b"x" * 2000 + b"\r\n"))
+    assert [r.reply for r in sink.refusals] == ["550 5.5.2 Error: a line over 998 octets"]
