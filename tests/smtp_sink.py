@@ -25,8 +25,9 @@ the data ends only at ``CRLF.CRLF``.  A message is refused with ``550`` (see
 without ``BODY=8BITMIME`` (8-bit header bytes also need ``SMTPUTF8``), or no
 ``Date``/``Message-ID``/``From``.  Mail that we compose ourselves (notices,
 replies, reminders, digests) must also be MIME that Python's ``email`` parser
-finds no defect in (headers included; an attached ``message/rfc822`` is someone
-else's and is not checked).  The sink tells our own mail from copies of members'
+finds no defect in (headers included, but UTF-8 in headers is no defect in a
+transaction with ``SMTPUTF8``, which Python's parser cannot read; an attached
+``message/rfc822`` is someone else's and is not checked).  The sink tells our own mail from copies of members'
 posts by RFC 3834: every template we send carries ``Auto-Submitted:
 auto-generated`` or ``auto-replied``, while a post with ``Auto-Submitted`` is
 held and never distributed (SPEC §3); a forward to the owners (``X-BeenThere``
@@ -95,6 +96,8 @@ class Delivery:
     """Accepted recipients in the order given, exactly as the client spelled them."""
     data: bytes
     """The message after dot-unstuffing, with the line endings as received (CRLF)."""
+    options: tuple[str, ...] = ()
+    """The MAIL FROM parameters, upper-cased (``BODY=8BITMIME``, ``SMTPUTF8``, ``SIZE=…``)."""
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -133,14 +136,22 @@ def _entities(msg: email.message.Message) -> Iterator[email.message.Message]:
             yield from _entities(part)
 
 
-def mime_defects(data: bytes) -> list[str]:
-    """What Python's parser finds wrong in a message's MIME and headers (attached mail aside)."""
+# Python's parser reads headers as ASCII: in SMTPUTF8 mail (RFC 6532) it reports UTF-8 as these.
+_UTF8_HEADER_DEFECTS = {"UndecodableBytesDefect", "NonASCIILocalPartDefect"}
+
+
+def mime_defects(data: bytes, smtputf8: bool = False) -> list[str]:
+    """What Python's parser finds wrong in a message's MIME and headers (attached mail aside).
+
+    With `smtputf8` (the mail was sent so), UTF-8 in headers is no defect.
+    """
     msg = BytesParser(policy=email.policy.default).parsebytes(data)
     found = []
     for entity in _entities(msg):
         found += [type(d).__name__ for d in entity.defects]
         for name, value in entity.items():
-            found += [f"{name}: {type(d).__name__}" for d in getattr(value, "defects", ())]
+            found += [f"{name}: {type(d).__name__}" for d in getattr(value, "defects", ())
+                      if not (smtputf8 and type(d).__name__ in _UTF8_HEADER_DEFECTS)]
     return found
 
 
@@ -168,7 +179,7 @@ def refusal(data: bytes, *, body_8bitmime: bool = False, smtputf8: bool = False)
         if not str(fields.get(name, "") or "").strip():
             return f"550 5.6.0 Error: no {name} header"
     if composed_by_us(data):
-        defects = mime_defects(data)
+        defects = mime_defects(data, smtputf8)
         if defects:
             return f"550 5.6.0 Error: MIME defects in mail we compose: {', '.join(defects)}"
     return None
@@ -235,8 +246,7 @@ class _SmtpProtocol(asyncio.Protocol):
         self.greeted = False
         self.mail_from: str | None = None  # None: no transaction in progress
         self.rcpts: list[str] = []
-        self.body_8bitmime = False  # MAIL FROM … BODY=8BITMIME
-        self.smtputf8 = False  # MAIL FROM … SMTPUTF8
+        self.options: tuple[str, ...] = ()  # the MAIL FROM parameters
         self.task: asyncio.Task[None] | None = None
 
     # -- asyncio callbacks -------------------------------------------------------
@@ -358,7 +368,7 @@ class _SmtpProtocol(asyncio.Protocol):
     def _reset(self) -> None:
         self.mail_from = None
         self.rcpts = []
-        self.body_8bitmime = self.smtputf8 = False
+        self.options = ()
 
     def _mail(self, arg: bytes) -> bytes:
         if not self.greeted:
@@ -377,9 +387,7 @@ class _SmtpProtocol(asyncio.Protocol):
         response = self.sink.mail_from_response
         if response is None or response.startswith("2"):
             self.mail_from = _decode(address)
-            options = params.upper().split()
-            self.body_8bitmime = b"BODY=8BITMIME" in options
-            self.smtputf8 = b"SMTPUTF8" in options
+            self.options = tuple(params.upper().decode("ascii", "replace").split())
         return _OK_MAIL if response is None else _reply(response)
 
     def _rcpt(self, arg: bytes) -> bytes:
@@ -405,20 +413,20 @@ class _SmtpProtocol(asyncio.Protocol):
 
     def _finish(self, data: bytes) -> bytes:
         """Complete the transaction whose data has been received; return the reply."""
-        mail_from, rcpts = self.mail_from, self.rcpts
-        body_8bitmime, smtputf8 = self.body_8bitmime, self.smtputf8
+        mail_from, rcpts, options = self.mail_from, self.rcpts, self.options
         self._reset()
         assert mail_from is not None
         if self.sink.strict:
-            refused = refusal(data, body_8bitmime=body_8bitmime, smtputf8=smtputf8)
+            refused = refusal(data, body_8bitmime="BODY=8BITMIME" in options,
+                              smtputf8="SMTPUTF8" in options)
             if refused is not None:
                 return self.sink._refuse(refused, mail_from, rcpts, data)
         response = self.sink.data_response
         if response is None:
-            self.sink._record(mail_from, rcpts, data)
+            self.sink._record(mail_from, rcpts, data, options)
             return _OK_DATA
         if response.startswith("2"):
-            self.sink._record(mail_from, rcpts, data)
+            self.sink._record(mail_from, rcpts, data, options)
         return _reply(response)
 
     async def _finish_later(self, data: bytes, delay: float) -> None:
@@ -562,12 +570,13 @@ class SmtpSink:
 
     # -- recording and queries ---------------------------------------------------
 
-    def _record(self, mail_from: str, rcpts: list[str], data: bytes) -> None:
+    def _record(self, mail_from: str, rcpts: list[str], data: bytes,
+                options: tuple[str, ...]) -> None:
         with self._lock:
             self.transactions += 1
             self.recipients += len(rcpts)
             if self.keep_messages:
-                self.deliveries.append(Delivery(mail_from, rcpts, data))
+                self.deliveries.append(Delivery(mail_from, rcpts, data, options))
 
     def _refuse(self, reply: str, mail_from: str, rcpts: list[str], data: bytes) -> bytes:
         with self._lock:

@@ -5,14 +5,17 @@ it, and every kind of mail the product generates, produced by its real code path
 by the strict sink, are checked byte by byte: CRLF only, no line over 998 octets, the required
 headers, no MIME defect. Acceptance 3: the membership flow in French, Spanish, German and
 Portuguese through the strict sink. Acceptance 4 (first half): a post that tries SMTP smuggling
-and header injection reaches the members clean. And a non-English notice's 7-bit and 8-bit form.
+and header injection reaches the members clean. And a non-English notice's 7-bit and 8-bit form,
+sent by both SMTP paths and written by the Maildir outbox exactly as queued.
 """
 
 from __future__ import annotations
 
 import re
+import smtplib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from types import SimpleNamespace as NS
 from typing import Any
@@ -25,7 +28,9 @@ from listserv.config import load_settings
 from listserv.daemon import Daemon
 from listserv.models import MailingList, Meeting, Member, OutMessage
 from listserv.notices import notify
+from listserv.outbound import claim, enqueue, send_batch
 from listserv.render import TEMPLATES, Renderer
+from listserv.transports import MaildirTransport, Outcome, SmtpTransport
 
 from .helpers import LIST, lmtp_send, make_message, parse, write_config
 from .smtp_sink import SmtpSink, mime_defects, refusal
@@ -405,3 +410,72 @@ def test_a_french_confirmation_leaves_8bit_when_the_relay_takes_it(cli, shma, ei
     assert b"Content-Transfer-Encoding: 8bit" in data and not data.isascii()
     assert "à" in parse(data).get_content()
     assert refusal(data) == "550 5.6.1 Error: 8-bit data without BODY=8BITMIME"
+
+
+# -- the transports send exactly what is queued ----------------------------------------------------
+
+
+def queue_notice(store, *, eightbit: bool, to: str = "Ana <ana@example.net>") -> bytes:
+    """A French notice queued through the product's outbox; returns its stored bytes."""
+    msg = EmailMessage()
+    msg["From"] = "shma-request@lists.example.org"
+    msg["To"] = to
+    msg["Subject"] = "Merci de confirmer : inscription à la liste shma"
+    msg["Auto-Submitted"] = "auto-replied"
+    msg.set_content("Pour confirmer, répondez simplement à ce message.\n", charset="utf-8",
+                    cte="quoted-printable")
+    with store.unit_of_work() as session:
+        ml = session.scalars(select(MailingList)).one()
+        return enqueue(session, msg, ["ana@example.net"], kind="notice", list_id=ml.id,
+                       envelope_from="shma-bounces@lists.example.org", now=datetime.now(UTC),
+                       eightbit=eightbit).raw
+
+
+def deliver(store, transport) -> None:
+    with store.unit_of_work() as session:
+        batch = claim(session, datetime.now(UTC), timedelta(seconds=60), 10)
+    assert batch is not None
+    try:
+        assert [r.outcome for r in send_batch(batch, transport).values()] == [Outcome.SENT]
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "smtplib"])
+@pytest.mark.parametrize("eightbit", [False, True], ids=["7bit", "8bit"])
+def test_the_smtp_transport_sends_the_queued_bytes_with_8bitmime_only_for_8bit(
+        shma, store, settings, sink, monkeypatch, pipelining, eightbit):
+    if not pipelining:
+        connect = SmtpTransport._connect
+
+        def without_pipelining(self: SmtpTransport) -> smtplib.SMTP:
+            client = connect(self)
+            client.esmtp_features.pop("pipelining", None)
+            return client
+
+        monkeypatch.setattr(SmtpTransport, "_connect", without_pipelining)
+    raw = queue_notice(store, eightbit=eightbit)
+    assert raw.isascii() is not eightbit
+    deliver(store, SmtpTransport(settings.outbound))
+    [delivery] = sink.deliveries
+    assert delivery.data == raw
+    assert ("BODY=8BITMIME" in delivery.options) is eightbit
+    assert "SMTPUTF8" not in delivery.options
+
+
+def test_an_international_address_in_a_header_asks_for_smtputf8(shma, store, settings, sink):
+    raw = queue_notice(store, eightbit=False, to="José <josé@example.es>")
+    assert "To: José <josé@example.es>\r\n".encode() in raw
+    assert raw.split(b"\r\n\r\n", 1)[1].isascii()
+    deliver(store, SmtpTransport(settings.outbound))
+    [delivery] = sink.deliveries
+    assert delivery.data == raw and "SMTPUTF8" in delivery.options
+
+
+def test_the_maildir_outbox_writes_the_queued_bytes(shma, store, tmp_path):
+    raw = queue_notice(store, eightbit=False)
+    deliver(store, MaildirTransport(tmp_path / "outbox"))
+    [written] = (tmp_path / "outbox" / "new").iterdir()
+    assert written.read_bytes() == (b"Return-Path: <shma-bounces@lists.example.org>\r\n"
+                                    b"X-Envelope-To: <ana@example.net>\r\n" + raw)
+    assert_clean(raw)

@@ -273,6 +273,16 @@ def test_a_composed_notice_is_crlf_and_7bit_or_8bit_as_the_relay_takes():
     assert_wire_rules(long, eightbit=True)
 
 
+def test_a_notice_to_an_international_address_keeps_the_address():
+    msg = notice("Pour confirmer, répondez à ce message.\n")
+    msg.replace_header("To", "José <josé@example.es>")
+    data = wire(msg)
+    assert "To: José <josé@example.es>\r\n".encode() in data  # never an encoded word
+    assert b"Subject: Merci de confirmer : inscription =?utf-8?q?=C3=A0?= la" in data  # 7-bit
+    assert_wire_rules(data)
+    assert mime_defects(data, smtputf8=True) == []
+
+
 def test_a_distributed_copy_of_a_composed_reminder_is_clean():
     msg = notice("Rappel : réunion jeudi.\n")
     msg.add_attachment(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", maintype="text",

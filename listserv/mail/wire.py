@@ -70,6 +70,7 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 _TOO_LONG = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
 _NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 _DROPPED = frozenset({"bcc", "resent-bcc"})
+_ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to", "sender")
 _REQUIRED = ("date", "message-id", "from")
 # A boundary longer than this could not make a delimiter line that fits (RFC 2046: 70).
 _MAX_BOUNDARY = 900
@@ -82,8 +83,16 @@ class _Form:
 
 
 def message_bytes(msg: EmailMessage) -> bytes:
-    """A message we composed, as bytes with CRLF line ends (the input `to_wire` also takes)."""
-    return msg.as_bytes(policy=policy.SMTP)
+    """A message we composed, as bytes with CRLF line ends (the input `to_wire` also takes).
+
+    A message to or from an internationalised address is written as UTF-8 (SMTPUTF8): the
+    ASCII policy would turn `josé@` into an encoded word, which is no address at all.
+    """
+    international = any(
+        not address.addr_spec.isascii()
+        for name in _ADDRESS_FIELDS for header in msg.get_all(name, [])
+        for address in getattr(header, "addresses", ()))
+    return msg.as_bytes(policy=policy.SMTPUTF8 if international else policy.SMTP)
 
 
 def to_wire(message: bytes | EmailMessage, *, sender: str, now: datetime,
@@ -97,9 +106,9 @@ def to_wire(message: bytes | EmailMessage, *, sender: str, now: datetime,
     raw = message_bytes(message) if composed else message
     form = _Form(eightbit, composed)
     fields, body = _split(raw)
-    fields = [f for f in _headers(fields, form) if _name(f) not in _DROPPED]
-    fields = [f for f in fields if _name(f) not in _REQUIRED or _has_value(f)]
-    present = {_name(f) for f in fields}
+    fields = [f for f in _headers(fields, form) if _field_name(f) not in _DROPPED]
+    fields = [f for f in fields if _field_name(f) not in _REQUIRED or _has_value(f)]
+    present = {_field_name(f) for f in fields}
     added = []
     if "date" not in present:
         added.append(header_bytes("Date", format_datetime(now)))
@@ -131,10 +140,6 @@ def _fits(data: bytes, eightbit: bool) -> bool:
 
 
 # -- headers --------------------------------------------------------------------------------------
-
-
-def _name(field: bytes) -> str:
-    return _field_name(field)
 
 
 def _has_value(field: bytes) -> bool:
@@ -202,7 +207,7 @@ def _header(field: bytes, form: _Form) -> bytes | None:
             return folded
     name, _, value = field.partition(b":")
     text = _text(re.sub(rb"\r\n(?=[ \t])", b"", value).rstrip(b"\r\n").strip())
-    for encode in (_policy_fold, _header_fold):
+    for encode in (header_bytes, _header_fold):
         try:
             encoded = encode(name.decode("ascii"), text)
         except Exception:  # the email package raises all sorts on hostile values
@@ -233,11 +238,7 @@ def _text(value: bytes) -> str:
 
 def _international(name: bytes) -> bool:
     """An address field, whose non-ASCII addresses stay UTF-8 (SMTPUTF8, RFC 6532)."""
-    return name.lower() in (b"from", b"to", b"cc", b"bcc", b"reply-to", b"sender")
-
-
-def _policy_fold(name: str, value: str) -> bytes:
-    return header_bytes(name, value)
+    return name.decode("ascii").lower() in _ADDRESS_FIELDS
 
 
 def _header_fold(name: str, value: str) -> bytes:
