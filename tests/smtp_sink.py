@@ -27,13 +27,13 @@ without ``BODY=8BITMIME`` (8-bit header bytes also need ``SMTPUTF8``), or no
 replies, reminders, digests) must also be MIME that Python's ``email`` parser
 finds no defect in (headers included, but UTF-8 in headers is no defect in a
 transaction with ``SMTPUTF8``, which Python's parser cannot read; an attached
-``message/rfc822`` is someone else's and is not checked).  The sink tells our own mail from copies of members'
-posts by RFC 3834: every template we send carries ``Auto-Submitted:
-auto-generated`` or ``auto-replied``, while a post with ``Auto-Submitted`` is
-held and never distributed (SPEC §3); a forward to the owners (``X-BeenThere``
-without ``List-Post``) passes on someone else's message and is held to the wire
-rules only, as are copies of posts, whose authors' slightly defective MIME is
-passed on unchanged.
+``message/rfc822`` is someone else's and is not checked).  The sink tells our
+own mail from copies of members' posts by RFC 3834: every template we send
+carries ``Auto-Submitted: auto-generated`` or ``auto-replied``, while a post with
+``Auto-Submitted`` is held and never distributed (SPEC §3); a forward to the
+owners (``X-BeenThere`` without ``List-Post``) passes on someone else's message
+and is held to the wire rules only, as are copies of posts, whose authors'
+slightly defective MIME is passed on unchanged.
 
 Every refusal is recorded in ``refusals``; the suite's ``sink`` fixture fails
 the test at teardown if there is any, unless the test is marked
