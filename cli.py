@@ -56,7 +56,7 @@ class App:
 
     @property
     def renderer(self) -> Renderer:
-        return Renderer(self.settings.templates_dir)
+        return Renderer(self.settings.templates_dir, self.settings.outbound.eightbitmime)
 
     @property
     def actor(self) -> str:

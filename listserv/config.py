@@ -133,7 +133,9 @@ class OutboundSettings:
     (recipients in any 24 h) are the relay's sending limits, respected by the queue: mail
     beyond them waits, still queued (docs/delivery.md); 0 means no limit. A temporary
     failure is retried after `retry_base_seconds`, doubling, until `give_up_days` have passed;
-    a worker's claim on a batch lapses after `claim_lease_seconds`.
+    a worker's claim on a batch lapses after `claim_lease_seconds`. `eightbitmime = true`
+    says the relay takes 8-bit bodies unchanged; otherwise every message leaves in 7-bit form
+    (SPEC §3, "On the wire"; `listserv.mail.wire`).
     """
 
     transport: str = "maildir"
@@ -150,6 +152,7 @@ class OutboundSettings:
     retry_base_seconds: int = 300
     give_up_days: float = 5.0
     claim_lease_seconds: int = 60
+    eightbitmime: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +363,7 @@ def _read_outbound(table: _Table, default: OutboundSettings) -> OutboundSettings
         claim_lease_seconds=table.integer(
             "claim_lease_seconds", default.claim_lease_seconds, minimum=1
         ),
+        eightbitmime=table.boolean("eightbitmime", default.eightbitmime),
     )
     table.finish()
     return settings

@@ -44,7 +44,7 @@ class Daemon:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.store = Store(settings.database.url)
-        self.renderer = Renderer(settings.templates_dir)
+        self.renderer = Renderer(settings.templates_dir, settings.outbound.eightbitmime)
         self.stopping = threading.Event()
         self.route_wake = threading.Event()
         self.deliver_wake = threading.Event()

@@ -37,6 +37,8 @@ PG_ADMIN_URL = os.environ.get(
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_backends: run on SQLite and on PostgreSQL")
+    config.addinivalue_line(
+        "markers", "sink_refusals: the test makes the strict SMTP sink refuse mail on purpose")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -102,10 +104,16 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    """An SMTP server on a free loopback port that records what it receives."""
+def sink(request: pytest.FixtureRequest) -> Iterator[SmtpSink]:
+    """A strict SMTP server on a free loopback port that records what it receives.
+
+    It refuses what the strictest real servers refuse (tests/smtp_sink.py); any refusal fails
+    the test, unless it is marked `sink_refusals`.
+    """
     with SmtpSink() as server:
         yield server
+    if request.node.get_closest_marker("sink_refusals") is None:
+        server.assert_no_refusals()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +48,7 @@ def make_message(sender: str = "jane@example.org", to: str = LIST, subject: str 
     msg["To"] = to
     msg["Subject"] = subject
     msg["Message-ID"] = f"<{uuid.uuid4().hex}@example.org>"
+    msg["Date"] = formatdate()
     for name, value in headers.items():
         msg[name.replace("_", "-")] = value
     msg.set_content(body)

@@ -17,6 +17,28 @@ Protocol coverage: greeting, EHLO (PIPELINING, 8BITMIME, SMTPUTF8, SIZE), HELO,
 MAIL FROM (parameters SIZE=, BODY=7BIT|8BITMIME, SMTPUTF8), RCPT TO, DATA with
 dot-unstuffing, RSET, NOOP, QUIT; anything else gets a 500.  As on a real server,
 HELO/EHLO must come before MAIL.  No STARTTLS, AUTH or size limit.
+
+**Strict, as the strictest peers are** (DESIGN, "Strict peers"; SPEC §3, "On the wire").
+Lines are read by CRLF: a command line with a bare LF or a bare CR gets ``500``, and
+the data ends only at ``CRLF.CRLF``.  A message is refused with ``550`` (see
+:func:`refusal`) for a bare LF, a bare CR, a line over 998 octets, 8-bit data
+without ``BODY=8BITMIME`` (8-bit header bytes also need ``SMTPUTF8``), or no
+``Date``/``Message-ID``/``From``.  Mail that we compose ourselves (notices,
+replies, reminders, digests) must also be MIME that Python's ``email`` parser
+finds no defect in (headers included, but UTF-8 in headers is no defect in a
+transaction with ``SMTPUTF8``, which Python's parser cannot read; an attached
+``message/rfc822`` is someone else's and is not checked).  The sink tells our
+own mail from copies of members' posts by RFC 3834: every template we send
+carries ``Auto-Submitted: auto-generated`` or ``auto-replied``, while a post with
+``Auto-Submitted`` is held and never distributed (SPEC §3); a forward to the
+owners (``X-BeenThere`` without ``List-Post``) passes on someone else's message
+and is held to the wire rules only, as are copies of posts, whose authors'
+slightly defective MIME is passed on unchanged.
+
+Every refusal is recorded in ``refusals``; the suite's ``sink`` fixture fails
+the test at teardown if there is any, unless the test is marked
+``@pytest.mark.sink_refusals`` (it sends something refused on purpose).
+``SmtpSink(strict=False)`` turns the checks off.
 """
 
 from __future__ import annotations
@@ -24,13 +46,14 @@ from __future__ import annotations
 import asyncio
 import email.message
 import email.policy
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 
-__all__ = ["Delivery", "SmtpSink"]
+__all__ = ["Delivery", "Refusal", "SmtpSink", "composed_by_us", "mime_defects", "refusal"]
 
 _CRLF = b"\r\n"
 _END_OF_DATA = b"\r\n.\r\n"
@@ -50,6 +73,14 @@ _NESTED_MAIL = b"503 5.5.1 Error: nested MAIL command\r\n"
 _NO_RECIPIENTS = b"554 5.5.1 Error: no valid recipients\r\n"
 _MAIL_SYNTAX = b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
 _RCPT_SYNTAX = b"501 5.5.4 Syntax: RCPT TO:<address>\r\n"
+_BARE_LF_COMMAND = "500 5.5.2 Error: bare <LF> received"
+_BARE_CR_COMMAND = "500 5.5.2 Error: bare <CR> received"
+
+_MAX_LINE = 998
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (_MAX_LINE + 1))
+_REQUIRED = ("Date", "Message-ID", "From")
 
 # While a reply is being delayed, stop reading from a client that has sent this much.
 _PAUSE_READING_AT = 1 << 20
@@ -65,6 +96,8 @@ class Delivery:
     """Accepted recipients in the order given, exactly as the client spelled them."""
     data: bytes
     """The message after dot-unstuffing, with the line endings as received (CRLF)."""
+    options: tuple[str, ...] = ()
+    """The MAIL FROM parameters, upper-cased (``BODY=8BITMIME``, ``SMTPUTF8``, ``SIZE=…``)."""
 
     @property
     def message(self) -> email.message.EmailMessage:
@@ -72,6 +105,84 @@ class Delivery:
         msg = BytesParser(policy=email.policy.default).parsebytes(self.data)
         assert isinstance(msg, email.message.EmailMessage)
         return msg
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A transaction (or command) the strict sink refused, and why."""
+
+    reply: str
+    """The reply sent, e.g. ``"550 5.5.2 Error: bare <LF> received"``."""
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    """The refused message (``b""`` for a refused command line)."""
+
+
+def composed_by_us(data: bytes) -> bool:
+    """Whether a message is one we composed (see the module docstring): held to MIME rules."""
+    head = BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
+    auto = str(head.get("Auto-Submitted", "") or "").strip().lower()
+    if not auto or auto == "no":
+        return False
+    return not ("X-BeenThere" in head and "List-Post" not in head)  # not an owner forward
+
+
+def _entities(msg: email.message.Message) -> Iterator[email.message.Message]:
+    """The message and its parts, not entering attached messages (someone else's mail)."""
+    yield msg
+    if msg.is_multipart() and msg.get_content_maintype() == "multipart":
+        for part in msg.get_payload():
+            yield from _entities(part)
+
+
+# Python's parser reads headers as ASCII: in SMTPUTF8 mail (RFC 6532) it reports UTF-8 as these.
+_UTF8_HEADER_DEFECTS = {"UndecodableBytesDefect", "NonASCIILocalPartDefect"}
+
+
+def mime_defects(data: bytes, smtputf8: bool = False) -> list[str]:
+    """What Python's parser finds wrong in a message's MIME and headers (attached mail aside).
+
+    With `smtputf8` (the mail was sent so), UTF-8 in headers is no defect.
+    """
+    msg = BytesParser(policy=email.policy.default).parsebytes(data)
+    found = []
+    for entity in _entities(msg):
+        found += [type(d).__name__ for d in entity.defects]
+        for name, value in entity.items():
+            found += [f"{name}: {type(d).__name__}" for d in getattr(value, "defects", ())
+                      if not (smtputf8 and type(d).__name__ in _UTF8_HEADER_DEFECTS)]
+    return found
+
+
+def refusal(data: bytes, *, body_8bitmime: bool = False, smtputf8: bool = False) -> str | None:
+    """The strict sink's reply to a message's data (dot-unstuffed), or None if it is accepted.
+
+    Used by the sink on every transaction, and by tests that check bytes we queue or write.
+    """
+    if _BARE_LF.search(data):
+        return "550 5.5.2 Error: bare <LF> received"
+    if _BARE_CR.search(data):
+        return "550 5.5.2 Error: bare <CR> received"
+    if _LONG_LINE.search(data):
+        return f"550 5.5.2 Error: a line over {_MAX_LINE} octets"
+    end = data.find(b"\r\n\r\n")
+    head, body = (data, b"") if end < 0 else (data[: end + 2], data[end + 4 :])
+    if not body.isascii() and not (body_8bitmime or smtputf8):
+        return "550 5.6.1 Error: 8-bit data without BODY=8BITMIME"
+    if not head.isascii() and not smtputf8:
+        return "550 5.6.7 Error: 8-bit header without SMTPUTF8"
+    if b"\0" in head:
+        return "550 5.6.0 Error: a NUL in the header"
+    fields = BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
+    for name in _REQUIRED:
+        if not str(fields.get(name, "") or "").strip():
+            return f"550 5.6.0 Error: no {name} header"
+    if composed_by_us(data):
+        defects = mime_defects(data, smtputf8)
+        if defects:
+            return f"550 5.6.0 Error: MIME defects in mail we compose: {', '.join(defects)}"
+    return None
 
 
 def _reply(line: str) -> bytes:
@@ -135,6 +246,7 @@ class _SmtpProtocol(asyncio.Protocol):
         self.greeted = False
         self.mail_from: str | None = None  # None: no transaction in progress
         self.rcpts: list[str] = []
+        self.options: tuple[str, ...] = ()  # the MAIL FROM parameters
         self.task: asyncio.Task[None] | None = None
 
     # -- asyncio callbacks -------------------------------------------------------
@@ -179,7 +291,7 @@ class _SmtpProtocol(asyncio.Protocol):
                     self.scan = max(pos, len(buf) - 4)
                     break
                 data = b""
-                if self.sink.keep_messages:
+                if self.sink.keep_messages or self.sink.strict:
                     data = bytes(buf[pos : idx + 2]).replace(b"\r\n.", _CRLF)[2:]
                 pos = idx + 5
                 self.in_data = False
@@ -200,6 +312,10 @@ class _SmtpProtocol(asyncio.Protocol):
             crlf = eol > pos and buf[eol - 1] == 13
             line = bytes(buf[pos : eol - 1 if crlf else eol])
             pos = eol + 1
+            if self.sink.strict and (not crlf or b"\r" in line):
+                reply = _BARE_CR_COMMAND if b"\r" in line else _BARE_LF_COMMAND
+                out.append(self.sink._refuse(reply, self.mail_from or "", self.rcpts, b""))
+                continue
             verb, _, arg = line.partition(b" ")
             verb = verb.upper()
             if verb == b"RCPT":
@@ -252,6 +368,7 @@ class _SmtpProtocol(asyncio.Protocol):
     def _reset(self) -> None:
         self.mail_from = None
         self.rcpts = []
+        self.options = ()
 
     def _mail(self, arg: bytes) -> bytes:
         if not self.greeted:
@@ -268,12 +385,10 @@ class _SmtpProtocol(asyncio.Protocol):
         if error is not None:
             return error
         response = self.sink.mail_from_response
-        if response is None:
+        if response is None or response.startswith("2"):
             self.mail_from = _decode(address)
-            return _OK_MAIL
-        if response.startswith("2"):
-            self.mail_from = _decode(address)
-        return _reply(response)
+            self.options = tuple(params.upper().decode("ascii", "replace").split())
+        return _OK_MAIL if response is None else _reply(response)
 
     def _rcpt(self, arg: bytes) -> bytes:
         if self.mail_from is None:
@@ -298,15 +413,20 @@ class _SmtpProtocol(asyncio.Protocol):
 
     def _finish(self, data: bytes) -> bytes:
         """Complete the transaction whose data has been received; return the reply."""
-        mail_from, rcpts = self.mail_from, self.rcpts
+        mail_from, rcpts, options = self.mail_from, self.rcpts, self.options
         self._reset()
         assert mail_from is not None
+        if self.sink.strict:
+            refused = refusal(data, body_8bitmime="BODY=8BITMIME" in options,
+                              smtputf8="SMTPUTF8" in options)
+            if refused is not None:
+                return self.sink._refuse(refused, mail_from, rcpts, data)
         response = self.sink.data_response
         if response is None:
-            self.sink._record(mail_from, rcpts, data)
+            self.sink._record(mail_from, rcpts, data, options)
             return _OK_DATA
         if response.startswith("2"):
-            self.sink._record(mail_from, rcpts, data)
+            self.sink._record(mail_from, rcpts, data, options)
         return _reply(response)
 
     async def _finish_later(self, data: bytes, delay: float) -> None:
@@ -339,6 +459,7 @@ class SmtpSink:
 
     * ``deliveries`` -- list of :class:`Delivery`, one per acknowledged transaction
       (stays empty when ``keep_messages`` is False);
+    * ``refusals`` -- list of :class:`Refusal`: what the strict checks refused;
     * ``transactions`` / ``recipients`` -- counts of acknowledged transactions and of
       their accepted recipients, always maintained;
     * ``pending`` -- transactions whose data has been received but whose reply is
@@ -358,8 +479,10 @@ class SmtpSink:
 
     host = "127.0.0.1"
 
-    def __init__(self, keep_messages: bool = True) -> None:
+    def __init__(self, keep_messages: bool = True, strict: bool = True) -> None:
         self.keep_messages = keep_messages
+        self.strict = strict
+        self.refusals: list[Refusal] = []
         self.port: int = 0
         self.deliveries: list[Delivery] = []
         self.transactions = 0
@@ -447,12 +570,26 @@ class SmtpSink:
 
     # -- recording and queries ---------------------------------------------------
 
-    def _record(self, mail_from: str, rcpts: list[str], data: bytes) -> None:
+    def _record(self, mail_from: str, rcpts: list[str], data: bytes,
+                options: tuple[str, ...]) -> None:
         with self._lock:
             self.transactions += 1
             self.recipients += len(rcpts)
             if self.keep_messages:
-                self.deliveries.append(Delivery(mail_from, rcpts, data))
+                self.deliveries.append(Delivery(mail_from, rcpts, data, options))
+
+    def _refuse(self, reply: str, mail_from: str, rcpts: list[str], data: bytes) -> bytes:
+        with self._lock:
+            self.refusals.append(Refusal(reply, mail_from, list(rcpts), data))
+        return _reply(reply)
+
+    def assert_no_refusals(self) -> None:
+        """AssertionError naming each refusal, if the strict checks refused anything."""
+        with self._lock:
+            refused = list(self.refusals)
+        assert not refused, "the strict SMTP sink refused mail:\n" + "\n".join(
+            f"{r.reply} (from {r.mail_from!r} to {r.rcpt_tos!r}): {r.data[:300]!r}"
+            for r in refused)
 
     def messages_for(self, address: str) -> list[Delivery]:
         """Deliveries with ``address`` among the accepted recipients (case-insensitive)."""
@@ -493,8 +630,9 @@ class SmtpSink:
                 f"{d.mail_from!r}->{d.rcpt_tos!r} ({len(d.data)} bytes)"
                 for d in self.deliveries[-5:]
             ]
+            refused = [f"{r.reply!r} for {r.rcpt_tos!r}" for r in self.refusals[-3:]]
         return (
             f"<SmtpSink port={self.port} transactions={self.transactions} "
             f"recipients={self.recipients} pending={self.pending} "
-            f"last deliveries={recent}>"
+            f"last deliveries={recent} refusals={refused}>"
         )

@@ -1,6 +1,9 @@
 """A mail submission server for tests: aiosmtpd requiring STARTTLS (587) or implicit TLS (465),
 and AUTH, recording every transaction it accepts.
 
+It is as strict about the message as the SMTP sink (tests/smtp_sink.py, `refusal`): what the
+sink refuses, it answers with the same 5xx, and the fixtures fail the test at teardown.
+
 Test modules import the fixtures `certificate` and `submission_server` (as
 `certificate_fixture`, `submission_server_fixture`, so that test arguments do not shadow the
 imports); `submission_server` is parametrized indirectly with "starttls" or "implicit". A
@@ -20,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from .smtp_sink import refusal
 
 ACCOUNT = "group@example.org"
 PASSWORD = "app-password"
@@ -47,6 +52,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.submissions: list[Submission] = []
+        self.refusals: list[str] = []  # the strict checks' replies, with what they refused
 
     @property
     def messages(self) -> list[tuple[str, list[str], bytes, bool]]:
@@ -54,6 +60,12 @@ class Recorder:
         return [(s.mail_from, s.rcpt_tos, s.data, s.encrypted) for s in self.submissions]
 
     async def handle_DATA(self, server, session, envelope):
+        options = [option.upper() for option in envelope.mail_options]
+        refused = refusal(envelope.original_content, body_8bitmime="BODY=8BITMIME" in options,
+                          smtputf8="SMTPUTF8" in options)
+        if refused is not None:
+            self.refusals.append(f"{refused}: {envelope.original_content[:300]!r}")
+            return refused
         encrypted = server.transport.get_extra_info("ssl_object") is not None
         self.submissions.append(Submission(
             envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content, encrypted,
@@ -150,3 +162,4 @@ def submission_server_fixture(request, certificate) -> Iterator[tuple[int, Recor
     server = SubmissionServer(certificate, implicit=request.param == "implicit").start()
     yield server.port, server.recorder
     server.stop()
+    assert not server.recorder.refusals, server.recorder.refusals

@@ -141,9 +141,10 @@ def kill_when_acknowledged(sink: SmtpSink, daemon: DaemonProcess, at: int) -> No
     record = sink._record
     fired = False
 
-    def record_then_kill(mail_from: str, rcpts: list[str], data: bytes) -> None:
+    def record_then_kill(mail_from: str, rcpts: list[str], data: bytes,
+                         options: tuple[str, ...]) -> None:
         nonlocal fired
-        record(mail_from, rcpts, data)
+        record(mail_from, rcpts, data, options)
         if not fired and sink.recipients >= at:
             fired = True
             os.kill(daemon.pid, signal.SIGKILL)

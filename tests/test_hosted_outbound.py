@@ -51,6 +51,7 @@ def submission(certificate) -> Iterator[SubmissionServer]:
     server = SubmissionServer(certificate, implicit=False).start()
     yield server
     server.stop()
+    assert not server.recorder.refusals, server.recorder.refusals
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Tests for the SMTP sink used by the test suite and the benchmark."""
+"""Tests for the SMTP sink used by the test suite and the benchmark: its protocol, and the
+strict checks that make it refuse what the strictest real servers refuse."""
 
 from __future__ import annotations
 
@@ -9,22 +10,26 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.smtp_sink import SmtpSink
+from tests.smtp_sink import SmtpSink, refusal
+
+# `sink` is the suite's strict sink (tests/conftest.py): a test here that makes it refuse
+# something is marked `sink_refusals`, as any test must be.
 
 
 @pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as s:
+def lenient() -> Iterator[SmtpSink]:
+    """A sink without the strict checks: for the protocol's mechanics with bare messages."""
+    with SmtpSink(strict=False) as s:
         yield s
 
 
-def _message(subject: str = "hello", body: bytes = b"Body line.\r\n") -> bytes:
-    return (
-        b"From: sender@example.org\r\nTo: list@example.org\r\nSubject: "
-        + subject.encode()
-        + b"\r\n\r\n"
-        + body
-    )
+HEAD = (b"From: sender@example.org\r\nTo: list@example.org\r\n"
+        b"Date: Mon, 01 Jun 2026 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n")
+
+
+def _message(subject: str = "hello", body: bytes = b"Body line.\r\n",
+             head: bytes = HEAD) -> bytes:
+    return head + b"Subject: " + subject.encode() + b"\r\n\r\n" + body
 
 
 def _read_replies(sock: socket.socket, count: int, timeout: float = 5.0) -> list[bytes]:
@@ -54,7 +59,7 @@ def _raw_session(sink: SmtpSink, script: bytes, replies: int, *, bytewise: bool 
 
 
 def test_multi_recipient_message_is_recorded_with_envelope_and_bytes(sink: SmtpSink) -> None:
-    long_line = b"y" * 5000
+    long_line = b"y" * 998
     body = b"first\r\n.starts with a dot\r\n.\r\n..two dots\r\n" + long_line + b"\r\nlast\r\n"
     msg = _message(body=body)
     rcpts = ["a@example.org", "B@Example.ORG", "c@example.org"]
@@ -119,7 +124,8 @@ def test_counting_mode_keeps_no_bytes_but_counts() -> None:
         assert sink.deliveries == []
 
 
-def test_pipelined_burst_over_raw_socket(sink: SmtpSink) -> None:
+def test_pipelined_burst_over_raw_socket(lenient: SmtpSink) -> None:
+    sink = lenient
     with socket.create_connection((sink.host, sink.port)) as sock:
         assert _read_replies(sock, 1)[0].startswith(b"220 ")
         sock.sendall(b"EHLO client.example\r\n")
@@ -137,7 +143,8 @@ def test_pipelined_burst_over_raw_socket(sink: SmtpSink) -> None:
 
 
 @pytest.mark.parametrize("bytewise", [False, True], ids=["one-write", "byte-by-byte"])
-def test_whole_session_in_one_write_or_byte_by_byte(sink: SmtpSink, bytewise: bool) -> None:
+def test_whole_session_in_one_write_or_byte_by_byte(lenient: SmtpSink, bytewise: bool) -> None:
+    sink = lenient
     sink.rcpt_responses["bad@x"] = "550 5.1.1 No such user"
     script = (
         b"EHLO client.example\r\n"
@@ -179,7 +186,8 @@ def test_protocol_errors(sink: SmtpSink) -> None:
     assert sink.transactions == 0
 
 
-def test_delay_holds_reply_without_blocking_other_connections(sink: SmtpSink) -> None:
+def test_delay_holds_reply_without_blocking_other_connections(lenient: SmtpSink) -> None:
+    sink = lenient
     sink.delay_per_transaction = 0.3
     started = time.monotonic()
     with smtplib.SMTP(sink.host, sink.port) as slow:
@@ -199,7 +207,8 @@ def test_delay_holds_reply_without_blocking_other_connections(sink: SmtpSink) ->
     assert [d.rcpt_tos for d in sink.deliveries] == [["slow@example.org"]]
 
 
-def test_transaction_aborted_during_delay_is_not_recorded(sink: SmtpSink) -> None:
+def test_transaction_aborted_during_delay_is_not_recorded(lenient: SmtpSink) -> None:
+    sink = lenient
     sink.delay_per_transaction = 5.0
     with socket.create_connection((sink.host, sink.port)) as sock:
         assert _read_replies(sock, 1)[0].startswith(b"220 ")
@@ -212,3 +221,96 @@ def test_transaction_aborted_during_delay_is_not_recorded(sink: SmtpSink) -> Non
 def test_wait_for_timeout_raises_clear_assertion(sink: SmtpSink) -> None:
     with pytest.raises(AssertionError, match=r"timed out after 0.05s waiting for 1 recipients"):
         sink.wait_for_recipients(1, timeout=0.05)
+
+
+# -- the strict checks ---------------------------------------------------------------------------
+
+NOTICE_HEAD = HEAD + b"Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
+
+
+def _data_reply(sink: SmtpSink, data: bytes, options: bytes = b"") -> bytes:
+    """The sink's reply to `data` sent as it is (dot-stuffed only), over a raw socket."""
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    script = (b"EHLO c\r\nMAIL FROM:<a@x>" + options + b"\r\nRCPT TO:<b@x>\r\nDATA\r\n"
+              + stuffed + b"\r\n.\r\n")
+    with socket.create_connection((sink.host, sink.port)) as sock:
+        assert _read_replies(sock, 1)[0].startswith(b"220 ")
+        sock.sendall(script)
+        return _read_replies(sock, 5)[-1]
+
+
+@pytest.mark.sink_refusals
+@pytest.mark.parametrize("data,reply", [
+    (_message(body=b"one\nbare LF\r\n"), b"550 5.5.2 Error: bare <LF> received"),
+    (_message(body=b"one\rbare CR\r\n"), b"550 5.5.2 Error: bare <CR> received"),
+    (_message(body=b"hello\r.\r\nMAIL FROM:<x@y>\r\n"), b"550 5.5.2 Error: bare <CR> received"),
+    (_message(subject="a\rBcc: x@y"), b"550 5.5.2 Error: bare <CR> received"),
+    (_message(body=b"x" * 999 + b"\r\n"), b"550 5.5.2 Error: a line over 998 octets"),
+    (_message(subject="x" * 990), b"550 5.5.2 Error: a line over 998 octets"),
+    (_message(body="\u00e9t\u00e9\r\n".encode()),
+     b"550 5.6.1 Error: 8-bit data without BODY=8BITMIME"),
+    (_message(subject="\u00e9t\u00e9"), b"550 5.6.7 Error: 8-bit header without SMTPUTF8"),
+    (_message(head=HEAD.replace(b"Date: Mon, 01 Jun 2026 10:00:00 +0000\r\n", b"")),
+     b"550 5.6.0 Error: no Date header"),
+    (_message(head=HEAD.replace(b"Message-ID: <1@example.org>\r\n", b"")),
+     b"550 5.6.0 Error: no Message-ID header"),
+    (_message(head=HEAD.replace(b"From: sender@example.org\r\n", b"")),
+     b"550 5.6.0 Error: no From header"),
+    (_message(head=NOTICE_HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n',
+              body=b"--b\r\n\r\nno close delimiter\r\n"),
+     b"550 5.6.0 Error: MIME defects in mail we compose: CloseBoundaryNotFoundDefect"),
+])
+def test_the_strict_sink_refuses_what_strict_servers_refuse(sink, data, reply):
+    assert _data_reply(sink, data) == reply
+    assert refusal(data) == reply.decode()
+    assert [r.reply for r in sink.refusals] == [reply.decode()]
+    assert sink.deliveries == []
+
+
+def test_a_members_defective_mime_passes_and_8bit_needs_its_parameters(sink):
+    # A post's copy (no Auto-Submitted) is held to the wire rules only.
+    post = _message(head=HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n',
+                    body=b"--b\r\n\r\nno close delimiter\r\n")
+    assert _data_reply(sink, post) == b"250 2.0.0 Ok: queued"
+    # An owner forward of someone's automatic mail is not ours either.
+    forward = _message(head=NOTICE_HEAD + b"X-BeenThere: shma-owner@lists.example.org\r\n"
+                       + b'Content-Type: multipart/mixed; boundary="b"\r\n',
+                       body=b"--b\r\n\r\nno close delimiter\r\n")
+    assert _data_reply(sink, forward) == b"250 2.0.0 Ok: queued"
+    eight = _message(subject="\u00e9t\u00e9", body="\u00e9t\u00e9\r\n".encode())
+    assert _data_reply(sink, eight, b" BODY=8BITMIME SMTPUTF8") == b"250 2.0.0 Ok: queued"
+    assert len(sink.deliveries) == 3 and sink.refusals == []
+
+
+@pytest.mark.sink_refusals
+@pytest.mark.parametrize("line,reply", [
+    (b"NOOP\n", b"500 5.5.2 Error: bare <LF> received"),
+    (b"NO\rOP\r\n", b"500 5.5.2 Error: bare <CR> received"),
+])
+def test_command_lines_are_read_by_crlf(sink, line, reply):
+    codes = _raw_session(sink, b"EHLO c\r\n" + line + b"NOOP\r\nQUIT\r\n", 4)
+    assert codes == [b"250", reply[:3], b"250", b"221"]
+    assert [r.reply for r in sink.refusals] == [reply.decode()]
+
+
+@pytest.mark.sink_refusals
+def test_smtplib_sending_bare_lf_is_refused_so_the_test_would_fail(sink):
+    # What listserv did before the wire serializer: smtplib sends bytes as they are.
+    with smtplib.SMTP(sink.host, sink.port) as client, pytest.raises(smtplib.SMTPDataError):
+        client.sendmail("a@x", ["b@x"], _message().replace(b"\r\n", b"\n"))
+    assert sink.refusals[0].reply == "550 5.5.2 Error: bare <LF> received"
+
+
+@pytest.mark.sink_refusals
+def test_a_refusal_fails_the_test_at_teardown_unless_declared(sink):
+    sink.assert_no_refusals()
+    _data_reply(sink, _message(body=b"bare\nLF\r\n"))
+    with pytest.raises(AssertionError, match="bare <LF> received"):
+        sink.assert_no_refusals()  # what the suite's `sink` fixture does at teardown
+
+
+@pytest.mark.sink_refusals
+def test_a_test_may_declare_the_refusals_it_causes(sink):
+    with smtplib.SMTP(sink.host, sink.port) as client, pytest.raises(smtplib.SMTPDataError):
+        client.sendmail("a@x", ["b@x"], _message(body=b"x" * 2000 + b"\r\n"))
+    assert [r.reply for r in sink.refusals] == ["550 5.5.2 Error: a line over 998 octets"]

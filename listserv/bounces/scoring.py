@@ -48,6 +48,7 @@ from listserv.mail.automatic import SignKind, signs
 from listserv.mail.headers import header_text
 from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
+from listserv.mail.wire import message_bytes
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
 from listserv.store.list_settings import ListSetting, declare, number, whole
@@ -690,15 +691,15 @@ def report_to_chair(session: Session, renderer: Renderer, ml: MailingList, raw: 
                             sender=header_text(report, "From"), **list_context(ml))
         try:
             msg.add_attachment(report)  # message/rfc822
-            data = msg.as_bytes()
+            data = message_bytes(msg)
         except Exception:  # an unserialisable report goes as text
             msg = renderer.mail("notice-bounce-report.txt", domain=ml.domain, now=now,
                                 to=owner.email, why=why, inbound_id=inbound_id, subject="",
                                 sender="", **list_context(ml))
             msg.add_attachment(raw.decode("utf-8", "replace"), filename="report.txt")
-            data = msg.as_bytes()
+            data = message_bytes(msg)
         enqueue(session, data, [owner.email], envelope_from=ml.role_address(Role.BOUNCES),
-                kind="notice", list_id=ml.id, now=now)
+                kind="notice", list_id=ml.id, now=now, eightbit=renderer.eightbit)
     audit(session, now, DAEMON, "bounce-to-chair", f"inbound #{inbound_id}: {why}", ml.id)
     return True
 
@@ -724,9 +725,9 @@ def _send_warning(session: Session, renderer: Renderer, ml: MailingList, member:
         warning=number, warnings=total, reason=state.last_reason,
         removal=(now + interval * (total - number + 1)).strftime("%Y-%m-%d"),
         **list_context(ml))
-    out = enqueue(session, msg.as_bytes(), [member.email],
+    out = enqueue(session, msg, [member.email],
                   envelope_from=ml.role_address(Role.BOUNCES, probe.token), kind="probe",
-                  list_id=ml.id, now=now)
+                  list_id=ml.id, now=now, eightbit=renderer.eightbit)
     row = session.scalars(select(OutRecipient).where(OutRecipient.message_id == out.id)).one()
     row.member_id = member.id
     session.flush()

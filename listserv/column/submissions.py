@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,8 @@ from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
 from listserv.mail.mime.transforms import distribution_copy
 from listserv.mail.render import Renderer, one_line
+from listserv.mail.tokens import message_id
+from listserv.mail.wire import message_bytes
 from listserv.posting.distribute import footer_text, list_headers
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
@@ -345,7 +346,7 @@ def _new_revision(session: Session, data_dir: Path, ml: MailingList, submission:
         number=number, status="stored" if number else "held", inbound_id=incoming.inbound_id,
         sender=incoming.sender, title=incoming.title, body=incoming.body[:MAX_BODY],
         received_at=now, files=[], refused=[],
-        ack_message_id=make_msgid(domain=ml.domain) if number else "")
+        ack_message_id=message_id(ml.domain) if number else "")
     submission.revisions.append(revision)
     session.flush()
     leaf = f"rev-{number}" if number else f"held-{revision.id}"
@@ -669,9 +670,10 @@ def send_call(session: Session, renderer: Renderer, ml: MailingList, deadline: d
         column_address=ml.role_address(Role.COLUMN), deadline_text=_deadline_text(
             deadline.isoformat()), max_file_kb=MAX_FILE_KB.get(ml),
         max_total_kb=MAX_TOTAL_KB.get(ml), types=TYPES.get(ml))
-    copy = distribution_copy(msg.as_bytes(), list_headers(ml), ml.prefix,
+    copy = distribution_copy(message_bytes(msg), list_headers(ml), ml.prefix,
                              footer_text(renderer, ml))
-    return enqueue_to_members(session, ml, copy, now=now, kind="column-call")
+    return enqueue_to_members(session, ml, copy, now=now, kind="column-call",
+                              eightbit=renderer.eightbit)
 
 
 def send_summary(session: Session, renderer: Renderer, ml: MailingList, deadline: date,

@@ -84,9 +84,9 @@ def notify(
             **list_context(mailing_list), **context,
         )
         enqueue(
-            session, msg.as_bytes(), [recipient],
+            session, msg, [recipient],
             envelope_from=mailing_list.role_address(Role.BOUNCES),
-            kind=kind, list_id=mailing_list.id, now=now,
+            kind=kind, list_id=mailing_list.id, now=now, eightbit=renderer.eightbit,
         )
         queued.append(recipient)
     return queued

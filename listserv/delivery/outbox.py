@@ -7,6 +7,10 @@ claimed before retries, so mail accepted now is not held up by old mail that kee
 What the results mean for members is not this module's business: it reports them through
 `delivery.feedback.DeliveryFeedback`.
 
+Every message is queued as the bytes that go on the wire: `enqueue` and `enqueue_to_members`
+pass it through the one serializer (`listserv.mail.wire`, SPEC §3 "On the wire"), and the
+transports send exactly what is stored.
+
 The relay's sending limits (`messages_per_minute`, `recipients_per_day`) are counted at claim
 time over the `send_usage` ledger, one row per claimed batch: mail beyond them is not claimed
 and waits, still queued (docs/delivery.md, "Sending limits").
@@ -21,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from operator import itemgetter
 
 from sqlalchemy import (
@@ -47,6 +52,7 @@ from listserv.delivery.feedback import DeliveryFeedback
 from listserv.delivery.transports import Outcome, Result, Transport
 from listserv.mail.addresses import Role, role_address
 from listserv.mail.mime.transforms import personalize
+from listserv.mail.wire import to_wire
 from listserv.store.engine import Store
 from listserv.store.models import MailingList, Member, OutMessage, OutRecipient, SendUsage
 
@@ -62,37 +68,49 @@ SEND_LIMIT_LOCK = 0x6C737276
 
 def enqueue(
     session: Session,
-    raw: bytes,
+    message: bytes | EmailMessage,
     recipients: Iterable[str],
     *,
     envelope_from: str,
     kind: str,
     now: datetime,
     list_id: int | None = None,
+    eightbit: bool = False,
 ) -> OutMessage:
-    """Queue `raw` for `recipients` (notices, forwards, replies) in the caller's transaction."""
-    message = OutMessage(
+    """Queue `message` for `recipients` (notices, forwards, replies) in the caller's transaction.
+
+    It is stored as its wire bytes (`to_wire`; 8-bit only with `eightbit`, the relay's
+    `eightbitmime`); one without From gets the list's address, else the envelope sender.
+    """
+    mailing_list = session.get(MailingList, list_id) if list_id is not None else None
+    sender = mailing_list.address if mailing_list is not None else envelope_from
+    raw = to_wire(message, sender=sender, now=now, eightbit=eightbit)
+    queued = OutMessage(
         list_id=list_id, kind=kind, raw=raw, envelope_from=envelope_from, created_at=now
     )
-    session.add(message)
+    session.add(queued)
     session.flush()
     rows = [
-        {"message_id": message.id, "email": r, "next_attempt_at": now}
+        {"message_id": queued.id, "email": r, "next_attempt_at": now}
         for r in dict.fromkeys(recipients)
     ]
     if rows:
         session.execute(OutRecipient.__table__.insert(), rows)
-    return message
+    return queued
 
 
 def enqueue_to_members(
-    session: Session, mailing_list: MailingList, copy: bytes, *, now: datetime, kind: str = "post"
+    session: Session, mailing_list: MailingList, copy: bytes, *, now: datetime,
+    kind: str = "post", eightbit: bool = False,
 ) -> int:
-    """Queue a list copy for every active regular member, without loading the roster."""
+    """Queue a list copy for every active regular member, without loading the roster.
+
+    The copy is stored as its wire bytes (`to_wire`), as `enqueue` stores its message.
+    """
     message = OutMessage(
         list_id=mailing_list.id,
         kind=kind,
-        raw=copy,
+        raw=to_wire(copy, sender=mailing_list.address, now=now, eightbit=eightbit),
         envelope_from=mailing_list.role_address(Role.BOUNCES),
         personalize=mailing_list.personalize,
         created_at=now,

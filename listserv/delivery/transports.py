@@ -113,6 +113,12 @@ def _unsendable(address: str, utf8: bool) -> str:
     return ""
 
 
+def _head(data: bytes) -> bytes:
+    """The header section of a message's bytes."""
+    end = data.find(b"\r\n\r\n")
+    return data if end < 0 else data[:end]
+
+
 def _path(address: str) -> str:
     """`<address>` for MAIL FROM / RCPT TO (smtplib's quoteaddr, without its cost when plain)."""
     if _PLAIN_ADDRESS.fullmatch(address):
@@ -386,8 +392,9 @@ class SmtpTransport:
         options = []
         if client.has_extn("8bitmime") and not data.isascii():
             options.append("BODY=8BITMIME")
-        if utf8 and not (envelope_from + "".join(sendable)).isascii():
-            options.append("SMTPUTF8")
+        if utf8 and not (_head(data).isascii()
+                         and (envelope_from + "".join(sendable)).isascii()):
+            options.append("SMTPUTF8")  # an internationalised address (RFC 6531)
         try:
             said = _converse(client, envelope_from, sendable, data, options)
         except UnicodeError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from listserv.errors import ListservError
+from listserv.mail.tokens import message_id
 
 #: The built-in templates: the repository's `templates/emails/`, which the build installs inside
 #: the package as `listserv.templates` (setup.py), found the same way in a wheel and an editable
@@ -40,9 +41,14 @@ def one_line(value: object) -> str:
 
 
 class Renderer:
-    """The one jinja2 Environment: StrictUndefined, operator overrides, then our templates."""
+    """The one jinja2 Environment: StrictUndefined, operator overrides, then our templates.
 
-    def __init__(self, templates_dir: Path | None = None) -> None:
+    `eightbit` is the form of the mail it renders on the wire (`[outbound] eightbitmime`):
+    whoever queues that mail passes it on to the serializer (`outbound.enqueue`).
+    """
+
+    def __init__(self, templates_dir: Path | None = None, eightbit: bool = False) -> None:
+        self.eightbit = eightbit
         loaders: list[jinja2.BaseLoader] = []
         if templates_dir is not None:
             loaders.append(jinja2.FileSystemLoader(templates_dir))
@@ -83,7 +89,7 @@ class Renderer:
         if "Date" not in msg:
             msg["Date"] = formatdate(now.timestamp())
         if "Message-ID" not in msg:
-            msg["Message-ID"] = make_msgid(domain=domain)
+            msg["Message-ID"] = message_id(domain)
         plain = body.isascii() and all(len(line) < 998 for line in body.splitlines())
         msg.set_content(body, charset="utf-8", cte="7bit" if plain else "quoted-printable")
         return msg

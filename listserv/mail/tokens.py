@@ -9,3 +9,8 @@ import secrets
 def new_token() -> str:
     """120 random bits as 24 lower-case base32 characters, safe in an address's local part."""
     return base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+
+
+def message_id(domain: str) -> str:
+    """A new Message-ID, `<TOKEN@domain>`: unguessable, so no one can forge a reply to it."""
+    return f"<{new_token()}@{domain or 'localhost'}>"

@@ -39,6 +39,7 @@ from listserv.errors import ListservError
 from listserv.mail.addresses import Role
 from listserv.mail.mime.transforms import distribution_copy
 from listserv.mail.render import Renderer
+from listserv.mail.wire import message_bytes
 from listserv.posting.distribute import footer_text, list_headers
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
@@ -467,9 +468,10 @@ def send_to_members(session: Session, renderer: Renderer, meeting: Meeting, temp
         filename=f"{ml.name}-meeting.ics",
     )
     del msg.get_payload()[-1]["MIME-Version"]
-    copy = distribution_copy(msg.as_bytes(), list_headers(ml), ml.prefix,
+    copy = distribution_copy(message_bytes(msg), list_headers(ml), ml.prefix,
                              footer_text(renderer, ml))
-    count = enqueue_to_members(session, ml, copy, now=now, kind="meeting")
+    count = enqueue_to_members(session, ml, copy, now=now, kind="meeting",
+                               eightbit=renderer.eightbit)
     if count < 0:  # the driver did not say (INSERT … SELECT on PostgreSQL): count them
         count = session.scalar(select(func.count()).select_from(Member).where(
             Member.list_id == ml.id, Member.status == "active",

@@ -107,7 +107,7 @@ def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes
     copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer_text(renderer, ml),
                              sender_rewrite(renderer, ml, raw, Role.POST, dmarc,
                                             hosted=hosted))
-    return enqueue_to_members(session, ml, copy, now=now)
+    return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit)
 
 
 def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound,
@@ -157,4 +157,5 @@ def forward_to_owners(session: Session, ml: MailingList, raw: bytes, now: dateti
     enqueue(
         session, copy, [o.email for o in ml.owners],
         envelope_from=ml.role_address(Role.BOUNCES), kind="owner", list_id=ml.id, now=now,
+        eightbit=renderer.eightbit,
     )

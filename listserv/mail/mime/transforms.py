@@ -87,7 +87,9 @@ class RawMessage:
             head, body = raw[: match.start()], raw[match.end() :]
         eol = b"\r\n" if b"\r\n" in raw[:4096] else b"\n"
         fields: list[bytes] = []
-        for line in head.splitlines(keepends=True):
+        # Lines end at LF only: a bare CR inside a header is no line break (the wire
+        # serializer removes it), so it cannot make a field of its own here either.
+        for line in re.findall(rb"[^\n]*\n|[^\n]+", head):
             if fields and line[:1] in (b" ", b"\t"):
                 fields[-1] += line
             else:
