@@ -18,7 +18,8 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from listserv.bounces import scoring as bounces
+from listserv.bounces.scoring import enable_member
+from listserv.bounces.views import bounce_detail, bounce_rows
 from listserv.chair import actions as services
 from listserv.clock import Clock, SystemClock
 from listserv.column import submissions as column
@@ -307,7 +308,7 @@ def members_enable(app: App, list_ref: str, email: str) -> None:
     """Turn delivery back on for a member disabled by bounces (score and notices cleared)."""
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
-        member = bounces.enable_member(session, ml, email, app.clock.now(), app.actor)
+        member = enable_member(session, ml, email, app.clock.now(), app.actor)
         click.echo(f"enabled delivery to {member.email} on {ml.address}")
 
 
@@ -722,7 +723,7 @@ def bounces_list(app: App, list_ref: str | None, as_json: bool) -> None:
     """Members with a bounce record: score, status, last reason (disabled first)."""
     with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
-        rows = bounces.bounce_rows(session, ml, app.clock.now())
+        rows = bounce_rows(session, ml, app.clock.now())
     if not as_json:
         for row in rows:
             row["score"] = f"{row['score']:g}/{row['threshold']:g}"
@@ -739,7 +740,7 @@ def bounces_show(app: App, email: str, list_ref: str | None, as_json: bool) -> N
     """One member's bounce record: score, reports and refusals, probes."""
     with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
-        info = bounces.bounce_detail(session, email, ml, app.clock.now())
+        info = bounce_detail(session, email, ml, app.clock.now())
     if as_json:
         emit(info, True)
         return

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP
 
-from listserv.bounces.scoring import DeliveryBounces
+from listserv.bounces.feedback import DeliveryBounces
 from listserv.delivery.outbox import DeliveryWorker, SendLimits
 from listserv.delivery.transports import make_transport
 from listserv.mail.render import Renderer

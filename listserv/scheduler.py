@@ -13,7 +13,7 @@ from datetime import datetime, time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listserv.bounces import scoring as bounces
+from listserv.bounces import steps as bounces
 from listserv.column import submissions as column
 from listserv.delivery.notices import notify
 from listserv.mail.render import Renderer

@@ -3,15 +3,21 @@
 The table holds every pattern of the four copies it replaced (rules.automatic_mail and
 rules.may_auto_reply, intent._automatic, bounces._automatic and bounces.recognise), and the
 content signs added with it (a mail system's From, multipart/report): what each sign says,
-and whether it is strong (IMAP intake's `bounces.recognise` counts only those).
+and whether it is strong (IMAP intake's `recognise` counts only those).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from listserv.bounces.scoring import read_report, recognise
-from listserv.mail.automatic import SignKind, automatic, machine_address, may_auto_reply
+from listserv.bounces.reports import read_report
+from listserv.mail.automatic import (
+    SignKind,
+    automatic,
+    machine_address,
+    may_auto_reply,
+    recognise,
+)
 
 from .helpers import make_message, parse
 

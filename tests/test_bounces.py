@@ -9,8 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from listserv.bounces import scoring as bounces
-from listserv.bounces.scoring import Kind, classify_refusal, register, status_of
+from listserv.bounces import feedback
+from listserv.bounces.reports import Kind, classify_refusal, status_of
+from listserv.bounces.scoring import register
+from listserv.bounces.settings import (
+    DECAY_DAYS,
+    PROBE_GRACE_HOURS,
+    THRESHOLD,
+    WARNING_INTERVAL_DAYS,
+    WARNINGS,
+)
 from listserv.store.models import BounceEvent, BounceProbe, BounceScore, MailingList, Member, Owner
 
 from .helpers import LIST, lmtp_send, make_message, parse
@@ -525,9 +533,8 @@ def test_bounce_commands_explain_mistakes_in_one_line(cli, shma):
         assert result.exit_code != 0 and words in result.output, (args, result.output)
         assert len(result.output.strip().splitlines()) == 1
     info = json.loads(cli("lists", "show", LIST, "--json").output)
-    defaults = {s.key: s.default for s in (bounces.THRESHOLD, bounces.WARNINGS,
-                                           bounces.WARNING_INTERVAL_DAYS, bounces.DECAY_DAYS,
-                                           bounces.PROBE_GRACE_HOURS)}
+    defaults = {s.key: s.default for s in (THRESHOLD, WARNINGS, WARNING_INTERVAL_DAYS,
+                                           DECAY_DAYS, PROBE_GRACE_HOURS)}
     assert {k: info[k] for k in defaults} == defaults
     cli("lists", "set", LIST, "bounce.warnings", "0")
     assert json.loads(cli("lists", "show", LIST, "--json").output)["bounce.warnings"] == 0
@@ -552,7 +559,7 @@ def test_a_fault_in_scoring_never_costs_the_delivery_its_result(cli, members, da
     def broken(*args, **kwargs):
         raise RuntimeError("scoring bug")
 
-    monkeypatch.setattr(bounces, "register", broken)
+    monkeypatch.setattr(feedback, "register", broken)
     sink.rcpt_responses[BOB] = DEAD
     post(daemon, "Refused while scoring is broken")
     wait(sink, lambda: json.loads(cli("queue", "--failed", "--json").output),

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, select
 
-from listserv.bounces.scoring import Kind, read_report
+from listserv.bounces.reports import Kind, read_report
 from listserv.clock import FakeClock
 from listserv.mail.addresses import Role
 from listserv.mail.render import Renderer

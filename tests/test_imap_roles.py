@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from listserv.bounces.scoring import recognise
 from listserv.intake.imap import envelope_sender
 from listserv.intake.roles import ListAddresses, addresses_of, route
 from listserv.mail.addresses import Role, role_address
+from listserv.mail.automatic import recognise
 
 from .helpers import make_message, parse
 

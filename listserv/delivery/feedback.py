@@ -2,7 +2,7 @@
 
 The worker knows SMTP replies, not members: it reports each result through this small
 interface, in the transaction that records it, and the daemon hands it the implementation
-(bounce scoring, `bounces.DeliveryBounces`). Delivery never imports a feature.
+(bounce scoring, `bounces.feedback.DeliveryBounces`). Delivery never imports a feature.
 """
 
 from __future__ import annotations

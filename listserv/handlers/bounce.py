@@ -9,8 +9,11 @@ logged. Nothing here ever answers the sender.
 
 from __future__ import annotations
 
-from listserv.bounces import scoring as bounces
-from listserv.bounces.scoring import Kind, Report
+from listserv.bounces.attribution import Target, by_token, sent_to
+from listserv.bounces.forwarding import report_to_chair
+from listserv.bounces.reports import Kind, Report, read_report
+from listserv.bounces.scoring import register
+from listserv.bounces.steps import act_now
 from listserv.membership.subscriptions import find_member
 from listserv.store.audit import DAEMON, audit
 
@@ -19,8 +22,8 @@ from .context import Context
 
 def handle(ctx: Context) -> str:
     """Read the report, attribute it, score it; never reply."""
-    report = bounces.read_report(ctx.inbound.raw)
-    target = bounces.by_token(ctx.session, ctx.mailing_list, ctx.destination.token)
+    report = read_report(ctx.inbound.raw)
+    target = by_token(ctx.session, ctx.mailing_list, ctx.destination.token)
     if target is not None:
         return _for_member(ctx, report, target)
     if report.failures:
@@ -39,12 +42,12 @@ def _ignored(ctx: Context, why: str) -> str:
 
 
 def _to_chair(ctx: Context, why: str) -> str:
-    sent = bounces.report_to_chair(ctx.session, ctx.renderer, ctx.mailing_list,
-                                   ctx.inbound.raw, ctx.now, why, ctx.inbound.id)
+    sent = report_to_chair(ctx.session, ctx.renderer, ctx.mailing_list,
+                           ctx.inbound.raw, ctx.now, why, ctx.inbound.id)
     return f"{why}: {'sent to the chair' if sent else 'logged (chair cap reached)'}"
 
 
-def _for_member(ctx: Context, report: Report, target: bounces.Target) -> str:
+def _for_member(ctx: Context, report: Report, target: Target) -> str:
     """A report that came back to a member's (or a probe's) own envelope token."""
     member, probe = target.member, target.probe
     failure = report.failure_for(member.email)
@@ -57,14 +60,14 @@ def _for_member(ctx: Context, report: Report, target: bounces.Target) -> str:
     else:
         kind, reason = Kind.UNKNOWN, f"unrecognised report: {report.subject or '(no subject)'}"
     source = "probe" if probe is not None else "report"
-    event = bounces.register(ctx.session, ctx.mailing_list, member, kind, reason, ctx.now,
-                             source=source, inbound_id=ctx.inbound.id, probe=probe)
+    event = register(ctx.session, ctx.mailing_list, member, kind, reason, ctx.now,
+                     source=source, inbound_id=ctx.inbound.id, probe=probe)
     outcome = f"bounce: {member.email} {kind}{' counted' if event.counted else ''}"
     if kind is Kind.UNKNOWN or kind is Kind.RATE:
         _to_chair(ctx, f"a report for {member.email} that "
                   + ("says our sending limit was reached" if kind is Kind.RATE
                      else "could not be read"))
-    step = bounces.act_now(ctx.session, ctx.renderer, ctx.mailing_list, member, ctx.now)
+    step = act_now(ctx.session, ctx.renderer, ctx.mailing_list, member, ctx.now)
     return f"{outcome}; {step}" if step else outcome
 
 
@@ -81,16 +84,16 @@ def _by_address(ctx: Context, report: Report) -> str:
             done.append(f"{failure.address} not a member")
             continue
         named += 1
-        verified = bounces.sent_to(ctx.session, ml, member.email, report.message_ids, ctx.now)
-        event = bounces.register(ctx.session, ml, member, failure.kind, failure.reason, ctx.now,
-                                 source="report", verified=verified, inbound_id=ctx.inbound.id)
+        verified = sent_to(ctx.session, ml, member.email, report.message_ids, ctx.now)
+        event = register(ctx.session, ml, member, failure.kind, failure.reason, ctx.now,
+                         source="report", verified=verified, inbound_id=ctx.inbound.id)
         rate = rate or failure.kind is Kind.RATE
         if not verified:
             unverified.append(member.email)
             done.append(f"{member.email} unverified")
             continue
         done.append(f"{member.email} {failure.kind}{' counted' if event.counted else ''}")
-        step = bounces.act_now(ctx.session, ctx.renderer, ml, member, ctx.now)
+        step = act_now(ctx.session, ctx.renderer, ml, member, ctx.now)
         if step:
             done.append(step)
     if unverified:

@@ -34,8 +34,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from listserv.bounces import scoring as bounces
 from listserv.mail.addresses import Destination, Role, normalize
+from listserv.mail.automatic import recognise
 from listserv.mail.headers import from_address, header_text
 from listserv.membership.subscriptions import open_request_for_token
 from listserv.posting.distribute import parse
@@ -208,7 +208,7 @@ def _reports_to_bounces(msg: EmailMessage, routed: Routed) -> Routed:
     """Delivery reports and automatic replies go to the bounce handler, whatever they name."""
     if routed.destination.role is Role.BOUNCES:
         return routed
-    why = bounces.recognise(msg)
+    why = recognise(msg)
     if not why:
         return routed
     return Routed(routed.rcpt, Destination(routed.destination.list_address, Role.BOUNCES), why)

@@ -11,8 +11,9 @@ Callers choose which signs count, on purpose:
 * the router's guards count every sign: automatic mail is held (a post) or ignored (a request,
   a confirmation), and never answered (`may_auto_reply`);
 * IMAP intake sends a message to the bounce handler only on a strong sign
-  (`bounces.recognise`): words in a Subject must not turn a member's post into a bounce;
-* the bounce handler tells an automatic reply from a delivery report (`bounces.read_report`):
+  (`recognise`): words in a Subject must not turn a member's post into a bounce;
+* the bounce handler tells an automatic reply from a delivery report
+  (`bounces.reports.read_report`):
   any report sign in the message itself means a report.
 """
 
@@ -139,6 +140,19 @@ def automatic(msg: EmailMessage, mail_from: str | None = None) -> Sign | None:
     post that only looks automatic waits for the chair rather than being lost.
     """
     return next(signs(msg, mail_from), None)
+
+
+def recognise(msg: EmailMessage) -> str:
+    """Why `msg` is surely a delivery report or an automatic reply ("" when not surely one).
+
+    For mail whose role comes from its headers (a hosted mailbox): such mail goes to the bounce
+    handler whatever address it names, so that it never becomes a post or a request. Only
+    strong signs count (a report's MIME type, the null sender, a mail system's address, RFC
+    3834's headers); words in a Subject or a bulk `Precedence` are left to the router's guards,
+    which hold rather than drop.
+    """
+    sign = next((sign for sign in signs(msg) if sign.strong), None)
+    return str(sign) if sign is not None else ""
 
 
 def may_auto_reply(msg: EmailMessage, mail_from: str, recipient: str) -> bool:
