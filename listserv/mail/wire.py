@@ -30,7 +30,7 @@ writes) exactly those bytes. What comes out:
   as 8-bit text instead of quoted-printable.
 
 Everything else keeps its bytes (DESIGN, "Bytes"): only the parts and headers that break a rule
-are rewritten. The functions are pure; the byte-level MIME helpers are those of `transforms`.
+are rewritten. The functions are pure; the byte-level MIME helpers are those of `mail.mime`.
 """
 
 from __future__ import annotations
@@ -43,21 +43,19 @@ from email.header import Header
 from email.message import EmailMessage, Message
 from email.utils import format_datetime
 
-from listserv.mail.mime.transforms import (
+from listserv.mail.mime.parts import (
     MAX_DEPTH,
     Multipart,
-    RawMessage,
-    _as_bytes,
-    _ascii_compatible,
-    _codec,
-    _decode_cte,
-    _encode_cte,
-    _field_name,
-    _info,
-    _set_charset,
-    header_bytes,
+    ascii_compatible,
+    charset_codec,
+    decode_cte,
+    encode_cte,
+    entity_info,
+    param_bytes,
+    set_charset,
     split_multipart,
 )
+from listserv.mail.mime.raw import RawMessage, field_name, header_bytes
 from listserv.mail.tokens import message_id
 
 __all__ = ["MAX_LINE", "message_bytes", "to_wire"]
@@ -106,9 +104,9 @@ def to_wire(message: bytes | EmailMessage, *, sender: str, now: datetime,
     raw = message_bytes(message) if composed else message
     form = _Form(eightbit, composed)
     fields, body = _split(raw)
-    fields = [f for f in _headers(fields, form) if _field_name(f) not in _DROPPED]
-    fields = [f for f in fields if _field_name(f) not in _REQUIRED or _has_value(f)]
-    present = {_field_name(f) for f in fields}
+    fields = [f for f in _headers(fields, form) if field_name(f) not in _DROPPED]
+    fields = [f for f in fields if field_name(f) not in _REQUIRED or _has_value(f)]
+    present = {field_name(f) for f in fields}
     added = []
     if "date" not in present:
         added.append(header_bytes("Date", format_datetime(now)))
@@ -271,11 +269,11 @@ def _cte(info: Message) -> str:
 def _entity(fields: list[bytes], body: bytes, form: _Form, depth: int,
             default_type: str = "text/plain") -> bytes:
     """An entity (CRLF-only body) made to fit: multiparts and messages part by part."""
-    info = _info(fields, default_type)
+    info = entity_info(fields, default_type)
     ctype = info.get_content_type()
     entity = RawMessage(tuple(fields), CRLF, body)
     if depth < MAX_DEPTH and ctype.startswith("multipart/"):
-        boundary = _as_bytes(info.get_boundary() or "")
+        boundary = param_bytes(info.get_boundary() or "")
         mp = split_multipart(body, boundary) if len(boundary) <= _MAX_BOUNDARY else None
         if mp is not None:
             inner = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
@@ -331,7 +329,7 @@ def _leaf(entity: RawMessage, info: Message, form: _Form) -> RawMessage:
         if form.composed and form.eightbit and cte == "quoted-printable":
             return _as_8bit(entity, info)
         return entity
-    data = _decode_cte(entity.body, cte) if encoded else entity.body
+    data = decode_cte(entity.body, cte) if encoded else entity.body
     if data is None:
         data = entity.body
     maintype = info.get_content_maintype()
@@ -339,17 +337,17 @@ def _leaf(entity: RawMessage, info: Message, form: _Form) -> RawMessage:
         # A composite cannot be base64 (RFC 2046 §5): past repair, it goes as an attachment.
         entity = entity.replaced("Content-Type", "application/octet-stream")
         maintype = "application"
-    codec = _codec(str(info.get_param("charset") or "us-ascii"))
-    if maintype != "text" or (codec is not None and not _ascii_compatible(codec)):
+    codec = charset_codec(str(info.get_param("charset") or "us-ascii"))
+    if maintype != "text" or (codec is not None and not ascii_compatible(codec)):
         # (text in UTF-16 and the like would be corrupted by a line-based encoding)
-        return entity.with_body(_encode_cte(data, "base64", CRLF)).replaced(
+        return entity.with_body(encode_cte(data, "base64", CRLF)).replaced(
             "Content-Transfer-Encoding", "base64")
     text = _crlf(data).replace(CRLF, b"\n")
     if not text.isascii() and info.get_param("charset") is None:
-        entity = _set_charset(entity, _guessed_charset(text))
+        entity = set_charset(entity, _guessed_charset(text))
     if form.eightbit and _fits(_crlf(data), True):
         return entity.with_body(_crlf(data)).replaced("Content-Transfer-Encoding", "8bit")
-    return entity.with_body(_encode_cte(text, "quoted-printable", CRLF)).replaced(
+    return entity.with_body(encode_cte(text, "quoted-printable", CRLF)).replaced(
         "Content-Transfer-Encoding", "quoted-printable")
 
 
@@ -357,7 +355,7 @@ def _as_8bit(entity: RawMessage, info: Message) -> RawMessage:
     """A quoted-printable text part of ours as 8-bit text, when its text fits the wire."""
     if info.get_content_maintype() != "text":
         return entity
-    data = _decode_cte(entity.body, "quoted-printable")
+    data = decode_cte(entity.body, "quoted-printable")
     if data is None or data.isascii():
         return entity
     data = _crlf(data)
