@@ -54,8 +54,15 @@ from listserv.mail.mime.parts import (
     param_bytes,
     set_charset,
     split_multipart,
+    transfer_encoding,
 )
-from listserv.mail.mime.raw import RawMessage, field_name, header_bytes
+from listserv.mail.mime.raw import (
+    ADDRESS_FIELDS,
+    FIELD_NAME,
+    RawMessage,
+    field_name,
+    header_bytes,
+)
 from listserv.mail.tokens import message_id
 
 __all__ = ["MAX_LINE", "message_bytes", "to_wire"]
@@ -66,9 +73,7 @@ MAX_LINE = 998
 CRLF = b"\r\n"
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _TOO_LONG = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
-_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 _DROPPED = frozenset({"bcc", "resent-bcc"})
-_ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to", "sender")
 _REQUIRED = ("date", "message-id", "from")
 # A boundary longer than this could not make a delimiter line that fits (RFC 2046: 70).
 _MAX_BOUNDARY = 900
@@ -88,7 +93,7 @@ def message_bytes(msg: EmailMessage) -> bytes:
     """
     international = any(
         not address.addr_spec.isascii()
-        for name in _ADDRESS_FIELDS for header in msg.get_all(name, [])
+        for name in ADDRESS_FIELDS for header in msg.get_all(name, [])
         for address in getattr(header, "addresses", ()))
     return msg.as_bytes(policy=policy.SMTPUTF8 if international else policy.SMTP)
 
@@ -165,7 +170,7 @@ def _split(raw: bytes) -> tuple[list[bytes], bytes]:
         line = line.replace(b"\r", b"").replace(b"\0", b"")
         if not line:
             return fields, raw[end:]
-        match = _NAME.match(line)
+        match = FIELD_NAME.match(line)
         if line[:1] in (b" ", b"\t"):
             if fields:
                 fields[-1] += line + CRLF
@@ -236,7 +241,7 @@ def _text(value: bytes) -> str:
 
 def _international(name: bytes) -> bool:
     """An address field, whose non-ASCII addresses stay UTF-8 (SMTPUTF8, RFC 6532)."""
-    return name.decode("ascii").lower() in _ADDRESS_FIELDS
+    return name.decode("ascii").lower() in ADDRESS_FIELDS
 
 
 def _header_fold(name: str, value: str) -> bytes:
@@ -262,10 +267,6 @@ def _fold(field: bytes) -> bytes | None:
 # -- bodies ---------------------------------------------------------------------------------------
 
 
-def _cte(info: Message) -> str:
-    return str(info.get("Content-Transfer-Encoding", "")).strip().lower()
-
-
 def _entity(fields: list[bytes], body: bytes, form: _Form, depth: int,
             default_type: str = "text/plain") -> bytes:
     """An entity (CRLF-only body) made to fit: multiparts and messages part by part."""
@@ -278,12 +279,12 @@ def _entity(fields: list[bytes], body: bytes, form: _Form, depth: int,
         if mp is not None:
             inner = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
             return _relabelled(entity.with_body(_multipart(mp, form, depth, inner)),
-                               _cte(info)).to_bytes()
-    if depth < MAX_DEPTH and ctype == "message/rfc822" and _cte(info) not in (
+                               transfer_encoding(info)).to_bytes()
+    if depth < MAX_DEPTH and ctype == "message/rfc822" and transfer_encoding(info) not in (
             "quoted-printable", "base64"):
         inner_fields, inner_body = _split(body)
         attached = _entity(_headers(inner_fields, form), inner_body, form, depth + 1)
-        return _relabelled(entity.with_body(attached), _cte(info)).to_bytes()
+        return _relabelled(entity.with_body(attached), transfer_encoding(info)).to_bytes()
     return _leaf(entity, info, form).to_bytes()
 
 
@@ -323,7 +324,7 @@ def _multipart(mp: Multipart, form: _Form, depth: int, default_type: str) -> byt
 
 def _leaf(entity: RawMessage, info: Message, form: _Form) -> RawMessage:
     """A single part: kept if it fits, else re-encoded (quoted-printable text, base64 else)."""
-    cte = _cte(info)
+    cte = transfer_encoding(info)
     encoded = cte in ("quoted-printable", "base64")
     if cte != "binary" and _fits(entity.body, form.eightbit and not encoded):
         if form.composed and form.eightbit and cte == "quoted-printable":

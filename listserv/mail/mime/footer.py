@@ -35,6 +35,7 @@ from listserv.mail.mime.parts import (
     rebuild_multipart,
     set_charset,
     split_multipart,
+    transfer_encoding,
 )
 from listserv.mail.mime.raw import RawMessage, field_name, header_bytes
 
@@ -97,7 +98,7 @@ def _html_footer(footer: str, nl: str) -> str:
 
 def _footer_in_text(part: RawMessage, info: Message, footer: str) -> RawMessage | None:
     """A text/plain or text/html part with the footer, in its own encoding; None if it can't."""
-    cte = str(info.get("Content-Transfer-Encoding", "")).strip().lower()
+    cte = transfer_encoding(info)
     declared = charset_codec(info.get_content_charset() or "us-ascii")
     payload = decode_cte(part.body, cte) if cte in _CTES else None
     if declared is None or payload is None:

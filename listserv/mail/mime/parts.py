@@ -76,6 +76,11 @@ def set_charset(part: RawMessage, charset: str) -> RawMessage:
 # -- transfer encodings --------------------------------------------------------------------------
 
 
+def transfer_encoding(info: Message) -> str:
+    """An entity's Content-Transfer-Encoding, lower case ("" when it has none)."""
+    return str(info.get("Content-Transfer-Encoding", "")).strip().lower()
+
+
 def decode_cte(body: bytes, cte: str) -> bytes | None:
     """A body decoded from transfer encoding `cte`; None when its base64 is broken."""
     if cte == "quoted-printable":

@@ -16,9 +16,11 @@ from email.utils import getaddresses
 from listserv.mail.render import safe_header_value
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+"""A header field's name and its colon, at the start of a line ("Name :" too)."""
 _UNFOLD = re.compile(rb"\r?\n(?=[ \t])")
-_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "reply-to", "sender"})
+ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "reply-to", "sender"})
+"""The header fields that hold addresses (an internationalised one is written as UTF-8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,7 @@ class RawMessage:
 
 def field_name(field: bytes) -> str:
     """The lower-case name of a raw header field ("" when the line is no field)."""
-    match = _FIELD_NAME.match(field)
+    match = FIELD_NAME.match(field)
     return match.group(1).decode("ascii").lower() if match else ""
 
 
@@ -115,7 +117,7 @@ def header_bytes(name: str, value: str, eol: bytes = b"\r\n") -> bytes:
     if line.isascii() and len(line) <= 998:
         # Kept on one line: folding a URL header leaves readers a value with a leading space.
         return line.encode("ascii") + eol
-    if name.lower() in _ADDRESS_FIELDS and not all(
+    if name.lower() in ADDRESS_FIELDS and not all(
             address.isascii() for _, address in getaddresses([value])):
         # An internationalised address (SMTPUTF8) is written as UTF-8, never as encoded words.
         folded = policy.SMTPUTF8.header_factory(name, value).fold(policy=policy.SMTPUTF8)
