@@ -12,13 +12,9 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from listserv.mail.mime.transforms import (
-    ListHeaders,
-    RawMessage,
-    SenderRewrite,
-    distribution_copy,
-    owner_copy,
-)
+from listserv.mail.mime.copies import ListHeaders, distribution_copy, owner_copy
+from listserv.mail.mime.raw import RawMessage
+from listserv.mail.mime.sender_rewrite import SenderRewrite
 from listserv.mail.render import Renderer
 from listserv.posting.dmarc import (
     DmarcResolver,

@@ -26,7 +26,7 @@ from listserv.delivery import outbox as outbound
 from listserv.delivery.outbox import SendLimits, claim, enqueue, enqueue_to_members, prune_usage
 from listserv.delivery.transports import make_transport
 from listserv.mail.addresses import Role
-from listserv.mail.mime.transforms import RawMessage
+from listserv.mail.mime.raw import RawMessage
 from listserv.mail.render import Renderer
 from listserv.posting.distribute import sender_rewrite
 from listserv.posting.dmarc import Policy

@@ -27,13 +27,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from listserv.mail.mime.transforms import (
-    ListHeaders,
-    RawMessage,
-    SenderRewrite,
-    distribution_copy,
-    split_multipart,
-)
+from listserv.mail.mime.copies import ListHeaders, distribution_copy
+from listserv.mail.mime.parts import split_multipart
+from listserv.mail.mime.raw import RawMessage
+from listserv.mail.mime.sender_rewrite import SenderRewrite
 
 from .helpers import LIST, lmtp_send
 

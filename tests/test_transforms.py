@@ -6,18 +6,12 @@ import dataclasses
 
 import pytest
 
-from listserv.mail.mime.transforms import (
-    ListHeaders,
-    RawMessage,
-    SenderRewrite,
-    append_footer,
-    display_address,
-    distribution_copy,
-    header_bytes,
-    personalize,
-    prefix_subject,
-    split_multipart,
-)
+from listserv.mail.mime.copies import ListHeaders, distribution_copy, personalize
+from listserv.mail.mime.footer import append_footer
+from listserv.mail.mime.headers import prefix_subject
+from listserv.mail.mime.parts import split_multipart
+from listserv.mail.mime.raw import RawMessage, header_bytes
+from listserv.mail.mime.sender_rewrite import SenderRewrite, display_address
 from listserv.mail.render import HeaderInjectionError
 
 from .helpers import parse

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from listserv.mail.mime.transforms import ListHeaders, distribution_copy
+from listserv.mail.mime.copies import ListHeaders, distribution_copy
 from listserv.mail.wire import MAX_LINE, message_bytes, to_wire
 
 from .helpers import parse

@@ -40,7 +40,7 @@ from listserv.intent.classify import body_text
 from listserv.mail import attachments as attachments
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
-from listserv.mail.mime.transforms import distribution_copy
+from listserv.mail.mime.copies import distribution_copy
 from listserv.mail.render import Renderer, one_line
 from listserv.mail.tokens import message_id
 from listserv.mail.wire import message_bytes

@@ -51,7 +51,7 @@ from listserv.config import OutboundSettings
 from listserv.delivery.feedback import DeliveryFeedback
 from listserv.delivery.transports import Outcome, Result, Transport
 from listserv.mail.addresses import Role, role_address
-from listserv.mail.mime.transforms import personalize
+from listserv.mail.mime.copies import personalize
 from listserv.mail.wire import to_wire
 from listserv.store.engine import Store
 from listserv.store.models import MailingList, Member, OutMessage, OutRecipient, SendUsage

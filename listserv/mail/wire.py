@@ -30,7 +30,7 @@ writes) exactly those bytes. What comes out:
   as 8-bit text instead of quoted-printable.
 
 Everything else keeps its bytes (DESIGN, "Bytes"): only the parts and headers that break a rule
-are rewritten. The functions are pure; the byte-level MIME helpers are those of `transforms`.
+are rewritten. The functions are pure; the byte-level MIME helpers are those of `mail.mime`.
 """
 
 from __future__ import annotations
@@ -43,20 +43,25 @@ from email.header import Header
 from email.message import EmailMessage, Message
 from email.utils import format_datetime
 
-from listserv.mail.mime.transforms import (
+from listserv.mail.mime.parts import (
     MAX_DEPTH,
     Multipart,
-    RawMessage,
-    _as_bytes,
-    _ascii_compatible,
-    _codec,
-    _decode_cte,
-    _encode_cte,
-    _field_name,
-    _info,
-    _set_charset,
-    header_bytes,
+    ascii_compatible,
+    charset_codec,
+    decode_cte,
+    encode_cte,
+    entity_info,
+    param_bytes,
+    set_charset,
     split_multipart,
+    transfer_encoding,
+)
+from listserv.mail.mime.raw import (
+    ADDRESS_FIELDS,
+    FIELD_NAME,
+    RawMessage,
+    field_name,
+    header_bytes,
 )
 from listserv.mail.tokens import message_id
 
@@ -68,9 +73,7 @@ MAX_LINE = 998
 CRLF = b"\r\n"
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _TOO_LONG = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
-_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 _DROPPED = frozenset({"bcc", "resent-bcc"})
-_ADDRESS_FIELDS = ("from", "to", "cc", "bcc", "reply-to", "sender")
 _REQUIRED = ("date", "message-id", "from")
 # A boundary longer than this could not make a delimiter line that fits (RFC 2046: 70).
 _MAX_BOUNDARY = 900
@@ -90,7 +93,7 @@ def message_bytes(msg: EmailMessage) -> bytes:
     """
     international = any(
         not address.addr_spec.isascii()
-        for name in _ADDRESS_FIELDS for header in msg.get_all(name, [])
+        for name in ADDRESS_FIELDS for header in msg.get_all(name, [])
         for address in getattr(header, "addresses", ()))
     return msg.as_bytes(policy=policy.SMTPUTF8 if international else policy.SMTP)
 
@@ -106,9 +109,9 @@ def to_wire(message: bytes | EmailMessage, *, sender: str, now: datetime,
     raw = message_bytes(message) if composed else message
     form = _Form(eightbit, composed)
     fields, body = _split(raw)
-    fields = [f for f in _headers(fields, form) if _field_name(f) not in _DROPPED]
-    fields = [f for f in fields if _field_name(f) not in _REQUIRED or _has_value(f)]
-    present = {_field_name(f) for f in fields}
+    fields = [f for f in _headers(fields, form) if field_name(f) not in _DROPPED]
+    fields = [f for f in fields if field_name(f) not in _REQUIRED or _has_value(f)]
+    present = {field_name(f) for f in fields}
     added = []
     if "date" not in present:
         added.append(header_bytes("Date", format_datetime(now)))
@@ -167,7 +170,7 @@ def _split(raw: bytes) -> tuple[list[bytes], bytes]:
         line = line.replace(b"\r", b"").replace(b"\0", b"")
         if not line:
             return fields, raw[end:]
-        match = _NAME.match(line)
+        match = FIELD_NAME.match(line)
         if line[:1] in (b" ", b"\t"):
             if fields:
                 fields[-1] += line + CRLF
@@ -238,7 +241,7 @@ def _text(value: bytes) -> str:
 
 def _international(name: bytes) -> bool:
     """An address field, whose non-ASCII addresses stay UTF-8 (SMTPUTF8, RFC 6532)."""
-    return name.decode("ascii").lower() in _ADDRESS_FIELDS
+    return name.decode("ascii").lower() in ADDRESS_FIELDS
 
 
 def _header_fold(name: str, value: str) -> bytes:
@@ -264,28 +267,24 @@ def _fold(field: bytes) -> bytes | None:
 # -- bodies ---------------------------------------------------------------------------------------
 
 
-def _cte(info: Message) -> str:
-    return str(info.get("Content-Transfer-Encoding", "")).strip().lower()
-
-
 def _entity(fields: list[bytes], body: bytes, form: _Form, depth: int,
             default_type: str = "text/plain") -> bytes:
     """An entity (CRLF-only body) made to fit: multiparts and messages part by part."""
-    info = _info(fields, default_type)
+    info = entity_info(fields, default_type)
     ctype = info.get_content_type()
     entity = RawMessage(tuple(fields), CRLF, body)
     if depth < MAX_DEPTH and ctype.startswith("multipart/"):
-        boundary = _as_bytes(info.get_boundary() or "")
+        boundary = param_bytes(info.get_boundary() or "")
         mp = split_multipart(body, boundary) if len(boundary) <= _MAX_BOUNDARY else None
         if mp is not None:
             inner = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
             return _relabelled(entity.with_body(_multipart(mp, form, depth, inner)),
-                               _cte(info)).to_bytes()
-    if depth < MAX_DEPTH and ctype == "message/rfc822" and _cte(info) not in (
+                               transfer_encoding(info)).to_bytes()
+    if depth < MAX_DEPTH and ctype == "message/rfc822" and transfer_encoding(info) not in (
             "quoted-printable", "base64"):
         inner_fields, inner_body = _split(body)
         attached = _entity(_headers(inner_fields, form), inner_body, form, depth + 1)
-        return _relabelled(entity.with_body(attached), _cte(info)).to_bytes()
+        return _relabelled(entity.with_body(attached), transfer_encoding(info)).to_bytes()
     return _leaf(entity, info, form).to_bytes()
 
 
@@ -325,13 +324,13 @@ def _multipart(mp: Multipart, form: _Form, depth: int, default_type: str) -> byt
 
 def _leaf(entity: RawMessage, info: Message, form: _Form) -> RawMessage:
     """A single part: kept if it fits, else re-encoded (quoted-printable text, base64 else)."""
-    cte = _cte(info)
+    cte = transfer_encoding(info)
     encoded = cte in ("quoted-printable", "base64")
     if cte != "binary" and _fits(entity.body, form.eightbit and not encoded):
         if form.composed and form.eightbit and cte == "quoted-printable":
             return _as_8bit(entity, info)
         return entity
-    data = _decode_cte(entity.body, cte) if encoded else entity.body
+    data = decode_cte(entity.body, cte) if encoded else entity.body
     if data is None:
         data = entity.body
     maintype = info.get_content_maintype()
@@ -339,17 +338,17 @@ def _leaf(entity: RawMessage, info: Message, form: _Form) -> RawMessage:
         # A composite cannot be base64 (RFC 2046 §5): past repair, it goes as an attachment.
         entity = entity.replaced("Content-Type", "application/octet-stream")
         maintype = "application"
-    codec = _codec(str(info.get_param("charset") or "us-ascii"))
-    if maintype != "text" or (codec is not None and not _ascii_compatible(codec)):
+    codec = charset_codec(str(info.get_param("charset") or "us-ascii"))
+    if maintype != "text" or (codec is not None and not ascii_compatible(codec)):
         # (text in UTF-16 and the like would be corrupted by a line-based encoding)
-        return entity.with_body(_encode_cte(data, "base64", CRLF)).replaced(
+        return entity.with_body(encode_cte(data, "base64", CRLF)).replaced(
             "Content-Transfer-Encoding", "base64")
     text = _crlf(data).replace(CRLF, b"\n")
     if not text.isascii() and info.get_param("charset") is None:
-        entity = _set_charset(entity, _guessed_charset(text))
+        entity = set_charset(entity, _guessed_charset(text))
     if form.eightbit and _fits(_crlf(data), True):
         return entity.with_body(_crlf(data)).replaced("Content-Transfer-Encoding", "8bit")
-    return entity.with_body(_encode_cte(text, "quoted-printable", CRLF)).replaced(
+    return entity.with_body(encode_cte(text, "quoted-printable", CRLF)).replaced(
         "Content-Transfer-Encoding", "quoted-printable")
 
 
@@ -357,7 +356,7 @@ def _as_8bit(entity: RawMessage, info: Message) -> RawMessage:
     """A quoted-printable text part of ours as 8-bit text, when its text fits the wire."""
     if info.get_content_maintype() != "text":
         return entity
-    data = _decode_cte(entity.body, "quoted-printable")
+    data = decode_cte(entity.body, "quoted-printable")
     if data is None or data.isascii():
         return entity
     data = _crlf(data)

@@ -37,7 +37,7 @@ from listserv.delivery.notices import list_context, notify
 from listserv.delivery.outbox import enqueue_to_members
 from listserv.errors import ListservError
 from listserv.mail.addresses import Role
-from listserv.mail.mime.transforms import distribution_copy
+from listserv.mail.mime.copies import distribution_copy
 from listserv.mail.render import Renderer
 from listserv.mail.wire import message_bytes
 from listserv.posting.distribute import footer_text, list_headers

@@ -16,14 +16,10 @@ from listserv.delivery.notices import list_context, notify
 from listserv.delivery.outbox import enqueue, enqueue_to_members
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
-from listserv.mail.mime.transforms import (
-    ListHeaders,
-    RawMessage,
-    SenderRewrite,
-    author_of,
-    distribution_copy,
-    owner_copy,
-)
+from listserv.mail.mime.copies import ListHeaders, distribution_copy, owner_copy
+from listserv.mail.mime.headers import author_of
+from listserv.mail.mime.raw import RawMessage
+from listserv.mail.mime.sender_rewrite import SenderRewrite
 from listserv.mail.render import Renderer, one_line
 from listserv.posting.dmarc import PolicyLookup, default_lookup, domain_of, mitigation
 from listserv.store.audit import DAEMON, audit

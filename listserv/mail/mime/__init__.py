@@ -1,1 +1,2 @@
-"""Byte-level MIME: split and rebuild messages without re-serialising what does not change."""
+"""Byte-level MIME: raw messages, parts, the footer and the copies the list sends, rebuilt
+without re-serialising what does not change."""

@@ -1,0 +1,90 @@
+"""The copies the list sends of a message (SPEC §3): the members' copy, the owners' copy,
+and one member's personalised copy.
+
+The original bytes are kept. Added headers are prepended; only Subject, From, Reply-To/Cc and
+the one part that carries the footer are rewritten; every other header, part, boundary,
+preamble and epilogue is copied byte for byte, so attachments, inline images, signed parts and
+the authors' DKIM signatures (on a no-modify list) survive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from listserv.mail.mime.footer import append_footer
+from listserv.mail.mime.headers import author_of, decoded_subject, prefix_subject
+from listserv.mail.mime.raw import RawMessage, header_bytes
+from listserv.mail.mime.sender_rewrite import SenderRewrite, dmarc_wrapped, munged
+
+
+@dataclass(frozen=True, slots=True)
+class ListHeaders:
+    """What a distributed copy says about its list (SPEC §3)."""
+
+    list_id: str
+    post: str
+    help: str
+    subscribe: str
+    been_there: str
+    # "" when each member's copy gets its own (personalized delivery).
+    unsubscribe: str = ""
+    archive: str = ""
+    reply_to: str = ""
+
+
+# Headers of the original that the list replaces or must not pass on.
+_DROPPED = (
+    "List-Id", "List-Post", "List-Help", "List-Subscribe", "List-Unsubscribe",
+    "List-Unsubscribe-Post", "List-Archive", "List-Owner", "Precedence", "Return-Path",
+    "Delivered-To", "X-Original-To", "Approved", "Approve",
+)
+
+
+def distribution_copy(raw: bytes, headers: ListHeaders, prefix: str, footer: str,
+                      sender: SenderRewrite | None = None) -> bytes:
+    """The copy of a post the members get: list headers, prefix once, footer, bytes kept.
+
+    With `sender`, the copy goes out under the list's From (or wraps the post) for DMARC.
+    """
+    original = RawMessage.parse(raw)
+    msg = original.without(_DROPPED)
+    if sender is not None and sender.wrap:
+        inner = raw if msg.fields == original.fields else msg.to_bytes()
+        msg = dmarc_wrapped(original, inner, sender, footer)
+    else:
+        if sender is not None:
+            msg = munged(msg, author_of(original), sender)
+        msg = append_footer(msg, footer)
+    if prefix:
+        msg = msg.replaced("Subject", prefix_subject(decoded_subject(original), prefix))
+    if headers.reply_to:
+        msg = msg.replaced("Reply-To", headers.reply_to)
+    added = [
+        ("List-Id", headers.list_id),
+        ("List-Post", f"<mailto:{headers.post}>"),
+        ("List-Help", f"<mailto:{headers.help}?subject=help>"),
+        ("List-Subscribe", f"<mailto:{headers.subscribe}>"),
+    ]
+    if headers.unsubscribe:
+        added.append(("List-Unsubscribe", f"<mailto:{headers.unsubscribe}>"))
+    if headers.archive:
+        added.append(("List-Archive", f"<{headers.archive}>"))
+    added += [("Precedence", "list"), ("X-BeenThere", headers.been_there)]
+    return msg.prepended(added).to_bytes()
+
+
+def owner_copy(raw: bytes, been_there: str, sender: SenderRewrite | None = None) -> bytes:
+    """A message for the owners as it came, marked; under the list's From if DMARC needs it."""
+    msg = RawMessage.parse(raw)
+    if sender is not None:
+        if sender.wrap:
+            msg = dmarc_wrapped(msg, raw, sender, "")
+        else:
+            msg = munged(msg, author_of(msg), sender)
+    return msg.prepended([("X-BeenThere", been_there)]).to_bytes()
+
+
+def personalize(copy: bytes, unsubscribe: str) -> bytes:
+    """One member's copy: its own List-Unsubscribe prepended to a copy made without one."""
+    eol = b"\r\n" if b"\r\n" in copy[:4096] else b"\n"
+    return header_bytes("List-Unsubscribe", f"<mailto:{unsubscribe}>", eol) + copy
