@@ -27,7 +27,11 @@ from listserv.daemon import Daemon
 from listserv.errors import ListservError
 from listserv.mail.render import Renderer
 from listserv.meetings import peer_input as peer_input
-from listserv.meetings import series as meetings
+from listserv.meetings import reminders
+from listserv.meetings.queries import find_meeting, meetings_of
+from listserv.meetings.series import MAX_DURATION, create_series, schedule
+from listserv.meetings.show import meeting_dict
+from listserv.meetings.times import parse_at, when
 from listserv.membership import subscriptions as membership
 from listserv.posting.distribute import parse
 from listserv.store.engine import Store
@@ -490,7 +494,7 @@ def requests_deny(app: App, request_id: str, reason: str) -> None:
 
 at_option = click.option("--at", "at", required=True, metavar='"YYYY-MM-DD HH:MM"',
                          help="The local start time in the zone of --tz.")
-duration_option = click.option("--duration", type=click.IntRange(1, meetings.MAX_DURATION),
+duration_option = click.option("--duration", type=click.IntRange(1, MAX_DURATION),
                                required=True, metavar="MIN", help="Minutes.")
 dial_in_option = click.option("--dial-in", default="", metavar="TEXT",
                               help="How to join by phone (\\n for a new line).")
@@ -515,9 +519,9 @@ def meetings_schedule(app: App, list_ref: str, at: str, tz: str, duration: int, 
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
         now = app.clock.now()
-        meeting = meetings.schedule(session, app.renderer, ml, meetings.parse_at(at, tz),
-                                    duration, dial_in, now, app.actor)
-        info = meetings.meeting_dict(session, meeting, now)
+        meeting = schedule(session, app.renderer, ml, parse_at(at, tz), duration, dial_in, now,
+                           app.actor)
+        info = meeting_dict(session, meeting, now)
     if as_json:
         emit(info, True)
     else:
@@ -541,10 +545,9 @@ def meetings_series(app: App, list_ref: str, rule: str, at: str, tz: str, durati
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
         now = app.clock.now()
-        series, made = meetings.create_series(session, app.renderer, ml, rule,
-                                              meetings.parse_at(at, tz), duration, dial_in,
-                                              now, app.actor, replace=replace)
-        rows = [meetings.meeting_dict(session, m, now) for m in made]
+        series, made = create_series(session, app.renderer, ml, rule, parse_at(at, tz),
+                                     duration, dial_in, now, app.actor, replace=replace)
+        rows = [meeting_dict(session, m, now) for m in made]
     if as_json:
         emit({"id": str(series.id), "list": ml.address, "rrule": series.rrule,
               "meetings": rows}, True)
@@ -564,8 +567,8 @@ def meetings_list(app: App, list_ref: str | None, everything: bool, as_json: boo
     with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
         now = app.clock.now()
-        rows = [meetings.meeting_dict(session, m, now)
-                for m in meetings.meetings_of(session, ml, now, everything=everything)]
+        rows = [meeting_dict(session, m, now)
+                for m in meetings_of(session, ml, now, everything=everything)]
     if not as_json:
         for row in rows:
             row["slots"] = len(row["agenda"])
@@ -579,8 +582,7 @@ def meetings_list(app: App, list_ref: str | None, everything: bool, as_json: boo
 def meetings_show(app: App, meeting_id: str, as_json: bool) -> None:
     """One meeting: details, agenda, reminders."""
     with app.reading() as session:
-        info = meetings.meeting_dict(session, meetings.find_meeting(session, meeting_id),
-                                     app.clock.now())
+        info = meeting_dict(session, find_meeting(session, meeting_id), app.clock.now())
     if as_json:
         emit(info, True)
         return
@@ -606,11 +608,10 @@ def meetings_show(app: App, meeting_id: str, as_json: bool) -> None:
 def meetings_move(app: App, meeting_id: str, at: str, tz: str | None) -> None:
     """Move a meeting; the members get an update (its SEQUENCE rises)."""
     with app.unit_of_work() as session:
-        meeting = meetings.find_meeting(session, meeting_id)
-        count = meetings.move(session, app.renderer, meeting,
-                              meetings.parse_at(at, tz or meeting.tz), app.clock.now(),
-                              app.actor)
-        click.echo(f"moved meeting {meeting.id} to {meetings.when(meeting)}; "
+        meeting = find_meeting(session, meeting_id)
+        count = reminders.move(session, app.renderer, meeting,
+                               parse_at(at, tz or meeting.tz), app.clock.now(), app.actor)
+        click.echo(f"moved meeting {meeting.id} to {when(meeting)}; "
                    f"update queued for {count} members")
 
 
@@ -620,8 +621,8 @@ def meetings_move(app: App, meeting_id: str, at: str, tz: str | None) -> None:
 def meetings_cancel(app: App, meeting_id: str) -> None:
     """Cancel a meeting; the members get METHOD:CANCEL, its peer-input requests move on."""
     with app.unit_of_work() as session:
-        meeting = meetings.find_meeting(session, meeting_id)
-        count = meetings.cancel(session, app.renderer, meeting, app.clock.now(), app.actor)
+        meeting = find_meeting(session, meeting_id)
+        count = reminders.cancel(session, app.renderer, meeting, app.clock.now(), app.actor)
     click.echo(f"cancelled meeting {meeting_id}; notice queued for {count} members")
 
 
@@ -631,8 +632,8 @@ def meetings_cancel(app: App, meeting_id: str) -> None:
 def meetings_remind(app: App, meeting_id: str) -> None:
     """Send a reminder to the members now (the planned ones still go out)."""
     with app.unit_of_work() as session:
-        meeting = meetings.find_meeting(session, meeting_id)
-        count = meetings.remind(session, app.renderer, meeting, app.clock.now(), app.actor)
+        meeting = find_meeting(session, meeting_id)
+        count = reminders.remind(session, app.renderer, meeting, app.clock.now(), app.actor)
     click.echo(f"reminder for meeting {meeting_id} queued for {count} members")
 
 
