@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from listserv.bounces import scoring as bounces
 from listserv.chair import actions as services
 from listserv.clock import Clock, SystemClock
-from listserv.column import submissions as column
+from listserv.column import desk
+from listserv.column.export import export as export_submissions
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
 from listserv.errors import ListservError
@@ -769,7 +770,7 @@ def submissions_group() -> None:
 
 @submissions_group.command("list")
 @click.argument("list_ref", metavar="[LIST]", required=False)
-@click.option("--status", default=None, type=click.Choice(column.STATUSES),
+@click.option("--status", default=None, type=click.Choice(desk.STATUSES),
               help="Only submissions in this state.")
 @click.option("--deadline", default=None, metavar="YYYY-MM-DD",
               help="Only those for this deadline (MM-DD: of any year).")
@@ -780,8 +781,8 @@ def submissions_list(app: App, list_ref: str | None, status: str | None,
     """Submissions, oldest first."""
     with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
-        rows = [column.submission_dict(s) for s in
-                column.submissions_of(session, ml, status=status, deadline=deadline)]
+        rows = [desk.submission_dict(s) for s in
+                desk.submissions_of(session, ml, status=status, deadline=deadline)]
     if not as_json:
         rows = [{**r, "files": ", ".join(r["files"])} for r in rows]
     emit(rows, as_json, ("id", "status", "received", "sender", "title", "files"))
@@ -794,8 +795,7 @@ def submissions_list(app: App, list_ref: str | None, status: str | None,
 def submissions_show(app: App, submission_id: str, as_json: bool) -> None:
     """One submission with its revisions, files and what was kept out."""
     with app.reading() as session:
-        info = column.submission_dict(column.find_submission(session, submission_id),
-                                      full=True)
+        info = desk.submission_dict(desk.find_submission(session, submission_id), full=True)
     if as_json:
         emit(info, True)
         return
@@ -821,8 +821,8 @@ def submissions_show(app: App, submission_id: str, as_json: bool) -> None:
 def submissions_accept(app: App, submission_id: str) -> None:
     """Accept a submission for the column."""
     with app.unit_of_work() as session:
-        click.echo(column.accept(session, column.find_submission(session, submission_id),
-                                 app.clock.now(), app.actor))
+        click.echo(desk.accept(session, desk.find_submission(session, submission_id),
+                               app.clock.now(), app.actor))
 
 
 @submissions_group.command("decline")
@@ -832,9 +832,9 @@ def submissions_accept(app: App, submission_id: str) -> None:
 def submissions_decline(app: App, submission_id: str, reason: str) -> None:
     """Decline a submission; the author gets a courteous reply."""
     with app.unit_of_work() as session:
-        click.echo(column.decline(session, app.renderer,
-                                  column.find_submission(session, submission_id),
-                                  app.clock.now(), app.actor, reason))
+        click.echo(desk.decline(session, app.renderer,
+                                desk.find_submission(session, submission_id),
+                                app.clock.now(), app.actor, reason))
 
 
 @submissions_group.command("publish")
@@ -844,8 +844,8 @@ def submissions_decline(app: App, submission_id: str, reason: str) -> None:
 def submissions_publish(app: App, submission_id: str, issue: str) -> None:
     """Record that a submission was published, and in which issue."""
     with app.unit_of_work() as session:
-        click.echo(column.publish(session, column.find_submission(session, submission_id),
-                                  issue, app.clock.now(), app.actor))
+        click.echo(desk.publish(session, desk.find_submission(session, submission_id),
+                                issue, app.clock.now(), app.actor))
 
 
 @submissions_group.command("export")
@@ -864,12 +864,12 @@ def submissions_export(app: App, submission_ids: tuple[str, ...], deadline: str 
     with app.unit_of_work() as session:
         if deadline:
             ml = services.find_list(session, list_ref) if list_ref else None
-            chosen = [s for s in column.submissions_of(session, ml, deadline=deadline)
+            chosen = [s for s in desk.submissions_of(session, ml, deadline=deadline)
                       if s.status != "declined"]
         else:
-            chosen = [column.find_submission(session, i) for i in dict.fromkeys(submission_ids)]
-        click.echo(column.export(session, app.settings.data_dir, chosen, target,
-                                 app.clock.now(), app.actor))
+            chosen = [desk.find_submission(session, i) for i in dict.fromkeys(submission_ids)]
+        click.echo(export_submissions(session, app.settings.data_dir, chosen, target,
+                                      app.clock.now(), app.actor))
 
 
 # -- queue and log ---------------------------------------------------------------------------
