@@ -25,13 +25,13 @@ from listserv.column.settings import (
     TYPES,
     column_name,
 )
+from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import list_context, notify
 from listserv.delivery.outbox import enqueue_to_members
 from listserv.mail.addresses import Role
 from listserv.mail.mime.transforms import distribution_copy
 from listserv.mail.render import Renderer
 from listserv.mail.wire import message_bytes
-from listserv.posting.distribute import footer_text, list_headers
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
 from listserv.store.models import MailingList, Submission

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import list_context
 from listserv.delivery.outbox import enqueue_to_members
 from listserv.errors import ListservError
@@ -37,7 +38,6 @@ from listserv.meetings.booking import (
 )
 from listserv.meetings.ics import calendar
 from listserv.meetings.times import moment, time_lines, when, zone
-from listserv.posting.distribute import footer_text, list_headers
 from listserv.store.audit import DAEMON, audit
 from listserv.store.list_settings import declare, duration_minutes, duration_text, durations, items
 from listserv.store.models import MailingList, Meeting, MeetingReminder, Member, PeerInput
