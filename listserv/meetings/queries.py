@@ -1,7 +1,7 @@
 """The meeting schedule, read only: a meeting by its number, those not yet over, the next ones.
 
-The one part of meetings another feature reads: membership shows `upcoming` in `info` and in
-the welcome.
+The one part of meetings another feature reads: `upcoming` is shown in the welcome
+(membership) and in the answer to `info` (the request handler).
 """
 
 from __future__ import annotations
