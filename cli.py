@@ -22,13 +22,18 @@ from listserv.bounces.scoring import enable_member
 from listserv.bounces.views import bounce_detail, bounce_rows
 from listserv.chair import actions as services
 from listserv.clock import Clock, SystemClock
-from listserv.column import submissions as column
+from listserv.column import desk
+from listserv.column.export import export as export_submissions
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
 from listserv.errors import ListservError
 from listserv.mail.render import Renderer
 from listserv.meetings import peer_input as peer_input
-from listserv.meetings import series as meetings
+from listserv.meetings import reminders
+from listserv.meetings.queries import find_meeting, meetings_of
+from listserv.meetings.series import MAX_DURATION, create_series, schedule
+from listserv.meetings.show import meeting_dict
+from listserv.meetings.times import parse_at, when
 from listserv.membership import subscriptions as membership
 from listserv.posting.distribute import parse
 from listserv.store.engine import Store
@@ -491,7 +496,7 @@ def requests_deny(app: App, request_id: str, reason: str) -> None:
 
 at_option = click.option("--at", "at", required=True, metavar='"YYYY-MM-DD HH:MM"',
                          help="The local start time in the zone of --tz.")
-duration_option = click.option("--duration", type=click.IntRange(1, meetings.MAX_DURATION),
+duration_option = click.option("--duration", type=click.IntRange(1, MAX_DURATION),
                                required=True, metavar="MIN", help="Minutes.")
 dial_in_option = click.option("--dial-in", default="", metavar="TEXT",
                               help="How to join by phone (\\n for a new line).")
@@ -516,9 +521,9 @@ def meetings_schedule(app: App, list_ref: str, at: str, tz: str, duration: int, 
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
         now = app.clock.now()
-        meeting = meetings.schedule(session, app.renderer, ml, meetings.parse_at(at, tz),
-                                    duration, dial_in, now, app.actor)
-        info = meetings.meeting_dict(session, meeting, now)
+        meeting = schedule(session, app.renderer, ml, parse_at(at, tz), duration, dial_in, now,
+                           app.actor)
+        info = meeting_dict(session, meeting, now)
     if as_json:
         emit(info, True)
     else:
@@ -542,10 +547,9 @@ def meetings_series(app: App, list_ref: str, rule: str, at: str, tz: str, durati
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
         now = app.clock.now()
-        series, made = meetings.create_series(session, app.renderer, ml, rule,
-                                              meetings.parse_at(at, tz), duration, dial_in,
-                                              now, app.actor, replace=replace)
-        rows = [meetings.meeting_dict(session, m, now) for m in made]
+        series, made = create_series(session, app.renderer, ml, rule, parse_at(at, tz),
+                                     duration, dial_in, now, app.actor, replace=replace)
+        rows = [meeting_dict(session, m, now) for m in made]
     if as_json:
         emit({"id": str(series.id), "list": ml.address, "rrule": series.rrule,
               "meetings": rows}, True)
@@ -565,8 +569,8 @@ def meetings_list(app: App, list_ref: str | None, everything: bool, as_json: boo
     with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
         now = app.clock.now()
-        rows = [meetings.meeting_dict(session, m, now)
-                for m in meetings.meetings_of(session, ml, now, everything=everything)]
+        rows = [meeting_dict(session, m, now)
+                for m in meetings_of(session, ml, now, everything=everything)]
     if not as_json:
         for row in rows:
             row["slots"] = len(row["agenda"])
@@ -580,8 +584,7 @@ def meetings_list(app: App, list_ref: str | None, everything: bool, as_json: boo
 def meetings_show(app: App, meeting_id: str, as_json: bool) -> None:
     """One meeting: details, agenda, reminders."""
     with app.reading() as session:
-        info = meetings.meeting_dict(session, meetings.find_meeting(session, meeting_id),
-                                     app.clock.now())
+        info = meeting_dict(session, find_meeting(session, meeting_id), app.clock.now())
     if as_json:
         emit(info, True)
         return
@@ -607,11 +610,10 @@ def meetings_show(app: App, meeting_id: str, as_json: bool) -> None:
 def meetings_move(app: App, meeting_id: str, at: str, tz: str | None) -> None:
     """Move a meeting; the members get an update (its SEQUENCE rises)."""
     with app.unit_of_work() as session:
-        meeting = meetings.find_meeting(session, meeting_id)
-        count = meetings.move(session, app.renderer, meeting,
-                              meetings.parse_at(at, tz or meeting.tz), app.clock.now(),
-                              app.actor)
-        click.echo(f"moved meeting {meeting.id} to {meetings.when(meeting)}; "
+        meeting = find_meeting(session, meeting_id)
+        count = reminders.move(session, app.renderer, meeting,
+                               parse_at(at, tz or meeting.tz), app.clock.now(), app.actor)
+        click.echo(f"moved meeting {meeting.id} to {when(meeting)}; "
                    f"update queued for {count} members")
 
 
@@ -621,8 +623,8 @@ def meetings_move(app: App, meeting_id: str, at: str, tz: str | None) -> None:
 def meetings_cancel(app: App, meeting_id: str) -> None:
     """Cancel a meeting; the members get METHOD:CANCEL, its peer-input requests move on."""
     with app.unit_of_work() as session:
-        meeting = meetings.find_meeting(session, meeting_id)
-        count = meetings.cancel(session, app.renderer, meeting, app.clock.now(), app.actor)
+        meeting = find_meeting(session, meeting_id)
+        count = reminders.cancel(session, app.renderer, meeting, app.clock.now(), app.actor)
     click.echo(f"cancelled meeting {meeting_id}; notice queued for {count} members")
 
 
@@ -632,8 +634,8 @@ def meetings_cancel(app: App, meeting_id: str) -> None:
 def meetings_remind(app: App, meeting_id: str) -> None:
     """Send a reminder to the members now (the planned ones still go out)."""
     with app.unit_of_work() as session:
-        meeting = meetings.find_meeting(session, meeting_id)
-        count = meetings.remind(session, app.renderer, meeting, app.clock.now(), app.actor)
+        meeting = find_meeting(session, meeting_id)
+        count = reminders.remind(session, app.renderer, meeting, app.clock.now(), app.actor)
     click.echo(f"reminder for meeting {meeting_id} queued for {count} members")
 
 
@@ -769,7 +771,7 @@ def submissions_group() -> None:
 
 @submissions_group.command("list")
 @click.argument("list_ref", metavar="[LIST]", required=False)
-@click.option("--status", default=None, type=click.Choice(column.STATUSES),
+@click.option("--status", default=None, type=click.Choice(desk.STATUSES),
               help="Only submissions in this state.")
 @click.option("--deadline", default=None, metavar="YYYY-MM-DD",
               help="Only those for this deadline (MM-DD: of any year).")
@@ -780,8 +782,8 @@ def submissions_list(app: App, list_ref: str | None, status: str | None,
     """Submissions, oldest first."""
     with app.reading() as session:
         ml = services.find_list(session, list_ref) if list_ref else None
-        rows = [column.submission_dict(s) for s in
-                column.submissions_of(session, ml, status=status, deadline=deadline)]
+        rows = [desk.submission_dict(s) for s in
+                desk.submissions_of(session, ml, status=status, deadline=deadline)]
     if not as_json:
         rows = [{**r, "files": ", ".join(r["files"])} for r in rows]
     emit(rows, as_json, ("id", "status", "received", "sender", "title", "files"))
@@ -794,8 +796,7 @@ def submissions_list(app: App, list_ref: str | None, status: str | None,
 def submissions_show(app: App, submission_id: str, as_json: bool) -> None:
     """One submission with its revisions, files and what was kept out."""
     with app.reading() as session:
-        info = column.submission_dict(column.find_submission(session, submission_id),
-                                      full=True)
+        info = desk.submission_dict(desk.find_submission(session, submission_id), full=True)
     if as_json:
         emit(info, True)
         return
@@ -821,8 +822,8 @@ def submissions_show(app: App, submission_id: str, as_json: bool) -> None:
 def submissions_accept(app: App, submission_id: str) -> None:
     """Accept a submission for the column."""
     with app.unit_of_work() as session:
-        click.echo(column.accept(session, column.find_submission(session, submission_id),
-                                 app.clock.now(), app.actor))
+        click.echo(desk.accept(session, desk.find_submission(session, submission_id),
+                               app.clock.now(), app.actor))
 
 
 @submissions_group.command("decline")
@@ -832,9 +833,9 @@ def submissions_accept(app: App, submission_id: str) -> None:
 def submissions_decline(app: App, submission_id: str, reason: str) -> None:
     """Decline a submission; the author gets a courteous reply."""
     with app.unit_of_work() as session:
-        click.echo(column.decline(session, app.renderer,
-                                  column.find_submission(session, submission_id),
-                                  app.clock.now(), app.actor, reason))
+        click.echo(desk.decline(session, app.renderer,
+                                desk.find_submission(session, submission_id),
+                                app.clock.now(), app.actor, reason))
 
 
 @submissions_group.command("publish")
@@ -844,8 +845,8 @@ def submissions_decline(app: App, submission_id: str, reason: str) -> None:
 def submissions_publish(app: App, submission_id: str, issue: str) -> None:
     """Record that a submission was published, and in which issue."""
     with app.unit_of_work() as session:
-        click.echo(column.publish(session, column.find_submission(session, submission_id),
-                                  issue, app.clock.now(), app.actor))
+        click.echo(desk.publish(session, desk.find_submission(session, submission_id),
+                                issue, app.clock.now(), app.actor))
 
 
 @submissions_group.command("export")
@@ -864,12 +865,12 @@ def submissions_export(app: App, submission_ids: tuple[str, ...], deadline: str 
     with app.unit_of_work() as session:
         if deadline:
             ml = services.find_list(session, list_ref) if list_ref else None
-            chosen = [s for s in column.submissions_of(session, ml, deadline=deadline)
+            chosen = [s for s in desk.submissions_of(session, ml, deadline=deadline)
                       if s.status != "declined"]
         else:
-            chosen = [column.find_submission(session, i) for i in dict.fromkeys(submission_ids)]
-        click.echo(column.export(session, app.settings.data_dir, chosen, target,
-                                 app.clock.now(), app.actor))
+            chosen = [desk.find_submission(session, i) for i in dict.fromkeys(submission_ids)]
+        click.echo(export_submissions(session, app.settings.data_dir, chosen, target,
+                                      app.clock.now(), app.actor))
 
 
 # -- queue and log ---------------------------------------------------------------------------

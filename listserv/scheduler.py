@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listserv.bounces import steps as bounces
-from listserv.column import submissions as column
+from listserv.column import calls as column
 from listserv.delivery.notices import notify
 from listserv.mail.render import Renderer
 from listserv.meetings import series as meetings

@@ -489,7 +489,7 @@ def test_decline_mails_the_reason_publish_records_the_issue_export_writes_folder
 
 
 def test_export_refuses_unsafe_or_colliding_names():
-    from listserv.column.submissions import _check_names
+    from listserv.column.export import _check_names
     from listserv.errors import ListservError
 
     for bad in (["../x"], ["/etc/x"], ["a/./b"], ["C:/x"], ["A/b.pdf", "a/B.pdf"]):

@@ -16,7 +16,9 @@ from icalendar import Calendar
 from sqlalchemy import select
 
 from listserv.mail.render import Renderer
-from listserv.meetings import series as meetings
+from listserv.meetings.queries import meetings_of
+from listserv.meetings.series import check_rrule, due_work, series_starts
+from listserv.meetings.times import parse_at, zone
 from listserv.store.models import MeetingReminder
 
 from .helpers import LIST, parse
@@ -59,7 +61,7 @@ def members(cli, shma):
 
 
 def schedule(cli, start: datetime, tz: str = "UTC", duration: int = 60, *extra: str) -> str:
-    local = start.astimezone(meetings.zone(tz))
+    local = start.astimezone(zone(tz))
     return cli("meetings", "schedule", LIST, "--at", local.strftime("%Y-%m-%d %H:%M"),
                "--tz", tz, "--duration", str(duration), *extra).output.strip()
 
@@ -104,13 +106,13 @@ def reminder_rows(store, meeting_id: str) -> dict[int, MeetingReminder]:
 
 
 def test_quarterly_series_gives_the_third_thursdays_in_utc():
-    first = meetings.parse_at("2026-01-15 12:00", "America/Chicago")
-    rule = meetings.check_rrule(QUARTERLY, first)
-    starts = [s.astimezone(UTC) for s in list(meetings.series_starts(rule, first))[:8]]
+    first = parse_at("2026-01-15 12:00", "America/Chicago")
+    rule = check_rrule(QUARTERLY, first)
+    starts = [s.astimezone(UTC) for s in list(series_starts(rule, first))[:8]]
     assert starts == QUARTERLY_UTC
     # From any moment on, the series goes on from the next of them.
     after = [s.astimezone(UTC) for s in
-             list(meetings.series_starts(rule, first, QUARTERLY_UTC[3]))[:4]]
+             list(series_starts(rule, first, QUARTERLY_UTC[3]))[:4]]
     assert after == QUARTERLY_UTC[4:]
 
 
@@ -138,14 +140,14 @@ def test_series_command_keeps_two_meetings_ahead(cli, shma, store, settings):
                for m in listed)
     # Once the first has begun, the scheduler makes the next one.
     later = expected[0] + timedelta(minutes=1)
-    meetings.due_work(store, Renderer(settings.templates_dir), lambda: later)
+    due_work(store, Renderer(settings.templates_dir), lambda: later)
     with store.unit_of_work() as session:
-        ahead = [m.start for m in meetings.meetings_of(session, None, later)
+        ahead = [m.start for m in meetings_of(session, None, later)
                  if m.start > later]
     third = [s for s in quarterly_utc if s > expected[1]][:1]
     assert ahead == [expected[1], *third] if third else ahead[0] == expected[1]
     # Running it again makes nothing more, and a second series needs --replace.
-    meetings.due_work(store, Renderer(settings.templates_dir), lambda: later)
+    due_work(store, Renderer(settings.templates_dir), lambda: later)
     assert len(json.loads(cli("meetings", "list", LIST, "--all", "--json").output)) == 3
     again = cli("meetings", "series", LIST, "--rrule", QUARTERLY, "--at",
                 f"{first:%Y-%m-%d %H:%M}", "--tz", "America/Chicago", "--duration", "60",
@@ -206,7 +208,7 @@ def test_reminder_at_the_next_tick_then_exactly_one_day_before(cli, members, dae
     # Half a minute before the 1-day moment: nothing is due.
     one_day = start - timedelta(days=1)
     clock.advance(one_day - timedelta(seconds=30) - clock.now())
-    meetings.due_work(store, Renderer(settings.templates_dir), clock.now)
+    due_work(store, Renderer(settings.templates_dir), clock.now)
     assert set(reminder_rows(store, meeting_id)) == {14 * 24 * 60}
 
     clock.advance(timedelta(seconds=31))
@@ -220,7 +222,7 @@ def test_reminder_at_the_next_tick_then_exactly_one_day_before(cli, members, dae
     assert rows[14 * 24 * 60].detail.startswith("sent")
     # Waking again sends nothing more.
     daemon.wake_scheduler()
-    meetings.due_work(store, Renderer(settings.templates_dir), clock.now)
+    due_work(store, Renderer(settings.templates_dir), clock.now)
     assert all(len(meeting_mails(sink, m)) == 2 for m in MEMBERS)
     shown = json.loads(cli("meetings", "show", meeting_id, "--json").output)
     assert [(r["offset"], r["status"]) for r in shown["reminders"]] == [("14d", "sent"),
@@ -275,7 +277,7 @@ def test_ics_has_organizer_dtstamp_vtimezone_and_utc_start_across_dst(cli, membe
         assert str(found["ORGANIZER"]) == f"mailto:{OWNER_ADDRESS}"
         assert found.decoded("DTSTAMP").tzinfo is not None
         assert "DTSTART;TZID=America/Chicago:" in text
-        assert f"{expected.astimezone(meetings.zone('America/Chicago')):%Y%m%dT1200}" in text
+        assert f"{expected.astimezone(zone('America/Chicago')):%Y%m%dT1200}" in text
         # The VTIMEZONE itself gives the right UTC start (renamed, a reader must use it).
         renamed = event(text.replace("America/Chicago", "Test/Listserv"))
         assert renamed.decoded("DTSTART").astimezone(UTC) == expected
@@ -297,7 +299,7 @@ def test_move_raises_the_sequence_and_cancel_sends_method_cancel(cli, members, d
     original = event(ics(reminder))
 
     new_start = start + timedelta(days=7)
-    local = new_start.astimezone(meetings.zone("America/Chicago"))
+    local = new_start.astimezone(zone("America/Chicago"))
     out = cli("meetings", "move", meeting_id, "--at", local.strftime("%Y-%m-%d %H:%M")).output
     assert "update queued for 2 members" in out
     sink.wait_for(lambda s: meeting_mails(s, MEMBERS[0], "Moved"), description="update")

@@ -29,7 +29,8 @@ from listserv.delivery.notices import notify
 from listserv.delivery.outbox import claim, enqueue, send_batch
 from listserv.delivery.transports import MaildirTransport, Outcome, SmtpTransport
 from listserv.mail.render import TEMPLATES, Renderer
-from listserv.meetings import series as meetings
+from listserv.meetings import reminders
+from listserv.meetings.times import zone
 from listserv.store.models import MailingList, Meeting, Member, OutMessage
 
 from .helpers import LIST, lmtp_send, make_message, parse, write_config
@@ -163,7 +164,7 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_every_template_in_every_language_is_queued_clean_for_the_wire(cli, shma, store,
                                                                        settings):
-    start = (datetime.now(UTC) + timedelta(days=60)).astimezone(meetings.zone("America/Chicago"))
+    start = (datetime.now(UTC) + timedelta(days=60)).astimezone(zone("America/Chicago"))
     cli("meetings", "schedule", LIST, "--at", start.strftime("%Y-%m-%d 12:00"), "--tz",
         "America/Chicago", "--duration", "90", "--dial-in", "+1 555 0100, code 4321")
     renderer = Renderer(settings.templates_dir)
@@ -171,7 +172,7 @@ def test_every_template_in_every_language_is_queued_clean_for_the_wire(cli, shma
     with store.unit_of_work() as session:
         ml = session.scalars(select(MailingList)).one()
         meeting = session.scalars(select(Meeting)).one()
-        context = contexts(meetings.meeting_context(session, ml, meeting, datetime.now(UTC)))
+        context = contexts(reminders.meeting_context(session, ml, meeting, datetime.now(UTC)))
         assert [n for n in names if n not in context] == [], "give these templates a context"
         sent = []
         for name in names:
@@ -231,7 +232,7 @@ def test_every_kind_of_generated_mail_reaches_the_strict_sink_clean(cli, shma, d
                                                                    store, rendered):
     clock = daemon.clock
     jane, ben, ken = "jane@example.net", "ben@example.net", "ken@example.net"
-    start = (clock.now() + timedelta(days=3)).astimezone(meetings.zone("Europe/Berlin"))
+    start = (clock.now() + timedelta(days=3)).astimezone(zone("Europe/Berlin"))
     meeting_id = cli("meetings", "schedule", LIST, "--at", start.strftime("%Y-%m-%d %H:%M"),
                      "--tz", "Europe/Berlin", "--duration", "60", "--dial-in",
                      "+49 30 1234567, PIN 9876").output.strip()

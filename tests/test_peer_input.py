@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from listserv.meetings import series as meetings
+from listserv.meetings.times import zone
 
 from .helpers import LIST, lmtp_send, make_message, parse
 from .test_meetings import calendar_part, ics, meeting_mails
@@ -36,7 +36,7 @@ def two_meetings(cli, shma) -> list[dict]:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     ids = []
     for days in (20, 50):
-        local = (now + timedelta(days=days)).astimezone(meetings.zone("Europe/Berlin"))
+        local = (now + timedelta(days=days)).astimezone(zone("Europe/Berlin"))
         ids.append(cli("meetings", "schedule", LIST, "--at", local.strftime("%Y-%m-%d %H:%M"),
                        "--tz", "Europe/Berlin", "--duration", "60").output.strip())
     return [json.loads(cli("meetings", "show", i, "--json").output) for i in ids]

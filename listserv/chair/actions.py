@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from listserv.delivery.listmail import list_headers
 from listserv.delivery.notices import notify
 from listserv.errors import ListservError
 from listserv.mail.addresses import Role, normalize, valid_address
@@ -23,7 +24,7 @@ from listserv.mail.headers import from_name
 from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
 from listserv.membership.subscriptions import find_member, subscribe
-from listserv.posting.distribute import distribute, headers_only, list_headers, parse
+from listserv.posting.distribute import distribute, headers_only, parse
 from listserv.store import list_settings
 from listserv.store.audit import audit
 from listserv.store.lookup import by_number

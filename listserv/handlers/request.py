@@ -14,7 +14,7 @@ from listserv.delivery.notices import list_context, notify
 from listserv.intent.classify import Command, Kind, Understanding, understand
 from listserv.mail.addresses import Role, normalize, valid_address
 from listserv.mail.headers import from_address, from_name, header_text
-from listserv.meetings import series as meetings
+from listserv.meetings import queries as meetings
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models import MailingList, Request

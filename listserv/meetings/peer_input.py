@@ -25,17 +25,17 @@ from listserv.intent.classify import message_text
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
 from listserv.mail.render import Renderer, one_line
-from listserv.meetings.series import (
+from listserv.meetings.booking import (
     MAX_PEER_MINUTES,
-    find_meeting,
     first_with_room,
     lock,
     peer_minutes,
     reflow,
     room,
     tell_moved,
-    when,
 )
+from listserv.meetings.queries import find_meeting
+from listserv.meetings.times import when
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import by_number
 from listserv.store.models import MAX_NAME_LENGTH, MailingList, Meeting, PeerInput

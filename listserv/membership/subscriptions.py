@@ -16,7 +16,7 @@ from listserv.errors import ListservError
 from listserv.mail.addresses import Role, normalize
 from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
-from listserv.meetings.series import upcoming
+from listserv.meetings.queries import upcoming
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models import MAX_NAME_LENGTH, MailingList, Member, Request
 

@@ -12,11 +12,12 @@ from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
+from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import list_context, notify
 from listserv.delivery.outbox import enqueue, enqueue_to_members
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
-from listserv.mail.mime.copies import ListHeaders, distribution_copy, owner_copy
+from listserv.mail.mime.copies import distribution_copy, owner_copy
 from listserv.mail.mime.headers import author_of
 from listserv.mail.mime.raw import RawMessage
 from listserv.mail.mime.sender_rewrite import SenderRewrite
@@ -31,34 +32,6 @@ def parse(raw: bytes) -> EmailMessage:
     msg = message_from_bytes(raw, policy=policy.default)
     assert isinstance(msg, EmailMessage)
     return msg
-
-
-def list_id(mailing_list: MailingList) -> str:
-    """The RFC 2919 List-Id identifier, `NAME.DOMAIN`."""
-    return f"{mailing_list.name}.{mailing_list.domain}"
-
-
-def list_headers(mailing_list: MailingList) -> ListHeaders:
-    """The SPEC §3 list headers for `mailing_list`'s copies."""
-    description = " ".join(mailing_list.description.split())
-    ident = f"<{list_id(mailing_list)}>"
-    return ListHeaders(
-        list_id=f"{description} {ident}" if description else ident,
-        post=mailing_list.role_address(Role.POST),
-        help=mailing_list.role_address(Role.REQUEST),
-        subscribe=mailing_list.role_address(Role.JOIN),
-        been_there=mailing_list.address,
-        archive=mailing_list.archive_url,
-        reply_to=mailing_list.role_address(Role.POST) if mailing_list.reply_to == "list" else "",
-        unsubscribe="" if mailing_list.personalize else mailing_list.role_address(Role.LEAVE),
-    )
-
-
-def footer_text(renderer: Renderer, mailing_list: MailingList) -> str:
-    """The list's footer: its own setting, or the default template ("" = none)."""
-    if mailing_list.footer is not None:
-        return mailing_list.footer
-    return renderer.text("footer.txt", **list_context(mailing_list))
 
 
 def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,

@@ -24,13 +24,14 @@ from sqlalchemy.orm import Session
 
 from listserv.clock import Clock
 from listserv.config import Settings
+from listserv.delivery.listmail import list_id
 from listserv.handlers import bounce, column, confirm, join, leave, owner, peer_input, post, request
 from listserv.handlers.context import Context
 from listserv.intent.classify import Guard, Understanding, guard
 from listserv.mail.addresses import Destination, Role, normalize
 from listserv.mail.headers import from_address
 from listserv.mail.render import Renderer
-from listserv.posting.distribute import list_id, parse
+from listserv.posting.distribute import parse
 from listserv.posting.dmarc import DnsFailure, default_lookup, domain_of
 from listserv.router import guards as guards
 from listserv.store.audit import DAEMON, audit
