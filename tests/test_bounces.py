@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from listserv.bounces import scoring as bounces
 from listserv.bounces.scoring import Kind, classify_refusal, register, status_of
-from listserv.store.models import BounceEvent, BounceProbe, BounceScore, MailingList, Member, Owner
+from listserv.store.models.core import MailingList, Member, Owner
+from listserv.store.models.features import BounceEvent, BounceProbe, BounceScore
 
 from .helpers import LIST, lmtp_send, make_message, parse
 from .test_bounces_corpus import CORPUS

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from listserv.mail.render import Renderer
 from listserv.meetings import series as meetings
-from listserv.store.models import MeetingReminder
+from listserv.store.models.features import MeetingReminder
 
 from .helpers import LIST, parse
 

@@ -52,17 +52,9 @@ from listserv.mail.wire import message_bytes
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
 from listserv.store.list_settings import ListSetting, declare, number, whole
-from listserv.store.models import (
-    AuditEntry,
-    AutoMail,
-    BounceEvent,
-    BounceProbe,
-    BounceScore,
-    MailingList,
-    Member,
-    OutMessage,
-    OutRecipient,
-)
+from listserv.store.models.core import AuditEntry, MailingList, Member
+from listserv.store.models.features import BounceEvent, BounceProbe, BounceScore
+from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient
 
 log = logging.getLogger(__name__)
 

@@ -57,13 +57,8 @@ from listserv.store.list_settings import (
     whole,
 )
 from listserv.store.lookup import by_number
-from listserv.store.models import (
-    MAX_NAME_LENGTH,
-    MailingList,
-    Member,
-    Submission,
-    SubmissionRevision,
-)
+from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Member
+from listserv.store.models.features import Submission, SubmissionRevision
 from listserv.store.once import claim_once
 from listserv.store.staging import staged_folder
 

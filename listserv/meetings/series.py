@@ -53,14 +53,8 @@ from listserv.store.list_settings import (
     whole,
 )
 from listserv.store.lookup import by_number
-from listserv.store.models import (
-    MailingList,
-    Meeting,
-    MeetingReminder,
-    MeetingSeries,
-    Member,
-    PeerInput,
-)
+from listserv.store.models.core import MailingList, Member
+from listserv.store.models.features import Meeting, MeetingReminder, MeetingSeries, PeerInput
 
 log = logging.getLogger(__name__)
 
