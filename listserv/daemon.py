@@ -15,8 +15,9 @@ from pathlib import Path
 from aiosmtpd.smtp import SMTP
 
 from listserv.bounces.feedback import DeliveryBounces
-from listserv.delivery.outbox import DeliveryWorker, SendLimits
+from listserv.delivery.limits import SendLimits
 from listserv.delivery.transports import make_transport
+from listserv.delivery.worker import DeliveryWorker
 from listserv.mail.render import Renderer
 from listserv.router.dispatch import Router
 from listserv.store.engine import Store

@@ -22,7 +22,7 @@ from listserv.membership.subscriptions import expire_requests
 from listserv.posting.distribute import parse
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
-from listserv.store.models import Held, MailingList
+from listserv.store.models.core import Held, MailingList
 
 from .clock import Clock
 from .mail.automatic import may_auto_reply

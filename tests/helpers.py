@@ -82,7 +82,7 @@ def inbound_outcomes(store: Any) -> list[tuple[str, str]]:
     """(status, outcome) of every stored incoming message, oldest first."""
     from sqlalchemy import select
 
-    from listserv.store.models import Inbound
+    from listserv.store.models.core import Inbound
 
     with store.unit_of_work() as session:
         rows = session.scalars(select(Inbound).order_by(Inbound.id))
@@ -114,7 +114,8 @@ def unfinished_work(store: Any) -> tuple[int, int]:
     """(incoming messages not yet handled, recipients still queued for delivery)."""
     from sqlalchemy import func, select
 
-    from listserv.store.models import Inbound, OutRecipient
+    from listserv.store.models.core import Inbound
+    from listserv.store.models.outgoing import OutRecipient
 
     with store.unit_of_work() as session:
         new = session.scalar(select(func.count()).select_from(Inbound)
@@ -128,7 +129,7 @@ def in_flight(store: Any) -> int:
     """Recipients a delivery worker has claimed (a lease) and not yet recorded a result for."""
     from sqlalchemy import func, select
 
-    from listserv.store.models import OutRecipient
+    from listserv.store.models.outgoing import OutRecipient
 
     with store.unit_of_work() as session:
         return int(session.scalar(select(func.count()).select_from(OutRecipient).where(

@@ -19,7 +19,8 @@ from listserv.bounces.settings import (
     WARNING_INTERVAL_DAYS,
     WARNINGS,
 )
-from listserv.store.models import BounceEvent, BounceProbe, BounceScore, MailingList, Member, Owner
+from listserv.store.models.core import MailingList, Member, Owner
+from listserv.store.models.features import BounceEvent, BounceProbe, BounceScore
 
 from .helpers import LIST, lmtp_send, make_message, parse
 from .test_bounces_corpus import CORPUS

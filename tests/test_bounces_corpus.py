@@ -23,16 +23,9 @@ from listserv.clock import FakeClock
 from listserv.mail.addresses import Role
 from listserv.mail.render import Renderer
 from listserv.router.dispatch import route_one
-from listserv.store.models import (
-    BounceEvent,
-    BounceScore,
-    Inbound,
-    MailingList,
-    Member,
-    OutMessage,
-    OutRecipient,
-    Owner,
-)
+from listserv.store.models.core import Inbound, MailingList, Member, Owner
+from listserv.store.models.features import BounceEvent, BounceScore
+from listserv.store.models.outgoing import OutMessage, OutRecipient
 
 CORPUS = Path(__file__).parent / "data" / "bounces"
 EXPECTED = tomllib.loads((CORPUS / "expected.toml").read_text())

@@ -11,15 +11,8 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, or_, select
 
 from cli import main
-from listserv.store.models import (
-    AuditEntry,
-    AutoMail,
-    Held,
-    Inbound,
-    Member,
-    OutMessage,
-    OutRecipient,
-)
+from listserv.store.models.core import AuditEntry, Held, Inbound, Member
+from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient
 
 from .helpers import LIST, lmtp_send, make_message, parse, wait_settled, write_config
 

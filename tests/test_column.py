@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from listserv.daemon import Daemon
-from listserv.store.models import Once
+from listserv.store.models.core import Once
 
 from .helpers import lmtp_send, make_message, parse, wait_handled
 
@@ -349,7 +349,7 @@ def test_a_follow_up_from_the_author_is_revision_2_and_from_a_stranger_is_held(
 
 
 def _inbound(store):
-    from listserv.store.models import Inbound
+    from listserv.store.models.core import Inbound
 
     with store.reading() as session:
         return session.scalars(select(Inbound)).one()

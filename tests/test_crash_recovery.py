@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 
 from listserv.config import Settings
 from listserv.store.engine import Store
-from listserv.store.models import OutRecipient
+from listserv.store.models.outgoing import OutRecipient
 
 from .daemons import DaemonProcess
 from .helpers import LIST, lmtp_send, make_message, write_config

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from listserv.mail.addresses import Role
 from listserv.router.dispatch import HANDLERS
-from listserv.store.models import Inbound
+from listserv.store.models.core import Inbound
 
 from .helpers import LIST, lmtp_send, make_message
 

@@ -15,7 +15,7 @@ from listserv.mail.addresses import Role
 from listserv.mail.render import Renderer
 from listserv.router.dispatch import prepare_next, route_one
 from listserv.router.guards import MAX_RECEIVED, Action, Facts, check
-from listserv.store.models import Inbound, MailingList
+from listserv.store.models.core import Inbound, MailingList
 
 from .helpers import LIST, inbound_outcomes, make_message, parse
 

@@ -22,8 +22,10 @@ import pytest
 from sqlalchemy import event, func, literal, select
 
 from listserv.config import OutboundSettings
-from listserv.delivery import outbox as outbound
-from listserv.delivery.outbox import SendLimits, claim, enqueue, enqueue_to_members, prune_usage
+from listserv.delivery import limits as sending_limits
+from listserv.delivery.claim import claim
+from listserv.delivery.limits import SendLimits, prune_usage
+from listserv.delivery.outbox import enqueue, enqueue_to_members
 from listserv.delivery.transports import make_transport
 from listserv.mail.addresses import Role
 from listserv.mail.mime.raw import RawMessage
@@ -31,7 +33,8 @@ from listserv.mail.render import Renderer
 from listserv.posting.distribute import sender_rewrite
 from listserv.posting.dmarc import Policy
 from listserv.store.engine import Store
-from listserv.store.models import MailingList, OutRecipient, SendUsage
+from listserv.store.models.core import MailingList
+from listserv.store.models.outgoing import OutRecipient, SendUsage
 
 from .helpers import LIST, lmtp_send, make_message, parse, wait_until, write_config
 from .submission_server import (  # noqa: F401 (fixtures)
@@ -246,7 +249,7 @@ def wait_sent(submission, store, count: int) -> None:
 def test_messages_per_minute_lets_the_rest_wait_in_the_queue(cli, shma, tmp_path, daemon,
                                                             submission, store, caplog,
                                                             held_back):
-    caplog.set_level(logging.INFO, logger="listserv.delivery.outbox")
+    caplog.set_level(logging.INFO, logger="listserv.delivery")
     members = [f"member{n}@example.net" for n in range(7)]
     import_members(cli, tmp_path, *members)
     lmtp_send(daemon.ports["lmtp"], members[0], [LIST], make_message(members[0], subject="Mpm"))
@@ -272,7 +275,8 @@ def test_messages_per_minute_lets_the_rest_wait_in_the_queue(cli, shma, tmp_path
     assert sorted(recipients_of(submission, "Mpm")) == sorted(members)  # each exactly once
     assert {c.mail_from for c in copies(submission, "Mpm")} == {ACCOUNT}
 
-    outbound = [r for r in caplog.records if r.name == "listserv.delivery.outbox"]
+    outbound = [r for r in caplog.records
+                if r.name in ("listserv.delivery.limits", "listserv.delivery.worker")]
     assert [r.getMessage() for r in outbound if "limit" in r.getMessage()] == [
         "sending limit reached (messages_per_minute = 3): queued mail waits until it allows "
         "more"]
@@ -362,7 +366,7 @@ def test_a_personalized_batch_larger_than_the_minute_allows_gives_the_rest_back(
         ml = session.scalars(select(MailingList)).one()
         assert enqueue_to_members(session, ml, b"Subject: p\r\n\r\nx\r\n", now=now) == 5
     # As if the message looked at had been a batched one.
-    monkeypatch.setattr(outbound, "_first_due_personalized", lambda: select(literal(False)))
+    monkeypatch.setattr(sending_limits, "_first_due_personalized", lambda: select(literal(False)))
     with store.unit_of_work() as session:
         batch = claim(session, now, timedelta(minutes=5), 500, SendLimits(messages_per_minute=2))
     assert batch is not None and batch.personalize and len(batch.recipients) == 2

@@ -21,7 +21,9 @@ from sqlalchemy import func, select
 from listserv.daemon import Daemon
 from listserv.intake.imap import KEYWORD
 from listserv.mail.addresses import Role
-from listserv.store.models import ImapMessage, Inbound, OutMessage
+from listserv.store.models.core import Inbound
+from listserv.store.models.features import ImapMessage
+from listserv.store.models.outgoing import OutMessage
 
 from .daemons import DaemonProcess
 from .helpers import LIST, make_message, parse, wait_settled, write_config

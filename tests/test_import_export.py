@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from listserv.store.models import AutoMail, Member, OutMessage, OutRecipient
+from listserv.store.models.core import Member
+from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient
 
 from .helpers import LIST, wait_settled
 

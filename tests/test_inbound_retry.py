@@ -18,7 +18,7 @@ from listserv.mail.render import Renderer
 from listserv.posting.dmarc import DnsFailure
 from listserv.router import dispatch as router
 from listserv.router.dispatch import RETRY_FOR, retry_delay, route_one, transient
-from listserv.store.models import Inbound, MailingList
+from listserv.store.models.core import Inbound, MailingList
 
 from .helpers import LIST, lmtp_send, make_message
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 from sqlalchemy import event, func, select
 
-from listserv.store.models import Inbound
+from listserv.store.models.core import Inbound
 
 from .helpers import LIST, lmtp_send, make_message, smtp_send
 

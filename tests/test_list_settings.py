@@ -21,7 +21,7 @@ from listserv.store.list_settings import (
     registered,
     whole,
 )
-from listserv.store.models import MailingList
+from listserv.store.models.core import MailingList
 
 from .helpers import LIST
 

@@ -19,7 +19,7 @@ from listserv.mail.render import Renderer
 from listserv.meetings.queries import meetings_of
 from listserv.meetings.series import check_rrule, due_work, series_starts
 from listserv.meetings.times import parse_at, zone
-from listserv.store.models import MeetingReminder
+from listserv.store.models.features import MeetingReminder
 
 from .helpers import LIST, parse
 

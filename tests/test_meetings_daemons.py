@@ -24,7 +24,8 @@ import pytest
 from sqlalchemy import func, select
 
 from listserv.store.engine import Store
-from listserv.store.models import MeetingReminder, OutMessage, OutRecipient
+from listserv.store.models.features import MeetingReminder
+from listserv.store.models.outgoing import OutMessage, OutRecipient
 
 from .daemons import DaemonProcess
 from .helpers import LIST, write_config

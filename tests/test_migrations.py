@@ -6,7 +6,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from listserv.store.models import Base
+from listserv.store.models.base import Base
 
 
 @pytest.mark.both_backends

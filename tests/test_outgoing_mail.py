@@ -25,13 +25,17 @@ from sqlalchemy import select
 
 from listserv.config import load_settings
 from listserv.daemon import Daemon
+from listserv.delivery.claim import claim
 from listserv.delivery.notices import notify
-from listserv.delivery.outbox import claim, enqueue, send_batch
+from listserv.delivery.outbox import enqueue
 from listserv.delivery.transports import MaildirTransport, Outcome, SmtpTransport
+from listserv.delivery.worker import send_batch
 from listserv.mail.render import TEMPLATES, Renderer
 from listserv.meetings import reminders
 from listserv.meetings.times import zone
-from listserv.store.models import MailingList, Meeting, Member, OutMessage
+from listserv.store.models.core import MailingList, Member
+from listserv.store.models.features import Meeting
+from listserv.store.models.outgoing import OutMessage
 
 from .helpers import LIST, lmtp_send, make_message, parse, write_config
 from .smtp_sink import SmtpSink, mime_defects, refusal

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from listserv.clock import FakeClock
 from listserv.config import load_settings
 from listserv.daemon import Daemon
-from listserv.store.models import OutMessage, OutRecipient
+from listserv.store.models.outgoing import OutMessage, OutRecipient
 
 from .daemons import DaemonProcess
 from .helpers import LIST, make_message, parse, write_config

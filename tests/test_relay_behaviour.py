@@ -18,9 +18,11 @@ from sqlalchemy import select, update
 from listserv.clock import FakeClock
 from listserv.config import load_settings
 from listserv.daemon import Daemon
-from listserv.delivery.outbox import SendLimits, claim, enqueue
+from listserv.delivery.claim import claim
+from listserv.delivery.limits import SendLimits
+from listserv.delivery.outbox import enqueue
 from listserv.delivery.transports import Dialogue, Outcome, Result, SmtpTransport, outcome
-from listserv.store.models import OutRecipient
+from listserv.store.models.outgoing import OutRecipient
 
 from .helpers import LIST, lmtp_send, make_message, write_config
 from .scripted_smtp import ScriptedSmtp

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from listserv.store.models import MailingList
+from listserv.store.models.core import MailingList
 
 from .helpers import LIST
 

@@ -12,7 +12,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from listserv.mail.addresses import normalize
-from listserv.store.models import BounceProbe, MailingList, Member, OutMessage, OutRecipient
+from listserv.store.models.core import MailingList, Member
+from listserv.store.models.features import BounceProbe
+from listserv.store.models.outgoing import OutMessage, OutRecipient
 
 
 @dataclass(frozen=True, slots=True)

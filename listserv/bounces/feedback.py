@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from listserv.bounces.reports import Kind, classify_refusal
 from listserv.bounces.scoring import register
-from listserv.store.models import BounceProbe, MailingList, Member, OutRecipient
+from listserv.store.models.core import MailingList, Member
+from listserv.store.models.features import BounceProbe
+from listserv.store.models.outgoing import OutRecipient
 
 log = logging.getLogger(__name__)
 

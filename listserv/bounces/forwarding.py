@@ -17,7 +17,7 @@ from listserv.mail.headers import header_text
 from listserv.mail.render import Renderer
 from listserv.mail.wire import message_bytes
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models import AuditEntry, MailingList
+from listserv.store.models.core import AuditEntry, MailingList
 
 CHAIR_REPORTS_PER_DAY = 20
 

@@ -15,7 +15,8 @@ from listserv.bounces.settings import DECAY_DAYS, THRESHOLD, days
 from listserv.errors import ListservError
 from listserv.mail.addresses import normalize
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models import BounceEvent, BounceProbe, BounceScore, MailingList, Member
+from listserv.store.models.core import MailingList, Member
+from listserv.store.models.features import BounceEvent, BounceProbe, BounceScore
 
 # What a counted failure adds to the score; the other kinds add nothing.
 WEIGHTS = {Kind.PERMANENT: 1.0, Kind.TEMPORARY: 0.5}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from listserv.store.list_settings import ListSetting, declare, number, whole
-from listserv.store.models import MailingList
+from listserv.store.models.core import MailingList
 
 THRESHOLD = declare("bounce.threshold", number(0, above=True), 5.0,
                     "score at which delivery is disabled")

@@ -26,14 +26,9 @@ from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
-from listserv.store.models import (
-    AutoMail,
-    BounceProbe,
-    BounceScore,
-    MailingList,
-    Member,
-    OutRecipient,
-)
+from listserv.store.models.core import MailingList, Member
+from listserv.store.models.features import BounceProbe, BounceScore
+from listserv.store.models.outgoing import AutoMail, OutRecipient
 
 
 def _tell_chair(session: Session, renderer: Renderer, ml: MailingList, template: str,

@@ -13,7 +13,8 @@ from listserv.bounces.scoring import effective_score
 from listserv.bounces.settings import THRESHOLD, WARNINGS
 from listserv.errors import ListservError
 from listserv.mail.addresses import normalize
-from listserv.store.models import BounceEvent, BounceProbe, BounceScore, MailingList, Member
+from listserv.store.models.core import MailingList, Member
+from listserv.store.models.features import BounceEvent, BounceProbe, BounceScore
 
 
 def _unverified(session: Session, member_ids: list[int]) -> dict[int, int]:

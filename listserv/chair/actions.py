@@ -28,20 +28,18 @@ from listserv.posting.distribute import distribute, headers_only, parse
 from listserv.store import list_settings
 from listserv.store.audit import audit
 from listserv.store.lookup import by_number
-from listserv.store.models import (
+from listserv.store.models.core import (
     MAX_NAME_LENGTH,
     AuditEntry,
-    AutoMail,
     Held,
     Inbound,
     MailingList,
     Member,
-    OutMessage,
-    OutRecipient,
     Owner,
-    PeerInput,
     Request,
 )
+from listserv.store.models.features import PeerInput
+from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient
 
 DELIVERY_MODES = ("regular", "digest", "nomail")
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

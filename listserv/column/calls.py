@@ -34,7 +34,8 @@ from listserv.mail.render import Renderer
 from listserv.mail.wire import message_bytes
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
-from listserv.store.models import MailingList, Submission
+from listserv.store.models.core import MailingList
+from listserv.store.models.features import Submission
 from listserv.store.once import claim_once
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 
 from listserv.column.settings import DEADLINES, month_day
 from listserv.errors import ListservError
-from listserv.store.models import MailingList
+from listserv.store.models.core import MailingList
 
 
 def _on(year: int, month: int, day: int) -> date:

@@ -19,7 +19,8 @@ from listserv.errors import ListservError
 from listserv.mail.render import Renderer, one_line
 from listserv.store.audit import audit
 from listserv.store.lookup import by_number
-from listserv.store.models import MailingList, Submission, SubmissionRevision
+from listserv.store.models.core import MailingList
+from listserv.store.models.features import Submission, SubmissionRevision
 
 STATUSES = ("received", "accepted", "declined", "published")
 

@@ -22,7 +22,7 @@ from listserv.errors import ListservError
 from listserv.mail import attachments as attachments
 from listserv.mail.render import one_line
 from listserv.store.audit import audit
-from listserv.store.models import Submission
+from listserv.store.models.features import Submission
 
 
 def _file_words(data: bytes, kind: str) -> int:

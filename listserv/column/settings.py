@@ -11,7 +11,7 @@ from datetime import date
 
 from listserv.mail import attachments as attachments
 from listserv.store.list_settings import ADDRESSES, ONE_LINE, Parser, choice, declare, items, whole
-from listserv.store.models import MailingList
+from listserv.store.models.core import MailingList
 
 
 def _prefix(text: str) -> str:

@@ -34,13 +34,8 @@ from listserv.mail.headers import header_text
 from listserv.mail.render import Renderer, one_line
 from listserv.mail.tokens import message_id
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models import (
-    MAX_NAME_LENGTH,
-    MailingList,
-    Member,
-    Submission,
-    SubmissionRevision,
-)
+from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Member
+from listserv.store.models.features import Submission, SubmissionRevision
 from listserv.store.staging import staged_folder
 
 MAX_TITLE = 300

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from listserv.store.models import OutRecipient
+from listserv.store.models.outgoing import OutRecipient
 
 
 class DeliveryFeedback(Protocol):

@@ -10,7 +10,7 @@ from listserv.delivery.notices import list_context
 from listserv.mail.addresses import Role
 from listserv.mail.mime.copies import ListHeaders
 from listserv.mail.render import Renderer
-from listserv.store.models import MailingList
+from listserv.store.models.core import MailingList
 
 
 def list_id(mailing_list: MailingList) -> str:

@@ -17,7 +17,8 @@ from listserv.delivery.outbox import enqueue
 from listserv.mail.addresses import Role, normalize
 from listserv.mail.render import Renderer
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models import AutoMail, MailingList
+from listserv.store.models.core import MailingList
+from listserv.store.models.outgoing import AutoMail
 
 AUTO_MAIL_PER_DAY = 10
 CONFIRMATIONS_PER_DAY = 3

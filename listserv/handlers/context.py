@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from listserv.mail.addresses import Destination
 from listserv.mail.render import Renderer
-from listserv.store.models import Inbound, MailingList
+from listserv.store.models.core import Inbound, MailingList
 
 from ..config import Settings
 

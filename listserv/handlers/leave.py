@@ -7,7 +7,7 @@ from sqlalchemy import select
 from listserv.intent.classify import understand
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models import Member
+from listserv.store.models.core import Member
 
 from .context import Context
 from .request import sender_of

@@ -12,7 +12,7 @@ from listserv.delivery.notices import notify
 from listserv.mail.headers import from_address
 from listserv.posting.distribute import distribute, hold
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models import Member
+from listserv.store.models.core import Member
 
 from ..mail.automatic import may_auto_reply
 from .context import Context

@@ -17,7 +17,7 @@ from listserv.mail.headers import from_address, from_name, header_text
 from listserv.meetings import queries as meetings
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models import MailingList, Request
+from listserv.store.models.core import MailingList, Request
 
 from ..mail.automatic import may_auto_reply
 from . import peer_input

@@ -40,7 +40,8 @@ from listserv.mail.headers import from_address, header_text
 from listserv.membership.subscriptions import open_request_for_token
 from listserv.posting.distribute import parse
 from listserv.store.engine import Store
-from listserv.store.models import ImapCursor, ImapMessage, Inbound, MailingList
+from listserv.store.models.core import Inbound, MailingList
+from listserv.store.models.features import ImapCursor, ImapMessage
 
 from ..clock import Clock
 from ..config import ImapSettings, Settings

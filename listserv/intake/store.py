@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from listserv.mail.addresses import Destination, normalize, resolve
 from listserv.store.engine import Store
-from listserv.store.models import Inbound, MailingList
+from listserv.store.models.core import Inbound, MailingList
 
 from ..clock import Clock
 

@@ -21,7 +21,8 @@ from listserv.mail.render import Renderer
 from listserv.meetings.times import when
 from listserv.store.audit import DAEMON, audit
 from listserv.store.list_settings import declare, number, whole
-from listserv.store.models import MailingList, Meeting, PeerInput
+from listserv.store.models.core import MailingList
+from listserv.store.models.features import Meeting, PeerInput
 
 #: The most minutes of peer input one request may have (and the default).
 MAX_PEER_MINUTES = 30

@@ -14,7 +14,8 @@ from icalendar import Calendar, Event, vCalAddress
 
 from listserv.mail.addresses import Role
 from listserv.meetings.times import local_start
-from listserv.store.models import MailingList, Meeting
+from listserv.store.models.core import MailingList
+from listserv.store.models.features import Meeting
 
 
 def calendar(ml: MailingList, meeting: Meeting, now: datetime, method: str,

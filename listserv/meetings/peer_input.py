@@ -38,7 +38,8 @@ from listserv.meetings.queries import find_meeting
 from listserv.meetings.times import when
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import by_number
-from listserv.store.models import MAX_NAME_LENGTH, MailingList, Meeting, PeerInput
+from listserv.store.models.core import MAX_NAME_LENGTH, MailingList
+from listserv.store.models.features import Meeting, PeerInput
 
 MAX_PROJECT = 200
 MAX_HELP = 20_000

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from listserv.errors import ListservError
 from listserv.meetings.times import when
 from listserv.store.lookup import by_number
-from listserv.store.models import MailingList, Meeting
+from listserv.store.models.core import MailingList
+from listserv.store.models.features import Meeting
 
 
 def find_meeting(session: Session, ref: str) -> Meeting:

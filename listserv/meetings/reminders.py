@@ -40,7 +40,8 @@ from listserv.meetings.ics import calendar
 from listserv.meetings.times import moment, time_lines, when, zone
 from listserv.store.audit import DAEMON, audit
 from listserv.store.list_settings import declare, duration_minutes, duration_text, durations, items
-from listserv.store.models import MailingList, Meeting, MeetingReminder, Member, PeerInput
+from listserv.store.models.core import MailingList, Member
+from listserv.store.models.features import Meeting, MeetingReminder, PeerInput
 
 log = logging.getLogger(__name__)
 

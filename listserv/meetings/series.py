@@ -26,7 +26,8 @@ from listserv.meetings.reminders import MAX_OFFSET, send_due_reminders
 from listserv.meetings.times import when, zone
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
-from listserv.store.models import MailingList, Meeting, MeetingSeries
+from listserv.store.models.core import MailingList
+from listserv.store.models.features import Meeting, MeetingSeries
 
 log = logging.getLogger(__name__)
 

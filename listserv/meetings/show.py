@@ -16,7 +16,7 @@ from listserv.meetings.booking import cutoff, peer_minutes
 from listserv.meetings.reminders import reminder_offsets
 from listserv.meetings.times import local_start
 from listserv.store.list_settings import duration_text
-from listserv.store.models import Meeting, PeerInput
+from listserv.store.models.features import Meeting, PeerInput
 
 
 def slot_dict(request: PeerInput) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from listserv.errors import ListservError
-from listserv.store.models import Meeting
+from listserv.store.models.features import Meeting
 
 
 def zone(name: str) -> ZoneInfo:

@@ -18,7 +18,7 @@ from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
 from listserv.meetings.queries import upcoming
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models import MAX_NAME_LENGTH, MailingList, Member, Request
+from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Member, Request
 
 TOKEN_DAYS = 14
 

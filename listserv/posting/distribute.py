@@ -24,7 +24,7 @@ from listserv.mail.mime.sender_rewrite import SenderRewrite
 from listserv.mail.render import Renderer, one_line
 from listserv.posting.dmarc import PolicyLookup, default_lookup, domain_of, mitigation
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models import Held, Inbound, MailingList
+from listserv.store.models.core import Held, Inbound, MailingList
 
 
 def parse(raw: bytes) -> EmailMessage:

@@ -36,7 +36,7 @@ from listserv.posting.dmarc import DnsFailure, default_lookup, domain_of
 from listserv.router import guards as guards
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
-from listserv.store.models import Inbound, MailingList
+from listserv.store.models.core import Inbound, MailingList
 
 log = logging.getLogger(__name__)
 

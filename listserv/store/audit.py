@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from listserv.store.models import AuditEntry
+from listserv.store.models.core import AuditEntry
 
 DAEMON = "listserv"
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from listserv.store.models import Once
+from listserv.store.models.core import Once
 
 
 def claim_once(session: Session, kind: str, key: str, now: datetime) -> bool:

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from listserv.store.models import Base
+from listserv.store.models.base import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import listserv.store.models
+import listserv.store.models.base
 
 revision: str = '0001'
 down_revision: str | None = None
@@ -24,7 +24,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('address', sa.String(length=320), nullable=False),
     sa.Column('kind', sa.String(length=40), nullable=False),
-    sa.Column('at', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('at', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.Column('suppressed', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
@@ -48,7 +48,7 @@ def upgrade() -> None:
     sa.Column('resources', sa.Text(), nullable=False),
     sa.Column('archive_url', sa.Text(), nullable=False),
     sa.Column('extra', sa.JSON(), nullable=False),
-    sa.Column('created_at', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name', 'domain')
     )
@@ -56,13 +56,13 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=40), nullable=False),
     sa.Column('key', sa.String(length=200), nullable=False),
-    sa.Column('at', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('at', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('kind', 'key')
     )
     op.create_table('audit_log',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('at', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('at', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.Column('actor', sa.String(length=320), nullable=False),
     sa.Column('action', sa.String(length=60), nullable=False),
     sa.Column('list_id', sa.Integer(), nullable=True),
@@ -75,7 +75,7 @@ def upgrade() -> None:
 
     op.create_table('inbound',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('received_at', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('received_at', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.Column('mail_from', sa.String(length=320), nullable=False),
     sa.Column('rcpt', sa.String(length=320), nullable=False),
     sa.Column('list_id', sa.Integer(), nullable=True),
@@ -86,7 +86,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=10), nullable=False),
     sa.Column('outcome', sa.Text(), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
-    sa.Column('processed_at', listserv.store.models.UTCDateTime(), nullable=True),
+    sa.Column('processed_at', listserv.store.models.base.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -102,7 +102,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=10), nullable=False),
     sa.Column('bounce_token', sa.String(length=40), nullable=False),
     sa.Column('leave_token', sa.String(length=40), nullable=False),
-    sa.Column('created_at', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('bounce_token'),
@@ -119,7 +119,7 @@ def upgrade() -> None:
     sa.Column('raw', sa.LargeBinary(), nullable=False),
     sa.Column('envelope_from', sa.String(length=320), nullable=False),
     sa.Column('personalize', sa.Boolean(), nullable=False),
-    sa.Column('created_at', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -139,9 +139,9 @@ def upgrade() -> None:
     sa.Column('subject', sa.Text(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=10), nullable=False),
-    sa.Column('created_at', listserv.store.models.UTCDateTime(), nullable=False),
-    sa.Column('expires_at', listserv.store.models.UTCDateTime(), nullable=False),
-    sa.Column('decided_at', listserv.store.models.UTCDateTime(), nullable=True),
+    sa.Column('created_at', listserv.store.models.base.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', listserv.store.models.base.UTCDateTime(), nullable=False),
+    sa.Column('decided_at', listserv.store.models.base.UTCDateTime(), nullable=True),
     sa.Column('decided_by', sa.String(length=320), nullable=False),
     sa.ForeignKeyConstraint(['inbound_id'], ['inbound.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='CASCADE'),
@@ -157,10 +157,10 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=320), nullable=False),
     sa.Column('status', sa.String(length=10), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', listserv.store.models.UTCDateTime(), nullable=False),
-    sa.Column('lease_until', listserv.store.models.UTCDateTime(), nullable=True),
+    sa.Column('next_attempt_at', listserv.store.models.base.UTCDateTime(), nullable=False),
+    sa.Column('lease_until', listserv.store.models.base.UTCDateTime(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=False),
-    sa.Column('sent_at', listserv.store.models.UTCDateTime(), nullable=True),
+    sa.Column('sent_at', listserv.store.models.base.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['message_id'], ['out_messages.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import listserv.store.models
+import listserv.store.models.base
 
 revision: str = '0002'
 down_revision: str | None = '0001'
@@ -33,9 +33,9 @@ def upgrade() -> None:
     sa.Column('requested_by', sa.String(length=320), nullable=False),
     sa.Column('summary', sa.Text(), nullable=False),
     sa.Column('inbound_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', listserv.store.models.UTCDateTime(), nullable=False),
-    sa.Column('expires_at', listserv.store.models.UTCDateTime(), nullable=False),
-    sa.Column('decided_at', listserv.store.models.UTCDateTime(), nullable=True),
+    sa.Column('created_at', listserv.store.models.base.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', listserv.store.models.base.UTCDateTime(), nullable=False),
+    sa.Column('decided_at', listserv.store.models.base.UTCDateTime(), nullable=True),
     sa.Column('decided_by', sa.String(length=320), nullable=False),
     sa.ForeignKeyConstraint(['inbound_id'], ['inbound.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='CASCADE'),

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import listserv.store.models
+import listserv.store.models.base
 
 revision: str = '0003'
 down_revision: str | None = '0002'
@@ -23,13 +23,13 @@ def upgrade() -> None:
     sa.Column('member_id', sa.Integer(), nullable=False),
     sa.Column('list_id', sa.Integer(), nullable=False),
     sa.Column('score', sa.Double(), nullable=False),
-    sa.Column('last_bounce_at', listserv.store.models.UTCDateTime(), nullable=True),
+    sa.Column('last_bounce_at', listserv.store.models.base.UTCDateTime(), nullable=True),
     sa.Column('counted_on', sa.String(length=10), nullable=False),
     sa.Column('day_weight', sa.Double(), nullable=False),
     sa.Column('last_reason', sa.Text(), nullable=False),
-    sa.Column('disabled_at', listserv.store.models.UTCDateTime(), nullable=True),
+    sa.Column('disabled_at', listserv.store.models.base.UTCDateTime(), nullable=True),
     sa.Column('warnings_sent', sa.Integer(), nullable=False),
-    sa.Column('next_step_at', listserv.store.models.UTCDateTime(), nullable=True),
+    sa.Column('next_step_at', listserv.store.models.base.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('member_id')
@@ -42,7 +42,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('list_id', sa.Integer(), nullable=False),
     sa.Column('member_id', sa.Integer(), nullable=False),
-    sa.Column('at', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('at', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.Column('source', sa.String(length=10), nullable=False),
     sa.Column('kind', sa.String(length=12), nullable=False),
     sa.Column('counted', sa.Boolean(), nullable=False),
@@ -66,8 +66,8 @@ def upgrade() -> None:
     sa.Column('warning', sa.Integer(), nullable=False),
     sa.Column('out_recipient_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=10), nullable=False),
-    sa.Column('sent_at', listserv.store.models.UTCDateTime(), nullable=False),
-    sa.Column('accepted_at', listserv.store.models.UTCDateTime(), nullable=True),
+    sa.Column('sent_at', listserv.store.models.base.UTCDateTime(), nullable=False),
+    sa.Column('accepted_at', listserv.store.models.base.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['out_recipient_id'], ['out_recipients.id'], ondelete='SET NULL'),

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import listserv.store.models
+import listserv.store.models.base
 
 revision: str = '0004'
 down_revision: str | None = '0003'
@@ -24,12 +24,12 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('list_id', sa.Integer(), nullable=False),
     sa.Column('rrule', sa.Text(), nullable=False),
-    sa.Column('first_start', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('first_start', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.Column('tz', sa.String(length=64), nullable=False),
     sa.Column('duration', sa.Integer(), nullable=False),
     sa.Column('dial_in', sa.Text(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
-    sa.Column('created_at', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
@@ -37,16 +37,16 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('list_id', sa.Integer(), nullable=False),
     sa.Column('series_id', sa.Integer(), nullable=True),
-    sa.Column('occurrence', listserv.store.models.UTCDateTime(), nullable=True),
-    sa.Column('start', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('occurrence', listserv.store.models.base.UTCDateTime(), nullable=True),
+    sa.Column('start', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.Column('tz', sa.String(length=64), nullable=False),
     sa.Column('duration', sa.Integer(), nullable=False),
     sa.Column('dial_in', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('uid', sa.String(length=200), nullable=False),
     sa.Column('sequence', sa.Integer(), nullable=False),
-    sa.Column('created_at', listserv.store.models.UTCDateTime(), nullable=False),
-    sa.Column('updated_at', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('created_at', listserv.store.models.base.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['series_id'], ['meeting_series.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
@@ -61,8 +61,8 @@ def upgrade() -> None:
     sa.Column('meeting_id', sa.Integer(), nullable=False),
     sa.Column('offset_minutes', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=10), nullable=False),
-    sa.Column('due_at', listserv.store.models.UTCDateTime(), nullable=False),
-    sa.Column('at', listserv.store.models.UTCDateTime(), nullable=False),
+    sa.Column('due_at', listserv.store.models.base.UTCDateTime(), nullable=False),
+    sa.Column('at', listserv.store.models.base.UTCDateTime(), nullable=False),
     sa.Column('recipients', sa.Integer(), nullable=False),
     sa.Column('detail', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['meeting_id'], ['meetings.id'], ondelete='CASCADE'),
@@ -83,8 +83,8 @@ def upgrade() -> None:
     sa.Column('pinned', sa.Boolean(), nullable=False),
     sa.Column('lang', sa.String(length=8), nullable=False),
     sa.Column('inbound_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', listserv.store.models.UTCDateTime(), nullable=False),
-    sa.Column('decided_at', listserv.store.models.UTCDateTime(), nullable=True),
+    sa.Column('created_at', listserv.store.models.base.UTCDateTime(), nullable=False),
+    sa.Column('decided_at', listserv.store.models.base.UTCDateTime(), nullable=True),
     sa.Column('decided_by', sa.String(length=320), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.ForeignKeyConstraint(['inbound_id'], ['inbound.id'], ondelete='SET NULL'),

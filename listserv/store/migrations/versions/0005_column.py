@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import listserv.store.models
+import listserv.store.models.base
 
 revision: str = '0005'
 down_revision: str | None = '0004'
@@ -35,8 +35,8 @@ def upgrade() -> None:
         sa.Column('reason', sa.Text(), nullable=False),
         sa.Column('issue', sa.Text(), nullable=False),
         sa.Column('lang', sa.String(length=8), nullable=False),
-        sa.Column('created_at', listserv.store.models.UTCDateTime(), nullable=False),
-        sa.Column('decided_at', listserv.store.models.UTCDateTime(), nullable=True),
+        sa.Column('created_at', listserv.store.models.base.UTCDateTime(), nullable=False),
+        sa.Column('decided_at', listserv.store.models.base.UTCDateTime(), nullable=True),
         sa.Column('decided_by', sa.String(length=320), nullable=False),
         sa.ForeignKeyConstraint(['list_id'], ['lists.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id'),
@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.Column('files', sa.JSON(), nullable=False),
         sa.Column('refused', sa.JSON(), nullable=False),
         sa.Column('ack_message_id', sa.String(length=250), nullable=False),
-        sa.Column('received_at', listserv.store.models.UTCDateTime(), nullable=False),
+        sa.Column('received_at', listserv.store.models.base.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(['submission_id'], ['column_submissions.id'],
                                 ondelete='CASCADE'),
         sa.ForeignKeyConstraint(['inbound_id'], ['inbound.id'], ondelete='SET NULL'),

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import listserv.store.models
+import listserv.store.models.base
 
 revision: str = '0006'
 down_revision: str | None = '0005'
@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column('mailbox', sa.String(length=500), nullable=False),
         sa.Column('uidvalidity', sa.BigInteger(), nullable=False),
         sa.Column('last_uid', sa.BigInteger(), nullable=False),
-        sa.Column('updated_at', listserv.store.models.UTCDateTime(), nullable=False),
+        sa.Column('updated_at', listserv.store.models.base.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('mailbox'),
     )
@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column('content_hash', sa.String(length=64), nullable=False),
         sa.Column('inbound_id', sa.Integer(), nullable=True),
         sa.Column('marked', sa.Boolean(), nullable=False),
-        sa.Column('received_at', listserv.store.models.UTCDateTime(), nullable=False),
+        sa.Column('received_at', listserv.store.models.base.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(['inbound_id'], ['inbound.id'], ondelete='SET NULL'),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('mailbox', 'uidvalidity', 'uid'),
@@ -49,7 +49,7 @@ def upgrade() -> None:
     op.create_table(
         'send_usage',
         sa.Column('id', sa.Integer(), nullable=False),
-        sa.Column('at', listserv.store.models.UTCDateTime(), nullable=False),
+        sa.Column('at', listserv.store.models.base.UTCDateTime(), nullable=False),
         sa.Column('messages', sa.Integer(), nullable=False),
         sa.Column('recipients', sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint('id'),

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import listserv.store.models
+import listserv.store.models.base
 
 revision: str = '0007_inbound_retry'
 down_revision: str | None = '0006'
@@ -22,7 +22,7 @@ def upgrade() -> None:
     with op.batch_alter_table('inbound', schema=None) as batch_op:
         batch_op.add_column(sa.Column('attempts', sa.Integer(), nullable=False,
                                       server_default='0'))
-        batch_op.add_column(sa.Column('next_attempt_at', listserv.store.models.UTCDateTime(),
+        batch_op.add_column(sa.Column('next_attempt_at', listserv.store.models.base.UTCDateTime(),
                                       nullable=True))
     with op.batch_alter_table('inbound', schema=None) as batch_op:
         batch_op.alter_column('attempts', server_default=None)

@@ -1,0 +1,189 @@
+"""The settings' schema: one frozen dataclass per table of the config file (SPEC §7).
+
+Each field's default is the default of its key; `config.example.toml` documents every key. The
+values are checked and resolved (paths made absolute, secrets read) by `config.loading`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+DEFAULT_DATA_DIR: Final = "listserv-data"
+"""Where the store, outbox and run files live unless `data_dir` says otherwise."""
+
+OUTBOUND_TRANSPORTS: Final = ("maildir", "smtp")
+OUTBOUND_TLS: Final = ("none", "starttls", "implicit")
+IMAP_TLS: Final = ("implicit", "starttls", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """`[database]`: where the store lives.
+
+    `url` is always resolved: an empty value in the file becomes
+    `sqlite:///<absolute data_dir>/listserv.db`.
+    """
+
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """`[intake.lmtp]` or `[intake.smtp]`: one listening server.
+
+    `port = 0` asks for a free port (the daemon writes the bound one to `run/ports.json`);
+    `max_message_kb` is the hard size cap, advertised with `SIZE`.
+    """
+
+    enabled: bool
+    host: str
+    port: int
+    max_message_kb: int = 25600
+
+
+@dataclass(frozen=True, slots=True)
+class ImapSettings:
+    """`[intake.imap]`: a hosted mailbox polled over IMAP.
+
+    `password` is the resolved secret (from `password_env` or `password_file`); it is resolved
+    only when the poller is enabled, and is "" otherwise. `processed_folder = ""` leaves fetched
+    messages in place, marked with a private keyword. `tls = "none"` is for loopback tests only.
+    """
+
+    enabled: bool = False
+    host: str = "imap.example.org"
+    port: int = 993
+    username: str = ""
+    password: str = field(default="", repr=False)
+    tls: str = "implicit"
+    verify_cert: bool = True
+    folder: str = "INBOX"
+    processed_folder: str = ""
+    poll_seconds: float = 60.0
+    idle: bool = True
+
+
+def _default_lmtp() -> ServerSettings:
+    return ServerSettings(enabled=True, host="127.0.0.1", port=8024)
+
+
+def _default_smtp() -> ServerSettings:
+    return ServerSettings(enabled=True, host="127.0.0.1", port=8025)
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeSettings:
+    """`[intake.*]`: the ways mail comes in (LMTP and SMTP from an MTA, IMAP from a mailbox)."""
+
+    lmtp: ServerSettings = field(default_factory=_default_lmtp)
+    smtp: ServerSettings = field(default_factory=_default_smtp)
+    imap: ImapSettings = field(default_factory=ImapSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    """`[outbound]`: how mail goes out.
+
+    `transport = "maildir"` writes into `data_dir/outbox`; `"smtp"` relays to `host:port`.
+    `password` is the resolved secret ("" when neither `password_env` nor `password_file` is
+    set). `messages_per_minute` (SMTP transactions in any 60 s) and `recipients_per_day`
+    (recipients in any 24 h) are the relay's sending limits, respected by the queue: mail
+    beyond them waits, still queued (docs/delivery.md); 0 means no limit. A temporary
+    failure is retried after `retry_base_seconds`, doubling, until `give_up_days` have passed;
+    a worker's claim on a batch lapses after `claim_lease_seconds`. `eightbitmime = true`
+    says the relay takes 8-bit bodies unchanged; otherwise every message leaves in 7-bit form
+    (SPEC §3, "On the wire"; `listserv.mail.wire`).
+    """
+
+    transport: str = "maildir"
+    host: str = "127.0.0.1"
+    port: int = 25
+    tls: str = "none"
+    verify_cert: bool = True
+    username: str = ""
+    password: str = field(default="", repr=False)
+    max_recipients_per_transaction: int = 500
+    max_connections: int = 4
+    messages_per_minute: int = 0
+    recipients_per_day: int = 0
+    retry_base_seconds: int = 300
+    give_up_days: float = 5.0
+    claim_lease_seconds: int = 60
+    eightbitmime: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """`[daemon]`: the worker threads' pace and the name the daemon uses for itself.
+
+    `hostname = ""` means `socket.getfqdn()`, looked up when it is used (not here).
+    """
+
+    poll_seconds: float = 2.0
+    scheduler_tick_seconds: float = 60.0
+    hostname: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the daemon and the command line need from the operator.
+
+    `config_path` is the absolute path of the file read, or None when there was none.
+    `templates_dir` is None when no override folder is configured.
+    """
+
+    config_path: Path | None
+    data_dir: Path
+    templates_dir: Path | None
+    database: DatabaseSettings
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+
+    @property
+    def hosted(self) -> bool:
+        """Whether the lists run on a hosted mailbox (IMAP intake on).
+
+        A provider sends only as its account: every SMTP transaction's envelope sender is
+        `hosted_sender`, and every post's From is the list's (docs/delivery.md).
+        """
+        return self.intake.imap.enabled
+
+    @property
+    def hosted_sender(self) -> str:
+        """The hosted account's address: `outbound.username` when it is an address (has an
+        `@`), else `intake.imap.username`."""
+        if "@" in self.outbound.username:
+            return self.outbound.username
+        return self.intake.imap.username
+
+    @property
+    def outbox_dir(self) -> Path:
+        """The Maildir that `transport = "maildir"` delivers into."""
+        return self.data_dir / "outbox"
+
+    @property
+    def run_dir(self) -> Path:
+        """Runtime files of the daemon, such as `ports.json`."""
+        return self.data_dir / "run"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file when `database.url` is SQLite on a file; None otherwise."""
+        parts = sqlite_url_parts(self.database.url)
+        if parts is None or parts[1] in ("", ":memory:"):
+            return None
+        return Path(parts[1])
+
+
+def sqlite_url_parts(url: str) -> tuple[str, str, str] | None:
+    """(scheme, file, "?query") of a SQLite URL such as `sqlite:////abs/x.db`; else None."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.split("+", 1)[0].lower() != "sqlite":
+        return None
+    if rest and not rest.startswith("/"):
+        return None
+    file, question, query = rest[1:].partition("?")
+    return scheme, file, question + query

@@ -1,0 +1,251 @@
+"""The core tables: lists and their settings, owners, members, inbound, held, requests, audit.
+
+Also the `once` table, and the core list settings (the columns of `lists`, SPEC §4) declared in
+the one typed registry (`store/list_settings.py`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from listserv.mail.addresses import Role, role_address
+from listserv.store.list_settings import (
+    ADDRESS,
+    BOOLEAN,
+    ONE_LINE,
+    TEXT,
+    choice,
+    declare,
+    whole,
+)
+from listserv.store.models.base import Base, utcnow
+
+# -- the core list settings (SPEC §4): columns of `lists` ---------------------------------------
+
+DESCRIPTION = declare("description", ONE_LINE, "", "what the list is for (`info`, `help`)",
+                      column=True)
+POLICY = declare("policy", choice("confirm", "confirm+approve"), "confirm",
+                 "joining: confirmed by the person, or confirmed and then approved by the chair",
+                 column=True)
+NONMEMBER_ACTION = declare("nonmember_action", choice("hold", "reject", "discard"), "hold",
+                           "what becomes of a non-member's post", column=True)
+REPLY_TO = declare("reply_to", choice("poster", "list"), "poster",
+                   "where replies to list mail go", column=True)
+SUBJECT_PREFIX = declare("subject_prefix", ONE_LINE, None,
+                         'put before the subject (built in: `[NAME]`; `""` = none)', column=True)
+FOOTER = declare("footer", TEXT, None,
+                 'added to each copy (built in: the `footer.txt` template; `""` = none)',
+                 column=True)
+MAX_POST_KB = declare("max_post_kb", whole(0), 1024,
+                      "a larger post is held for the chair (0 = no limit)", column=True)
+PERSONALIZE = declare("personalize", BOOLEAN, True,
+                      "one copy per member, with their own unsubscribe link and bounce address",
+                      column=True)
+DMARC_MITIGATION = declare("dmarc_mitigation", choice("munge", "always", "wrap", "none"),
+                           "munge", "what a copy of a post from a DMARC-protected domain does "
+                           "(docs/delivery.md)", column=True)
+HELD_EXPIRY_DAYS = declare("held_expiry_days", whole(0), 14,
+                           "days a held post or request waits for the chair", column=True)
+RESOURCES = declare("resources", TEXT, "", "links shown in `info` and `help`, one a line",
+                    column=True)
+ARCHIVE_URL = declare("archive_url", ONE_LINE, "", "the archive's address (List-Archive)",
+                      column=True)
+#: `address.ROLE`: the public address of a role (SPEC §1), "" for the list's own.
+ROLE_ADDRESSES = {
+    role: declare(f"address.{role.value}", ADDRESS, "",
+                  f"the public address of the {role.value} role (`\"\"` = the list's own)")
+    for role in Role
+}
+
+
+class MailingList(Base):
+    """A list `name@domain` and the chair's settings for it (SPEC §4 "List settings")."""
+
+    __tablename__ = "lists"
+    __table_args__ = (UniqueConstraint("name", "domain"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    domain: Mapped[str] = mapped_column(String(253))
+    description: Mapped[str] = mapped_column(Text, default=DESCRIPTION.default)
+    policy: Mapped[str] = mapped_column(String(20), default=POLICY.default)
+    nonmember_action: Mapped[str] = mapped_column(String(10), default=NONMEMBER_ACTION.default)
+    reply_to: Mapped[str] = mapped_column(String(10), default=REPLY_TO.default)
+    # None = the default "[NAME]"; "" = no prefix (a no-modify list).
+    subject_prefix: Mapped[str | None] = mapped_column(Text, default=SUBJECT_PREFIX.default)
+    # None = the default footer template; "" = no footer.
+    footer: Mapped[str | None] = mapped_column(Text, default=FOOTER.default)
+    max_post_kb: Mapped[int] = mapped_column(Integer, default=MAX_POST_KB.default)
+    personalize: Mapped[bool] = mapped_column(Boolean, default=PERSONALIZE.default)
+    dmarc_mitigation: Mapped[str] = mapped_column(String(10), default=DMARC_MITIGATION.default)
+    held_expiry_days: Mapped[int] = mapped_column(Integer, default=HELD_EXPIRY_DAYS.default)
+    resources: Mapped[str] = mapped_column(Text, default=RESOURCES.default)
+    archive_url: Mapped[str] = mapped_column(Text, default=ARCHIVE_URL.default)
+    # The namespaced settings (address.ROLE, bounce.*, column.*, meetings.*): store/list_settings
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    owners: Mapped[list[Owner]] = relationship(
+        back_populates="mailing_list", cascade="all, delete-orphan", order_by="Owner.id"
+    )
+
+    @property
+    def address(self) -> str:
+        return f"{self.name}@{self.domain}"
+
+    def role_address(self, role: Role, token: str = "") -> str:
+        """The public address of `role` (SPEC §1: the `address.ROLE` setting, or the default)."""
+        return role_address(self.address, role, token, ROLE_ADDRESSES[role].get(self))
+
+    @property
+    def prefix(self) -> str:
+        return f"[{self.name}]" if self.subject_prefix is None else self.subject_prefix
+
+
+class Owner(Base):
+    """An owner (chair) of a list: gets the owner mail and the notices."""
+
+    __tablename__ = "owners"
+    __table_args__ = (UniqueConstraint("list_id", "email"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+
+    mailing_list: Mapped[MailingList] = relationship(back_populates="owners")
+
+
+MAX_NAME_LENGTH = 200  # of a member's or requester's name
+
+
+class Member(Base):
+    """A subscriber of a list. Tokens are opaque: they never encode the address."""
+
+    __tablename__ = "members"
+    __table_args__ = (
+        UniqueConstraint("list_id", "email"),
+        Index("ix_members_list_status", "list_id", "status", "delivery"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), default="")
+    delivery: Mapped[str] = mapped_column(String(10), default="regular")
+    status: Mapped[str] = mapped_column(String(10), default="active")
+    bounce_token: Mapped[str] = mapped_column(String(40), unique=True)
+    leave_token: Mapped[str] = mapped_column(String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Inbound(Base):
+    """One accepted message for one recipient, stored before the MTA heard 250."""
+
+    __tablename__ = "inbound"
+    __table_args__ = (Index("ix_inbound_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    mail_from: Mapped[str] = mapped_column(String(320), default="")
+    rcpt: Mapped[str] = mapped_column(String(320))
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
+    role: Mapped[str] = mapped_column(String(20))
+    token: Mapped[str] = mapped_column(String(80), default="")
+    raw: Mapped[bytes]
+    size: Mapped[int] = mapped_column(Integer)
+    # new -> done | failed; a transient failure leaves it new, due again at next_attempt_at
+    status: Mapped[str] = mapped_column(String(10), default="new")
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    processed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Transient failures since it came (or since the chair's `queue retry`); None = due now.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Held(Base):
+    """A message waiting for the chair's decision."""
+
+    __tablename__ = "held"
+    __table_args__ = (Index("ix_held_status", "status", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound.id", ondelete="CASCADE"))
+    sender: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(Text)
+    # waiting -> approved | rejected | discarded | expired
+    status: Mapped[str] = mapped_column(String(10), default="waiting")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str] = mapped_column(String(320), default="")
+
+    inbound: Mapped[Inbound] = relationship()
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class Request(Base):
+    """A membership request: waiting for its confirmation, for the chair, or unclear.
+
+    `kind` is subscribe, unsubscribe, resubscribe (the undo offered by a goodbye), unclear or
+    peer_input; `status` is confirming (the token went out), waiting (for the chair), done,
+    denied or expired.
+    """
+
+    __tablename__ = "requests"
+    __table_args__ = (Index("ix_requests_status", "status", "list_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), default="")
+    delivery: Mapped[str] = mapped_column(String(10), default="regular")
+    lang: Mapped[str] = mapped_column(String(8), default="en")
+    status: Mapped[str] = mapped_column(String(12), default="confirming")
+    token: Mapped[str | None] = mapped_column(String(40), unique=True, default=None)
+    requested_by: Mapped[str] = mapped_column(String(320), default="")
+    # What the chair sees of an unclear request (its subject); never mailed to anyone else.
+    summary: Mapped[str] = mapped_column(Text, default="")
+    inbound_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str] = mapped_column(String(320), default="")
+
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class AuditEntry(Base):
+    """Every chair action and automatic decision: who, what, when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(60))
+    list_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lists.id", ondelete="SET NULL"), default=None
+    )
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Once(Base):
+    """What must happen once (a daily summary, a reminder): its key is unique."""
+
+    __tablename__ = "once"
+    __table_args__ = (UniqueConstraint("kind", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
