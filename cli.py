@@ -25,11 +25,11 @@ from listserv.column import submissions as column
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
 from listserv.errors import ListservError
+from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.meetings import peer_input as peer_input
 from listserv.meetings import series as meetings
 from listserv.membership import subscriptions as membership
-from listserv.posting.distribute import parse
 from listserv.store.engine import Store
 
 

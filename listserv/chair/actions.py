@@ -20,10 +20,11 @@ from listserv.errors import ListservError
 from listserv.mail.addresses import Role, normalize, valid_address
 from listserv.mail.automatic import may_auto_reply
 from listserv.mail.headers import from_name
+from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
 from listserv.membership.subscriptions import find_member, subscribe
-from listserv.posting.distribute import distribute, headers_only, list_headers, parse
+from listserv.posting.distribute import distribute, headers_only, list_headers
 from listserv.store import list_settings
 from listserv.store.audit import audit
 from listserv.store.lookup import by_number

@@ -7,8 +7,6 @@ transaction, beside the state change that causes it.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
@@ -16,6 +14,7 @@ from listserv.delivery.notices import list_context, notify
 from listserv.delivery.outbox import enqueue, enqueue_to_members
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
+from listserv.mail.message import parse
 from listserv.mail.mime.transforms import (
     ListHeaders,
     RawMessage,
@@ -28,13 +27,6 @@ from listserv.mail.render import Renderer, one_line
 from listserv.posting.dmarc import PolicyLookup, default_lookup, domain_of, mitigation
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models import Held, Inbound, MailingList
-
-
-def parse(raw: bytes) -> EmailMessage:
-    """The parsed form of stored bytes (for reading only: we never re-serialise it)."""
-    msg = message_from_bytes(raw, policy=policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
 
 
 def list_id(mailing_list: MailingList) -> str:

@@ -29,8 +29,9 @@ from listserv.handlers.context import Context
 from listserv.intent.classify import Guard, Understanding, guard
 from listserv.mail.addresses import Destination, Role, normalize
 from listserv.mail.headers import from_address
+from listserv.mail.message import parse
 from listserv.mail.render import Renderer
-from listserv.posting.distribute import list_id, parse
+from listserv.posting.distribute import list_id
 from listserv.posting.dmarc import DnsFailure, default_lookup, domain_of
 from listserv.router import guards as guards
 from listserv.store.audit import DAEMON, audit
