@@ -413,6 +413,9 @@ def held_show(app: App, held_id: str, as_json: bool) -> None:
 @pass_app
 def held_approve(app: App, held_id: str, add_member: bool) -> None:
     """Distribute a held message."""
+    with app.reading() as session:
+        raw = services.find_held(session, held_id).inbound.raw
+    services.before_approving(raw)  # a DNS lookup, outside the write transaction
     with app.unit_of_work() as session:
         item = services.find_held(session, held_id)
         count = services.approve_held(session, app.renderer, item, app.clock.now(), app.actor,
