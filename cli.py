@@ -27,6 +27,7 @@ from listserv.column.export import export as export_submissions
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon
 from listserv.errors import ListservError
+from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.meetings import peer_input as peer_input
 from listserv.meetings import reminders
@@ -35,7 +36,6 @@ from listserv.meetings.series import MAX_DURATION, create_series, schedule
 from listserv.meetings.show import meeting_dict
 from listserv.meetings.times import parse_at, when
 from listserv.membership import subscriptions as membership
-from listserv.posting.distribute import parse
 from listserv.store.engine import Store
 
 
@@ -419,6 +419,9 @@ def held_show(app: App, held_id: str, as_json: bool) -> None:
 @pass_app
 def held_approve(app: App, held_id: str, add_member: bool) -> None:
     """Distribute a held message."""
+    with app.reading() as session:
+        raw = services.find_held(session, held_id).inbound.raw
+    services.before_approving(raw)  # a DNS lookup, outside the write transaction
     with app.unit_of_work() as session:
         item = services.find_held(session, held_id)
         count = services.approve_held(session, app.renderer, item, app.clock.now(), app.actor,

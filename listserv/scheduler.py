@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from listserv.bounces import steps as bounces
 from listserv.column import calls as column
 from listserv.delivery.notices import notify
+from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.meetings import series as meetings
 from listserv.membership.subscriptions import expire_requests
-from listserv.posting.distribute import parse
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
 from listserv.store.models.core import Held, MailingList

@@ -32,7 +32,7 @@ from listserv.mail.mime.parts import split_multipart
 from listserv.mail.mime.raw import RawMessage
 from listserv.mail.mime.sender_rewrite import SenderRewrite
 
-from .helpers import LIST, lmtp_send
+from .helpers import LIST, lmtp_send, parse
 
 CLIENTS = Path(__file__).parent / "data" / "clients"
 FIXTURES = sorted(path.name for path in CLIENTS.glob("*.eml"))
@@ -54,12 +54,6 @@ READER = "reader@example.net"
 
 def fixture(name: str) -> bytes:
     return (CLIENTS / name).read_bytes()
-
-
-def parse(data: bytes) -> EmailMessage:
-    msg = message_from_bytes(data, policy=policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
 
 
 # -- what a reader sees --------------------------------------------------------------------------

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from sqlalchemy.orm import Session
+
+from listserv.posting import dmarc
+from listserv.store.engine import Store
 
 from .helpers import LIST, lmtp_send, make_message, parse
 
@@ -61,6 +68,40 @@ def test_approve_distributes_and_can_add_the_sender(cli, members, daemon, sink):
     assert held_items(cli) == []
     again = cli("held", "approve", "1", ok=False)
     assert again.exit_code != 0 and "already approved" in again.output
+
+
+def test_approving_looks_up_the_authors_dmarc_before_the_write_transaction(
+        cli, members, daemon, sink, dns_zone, monkeypatch):
+    """A DNS lookup can take seconds; inside `held approve`'s unit of work it would hold the
+    store's write lock that long (issue 13, hidden I/O)."""
+    dns_zone.records["_dmarc.else.org"] = ["v=DMARC1; p=reject"]
+    post_from_stranger(daemon, sink)
+    queried_inside: list[str] = []  # DNS queries sent while this thread's unit of work was open
+    real_unit_of_work = Store.unit_of_work
+
+    @contextmanager
+    def tracked(store: Store) -> Iterator[Session]:
+        if threading.current_thread() is not threading.main_thread():
+            with real_unit_of_work(store) as session:  # the daemon's threads
+                yield session
+            return
+        before = len(dns_zone.queries)
+        try:
+            with real_unit_of_work(store) as session:
+                yield session
+        finally:
+            queried_inside.extend(dns_zone.queries[before:])
+
+    monkeypatch.setattr(Store, "unit_of_work", tracked)
+    dmarc.set_default_lookup(None)  # forget what the router looked up when the post arrived
+    dns_zone.queries.clear()
+    cli("held", "approve", "1")
+    assert "_dmarc.else.org" in dns_zone.queries  # looked up by `held approve`...
+    assert queried_inside == []  # ...but not while it held the write lock
+    sink.wait_for(lambda s: all(s.messages_for(m) for m in MEMBERS), description="the post")
+    copy = parse(sink.messages_for("ann@example.net")[0].data)
+    assert copy["From"] == "Stranger via SHMA <shma@lists.example.org>"
+    assert copy["Reply-To"] == "Stranger <stranger@else.org>"
 
 
 def test_reject_replies_from_the_template_and_discard_is_silent(cli, members, daemon, sink):

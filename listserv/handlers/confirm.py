@@ -9,6 +9,7 @@ from __future__ import annotations
 from listserv.mail.headers import from_name
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import DAEMON, audit
+from listserv.store.lookup import open_request_for_token
 
 from .context import Context
 
@@ -16,7 +17,7 @@ from .context import Context
 def handle(ctx: Context) -> str:
     """A human reply to a confirmation or a goodbye: do what it confirms."""
     ml = ctx.mailing_list
-    request = membership.open_request_for_token(ctx.session, ctx.destination.token, ctx.now)
+    request = open_request_for_token(ctx.session, ctx.destination.token, ctx.now)
     if request is None or request.list_id != ml.id:
         audit(ctx.session, ctx.now, DAEMON, "confirm-unknown", f"inbound #{ctx.inbound.id}",
               ml.id)

@@ -17,6 +17,7 @@ from listserv.mail.headers import from_address, from_name, header_text
 from listserv.meetings import queries as meetings
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import DAEMON, audit
+from listserv.store.lookup import open_request_for_token
 from listserv.store.models.core import MailingList, Request
 
 from ..mail.automatic import may_auto_reply
@@ -103,7 +104,7 @@ def _one(ctx: Context, command: Command, lang: str, sender: str, results: Result
     elif command.kind is Kind.SET:
         _set(ctx, command, lang, sender, results)
     elif command.kind is Kind.CONFIRM:
-        request = membership.open_request_for_token(ctx.session, command.token or "", ctx.now)
+        request = open_request_for_token(ctx.session, command.token or "", ctx.now)
         if request is None or request.list_id != ml.id:
             results.add("confirm-unknown")
             return

@@ -37,9 +37,9 @@ from sqlalchemy.orm import Session
 from listserv.mail.addresses import Destination, Role, normalize
 from listserv.mail.automatic import recognise
 from listserv.mail.headers import from_address, header_text
-from listserv.membership.subscriptions import open_request_for_token
-from listserv.posting.distribute import parse
+from listserv.mail.message import parse
 from listserv.store.engine import Store
+from listserv.store.lookup import open_request_for_token
 from listserv.store.models.core import Inbound, MailingList
 from listserv.store.models.features import ImapCursor, ImapMessage
 

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+from email.errors import MessageError
 from email.message import EmailMessage
 from email.utils import getaddresses
 
 from listserv.mail.addresses import normalize
+
+log = logging.getLogger(__name__)
+
+#: What the email package's header parser raises on some malformed values (besides its own
+#: errors: IndexError and friends from its parser, LookupError for an unknown charset).
+UNREADABLE = (MessageError, ValueError, LookupError, IndexError, TypeError, AttributeError)
 
 
 def header_text(msg: EmailMessage, name: str) -> str:
     """A header's decoded value as one line ("" when absent or unreadable)."""
     try:
         text = str(msg.get(name) or "")
-    except Exception:  # the email package's header parser trips on some malformed values
+    except UNREADABLE:
+        log.debug("an unreadable %s header", name, exc_info=True)
         return ""
     return " ".join(text.split())
 
@@ -22,8 +31,10 @@ def header_values(msg: EmailMessage, name: str) -> list[str]:
     cannot be read)."""
     try:
         return [" ".join(str(v).split()) for v in msg.get_all(name, [])]
-    except Exception:  # the email package's header parser trips on some malformed values
-        return [header_text(msg, name)] if header_text(msg, name) else []
+    except UNREADABLE:
+        log.debug("an unreadable %s header among several", name, exc_info=True)
+        first = header_text(msg, name)
+        return [first] if first else []
 
 
 def raw_header_values(msg: EmailMessage, name: str) -> list[str]:

@@ -95,14 +95,6 @@ def unsubscribe(session: Session, renderer: Renderer, ml: MailingList, member: M
            undo_address=ml.role_address(Role.CONFIRM, undo.token or ""))
 
 
-def open_request_for_token(session: Session, token: str, now: datetime) -> Request | None:
-    """The open request a confirmation token belongs to (None if unknown, used or expired)."""
-    request = session.scalar(select(Request).where(Request.token == token.lower()))
-    if request is None or request.status != "confirming" or request.expires_at <= now:
-        return None
-    return request
-
-
 def confirm(session: Session, renderer: Renderer, request: Request, now: datetime,
             confirmer_name: str = "") -> str:
     """Complete a confirmed request; returns what happened, for the log and the reply.

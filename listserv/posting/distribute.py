@@ -7,8 +7,6 @@ transaction, beside the state change that causes it.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
@@ -17,6 +15,7 @@ from listserv.delivery.notices import list_context, notify
 from listserv.delivery.outbox import enqueue, enqueue_to_members
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
+from listserv.mail.message import parse
 from listserv.mail.mime.copies import distribution_copy, owner_copy
 from listserv.mail.mime.headers import author_of
 from listserv.mail.mime.raw import RawMessage
@@ -25,13 +24,6 @@ from listserv.mail.render import Renderer, one_line
 from listserv.posting.dmarc import PolicyLookup, default_lookup, domain_of, mitigation
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import Held, Inbound, MailingList
-
-
-def parse(raw: bytes) -> EmailMessage:
-    """The parsed form of stored bytes (for reading only: we never re-serialise it)."""
-    msg = message_from_bytes(raw, policy=policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
 
 
 def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,

@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import EmailMessage
 from enum import StrEnum
 from typing import Protocol
 
@@ -43,6 +44,8 @@ import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+
+from listserv.mail.headers import from_address
 
 DEFAULT_TIMEOUT = 2.0
 MAX_TTL = 3600.0
@@ -271,6 +274,15 @@ def default_lookup() -> PolicyLookup:
         if _default is None:
             _default = make_resolver()
         return _default
+
+
+def look_up_ahead(msg: EmailMessage) -> None:
+    """Look up the policy of `msg`'s author now, so that making its copies later answers from
+    the cache: callers do this before opening a write transaction, since a lookup can take
+    seconds (the router before handling a post, the chair before approving a held one)."""
+    domain = domain_of(from_address(msg))
+    if domain:
+        default_lookup()(domain)
 
 
 def set_default_lookup(lookup: PolicyLookup | None) -> None:

@@ -29,10 +29,9 @@ from listserv.handlers import bounce, column, confirm, join, leave, owner, peer_
 from listserv.handlers.context import Context
 from listserv.intent.classify import Guard, Understanding, guard
 from listserv.mail.addresses import Destination, Role, normalize
-from listserv.mail.headers import from_address
+from listserv.mail.message import parse
 from listserv.mail.render import Renderer
-from listserv.posting.distribute import parse
-from listserv.posting.dmarc import DnsFailure, default_lookup, domain_of
+from listserv.posting.dmarc import DnsFailure, look_up_ahead
 from listserv.router import guards as guards
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
@@ -129,9 +128,8 @@ def prepare_next(store: Store, now: datetime) -> Prepared | None:
     try:
         role = Role(row.role)
         prepared = prepare(row.id, row.raw, role, row.name)
-        domain = domain_of(from_address(prepared.msg)) if role in (Role.POST, Role.OWNER) else ""
-        if domain:
-            default_lookup()(domain)
+        if role in (Role.POST, Role.OWNER):
+            look_up_ahead(prepared.msg)
     except Exception:
         log.warning("inbound %s: reading it before its transaction failed", row.id,
                     exc_info=True)

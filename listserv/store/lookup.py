@@ -1,10 +1,15 @@
-"""Rows by the number the chair types (`held approve 3`, `peer-input move 7 …`)."""
+"""Rows by what a person hands us: the number the chair types (`held approve 3`, `peer-input
+move 7 …`), the token in a confirmation address."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from listserv.store.models.core import Request
 
 Row = TypeVar("Row")
 #: Longest id we look up: 18 digits stay inside a 64-bit integer column.
@@ -18,3 +23,14 @@ def by_number(session: Session, model: type[Row], ref: str) -> Row | None:
     if not number.isdigit() or len(number) > MAX_DIGITS:
         return None
     return session.get(model, int(number))
+
+
+def open_request_for_token(session: Session, token: str, now: datetime) -> Request | None:
+    """The open request a confirmation token belongs to (None if unknown, used or expired).
+
+    Here rather than in membership because intake asks it too (a token in a Subject, when a
+    provider stripped the `+TOKEN`), and intake sits below the features."""
+    request = session.scalar(select(Request).where(Request.token == token.lower()))
+    if request is None or request.status != "confirming" or request.expires_at <= now:
+        return None
+    return request
