@@ -91,6 +91,10 @@ def step(session: Session, renderer: Renderer, ml: MailingList, member: Member,
     for probe in session.scalars(select(BounceProbe).where(BounceProbe.member_id == member.id)):
         session.delete(probe)
     session.delete(state)
+    # The member's own rows go first, in their own flush: the unit of work knows no order
+    # between these mappers (no relationship), and deleting the member first lets the
+    # database's ON DELETE CASCADE take the score row the next DELETE then expects.
+    session.flush()
     session.delete(member)
     session.flush()
     audit(session, now, DAEMON, "member-removed",

@@ -44,7 +44,7 @@ class Renderer:
     """The one jinja2 Environment: StrictUndefined, operator overrides, then our templates.
 
     `eightbit` is the form of the mail it renders on the wire (`[outbound] eightbitmime`):
-    whoever queues that mail passes it on to the serializer (`outbound.enqueue`).
+    whoever queues that mail passes it on to the serializer (`delivery.outbox.enqueue`).
     """
 
     def __init__(self, templates_dir: Path | None = None, eightbit: bool = False) -> None:

@@ -1,9 +1,9 @@
 """The one serializer for the wire (SPEC §3, "On the wire"): what every outgoing message becomes.
 
-Everything we send passes through `to_wire` once, where it is queued (`outbound.enqueue`,
-`outbound.enqueue_to_members`): notices, replies, reminders and confirmations we compose, and
-the copies of members' posts. The queue stores its result and every transport sends (or
-writes) exactly those bytes. What comes out:
+Everything we send passes through `to_wire` once, where it is queued
+(`delivery.outbox.enqueue`, `delivery.outbox.enqueue_to_members`): notices, replies, reminders
+and confirmations we compose, and the copies of members' posts. The queue stores its result
+and every transport sends (or writes) exactly those bytes. What comes out:
 
 - **CRLF only.** Bare CR and bare LF in a post's body are line ends and become CRLF, so nothing
   like `\\r.\\r\\n` (SMTP smuggling) survives. Parts are found after this, so the MIME structure

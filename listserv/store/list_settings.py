@@ -130,14 +130,13 @@ def declare(key: str, parser: Parser[Any], default: T, help: str, *,
 
 
 def registered() -> list[ListSetting[Any]]:
-    """Every declared setting: the core ones (the list's columns and `address.*`) first, then
-    each feature's by its prefix in alphabetical order; declaration order within each group,
-    so the order does not depend on which feature module was imported first."""
-    def group(setting: ListSetting[Any]) -> tuple[bool, str]:
-        prefix = setting.key.partition(".")[0] if "." in setting.key else ""
-        core = prefix in ("", "address")
-        return (not core, "" if core else prefix)
-    return sorted(_REGISTRY.values(), key=group)
+    """Every declared setting: the core ones (the list's columns and `address.*`, declared in
+    one module) in declaration order, then the features' in alphabetical order of key, so the
+    order does not depend on which feature module was imported first."""
+    def place(setting: ListSetting[Any]) -> tuple[bool, str]:
+        core = "." not in setting.key or setting.key.startswith("address.")
+        return (not core, "" if core else setting.key)
+    return sorted(_REGISTRY.values(), key=place)
 
 
 def find(key: str) -> ListSetting[Any] | None:
