@@ -20,11 +20,10 @@ from listserv.intent.classify import (
     _enough_for_guard,  # the guard's reading limit, tested on its own
     detect_language,
     guard,
-    html_to_text,
     load_phrases,
-    message_text,
     understand,
 )
+from listserv.mail.text import html_to_text, message_text
 
 LIST = "shma"
 REQUEST = "shma-request@lists.example.org"

@@ -1,9 +1,7 @@
 """Request understanding (SPEC §2, issue 4): what does mail to -request, -join or the list ask?
 
-Three entry points:
+Two entry points (the author's own words come from ``listserv.mail.text``):
 
-* :func:`message_text` -- the author's own words: the plain part (or the HTML part converted to
-  text), without quoted history, signatures, disclaimers and mobile footers.
 * :func:`understand` -- for mail to ``NAME-request@`` / ``NAME-join@``: classic commands one per
   line (Mailman and LISTSERV forms) or one free-text request in English, Spanish, French, German
   or Portuguese.
@@ -30,17 +28,26 @@ from __future__ import annotations
 import email.message
 import re
 import tomllib
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from html.parser import HTMLParser
-from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from listserv.mail.automatic import automatic
+from listserv.mail.text import (
+    PHRASES_DIR,
+    QUOTED,
+    Body,
+    Markers,
+    body_text,
+    compile_patterns,
+    fold,
+    match_any,
+    read_markers,
+    split_body,
+)
 
 __all__ = [
     "Command",
@@ -49,14 +56,10 @@ __all__ = [
     "Understanding",
     "detect_language",
     "guard",
-    "html_to_text",
     "load_phrases",
-    "message_text",
     "understand",
 ]
 
-#: The phrase files, package data found with importlib.resources (in a wheel as in a checkout).
-PHRASES_DIR = resources.files("listserv.intent").joinpath("phrases")
 DEFAULT_LANG = "en"
 
 #: The guard's idea of "short": a post to the list is handled as a request only when the author's
@@ -70,8 +73,6 @@ GUARD_BARE_MAX_WORDS = 25
 GUARD_KEYWORD_MAX_WORDS = 15
 #: Free text beyond this many characters of own text is not searched for requests.
 MAX_FREE_TEXT = 10_000
-#: Body lines beyond this many are not looked at (a command mail is cut far earlier).
-MAX_LINES = 5_000
 #: Command lines processed per message (SPEC §2, "No oracle"); the rest are reported ignored.
 MAX_COMMANDS = 10
 
@@ -111,34 +112,6 @@ class Guard(StrEnum):
     UNSURE = "unsure"
 
 
-# --------------------------------------------------------------------------------------------
-# Text normalisation: a 1:1 character fold, so positions in the folded text are positions in
-# the original text.
-
-_PUNCT_FOLD = str.maketrans({
-    "\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "`": "'",
-    "\u201c": '"', "\u201d": '"', "\u00ab": '"', "\u00bb": '"', "\u201e": '"',
-    "\u2013": "-", "\u2014": "-", "\u2212": "-", "\u2010": "-", "\u2011": "-",
-    "\u00a0": " ", "\u202f": " ", "\u2009": " ", "\u200b": " ", "\ufeff": " ",
-})
-
-
-@lru_cache(maxsize=4096)
-def _fold_char(c: str) -> str:
-    if c.isascii():
-        return c
-    stripped = "".join(ch for ch in unicodedata.normalize("NFKD", c)
-                       if not unicodedata.combining(ch))
-    return stripped if len(stripped) == 1 else c
-
-
-def _fold(text: str) -> str:
-    """Accents off, typographic quotes and dashes to ASCII; same length as `text`."""
-    text = text.translate(_PUNCT_FOLD)
-    if text.isascii():
-        return text
-    return "".join(_fold_char(c) for c in text)
-
 
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
@@ -151,22 +124,13 @@ def _mask(text: str) -> str:
     return _EMAIL.sub(lambda m: "@" * len(m.group()), text)
 
 
+
 # --------------------------------------------------------------------------------------------
 # Phrase files
 
 
-def _compile(patterns: Iterable[str], *, whole: bool = False) -> re.Pattern[str] | None:
-    parts = [_fold(p) for p in patterns if p]
-    if not parts:
-        return None
-    body = "|".join(f"(?:{p})" for p in parts)
-    if whole:
-        body = rf"^\W*(?:{body})\W*$"
-    return re.compile(body, re.I)
-
-
 def _compile_each(patterns: Iterable[str]) -> tuple[re.Pattern[str], ...]:
-    return tuple(re.compile(_fold(p), re.I) for p in patterns if p)
+    return tuple(re.compile(fold(p), re.I) for p in patterns if p)
 
 
 #: Request groups in a phrase file's [request] table, and what each means.
@@ -194,21 +158,13 @@ _OBJECT_GROUPS = {"subscribe", "subscribe_weak", "unsubscribe", "unsubscribe_wea
 
 
 @dataclass(frozen=True)
-class Phrases:
-    """One language's compiled phrase file."""
+class Phrases(Markers):
+    """One language's compiled phrase file: its markers (quotes, footers) and request phrases."""
 
     lang: str
     name: str
     words: frozenset[str]
     chars: re.Pattern[str] | None
-    reply_header: re.Pattern[str] | None
-    separator: re.Pattern[str] | None
-    header_from: re.Pattern[str] | None
-    header_field: re.Pattern[str] | None
-    mobile: re.Pattern[str] | None
-    disclaimer: re.Pattern[str] | None
-    closing: re.Pattern[str] | None
-    greeting: re.Pattern[str] | None
     groups: dict[str, tuple[re.Pattern[str], ...]]
     keywords: dict[Kind, re.Pattern[str]]
     confirm: re.Pattern[str] | None
@@ -221,19 +177,10 @@ class Phrases:
     object_before: bool = False
 
 
-#: What may follow a closing on its line: nothing, punctuation and a few words ("Thanks, Jo
-#: Bloggs"), or a capitalised name ("Cheers Dev") -- so "Best practice is..." is not a closing.
-_NAME = r"(?-i:[A-Z])[\w.'-]*"
-_TAIL = (rf"(?:\W*|[,.;:!\-]+\s*(?:[^\s,.;:!]+[\s,.;:!]*){{0,3}}"
-         rf"|\s+{_NAME}(?:\s+{_NAME}){{0,2}}[\s.!]*)")
-
-
 def _parse_phrase_file(path: Traversable) -> Phrases:
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     lang = path.name.removesuffix(".toml")
     detect = data.get("detect", {})
-    quotes = data.get("quotes", {})
-    footer = data.get("footer", {})
     request = data.get("request", {})
     keywords = data.get("keywords", {})
     delivery = data.get("delivery", {})
@@ -241,37 +188,23 @@ def _parse_phrase_file(path: Traversable) -> Phrases:
     unknown = set(request) - set(_GROUPS) - {"confirm"}
     if unknown:
         raise ValueError(f"{path}: unknown [request] groups {sorted(unknown)}")
-    # a closing or greeting is a whole line, optionally followed by a short name
-    closing = _compile(footer.get("closing", []))
-    if closing is not None:
-        closing = re.compile(rf"^\W*(?:{closing.pattern}){_TAIL}$", re.I)
-    greeting = _compile(footer.get("greeting", []))
-    if greeting is not None:
-        greeting = re.compile(rf"^\W*(?:{greeting.pattern}){_TAIL}$", re.I)
     return Phrases(
+        **vars(read_markers(data)),
         lang=lang,
         name=data.get("name", lang),
-        words=frozenset(_fold(w).lower() for w in detect.get("words", [])),
+        words=frozenset(fold(w).lower() for w in detect.get("words", [])),
         chars=re.compile(detect["chars"]) if detect.get("chars") else None,
-        reply_header=_compile(quotes.get("reply_header", [])),
-        separator=_compile(quotes.get("separator", []), whole=True),
-        header_from=_compile(quotes.get("header_from", [])),
-        header_field=_compile(quotes.get("header_fields", [])),
-        mobile=_compile(footer.get("mobile", []), whole=True),
-        disclaimer=_compile(footer.get("disclaimer", [])),
-        closing=closing,
-        greeting=greeting,
         groups={g: _compile_each(request.get(g, [])) for g in _GROUPS},
         keywords={Kind(k): p for k, v in keywords.items()
-                  if (p := _compile(v, whole=True)) is not None},
-        confirm=_compile(request.get("confirm", []), whole=True),
+                  if (p := compile_patterns(v, whole=True)) is not None},
+        confirm=compile_patterns(request.get("confirm", []), whole=True),
         delivery={k: p for k in ("digest", "regular", "nomail")
-                  if (p := _compile(delivery.get(k, []))) is not None},
-        instead_of=_compile(delivery.get("instead_of", [])),
-        list_words=_compile(context.get("list", [])),
-        other_object=_compile(context.get("other_object", [])),
-        negation=_compile(context.get("negation", [])),
-        keep=_compile(context.get("keep", [])),
+                  if (p := compile_patterns(delivery.get(k, []))) is not None},
+        instead_of=compile_patterns(delivery.get("instead_of", [])),
+        list_words=compile_patterns(context.get("list", [])),
+        other_object=compile_patterns(context.get("other_object", [])),
+        negation=compile_patterns(context.get("negation", [])),
+        keep=compile_patterns(context.get("keep", [])),
         object_before=bool(context.get("object_before", False)),
     )
 
@@ -301,244 +234,7 @@ def _langs() -> Sequence[Phrases]:
 
 
 def _any(attr: str, text: str, how: str = "search") -> re.Match[str] | None:
-    for ph in _langs():
-        pattern = getattr(ph, attr)
-        if pattern is not None:
-            m = getattr(pattern, how)(text)
-            if m:
-                return m
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# HTML to text
-
-_SKIP = {"head", "style", "script", "title", "xml", "template"}
-_BLOCK = {
-    "p", "div", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
-    "pre", "dl", "dt", "dd", "section", "article", "header", "footer", "address",
-    "center", "form", "fieldset",
-}
-_VOID = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "wbr", "source"}
-_SIGNATURE_CLASS = re.compile(r"signature", re.I)
-
-
-class _HTMLText(HTMLParser):
-    """Blocks become lines, <blockquote> becomes '> ' lines, <hr> an Outlook separator line;
-    head/style/script and elements whose class or id names a signature are dropped."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.lines: list[str] = []
-        self.buf: list[str] = []
-        self.depth = 0  # blockquote depth
-        self.skip = 0  # inside head/style/script
-        self.pre = 0
-        self.dropping = 0  # open elements inside a dropped (signature) element
-
-    def _flush(self, blank: bool = False) -> None:
-        """End the current line; an empty one is kept only when `blank` (an empty <p>, a <br>)."""
-        text = "".join(self.buf)
-        self.buf = []
-        if not self.pre:
-            text = re.sub(r"[ \t\r\n\f\v\u00a0]+", " ", text).strip()
-        if not text and not blank:
-            return
-        for line in text.split("\n") if self.pre else [text]:
-            self.lines.append("> " * self.depth + line.rstrip())
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self.dropping:
-            if tag not in _VOID:
-                self.dropping += 1
-            return
-        if tag in _SKIP:
-            self.skip += 1
-            return
-        if tag == "br":
-            self._flush(blank=True)
-            return
-        if tag == "hr":
-            self._flush()
-            self.lines.append("> " * self.depth + "_" * 32)
-            return
-        if tag in _BLOCK or tag == "blockquote":
-            self._flush()
-        if tag == "blockquote":
-            self.depth += 1
-        if tag == "pre":
-            self.pre += 1
-        cls = " ".join(v or "" for k, v in attrs if k in ("class", "id"))
-        if tag not in _VOID and _SIGNATURE_CLASS.search(cls):
-            self.dropping = 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if self.dropping:
-            self.dropping -= 1
-            return
-        if tag in _SKIP:
-            self.skip = max(0, self.skip - 1)
-            return
-        if tag in _BLOCK or tag == "blockquote":
-            self._flush(blank=tag == "p")
-        if tag == "blockquote":
-            self.depth = max(0, self.depth - 1)
-        if tag == "pre":
-            self.pre = max(0, self.pre - 1)
-
-    def handle_data(self, data: str) -> None:
-        if not self.skip and not self.dropping:
-            self.buf.append(data)
-
-    def text(self) -> str:
-        self.close()
-        self._flush()
-        out: list[str] = []
-        for line in self.lines:
-            if not line.strip("> ") and out and not out[-1].strip("> "):
-                continue  # collapse runs of blank lines
-            out.append(line)
-        return "\n".join(out).strip("\n")
-
-
-def html_to_text(html: str) -> str:
-    """Plain text of an HTML body (standard library parser; tolerant of broken markup)."""
-    parser = _HTMLText()
-    parser.feed(html)
-    return parser.text()
-
-
-# --------------------------------------------------------------------------------------------
-# The author's own words
-
-
-def _part_text(part: email.message.EmailMessage) -> str:
-    try:
-        content = part.get_content()
-    except (LookupError, UnicodeError, AssertionError):  # unknown charset, broken encoding
-        payload = part.get_payload(decode=True) or b""
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    return content if isinstance(content, str) else ""
-
-
-def body_text(msg: email.message.EmailMessage) -> str:
-    """The message body as plain text: the text/plain part, else the HTML part converted."""
-    try:
-        plain = msg.get_body(preferencelist=("plain",))
-    except (KeyError, AttributeError):
-        plain = None
-    text = _part_text(plain) if plain is not None else ""
-    if text.strip():
-        return text.replace("\r\n", "\n").replace("\r", "\n")
-    try:
-        html = msg.get_body(preferencelist=("html",))
-    except (KeyError, AttributeError):
-        html = None
-    if html is not None:
-        return html_to_text(_part_text(html))
-    return text
-
-
-_QUOTED = re.compile(r"^\s*>")
-_UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
-_SIG_DASHES = re.compile(r"^(?:--|\u2014|-- .{0,40})\s*$")
-
-
-@dataclass
-class _Body:
-    own: str  # the author's own words
-    rest: str  # what was cut below them: signature, closing, disclaimer, footer
-    quoted: str  # quoted history
-
-
-def _is_header_block(lines: list[str], i: int) -> bool:
-    """An Outlook-style header block: "From: ..." then "Sent:/To:/Subject:" within a few lines."""
-    line = _fold(lines[i]).strip().lstrip("*").strip()
-    if not _any("header_from", line, "match"):
-        return False
-    seen = 0
-    for nxt in lines[i + 1:i + 6]:
-        f = _fold(nxt).strip().lstrip("*").strip()
-        if _any("header_field", f, "match"):
-            seen += 1
-            if seen >= 2:
-                return True
-    return False
-
-
-def _reply_header(lines: list[str], i: int) -> int:
-    """How many lines (1 or 2) starting at i form an "On ... wrote:" attribution; 0 if none."""
-    one = _fold(lines[i]).strip()
-    if not one or len(one) > 300:
-        return 0
-    if _any("reply_header", one, "fullmatch"):
-        return 1
-    if i + 1 < len(lines):
-        two = one + " " + _fold(lines[i + 1]).strip()
-        if len(two) <= 300 and _any("reply_header", two, "fullmatch"):
-            return 2
-    return 0
-
-
-def _split_body(text: str) -> _Body:
-    lines = text.split("\n", MAX_LINES)[:MAX_LINES]
-    own: list[str] = []
-    quoted: list[str] = []
-    i = 0
-    cut = len(lines)
-    while i < len(lines):
-        line = lines[i]
-        folded = _fold(line).strip()
-        if _QUOTED.match(line):
-            quoted.append(line)
-            i += 1
-            continue
-        if folded and (_any("separator", folded, "match") or _is_header_block(lines, i)):
-            cut = i
-            break
-        if _UNDERSCORES.match(line):
-            nxt = next((k for k in range(i + 1, min(i + 4, len(lines))) if lines[k].strip()), None)
-            if nxt is not None and _is_header_block(lines, nxt):
-                cut = i
-                break
-        n = _reply_header(lines, i) if folded else 0
-        if n:
-            j = i + n
-            while j < len(lines) and not lines[j].strip():
-                j += 1
-            if j >= len(lines) or _QUOTED.match(lines[j]):
-                quoted.extend(lines[i:i + n])
-                i += n
-                continue
-            cut = i
-            break
-        own.append(line)
-        i += 1
-    quoted.extend(lines[cut:])
-    # Below the author's words: signature, closing, mobile footer, disclaimer.
-    end = len(own)
-    seen_text = False
-    for k, line in enumerate(own):
-        folded = _fold(line).strip()
-        if not folded:
-            continue
-        if (_SIG_DASHES.match(folded) or _UNDERSCORES.match(folded)
-                or _any("mobile", folded, "match") or _any("disclaimer", folded, "match")
-                or (seen_text and _any("closing", folded, "match"))):
-            end = k
-            break
-        seen_text = True
-    return _Body(
-        own="\n".join(own[:end]).strip(),
-        rest="\n".join(own[end:]).strip(),
-        quoted="\n".join(quoted).strip(),
-    )
-
-
-def message_text(msg: email.message.EmailMessage) -> str:
-    """The author's own words: plain part or HTML converted, with quoted history, signatures,
-    closings, disclaimers and mobile footers removed."""
-    return _split_body(body_text(msg)).own
+    return match_any(_langs(), attr, text, how)
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,7 +243,7 @@ def message_text(msg: email.message.EmailMessage) -> str:
 
 def _scores(text: str) -> dict[str, float]:
     langs = _langs()
-    folded = _fold(text).lower()
+    folded = fold(text).lower()
     tokens = re.findall(r"[^\W\d_]+", folded)
     owners: dict[str, int] = {}
     scores = {ph.lang: 0.0 for ph in langs}
@@ -804,9 +500,9 @@ def _list_pattern(list_name: str) -> re.Pattern[str]:
 
 def _analyse(original: str, list_name: str, *, subject: bool = False) -> _Analysis:
     original = original[:MAX_FREE_TEXT]
-    text = _mask(_fold(original)).replace("\n", " ") if original else ""
+    text = _mask(fold(original)).replace("\n", " ") if original else ""
     # paragraph breaks survive as sentence ends: compute sentences on the text with newlines
-    sentences = _sentences(_mask(_fold(original)))
+    sentences = _sentences(_mask(fold(original)))
     analysis = _Analysis(text=text, original=original)
     langs = _langs()
     own_list = _list_pattern(list_name)
@@ -827,7 +523,7 @@ def _analyse(original: str, list_name: str, *, subject: bool = False) -> _Analys
     # whole-line keywords ("UNSUBSCRIBE", "baja", "ABMELDEN!!!"), also as the one clause of a
     # short line that is not a greeting or a closing ("hello, unsubscribe please, thanks!")
     pos = 0
-    for raw_line in _mask(_fold(original)).split("\n"):
+    for raw_line in _mask(fold(original)).split("\n"):
         for start, end in _keyword_spans(raw_line):
             clause = _POLITE_EDGES.sub("", raw_line[start:end]) or raw_line[start:end]
             for ph in langs:
@@ -1026,7 +722,7 @@ def _sentence_text(analysis: _Analysis, hit: _Hit) -> str:
 
 @dataclass
 class _Parsed:
-    body: _Body
+    body: Body
     subject: str  # cleaned
     subject_is_reply: bool
     token: str | None
@@ -1040,7 +736,7 @@ def _parse(msg: email.message.EmailMessage, list_name: str, *, enough: bool = Fa
     change the guard's verdict (see `_enough_for_guard`)."""
     text = body_text(msg)
     read = _enough_for_guard(text) if enough else text
-    body = _split_body(read)
+    body = split_body(read)
     raw_subject = str(msg.get("Subject", "") or "")
     subject, is_reply = _clean_subject(raw_subject, list_name)
     lang = _message_language(body.own, "" if is_reply else subject, body.rest)
@@ -1058,7 +754,7 @@ def _commands(own: str, list_name: str, token: str | None, max_commands: int
     parsed = _parse_command(first, list_name, token)
     if parsed is None or parsed is True:
         if len([ln for ln in lines if ln]) == 1 and (
-                _AFFIRMATIVE.match(first) or _any("confirm", _fold(first), "match")):
+                _AFFIRMATIVE.match(first) or _any("confirm", fold(first), "match")):
             return [Command(Kind.CONFIRM, token=token, line=first)], [], []
         return None
     commands: list[Command] = []
@@ -1128,7 +824,7 @@ def understand(msg: email.message.EmailMessage, list_name: str, *,
 
 
 def _confirm_words(own: str) -> bool:
-    line = _fold(own).strip()
+    line = fold(own).strip()
     if not line or "\n" in line:
         return False
     return bool(_AFFIRMATIVE.match(line) or _any("confirm", line, "match"))
@@ -1167,7 +863,7 @@ def _enough_for_guard(text: str) -> str:
         end = text.find("\n", pos)
         end = len(text) if end < 0 else end
         line = text[pos:end]
-        if not _QUOTED.match(line):
+        if not QUOTED.match(line):
             words += _word_count(line)
             chars += len(line) + 1
         pos = end + 1
