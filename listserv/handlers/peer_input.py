@@ -9,7 +9,7 @@ ignore it).
 from __future__ import annotations
 
 from listserv.delivery.notices import notify
-from listserv.intent.classify import detect_language
+from listserv.intent.language import detect_language
 from listserv.mail.addresses import Role
 from listserv.mail.headers import from_name
 from listserv.mail.text import message_text
