@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from listserv.clock import FakeClock
-from listserv.intent.classify import Guard, Understanding
+from listserv.intent.guard import Guard
+from listserv.intent.understanding import Understanding
 from listserv.mail.addresses import Role
 from listserv.mail.render import Renderer
 from listserv.router.dispatch import prepare_next, route_one

@@ -1,4 +1,4 @@
-"""Request understanding (listserv/intent.py): commands, free text, stripping, guard, language.
+"""Request understanding (listserv/intent/): commands, free text, stripping, guard, language.
 
 The phrasings here are deliberately not the corpus's (tests/data/requests), so these tests also
 check that the phrase files generalise beyond the messages they were tuned on.
@@ -13,18 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from listserv.intent.classify import (
-    Command,
+from listserv.intent.guard import (
     Guard,
-    Kind,
     _enough_for_guard,  # the guard's reading limit, tested on its own
-    detect_language,
     guard,
-    html_to_text,
-    load_phrases,
-    message_text,
-    understand,
 )
+from listserv.intent.language import detect_language
+from listserv.intent.phrases import load_phrases
+from listserv.intent.request import understand
+from listserv.intent.understanding import Command, Kind
+from listserv.mail.text import html_to_text, message_text
 
 LIST = "shma"
 REQUEST = "shma-request@lists.example.org"

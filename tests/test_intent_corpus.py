@@ -12,7 +12,7 @@ precision and language detection; asserts the targets:
   chair -- is allowed but counted);
 * language detection accuracy >= 0.9.
 
-The corpus is frozen: tune listserv/phrases/*.toml and listserv/intent.py, never the data.
+The corpus is frozen: tune listserv/phrases/*.toml and listserv/intent/, never the data.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from listserv.intent.classify import Guard, Kind, guard, understand
+from listserv.intent.guard import Guard, guard
+from listserv.intent.request import understand
+from listserv.intent.understanding import Kind
 
 DATA = Path(__file__).parent / "data"
 MANIFEST = DATA / "requests" / "manifest.json"

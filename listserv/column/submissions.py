@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 from listserv.column.deadlines import deadline_for, deadline_text
 from listserv.column.settings import EDITORS, MAX_FILE_KB, MAX_TOTAL_KB, TYPES, column_name, prefix
 from listserv.delivery.notices import notify
-from listserv.intent.classify import body_text
 from listserv.mail import attachments as attachments
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
 from listserv.mail.render import Renderer, one_line
+from listserv.mail.text import body_text
 from listserv.mail.tokens import message_id
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Member

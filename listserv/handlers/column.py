@@ -9,8 +9,9 @@ ignore it).
 from __future__ import annotations
 
 from listserv.column import submissions as column
-from listserv.intent.classify import detect_language, message_text
+from listserv.intent.language import detect_language
 from listserv.mail.headers import from_address, from_name
+from listserv.mail.text import message_text
 from listserv.store.audit import DAEMON, audit
 
 from ..mail.automatic import may_auto_reply

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from listserv.intent.classify import Command, Kind, Understanding, understand
+from listserv.intent.request import understand
+from listserv.intent.understanding import Command, Kind, Understanding
 
 from .context import Context
 from .request import act

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from listserv.intent.classify import understand
+from listserv.intent.request import understand
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import Member

@@ -9,9 +9,10 @@ ignore it).
 from __future__ import annotations
 
 from listserv.delivery.notices import notify
-from listserv.intent.classify import detect_language, message_text
+from listserv.intent.language import detect_language
 from listserv.mail.addresses import Role
 from listserv.mail.headers import from_name
+from listserv.mail.text import message_text
 from listserv.meetings import peer_input as peer_input
 from listserv.store.audit import DAEMON, audit
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from listserv.delivery.notices import list_context, notify
-from listserv.intent.classify import Command, Kind, Understanding, understand
+from listserv.intent.request import understand
+from listserv.intent.understanding import Command, Kind, Understanding
 from listserv.mail.addresses import Role, normalize, valid_address
 from listserv.mail.headers import from_address, from_name, header_text
 from listserv.meetings import queries as meetings

@@ -1,1 +1,1 @@
-"""What a request means: phrase files, commands, free text, the administrivia guard."""
+"""What a request means: phrase files, language, commands, free text, the administrivia guard."""

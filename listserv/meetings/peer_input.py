@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 
 from listserv.delivery.notices import notify
 from listserv.errors import ListservError
-from listserv.intent.classify import message_text
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
 from listserv.mail.render import Renderer, one_line
+from listserv.mail.text import message_text
 from listserv.meetings.booking import (
     MAX_PEER_MINUTES,
     first_with_room,

@@ -27,7 +27,8 @@ from listserv.config import Settings
 from listserv.delivery.listmail import list_id
 from listserv.handlers import bounce, column, confirm, join, leave, owner, peer_input, post, request
 from listserv.handlers.context import Context
-from listserv.intent.classify import Guard, Understanding, guard
+from listserv.intent.guard import Guard, guard
+from listserv.intent.understanding import Understanding
 from listserv.mail.addresses import Destination, Role, normalize
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer

@@ -24,7 +24,7 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from enum import StrEnum
 
-from listserv.intent.classify import Guard
+from listserv.intent.guard import Guard
 from listserv.mail.addresses import Role, normalize
 from listserv.mail.automatic import automatic
 from listserv.mail.headers import header_values, raw_header_values

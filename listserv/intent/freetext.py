@@ -1,0 +1,329 @@
+"""Free-text requests: one request in the author's own words, in any phrase file's language.
+
+Deliberately simple and explainable: a request phrase (pattern) is found in a sentence of the
+author's own text (or in the Subject when it is not a reply), then discarded when it is negated
+("please don't remove me"), or when its object is something other than the list ("add me to
+the panel", "remove me from the author list"). The dominant intent is the first remaining
+request, except that a pause ("stop sending me mail while I'm on leave", "pause, don't remove
+me") wins over an unsubscribe, and a subscribe that names a delivery mode wins over a delivery
+change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from listserv.intent.commands import ADDRESS_ARG, EMAIL, list_local
+from listserv.intent.phrases import (
+    DEFAULT_LANG,
+    GROUP_KIND,
+    GROUPS,
+    OBJECT_GROUPS,
+    WEAK,
+    Phrases,
+    languages,
+)
+from listserv.intent.understanding import Command, Kind
+from listserv.mail.text import fold, match_any
+
+#: Free text beyond this many characters of own text is not searched for requests.
+MAX_FREE_TEXT = 10_000
+
+_URL = re.compile(r"\b(?:https?://|www\.)\S+", re.I)
+
+
+def _mask(text: str) -> str:
+    """Addresses and URLs replaced by filler of the same length (their dots end no sentence)."""
+    text = _URL.sub(lambda m: "/" * len(m.group()), text)
+    return EMAIL.sub(lambda m: "@" * len(m.group()), text)
+
+
+@dataclass
+class Hit:
+    """A request phrase or whole-line keyword found in the text, and what its context says."""
+
+    group: str
+    kind: Kind
+    start: int  # in the analysed text
+    end: int
+    sent: tuple[int, int]
+    lang: str
+    negated: bool = False
+    other: bool = False
+    listed: bool = False  # the sentence names the list
+    subject: bool = False  # found in the Subject
+    keyword: bool = False  # a whole line / whole subject keyword
+    other_in_sentence: bool = False  # the sentence names another object (a network, a panel)
+
+    @property
+    def valid(self) -> bool:
+        return not self.negated and not self.other
+
+    @property
+    def anchored(self) -> bool:
+        """Clearly about this list: explicit phrase, keyword, or a weak phrase naming the list
+        (for help and info: a sentence naming a list and no other object)."""
+        if self.kind in (Kind.HELP, Kind.INFO, Kind.PEER_INPUT):
+            return (self.listed and not self.other_in_sentence) or self.keyword
+        return self.group not in WEAK or self.listed or self.keyword
+
+
+_SENT_END = re.compile(r"[.?!]+[\"')\]]*(?:\s+|$)|\n\s*\n")
+_CLAUSE_END = re.compile(r"[.?!;:,(\n]| - | -- ")
+_CLAUSE_START = re.compile(r"[.?!;:,)\n]| - | -- ")
+#: A period after these does not end a sentence ("Dr. Mensah", "am 12. Juni", "z.B. hier").
+_NO_BREAK_BEFORE = re.compile(
+    r"(?:\b\d{1,4}|\b[^\W\d_]|\b(?:dr|prof|mr|mrs|ms|st|sr|sra|srta|nr|no|ca|bzw|vgl|ggf|"
+    r"etc|vs|approx|dept|univ|mme|mlle|pr|av|tel|ph|hr|fr)|\b(?:[^\W\d_]\.){1,3}[^\W\d_])$",
+    re.I)
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    spans = []
+    start = 0
+    for m in _SENT_END.finditer(text):
+        if m.group().startswith(".") and m.group().strip() == "." and \
+                _NO_BREAK_BEFORE.search(text[max(0, m.start() - 12):m.start()]):
+            continue
+        if m.start() > start:
+            punct = len(m.group()) - len(m.group().lstrip(".?!"))
+            spans.append((start, m.start() + punct))
+        start = m.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+@dataclass
+class _Analysis:
+    text: str  # the folded, masked text analysed
+    original: str  # the same positions in the author's text
+    hits: list[Hit] = field(default_factory=list)
+
+
+def _list_pattern(list_name: str) -> re.Pattern[str]:
+    local = re.escape(list_local(list_name))
+    return re.compile(rf"(?<![\w@.-]){local}(?![\w@-])", re.I)
+
+
+def _analyse(original: str, list_name: str, *, subject: bool = False) -> _Analysis:
+    original = original[:MAX_FREE_TEXT]
+    text = _mask(fold(original)).replace("\n", " ") if original else ""
+    # paragraph breaks survive as sentence ends: compute sentences on the text with newlines
+    sentences = _sentences(_mask(fold(original)))
+    analysis = _Analysis(text=text, original=original)
+    langs = languages()
+    own_list = _list_pattern(list_name)
+    for s0, s1 in sentences:
+        sent = text[s0:s1]
+        listed = bool(own_list.search(sent)) or any(
+            ph.list_words is not None and ph.list_words.search(sent) for ph in langs)
+        for ph in langs:
+            for group in GROUPS:
+                for pattern in ph.groups[group]:
+                    for m in pattern.finditer(sent):
+                        if m.end() == m.start():
+                            continue
+                        hit = Hit(group, GROUP_KIND[group], s0 + m.start(), s0 + m.end(),
+                                   (s0, s1), ph.lang, listed=listed, subject=subject)
+                        _judge(hit, text, langs)
+                        analysis.hits.append(hit)
+    # whole-line keywords ("UNSUBSCRIBE", "baja", "ABMELDEN!!!"), also as the one clause of a
+    # short line that is not a greeting or a closing ("hello, unsubscribe please, thanks!")
+    pos = 0
+    for raw_line in _mask(fold(original)).split("\n"):
+        for start, end in _keyword_spans(raw_line):
+            clause = _POLITE_EDGES.sub("", raw_line[start:end]) or raw_line[start:end]
+            for ph in langs:
+                for kind, pattern in ph.keywords.items():
+                    if pattern.match(clause):
+                        analysis.hits.append(Hit(
+                            "keyword", kind, pos + start, pos + end, (pos + start, pos + end),
+                            ph.lang, listed=True, subject=subject, keyword=True))
+        pos += len(raw_line) + 1
+    analysis.hits.sort(key=lambda h: (h.start, -h.end))
+    return analysis
+
+
+_POLITE_WORDS = (r"(?:please|pls|plz|svp|s'?il vous pla[iî]t|stp|por favor|porfa|bitte|danke|"
+                 r"thanks|thank you|thx|merci|gracias|obrigad[oa]|obg|vielen dank)")
+_POLITE = re.compile(rf"^\W*{_POLITE_WORDS}\W*$", re.I)
+_POLITE_EDGES = re.compile(rf"^(?:\W*{_POLITE_WORDS}\b)+|(?:\b{_POLITE_WORDS}\W*)+$", re.I)
+
+
+def _keyword_spans(line: str) -> list[tuple[int, int]]:
+    """Where to look for a whole-line keyword: the line, or the one clause of a short line that
+    is not a greeting, a closing or a please/thanks."""
+    stripped = line.strip()
+    if not stripped or len(stripped) > 60:
+        return []
+    start = line.find(stripped)
+    spans = [(start, start + len(stripped))]
+    if len(stripped.split()) > 8:
+        return spans
+    clauses = [(m.start(), m.end()) for m in re.finditer(r"[^,;:.!?]+", line) if m.group().strip()]
+    rest = [(a, b) for a, b in clauses
+            if not _POLITE.match(line[a:b])
+            and not match_any(languages(), "greeting", line[a:b].strip(), "match")
+            and not match_any(languages(), "closing", line[a:b].strip(), "match")]
+    if len(clauses) > 1 and len(rest) == 1:
+        spans.append(rest[0])
+    return spans
+
+
+def _judge(hit: Hit, text: str, langs: Sequence[Phrases]) -> None:
+    """Negated ("please don't remove me")? About another object ("add me to the panel")?
+
+    Negations are those of the phrase's language; other objects those of the phrase's language
+    and of English (words such as "newsletter" and "panel" travel)."""
+    own = [ph for ph in langs if ph.lang in (hit.lang, DEFAULT_LANG)]
+    s0, s1 = hit.sent
+    # the clause before the phrase, for negations
+    before = text[s0:hit.start]
+    cut = [m.end() for m in _CLAUSE_START.finditer(before)]
+    before = before[cut[-1]:] if cut else before
+    before = before[-45:]
+    mine = next((ph for ph in langs if ph.lang == hit.lang), None)
+    negation = mine.negation if mine is not None else None
+    if negation is not None and negation.search(before):
+        hit.negated = True
+    if hit.group not in OBJECT_GROUPS:
+        hit.other_in_sentence = any(ph.other_object is not None and
+                                    ph.other_object.search(text[s0:s1]) for ph in own)
+        return
+    after = text[hit.end:s1]
+    m = _CLAUSE_END.search(after)
+    after = after[:m.start()] if m else after
+    window = text[hit.start:hit.end] + after[:70]
+    if mine is not None and mine.object_before:
+        window = before + " " + window
+    if any(ph.other_object is not None and ph.other_object.search(window) for ph in own):
+        hit.other = True
+
+
+def _delivery(analysis: _Analysis, hit: Hit) -> str | None:
+    """The delivery mode a request asks for: words in the phrase, then after it in the sentence
+    ("instead of ..." parts removed), then before it."""
+    text = analysis.text
+    s0, s1 = hit.sent
+    langs = languages()
+
+    def strip_instead(seg: str) -> str:
+        for ph in langs:
+            if ph.instead_of is not None:
+                m = ph.instead_of.search(seg)
+                if m:
+                    seg = seg[:m.start()]
+        return seg
+
+    segments = [strip_instead(text[hit.start:hit.end]), strip_instead(text[hit.end:s1]),
+                strip_instead(text[s0:hit.start])]
+    for seg in segments:
+        found: list[tuple[int, str]] = []
+        for ph in langs:
+            for mode, pattern in ph.delivery.items():
+                m = pattern.search(seg)
+                if m:
+                    found.append((m.start(), mode))
+        if found:
+            return min(found)[1]
+    return None
+
+
+def _addresses(text: str, list_name: str) -> list[str]:
+    local = list_local(list_name)
+    out = []
+    for m in EMAIL.finditer(text):
+        addr = ADDRESS_ARG.sub("", m.group().strip(".").lower())
+        lp = addr.split("@", 1)[0]
+        if lp == local or lp.startswith((local + "-", local + "+")):
+            continue
+        if addr not in out:
+            out.append(addr)
+    return out
+
+
+@dataclass
+class Reading:
+    """The free-text reading of one message."""
+
+    command: Command | None
+    hit: Hit | None
+    hits: list[Hit]
+    analyses: list[_Analysis]
+
+
+def _keep_cue(analyses: Sequence[_Analysis], lang: str) -> bool:
+    """Does the person want to stay a member ("until June", "don't unsubscribe me")?"""
+    langs = [ph for ph in languages() if ph.lang in (lang, DEFAULT_LANG)]
+    for a in analyses:
+        if any(ph.keep is not None and ph.keep.search(a.text) for ph in langs):
+            return True
+        if any(h.kind is Kind.UNSUBSCRIBE and h.negated for h in a.hits):
+            return True
+    return False
+
+
+def _address_for(analysis: _Analysis, hit: Hit, list_name: str) -> str | None:
+    """An address named in the request sentence, else in the sentences just before it ("her
+    account x@y still gets the list. Please remove that address.")."""
+    s0, s1 = hit.sent
+    found = _addresses(analysis.original[s0:s1], list_name)
+    if found:
+        return found[0]
+    before = _addresses(analysis.original[max(0, s0 - 400):s0], list_name)
+    return before[-1] if before else None
+
+
+def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str) -> Reading:
+    """The one request in the author's own words `own` (and the Subject unless it is a reply):
+    every phrase found, and the dominant request as a Command (None when there is none)."""
+    analyses = [_analyse(own, list_name)]
+    if subject and not subject_is_reply:
+        analyses.append(_analyse(subject, list_name, subject=True))
+    hits = [h for a in analyses for h in a.hits]
+    valid = [(a, h) for a in analyses for h in a.hits if h.valid]
+
+    def first(pred: Callable[[_Analysis, Hit], bool]) -> tuple[_Analysis, Hit] | None:
+        return next(((a, h) for a, h in valid if pred(a, h)), None)
+
+    chosen: tuple[_Analysis, Hit] | None = None
+    delivery: str | None = None
+    pause = first(lambda a, h: h.group == "pause" or (
+        h.group == "stop_mail" and _keep_cue(analyses, h.lang)))
+    member = first(lambda a, h: h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE))
+    if pause:
+        chosen, delivery = pause, "nomail"
+    elif member:
+        chosen = member
+        if member[1].kind is Kind.SUBSCRIBE:
+            delivery = _delivery(*member)
+            delivery = None if delivery == "nomail" else delivery
+    else:
+        for kind in (Kind.SET, Kind.HELP, Kind.INFO, Kind.PEER_INPUT):
+            chosen = first(lambda a, h, k=kind: h.kind is k and (
+                k is not Kind.SET or _delivery(a, h) is not None))
+            if chosen:
+                delivery = _delivery(*chosen) if kind is Kind.SET else None
+                break
+    if chosen is None:
+        return Reading(None, None, hits, analyses)
+    analysis, hit = chosen
+    kind = Kind.SET if delivery == "nomail" else hit.kind
+    address = None
+    if kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE):
+        address = _address_for(analysis, hit, list_name)
+        if address is None and hit.subject:  # request in the Subject, the address in the body
+            found = _addresses(own, list_name)
+            address = found[0] if found else None
+    command = Command(kind, delivery=delivery, address=address,
+                      line=_sentence_text(analysis, hit))
+    return Reading(command, hit, hits, analyses)
+
+
+def _sentence_text(analysis: _Analysis, hit: Hit) -> str:
+    s0, s1 = hit.sent
+    return " ".join(analysis.original[s0:s1].split())[:300]
+

@@ -1,0 +1,127 @@
+"""The administrivia guard (SPEC §2): is a mail to the list address really a request?
+
+``REQUEST`` only when the author's own text is short and is essentially a request about this
+list, ``POST`` when request words are about something else (a panel, an author list, another
+newsletter), negated, a topic, or only quoted, ``UNSURE`` (hold for the chair) otherwise.
+"""
+
+from __future__ import annotations
+
+import email.message
+import re
+from enum import StrEnum
+
+from listserv.intent.commands import MAX_COMMANDS, command_mode, parse_command
+from listserv.intent.freetext import MAX_FREE_TEXT, Hit, free_text
+from listserv.intent.phrases import DEFAULT_LANG
+from listserv.intent.request import parse, understand
+from listserv.intent.understanding import Command, Kind, Understanding
+from listserv.mail.automatic import automatic
+from listserv.mail.text import QUOTED
+
+#: The guard's idea of "short": a post to the list is handled as a request only when the author's
+#: own words (without greeting-free signature, quotes, disclaimers) are at most this many words.
+GUARD_MAX_WORDS = 80
+#: A bare phrase such as "sign me up!" that does not name the list is held (UNSURE) rather than
+#: distributed only when the post is this short and is not a reply to a thread.
+GUARD_BARE_MAX_WORDS = 25
+#: A whole-line keyword ("UNSUBSCRIBE", "help") on the list address is a request only when the
+#: author's own text is at most this many words (the keyword and a signature, say).
+GUARD_KEYWORD_MAX_WORDS = 15
+
+
+class Guard(StrEnum):
+    REQUEST = "request"
+    POST = "post"
+    UNSURE = "unsure"
+
+
+def _word_count(text: str) -> int:
+    return len(re.findall(r"[^\W_]+(?:['-][^\W_]+)*", text))
+
+
+def _enough_for_guard(text: str) -> str:
+    """The start of a body that can change the guard's verdict.
+
+    Past `GUARD_MAX_WORDS` words of the author's own lines a post is never a request by its
+    words (only UNSURE or POST), and free text is read only up to `MAX_FREE_TEXT` characters:
+    reading stops once both are passed. Quoted lines do not count, so a short reply above a
+    long quote is read to its end (they are cheap to skip).
+    """
+    words = chars = pos = 0
+    while pos < len(text) and (words <= GUARD_MAX_WORDS or chars < MAX_FREE_TEXT):
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        line = text[pos:end]
+        if not QUOTED.match(line):
+            words += _word_count(line)
+            chars += len(line) + 1
+        pos = end + 1
+    return text[:pos]
+
+
+def _mostly_commands(own: str, list_name: str, token: str | None) -> bool:
+    """More command lines than the command limit, and most lines are commands ("help" and 500
+    commands): a command mail however long, never a post."""
+    lines = [line.strip() for line in own.split("\n") if line.strip()]
+    # A command, or a command word with arguments we cannot read; not prose, not "end".
+    parsed = (parse_command(line, list_name, token) for line in lines)
+    commands = sum(1 for result in parsed if result is not None and result is not True)
+    return commands > MAX_COMMANDS and 2 * commands > len(lines)
+
+
+def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Understanding]:
+    """The administrivia guard for mail to the list address.
+
+    REQUEST: the author's own text is short and is essentially a request about this list (a
+    classic command, or a request phrase that names the list or needs no object); the
+    Understanding says which. POST: no request, or request words that are negated, have another
+    object, name a topic or appear only in quoted text. UNSURE: a request that comes with a
+    longer text or with discussion, or a bare "sign me up" that is not a reply to a thread
+    (hold for the chair; the Understanding carries the candidate request).
+    """
+    if automatic(msg) is not None:
+        return Guard.POST, Understanding(DEFAULT_LANG, ())
+    p = parse(msg, list_name, enough=_enough_for_guard)
+    own = p.body.own
+    words = _word_count(own)
+    nothing = Understanding(p.lang, ())
+    cmd = command_mode(own, list_name, p.token, MAX_COMMANDS)
+    if cmd is not None and cmd[0] and (
+            (not cmd[1] and (not cmd[2] or words <= GUARD_KEYWORD_MAX_WORDS))
+            or _mostly_commands(own, list_name, p.token)):
+        commands, unrecognised, ignored = cmd
+        if any(c.kind is Kind.CONFIRM and c.token is None for c in commands):
+            return Guard.POST, nothing  # a bare "OK" on the list is a reply, not a confirmation
+        if p.cut:  # a long command mail: its reply counts every line it leaves out
+            return Guard.REQUEST, understand(msg, list_name)
+        return Guard.REQUEST, Understanding(p.lang, tuple(commands), tuple(unrecognised),
+                                            tuple(ignored))
+    if not own and p.subject and not p.subject_is_reply:
+        parsed = parse_command(p.subject, list_name, p.token)
+        if isinstance(parsed, Command) and parsed.kind is not Kind.CONFIRM:
+            return Guard.REQUEST, Understanding(p.lang, (parsed,))
+    reading = free_text(own, p.subject, p.subject_is_reply, list_name)
+    hits = reading.hits
+    # request words about something else ("add me to the panel") make it a discussion post;
+    # a negation ("pause it, don't remove me") is part of the request, not a discussion
+    discussion = any(h.other for h in hits if not h.subject)
+    command, hit = reading.command, reading.hit
+    if command is None or hit is None or command.kind is Kind.PEER_INPUT:
+        return Guard.POST, nothing
+    candidate = Understanding(p.lang, (command,))
+
+    def clear(h: Hit) -> bool:
+        # a keyword line ("Help", "Info") only speaks for a mail that is little more than it
+        return h.anchored and (not h.keyword or words <= GUARD_KEYWORD_MAX_WORDS)
+
+    anchored = clear(hit) or any(h.valid and clear(h) and h.kind is hit.kind for h in hits)
+    if anchored:
+        if words <= GUARD_MAX_WORDS and not discussion:
+            return Guard.REQUEST, candidate
+        return Guard.UNSURE, candidate
+    if (p.subject_is_reply or words > GUARD_BARE_MAX_WORDS or discussion
+            or hit.kind in (Kind.HELP, Kind.INFO)):  # a question to the list is discussion
+        return Guard.POST, nothing
+    return Guard.UNSURE, candidate
+

@@ -1,0 +1,128 @@
+"""The phrase files of request understanding, one per language, compiled.
+
+Everything language-specific lives in ``listserv/phrases/<lang>.toml`` (the schema is documented
+at the top of ``en.toml`` and in :func:`load_phrases`); a chair adds a language by adding a file.
+The ``[quotes]`` and ``[footer]`` tables are compiled by ``listserv.mail.text`` (where the
+author's own words end), the request tables here. All patterns are matched accent- and
+case-insensitively, so "me gustaria" matches "me gustaría".
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from listserv.intent.understanding import Kind
+from listserv.mail.text import PHRASES_DIR, Markers, compile_patterns, fold, read_markers
+
+DEFAULT_LANG = "en"
+
+
+def _compile_each(patterns: Iterable[str]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(fold(p), re.I) for p in patterns if p)
+
+
+#: Request groups in a phrase file's [request] table, and what each means.
+GROUPS = (
+    "subscribe",         # explicit: "subscribe me", "darme de alta", "abonnieren"
+    "subscribe_weak",    # "add me", "sign me up", "join": on the list address only if it is named
+    "unsubscribe",       # explicit: "unsubscribe me", "darme de baja", "abmelden"
+    "unsubscribe_weak",  # "remove me", "take me off"
+    "stop_mail",         # "no longer wish to receive": unsubscribe, or nomail with a keep cue
+    "pause",             # "pause my subscription", "ruhen lassen": set nomail
+    "set",               # "switch to the digest", "back to single messages": delivery from words
+    "help",
+    "info",
+    "peer_input",
+)
+WEAK = {"subscribe_weak", "unsubscribe_weak"}
+GROUP_KIND = {
+    "subscribe": Kind.SUBSCRIBE, "subscribe_weak": Kind.SUBSCRIBE,
+    "unsubscribe": Kind.UNSUBSCRIBE, "unsubscribe_weak": Kind.UNSUBSCRIBE,
+    "stop_mail": Kind.UNSUBSCRIBE, "pause": Kind.SET, "set": Kind.SET,
+    "help": Kind.HELP, "info": Kind.INFO, "peer_input": Kind.PEER_INPUT,
+}
+#: Groups whose object decides whether the phrase is about this list (the other-object check).
+OBJECT_GROUPS = {"subscribe", "subscribe_weak", "unsubscribe", "unsubscribe_weak", "stop_mail"}
+
+
+@dataclass(frozen=True)
+class Phrases(Markers):
+    """One language's compiled phrase file: its markers (quotes, footers) and request phrases."""
+
+    lang: str
+    name: str
+    words: frozenset[str]
+    chars: re.Pattern[str] | None
+    groups: dict[str, tuple[re.Pattern[str], ...]]
+    keywords: dict[Kind, re.Pattern[str]]
+    confirm: re.Pattern[str] | None
+    delivery: dict[str, re.Pattern[str]]
+    instead_of: re.Pattern[str] | None
+    list_words: re.Pattern[str] | None
+    other_object: re.Pattern[str] | None
+    negation: re.Pattern[str] | None
+    keep: re.Pattern[str] | None
+    object_before: bool = False
+
+
+def _parse_phrase_file(path: Traversable) -> Phrases:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    lang = path.name.removesuffix(".toml")
+    detect = data.get("detect", {})
+    request = data.get("request", {})
+    keywords = data.get("keywords", {})
+    delivery = data.get("delivery", {})
+    context = data.get("context", {})
+    unknown = set(request) - set(GROUPS) - {"confirm"}
+    if unknown:
+        raise ValueError(f"{path}: unknown [request] groups {sorted(unknown)}")
+    return Phrases(
+        **vars(read_markers(data)),
+        lang=lang,
+        name=data.get("name", lang),
+        words=frozenset(fold(w).lower() for w in detect.get("words", [])),
+        chars=re.compile(detect["chars"]) if detect.get("chars") else None,
+        groups={g: _compile_each(request.get(g, [])) for g in GROUPS},
+        keywords={Kind(k): p for k, v in keywords.items()
+                  if (p := compile_patterns(v, whole=True)) is not None},
+        confirm=compile_patterns(request.get("confirm", []), whole=True),
+        delivery={k: p for k in ("digest", "regular", "nomail")
+                  if (p := compile_patterns(delivery.get(k, []))) is not None},
+        instead_of=compile_patterns(delivery.get("instead_of", [])),
+        list_words=compile_patterns(context.get("list", [])),
+        other_object=compile_patterns(context.get("other_object", [])),
+        negation=compile_patterns(context.get("negation", [])),
+        keep=compile_patterns(context.get("keep", [])),
+        object_before=bool(context.get("object_before", False)),
+    )
+
+
+@lru_cache(maxsize=8)
+def load_phrases(directory: str | Path | None = None) -> dict[str, Phrases]:
+    """Every ``<lang>.toml`` in the phrases folder, compiled once (cached), English first.
+
+    A phrase file has these tables (all optional; see ``en.toml`` for a commented example):
+    ``[detect]`` words (and ``chars``) typical of the language, for language detection;
+    ``[quotes]`` reply-header and separator patterns and Outlook header field names;
+    ``[footer]`` mobile footers, disclaimer openers, closings and greetings;
+    ``[request]`` request phrases per group (see ``GROUPS``) and one-line confirmations;
+    ``[keywords]`` words that are a request when they are a whole line or the whole Subject;
+    ``[delivery]`` words for digest / regular / nomail and "instead of" phrases;
+    ``[context]`` words naming the list, other objects, negations and keep-membership cues.
+    Patterns are Python regular expressions, matched case- and accent-insensitively.
+    """
+    folder: Traversable = Path(directory) if directory else PHRASES_DIR
+    files = [p for p in folder.iterdir() if p.name.endswith(".toml")]
+    files.sort(key=lambda p: (p.name != f"{DEFAULT_LANG}.toml", p.name))
+    return {p.name.removesuffix(".toml"): _parse_phrase_file(p) for p in files}
+
+
+def languages() -> Sequence[Phrases]:
+    """The languages of the phrase folder, English first."""
+    return tuple(load_phrases().values())

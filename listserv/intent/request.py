@@ -1,0 +1,121 @@
+"""Mail to ``NAME-request@`` / ``NAME-join@``: what it asks (:func:`understand`).
+
+Classic commands one per line (Mailman and LISTSERV forms), or one free-text request in any
+phrase file's language, or (mail to ``-join@``) a subscription; else UNCLEAR. :func:`parse`
+reads the parts of a message that say what it asks, for this and for the administrivia guard.
+"""
+
+from __future__ import annotations
+
+import email.message
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from listserv.intent.commands import (
+    MAX_COMMANDS,
+    command_mode,
+    confirm_words,
+    list_local,
+    parse_command,
+)
+from listserv.intent.freetext import free_text
+from listserv.intent.language import message_language
+from listserv.intent.understanding import Command, Kind, Understanding
+from listserv.mail.text import Body, body_text, split_body
+
+_REPLY_PREFIX = re.compile(
+    r"^\s*(?:(?:re|aw|antw|fwd?|wg|tr|res|rv|enc|sv|vs|r|ref|réf)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)+",
+    re.I)
+_CONFIRM_TOKEN = re.compile(r"\bconfirm(?:ation)?\s*[:#]?\s*([A-Za-z0-9]{8,64})\b", re.I)
+
+
+def _clean_subject(subject: str, list_name: str) -> tuple[str, bool]:
+    """The subject without reply prefixes and the [NAME] tag; True when it was a reply/forward."""
+    s = " ".join(subject.split())
+    is_reply = False
+    for _ in range(5):
+        before = s
+        m = _REPLY_PREFIX.match(s)
+        if m:
+            is_reply = True
+            s = s[m.end():]
+        s = re.sub(rf"^\s*\[{re.escape(list_local(list_name))}\]\s*", "", s, flags=re.I)
+        if s == before:
+            break
+    return s.strip(), is_reply
+
+
+def _subject_token(subject: str) -> str | None:
+    m = _CONFIRM_TOKEN.search(subject)
+    return m.group(1).lower() if m else None
+
+
+@dataclass
+class Parsed:
+    """The parts of a message that say what it asks."""
+
+    body: Body
+    subject: str  # cleaned
+    subject_is_reply: bool
+    token: str | None
+    lang: str
+    cut: bool = False  # only the start of the body was read
+
+
+def parse(msg: email.message.EmailMessage, list_name: str, *,
+          enough: Callable[[str], str] | None = None) -> Parsed:
+    """The parts of `msg` that say what it asks; `enough`: keeps only as much of the body as can
+    change the verdict (the guard's `_enough_for_guard`)."""
+    text = body_text(msg)
+    read = enough(text) if enough is not None else text
+    body = split_body(read)
+    raw_subject = str(msg.get("Subject", "") or "")
+    subject, is_reply = _clean_subject(raw_subject, list_name)
+    lang = message_language(body.own, "" if is_reply else subject, body.rest)
+    return Parsed(body, subject, is_reply, _subject_token(raw_subject), lang,
+                  cut=len(read) < len(text))
+
+
+def understand(msg: email.message.EmailMessage, list_name: str, *,
+               max_commands: int = MAX_COMMANDS) -> Understanding:
+    """What a mail to -request / -join asks for: classic commands (at most `max_commands`
+    lines processed, the rest ignored), else one free-text request, else UNCLEAR."""
+    p = parse(msg, list_name)
+    own = p.body.own
+    cmd = command_mode(own, list_name, p.token, max_commands)
+    if cmd is not None and cmd[0]:
+        commands, unrecognised, ignored = cmd
+        return Understanding(p.lang, tuple(commands), tuple(unrecognised), tuple(ignored))
+    unrecognised, ignored = (tuple(cmd[1]), tuple(cmd[2])) if cmd is not None else ((), ())
+    if not own and p.subject:
+        # empty body: the Subject may be a command ("subscribe", "confirm TOKEN")
+        parsed = parse_command(p.subject, list_name, p.token)
+        if isinstance(parsed, Command):
+            return Understanding(p.lang, (parsed,))
+    reading = free_text(own, p.subject, p.subject_is_reply, list_name)
+    if p.token and (reading.command is None or confirm_words(own)):
+        return Understanding(p.lang, (Command(Kind.CONFIRM, token=p.token,
+                                              line=own.split("\n", 1)[0][:300]),))
+    if reading.command is not None:
+        return Understanding(p.lang, (reading.command,))
+    if _is_join(msg, list_name):
+        return Understanding(p.lang, (Command(Kind.SUBSCRIBE, line=p.subject[:300]),))
+    return Understanding(p.lang, (Command(Kind.UNCLEAR, line=_first_line(own, p.subject)),),
+                         unrecognised, ignored)
+
+
+def _first_line(own: str, subject: str) -> str:
+    first = next((ln.strip() for ln in own.split("\n") if ln.strip()), "")
+    return (first or subject)[:300]
+
+
+def _is_join(msg: email.message.EmailMessage, list_name: str) -> bool:
+    """Was the mail addressed to NAME-join@ (Delivered-To, X-Original-To, To, Cc)?"""
+    local = re.escape(list_local(list_name))
+    pattern = re.compile(rf"(?<![\w.+-]){local}-join@", re.I)
+    for header in ("Delivered-To", "X-Original-To", "To", "Cc"):
+        for value in msg.get_all(header, []) or []:
+            if pattern.search(str(value)):
+                return True
+    return False

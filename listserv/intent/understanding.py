@@ -1,0 +1,35 @@
+"""What a request asks for: its kind, one command, and the understanding of a whole message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+    HELP = "help"
+    INFO = "info"
+    SET = "set"
+    CONFIRM = "confirm"
+    PEER_INPUT = "peer_input"
+    UNCLEAR = "unclear"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    kind: Kind
+    delivery: str | None = None  # "regular" | "digest" | "nomail" for SUBSCRIBE (optional) and SET
+    address: str | None = None  # another address named in the request, lower-case
+    token: str | None = None  # for CONFIRM
+    name: str | None = None  # from "SUBSCRIBE SHMA Jane Doe"
+    line: str = ""  # the text it came from (for the reply's summary)
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    lang: str
+    commands: tuple[Command, ...]
+    unrecognised: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
