@@ -546,9 +546,7 @@ def test_the_call_goes_out_21_days_before_exactly_once_across_a_restart_and_the_
                 == 1
         assert len(_calls(sink)) == 2
 
-        before = len(sink.messages_for(CHAIR))
         send(second, sink, store, submission(JANE, "In time", "x\n", []), JANE)
-        before = len(wait_replies(sink, CHAIR, before + 1))
         later.advance(start - later.now() + timedelta(hours=1))
         second.run_scheduler()
         # By subject: the submission's notice to the chair may still be on its way.
@@ -561,7 +559,8 @@ def test_the_call_goes_out_21_days_before_exactly_once_across_a_restart_and_the_
         assert tracking_id() in text
         second.run_scheduler()
         assert len(_calls(sink)) == 2
-        assert len(sink.messages_for(CHAIR)) == before + 1
+        # Once, whatever else the chair got meanwhile (notices arrive over several connections).
+        assert sum("is today" in m["Subject"] for m in replies(sink, CHAIR)) == 1
     finally:
         second.stop()
 
