@@ -207,7 +207,7 @@ def test_a_command_mail_to_the_list_is_answered_once_within_the_limit_never_dist
     text = reply.get_content()
     assert "results of your request" in str(reply["Subject"])
     assert "help: below" in text
-    assert "subscribe: a confirmation was sent to x@example.net" in text
+    assert "subscribe: any confirmation goes to x@example.net itself" in text
     assert "Ignored (491 more lines" in text  # 10 of the 501 lines handled
     [(status, outcome)] = inbound_outcomes(store)
     assert status == "done" and outcome.startswith("request:")

@@ -96,7 +96,9 @@ MEETINGS = [{"when": "Thursday 16 July 2026, 12:00 (America/Chicago)",
              "dial_in": "+1 555 0100, code 4321 — or https://meet.example.org/shma"}]
 RESULTS = NS(done=[NS(code=code, address=ZOE.email, detail="nomail") for code in (
     "subscribe-confirm-sent", "subscribe-already-member", "unsubscribe-confirm-sent",
-    "set-done", "confirm-done", "help-sent", "info-sent", "unclear")],
+    "subscribe-asked", "unsubscribe-asked", "subscribe-third-party-limit",
+    "unsubscribe-third-party-limit", "set-done", "confirm-done", "help-sent", "info-sent",
+    "unclear")],
     not_understood=["subscribe adresse=zoe@example.net s'il vous plaît"],
     ignored=["info"] * 12, texts={"help": "Commands: help, info, subscribe, unsubscribe."})
 LIST_TEXT = {"is_member": True, "meetings": MEETINGS}
@@ -116,7 +118,8 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "column-declined.txt": {**column, "submission": SUBMISSION, "reason": LONG_REASON},
         "column-received.txt": {**column, "submission": SUBMISSION, "revision": REVISION,
                                 "ack_id": "<ack-7@lists.example.org>"},
-        "confirm-sub-request.txt": {"request": REQUEST_ROW, "for_someone_else": False,
+        "confirm-sub-request.txt": {"request": REQUEST_ROW, "for_someone_else": True,
+                                    "already_member": True,
                                     "confirm_address": "shma-confirm+k3n5@lists.example.org"},
         "confirm-unsub-request.txt": {"request": REQUEST_ROW, "for_someone_else": True,
                                       "confirm_address": "shma-confirm+k3n5@lists.example.org"},

@@ -19,7 +19,7 @@ from listserv.bounces.settings import (
     WARNINGS,
     days,
 )
-from listserv.delivery.notices import list_context, notify, over_cap
+from listserv.delivery.notices import charge_cap, list_context, notify
 from listserv.delivery.outbox import enqueue
 from listserv.mail.addresses import Role
 from listserv.mail.render import Renderer
@@ -28,7 +28,7 @@ from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
 from listserv.store.models.core import MailingList, Member
 from listserv.store.models.features import BounceProbe, BounceScore
-from listserv.store.models.outgoing import AutoMail, OutRecipient
+from listserv.store.models.outgoing import OutRecipient
 
 
 def _tell_chair(session: Session, renderer: Renderer, ml: MailingList, template: str,
@@ -41,8 +41,7 @@ def _tell_chair(session: Session, renderer: Renderer, ml: MailingList, template:
 def _send_warning(session: Session, renderer: Renderer, ml: MailingList, member: Member,
                   state: BounceScore, number: int, now: datetime) -> BounceProbe | None:
     """Queue warning `number` to `member` as a probe with its own envelope token."""
-    capped = over_cap(session, member.email, "warning", now)
-    session.add(AutoMail(address=member.email, kind="warning", at=now, suppressed=capped))
+    capped = charge_cap(session, member.email, "warning", now)
     if capped:
         audit(session, now, DAEMON, "cap-suppressed", f"warning to {member.email}", ml.id)
         return None

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from listserv.delivery.listmail import list_headers
 from listserv.delivery.notices import notify
 from listserv.errors import ListservError
-from listserv.mail.addresses import Role, normalize, valid_address
+from listserv.mail.addresses import Role, normalize, untagged, valid_address
 from listserv.mail.automatic import may_auto_reply
 from listserv.mail.headers import from_name
 from listserv.mail.message import parse
@@ -200,7 +200,7 @@ def remove_member(session: Session, ml: MailingList, email: str, now: datetime, 
 def _forget(session: Session, address: str) -> None:
     """Erase an address everywhere: memberships, mail from and to it, the log's mentions."""
     session.execute(delete(Member).where(Member.email == address))
-    session.execute(delete(AutoMail).where(AutoMail.address == address))
+    session.execute(delete(AutoMail).where(AutoMail.address.in_({address, untagged(address)})))
     session.execute(delete(Request).where(
         or_(Request.email == address, Request.requested_by == address)))
     session.execute(delete(PeerInput).where(PeerInput.email == address))

@@ -1,7 +1,8 @@
 """Automatic mail (notices, replies, rejections): rendered, capped, queued.
 
 One cap covers all automatic mail to an address (SPEC §2): at most 10 a day and at most 3
-confirmations. Owners are not capped: they are the ones the cap reports to.
+confirmations, counted for the address without its `+tag` (`victim+1@` and `victim+2@` share
+one). Owners are not capped: they are the ones the cap reports to.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from listserv.delivery.outbox import enqueue
-from listserv.mail.addresses import Role, normalize
+from listserv.mail.addresses import Role, normalize, untagged
 from listserv.mail.render import Renderer
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import MailingList
@@ -43,7 +44,8 @@ def over_cap(session: Session, address: str, kind: str, now: datetime) -> bool:
     """Whether one more automatic mail of `kind` to `address` would pass the cap."""
     since = now - timedelta(days=1)
     sent = select(func.count()).where(
-        AutoMail.address == address, AutoMail.at > since, AutoMail.suppressed.is_(False)
+        AutoMail.address == untagged(address), AutoMail.at > since,
+        AutoMail.suppressed.is_(False)
     )
     if session.scalar(sent) >= AUTO_MAIL_PER_DAY:
         return True
@@ -51,6 +53,14 @@ def over_cap(session: Session, address: str, kind: str, now: datetime) -> bool:
         confirms = sent.where(AutoMail.kind == "confirm")
         return session.scalar(confirms) >= CONFIRMATIONS_PER_DAY
     return False
+
+
+def charge_cap(session: Session, address: str, kind: str, now: datetime) -> bool:
+    """Count one automatic mail of `kind` to `address` against the cap; returns whether it
+    is over the cap (then it is recorded as suppressed and must not be sent)."""
+    capped = over_cap(session, address, kind, now)
+    session.add(AutoMail(address=untagged(address), kind=kind, at=now, suppressed=capped))
+    return capped
 
 
 def notify(
@@ -74,8 +84,7 @@ def notify(
     queued: list[str] = []
     for recipient in dict.fromkeys(normalize(r) for r in recipients):
         if recipient not in owners:
-            capped = over_cap(session, recipient, kind, now)
-            session.add(AutoMail(address=recipient, kind=kind, at=now, suppressed=capped))
+            capped = charge_cap(session, recipient, kind, now)
             if capped:
                 audit(session, now, DAEMON, "cap-suppressed", f"{kind} to {recipient}",
                       mailing_list.id)

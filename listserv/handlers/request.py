@@ -28,6 +28,9 @@ from .context import Context
 # The first word of a classic command line: these act at once, free text asks first.
 CLASSIC_LEAVE = frozenset({"unsubscribe", "leave", "signoff", "unsub"})
 
+# Subscribe/unsubscribe requests for other addresses handled per message (SPEC §2).
+MAX_THIRD_PARTY = 3
+
 
 @dataclass(frozen=True, slots=True)
 class Done:
@@ -49,6 +52,8 @@ class Results:
     texts: dict[str, str] = field(default_factory=dict)
     # Whether an action already answered the sender (a confirmation to them, help, goodbye).
     answered: bool = False
+    # Requests for other addresses met so far (the first MAX_THIRD_PARTY are handled).
+    third_party: int = 0
 
     def add(self, code: str, address: str = "", detail: str = "") -> None:
         """Record an outcome once (a command repeated 50 times is reported once)."""
@@ -143,15 +148,17 @@ def _subscribe(ctx: Context, command: Command, lang: str, sender: str,
     if target in own_addresses(ml):
         results.add("subscribe-list-itself")
         return
+    if target != sender:
+        _for_someone_else(ctx, "subscribe", target, lang, sender, results, command.delivery)
+        return
     if membership.find_member(ctx.session, ml, target) is not None:
         results.add("subscribe-already-member", target)
         return
-    name = command.name or (from_name(ctx.msg) if target == sender else "")
     sent = membership.ask_to_confirm(
         ctx.session, ctx.renderer, ml, "subscribe", target, ctx.now, lang=lang,
-        requested_by=sender, name=name, delivery=command.delivery or "regular",
-        inbound_id=ctx.inbound.id)
-    results.answered = results.answered or (sent and target == sender)
+        requested_by=sender, name=command.name or from_name(ctx.msg),
+        delivery=command.delivery or "regular", inbound_id=ctx.inbound.id)
+    results.answered = results.answered or sent
     results.add("subscribe-confirm-sent" if sent else "subscribe-capped", target)
 
 
@@ -159,22 +166,49 @@ def _unsubscribe(ctx: Context, command: Command, lang: str, sender: str,
                  results: Results) -> None:
     ml = ctx.mailing_list
     target = normalize(command.address or sender)
+    if target != sender:
+        _for_someone_else(ctx, "unsubscribe", target, lang, sender, results)
+        return
     member = membership.find_member(ctx.session, ml, target)
     if member is None:
         results.add("unsubscribe-not-member", target)
         return
     first_word = (command.line.split() or [""])[0].lower()
-    if target == sender and first_word in CLASSIC_LEAVE:
+    if first_word in CLASSIC_LEAVE:
         membership.unsubscribe(ctx.session, ctx.renderer, ml, member, ctx.now, sender, lang=lang)
         results.answered = True
         results.add("unsubscribe-done", target)
         return
-    # Free text, or someone else's address: a misread mail must not remove anyone.
+    # Free text: a misread mail must not remove anyone.
     sent = membership.ask_to_confirm(ctx.session, ctx.renderer, ml, "unsubscribe", target,
                                      ctx.now, lang=lang, requested_by=sender,
                                      inbound_id=ctx.inbound.id)
-    results.answered = results.answered or (sent and target == sender)
+    results.answered = results.answered or sent
     results.add("unsubscribe-confirm-sent" if sent else "unsubscribe-capped", target)
+
+
+def _for_someone_else(ctx: Context, kind: str, target: str, lang: str, sender: str,
+                      results: Results, delivery: str | None = None) -> None:
+    """A subscribe or unsubscribe for another address (SPEC §2, "No oracle").
+
+    The requester's answer is the same whether or not `target` is a member, was capped or
+    was mailed at all; only `target` learns the truth, from its confirmation (a member is
+    told it already is one). A non-member is not asked to leave.
+    Nothing the requester wrote (a name, the subject) goes into the mail to `target`: the
+    address sets its own name when it confirms.
+    """
+    results.third_party += 1
+    if results.third_party > MAX_THIRD_PARTY:
+        results.add(f"{kind}-third-party-limit", target)
+        return
+    ml = ctx.mailing_list
+    member = membership.find_member(ctx.session, ml, target) is not None
+    if kind == "subscribe" or member:
+        membership.ask_to_confirm(ctx.session, ctx.renderer, ml, kind, target, ctx.now,
+                                  lang=lang, requested_by=sender,
+                                  delivery=delivery or "regular", inbound_id=ctx.inbound.id,
+                                  already_member=member and kind == "subscribe")
+    results.add(f"{kind}-asked", target)
 
 
 def _set(ctx: Context, command: Command, lang: str, sender: str, results: Results) -> None:

@@ -54,6 +54,15 @@ def normalize(address: str) -> str:
     return f"{local.lower()}@{normalize_domain(domain)}"
 
 
+def untagged(address: str) -> str:
+    """`address` normalized and without its `+tag` ("victim+1@x" → "victim@x"): the one
+    mailbox the cap on automatic mail counts for (SPEC §2)."""
+    local, at, domain = normalize(address).rpartition("@")
+    if not at or not local:
+        return normalize(address)
+    return f"{local.partition('+')[0] or local}@{domain}"
+
+
 def resolve(address: str, is_list: Callable[[str], bool]) -> Destination | None:
     """The list and role `address` names, or None; `is_list` knows the lists' addresses."""
     address = normalize(address)

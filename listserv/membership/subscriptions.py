@@ -46,11 +46,13 @@ def _request(session: Session, ml: MailingList, kind: str, email: str, now: date
 
 def ask_to_confirm(session: Session, renderer: Renderer, ml: MailingList, kind: str,
                    email: str, now: datetime, *, lang: str, requested_by: str, name: str = "",
-                   delivery: str = "regular", inbound_id: int | None = None) -> bool:
+                   delivery: str = "regular", inbound_id: int | None = None,
+                   already_member: bool = False) -> bool:
     """Start a subscribe or unsubscribe that the address itself must confirm.
 
-    The confirmation goes to `email` only, quoting nothing the requester wrote. Returns
-    whether it was sent (the cap on automatic mail may stop it).
+    The confirmation goes to `email` only, quoting nothing the requester wrote; when someone
+    else asked to subscribe a member (`already_member`), it tells the member so instead of
+    asking. Returns whether it was sent (the cap on automatic mail may stop it).
     """
     request = _request(session, ml, kind, email, now, lang=lang, name=name, delivery=delivery,
                        requested_by=requested_by, inbound_id=inbound_id)
@@ -61,6 +63,7 @@ def ask_to_confirm(session: Session, renderer: Renderer, ml: MailingList, kind: 
         [request.email], now, kind="confirm", lang=lang, request=request,
         confirm_address=ml.role_address(Role.CONFIRM, request.token or ""),
         for_someone_else=normalize(requested_by) != request.email,
+        already_member=already_member,
     )
     return bool(sent)
 
@@ -112,6 +115,10 @@ def confirm(session: Session, renderer: Renderer, request: Request, now: datetim
         return f"unsubscribed {request.email}"
     if confirmer_name and not request.name:
         request.name = confirmer_name[:MAX_NAME_LENGTH]
+    if find_member(session, ml, request.email) is not None:
+        # A subscription someone asked for a member: only the member learns it (SPEC §2).
+        request.status = "done"
+        return f"{request.email} is already a member"
     if request.kind == "subscribe" and ml.policy == "confirm+approve":
         request.status = "waiting"
         audit(session, now, DAEMON, "subscription-waiting",
@@ -122,8 +129,6 @@ def confirm(session: Session, renderer: Renderer, request: Request, now: datetim
                kind="reply", lang=request.lang)
         return f"{request.email} confirmed; waiting for the chair's approval"
     request.status = "done"
-    if find_member(session, ml, request.email) is not None:
-        return f"{request.email} is already a member"
     subscribe(session, renderer, ml, request.email, request.name, now, request.email,
               lang=request.lang, delivery=request.delivery)
     return f"subscribed {request.email}"
