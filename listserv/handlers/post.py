@@ -1,7 +1,7 @@
 """Posts to the list address: distributed to the members, or held for the chair (SPEC §2, §3).
 
-The router's guards (listserv/guards.py) have already discarded loops, held malformed and
-automatic mail and oversized posts, and handed requests sent to the list to the request handler.
+The router's guards (listserv/router/guards.py) have already discarded loops, held malformed
+and automatic mail and oversized posts, and handed requests sent to the list to the request handler.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The router: one stored message at a time, one unit of work each: the guards once
-(listserv/guards.py), then the role's handler from an explicit table.
+(listserv/router/guards.py), then the role's handler from an explicit table.
 
 A message whose handling fails for a passing reason (`transient`: the database, DNS, a
 timeout) is tried again later, 1, 2, 4 … minutes apart and at most an hour, for five days
@@ -33,7 +33,7 @@ from listserv.mail.addresses import Destination, Role, normalize
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.posting.dmarc import DnsFailure, look_up_ahead
-from listserv.router import guards as guards
+from listserv.router import guards
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
 from listserv.store.models.core import Inbound, MailingList
