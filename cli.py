@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,8 +25,9 @@ from listserv.clock import Clock, SystemClock
 from listserv.column import desk
 from listserv.column.export import export as export_submissions
 from listserv.config import Settings, load_settings
-from listserv.daemon import Daemon
+from listserv.daemon import Daemon, secure_data_folder
 from listserv.errors import ListservError
+from listserv.files import UMASK, open_private, private_folder
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.meetings import peer_input as peer_input
@@ -167,6 +168,10 @@ pass_app = click.make_pass_decorator(App)
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """listserv: run mailing lists by email, moderate from here."""
+    # Everything the daemon and the commands create is private (SPEC §7); put back on close,
+    # for a program (a test) that calls main() and goes on.
+    umask = os.umask(UMASK)
+    ctx.call_on_close(lambda: os.umask(umask))
     # A caller may hand in the clock as the context object, `main(obj=clock)`: tests run the
     # CLI and daemons in subprocesses "days later" that way (tests/fake_clock_cli.py).
     app = App(config, clock=ctx.obj)
@@ -179,8 +184,10 @@ def main(ctx: click.Context, config: str | None) -> None:
 def init(app: App) -> None:
     """Create the data folder and database, or upgrade them (safe to run again)."""
     settings = app.settings
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.outbox_dir.mkdir(parents=True, exist_ok=True)
+    tightened = secure_data_folder(settings)
+    if tightened:
+        click.echo(tightened)
+    private_folder(settings.outbox_dir)
     app.store.migrate()
     click.echo(f"listserv is ready in {settings.data_dir} (database: {app.store.safe_url})")
 
@@ -199,9 +206,7 @@ def serve(app: App, verbose: bool) -> None:
     # report (some 30 lines each): debugging detail, shown with -v. Our own lines say enough.
     for chatty in ("mail.log", "flufl.bounce"):
         logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.WARNING)
-    settings = app.settings
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    Daemon(settings, clock=app.clock).run()
+    Daemon(app.settings, clock=app.clock).run()
 
 
 # -- lists -----------------------------------------------------------------------------------
@@ -359,17 +364,33 @@ def _first_line(last_line: int, row: dict[Any, Any]) -> int:
 
 @members.command("export")
 @click.argument("list_ref", metavar="LIST")
-@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-",
-              help="Write here instead of standard output.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default="-",
+              help="Write here (a private file, 0600) instead of standard output.")
 @pass_app
-def members_export(app: App, list_ref: str, output: io.TextIOWrapper) -> None:
+def members_export(app: App, list_ref: str, output: Path) -> None:
     """Write the roster as CSV (email, name, delivery), spreadsheet-safe."""
-    writer = csv.writer(output, lineterminator="\n")
-    writer.writerow(["email", "name", "delivery"])
     with app.reading() as session:
         ml = services.find_list(session, list_ref)
-        for m in services.iter_members(session, ml):
-            writer.writerow([services.csv_cell(m.email), services.csv_cell(m.name), m.delivery])
+        rows = [[services.csv_cell(m.email), services.csv_cell(m.name), m.delivery]
+                for m in services.iter_members(session, ml)]
+    with _output(output) as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["email", "name", "delivery"])
+        writer.writerows(rows)
+
+
+@contextmanager
+def _output(path: Path) -> Iterator[IO[str]]:
+    """Standard output for "-", else the file, created (or truncated) 0600."""
+    if str(path) == "-":
+        yield sys.stdout
+        return
+    try:
+        handle = open_private(path, "w")
+    except OSError as exc:
+        raise ListservError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
 
 
 # -- held messages ---------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import socket
 import threading
@@ -18,6 +17,7 @@ from listserv.bounces.feedback import DeliveryBounces
 from listserv.delivery.limits import SendLimits
 from listserv.delivery.transports import make_transport
 from listserv.delivery.worker import DeliveryWorker
+from listserv.files import private_folder, replace_private, tighten
 from listserv.mail.render import Renderer
 from listserv.router.dispatch import Router
 from listserv.store.engine import Store
@@ -29,6 +29,22 @@ from .intake.smtp import IntakeHandler, start_server
 from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+
+
+def secure_data_folder(settings: Settings) -> str:
+    """Create the data folder (0700) and make private what an earlier run left readable by
+    group or others: everything in it, and a SQLite database kept elsewhere (SPEC §7).
+
+    Returns a line saying what was tightened, or "" when nothing was.
+    """
+    database = settings.sqlite_path
+    extra = [database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm")] \
+        if database is not None else []
+    changed = tighten(private_folder(settings.data_dir), *extra)
+    if not changed:
+        return ""
+    return (f"made {changed} files and folders in {settings.data_dir} private (0600, folders "
+            "0700): they were readable by group or others")
 
 
 async def _cancel_other_tasks() -> None:
@@ -62,6 +78,9 @@ class Daemon:
 
     def run(self, install_signals: bool = True) -> None:
         """Serve until SIGTERM/SIGINT (or `stop()`); returns after a clean stop."""
+        tightened = secure_data_folder(self.settings)
+        if tightened:
+            log.warning("%s", tightened)
         self.store.migrate()
         loop = asyncio.new_event_loop()
         self._loop = loop
@@ -183,7 +202,5 @@ class Daemon:
 
     def _write_ports(self) -> None:
         run_dir: Path = self.settings.run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / f"ports.json.{os.getpid()}"
-        tmp.write_text(json.dumps(self.ports, indent=2) + "\n")
-        os.replace(tmp, run_dir / "ports.json")
+        private_folder(run_dir)
+        replace_private(run_dir / "ports.json", (json.dumps(self.ports, indent=2) + "\n").encode())

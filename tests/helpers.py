@@ -57,6 +57,13 @@ def make_message(sender: str = "jane@example.org", to: str = LIST, subject: str 
     return msg.as_bytes(policy=policy.SMTP)
 
 
+def write_secret(path: Path, text: str) -> Path:
+    """A password file as the operator must keep it: readable by its owner only (0600)."""
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
 def lmtp_send(port: int, mail_from: str, rcpts: list[str], data: bytes) -> dict[str, Any]:
     """Deliver over LMTP as an MTA would; returns smtplib's refused-recipients dict."""
     with smtplib.LMTP("127.0.0.1", port) as client:

@@ -19,6 +19,8 @@ from listserv.config import (
 )
 from listserv.errors import ConfigError, ListservError
 
+from .helpers import write_secret
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 LITERAL = (
     "a literal 'password' is not allowed; "
@@ -392,8 +394,8 @@ def test_password_file_is_read_relative_to_the_config_folder(
 ) -> None:
     folder = tmp_path / "etc"
     (folder / "secrets").mkdir(parents=True)
-    (folder / "secrets" / "imap.txt").write_text("imap pass\n", encoding="utf-8")
-    (folder / "secrets" / "smtp.txt").write_text("smtp pass\r\n", encoding="utf-8")
+    write_secret(folder / "secrets" / "imap.txt", "imap pass\n")
+    write_secret(folder / "secrets" / "smtp.txt", "smtp pass\r\n")
     path = write_config(
         folder,
         '[intake.imap]\nenabled = true\nusername = "group@example.org"\n'
@@ -417,7 +419,7 @@ def test_missing_password_file_names_key_and_file(tmp_path: Path) -> None:
 
 
 def test_multi_line_password_file_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "pw").write_text("one\ntwo\n", encoding="utf-8")
+    write_secret(tmp_path / "pw", "one\ntwo\n")
     path = write_config(tmp_path, '[outbound]\npassword_file = "pw"\n')
     assert config_error(path) == (
         f"{path}: outbound.password_file: '{tmp_path / 'pw'}' holds more than one line"
@@ -431,6 +433,61 @@ def test_password_env_and_password_file_together_are_refused(tmp_path: Path) -> 
     assert config_error(path) == (
         f"{path}: intake.imap: set password_env or password_file, not both"
     )
+
+
+IMAP_ON = '[intake.imap]\nenabled = true\nusername = "group@example.org"\n'
+
+
+@pytest.mark.parametrize("table", [IMAP_ON, "[outbound]\n"])
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_password_file_others_can_read_is_refused(tmp_path: Path, table: str, mode: int) -> None:
+    secret = write_secret(tmp_path / "pw", "app-password\n")
+    path = write_config(tmp_path, table + 'password_file = "pw"\n')
+    secret.chmod(mode)
+    key = "intake.imap" if "imap" in table else "outbound"
+    assert config_error(path) == (
+        f"{path}: {key}.password_file: '{secret}' is readable by group or others "
+        f"(mode {mode:04o}); make it private: chmod 600 '{secret}'"
+    )
+
+    secret.chmod(0o600)
+    settings = load_settings(path)
+    assert "app-password" in (settings.intake.imap.password, settings.outbound.password)
+
+
+@pytest.mark.parametrize("table", [
+    IMAP_ON + 'password_env = "TEST_PW"\nport = 143\n',
+    '[outbound]\ntransport = "smtp"\n',
+    '[outbound]\ntransport = "smtp"\nusername = "group@example.org"\npassword_env = "TEST_PW"\n',
+])
+def test_clear_text_is_refused_to_a_host_that_is_not_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str
+) -> None:
+    monkeypatch.setenv("TEST_PW", "app-password")
+    key = "intake.imap" if "imap" in table else "outbound"
+    for host in ("192.0.2.1", "relay.example.org", "10.0.0.5", "::ffff:192.0.2.1"):
+        path = write_config(tmp_path, table + f'host = "{host}"\ntls = "none"\n')
+        assert config_error(path) == (
+            f"{path}: {key}.tls: \"none\" (clear text) is refused to '{host}', which is not "
+            'this machine; use "starttls" or "implicit"'
+        )
+    for host in ("127.0.0.1", "127.0.0.53", "localhost", "LOCALHOST.", "::1", "[::1]",
+                 "::ffff:127.0.0.1"):
+        path = write_config(tmp_path, table + f'host = "{host}"\ntls = "none"\n')
+        settings = load_settings(path)
+        assert host in (settings.intake.imap.host, settings.outbound.host)
+    for tls in ("starttls", "implicit"):
+        path = write_config(tmp_path, table + f'host = "192.0.2.1"\ntls = "{tls}"\n')
+        loaded = load_settings(path)
+        assert tls in (loaded.intake.imap.tls, loaded.outbound.tls)
+
+
+def test_clear_text_settings_that_are_not_used_are_accepted(tmp_path: Path) -> None:
+    """A disabled poller and the Maildir transport connect nowhere."""
+    path = write_config(tmp_path, '[intake.imap]\nhost = "192.0.2.1"\ntls = "none"\n'
+                                  '[outbound]\nhost = "192.0.2.1"\ntls = "none"\n')
+    settings = load_settings(path)
+    assert (settings.intake.imap.enabled, settings.outbound.transport) == (False, "maildir")
 
 
 # --------------------------------------------------------------------------- paths
@@ -499,7 +556,7 @@ def test_overrides_are_merged_over_the_file(tmp_path: Path) -> None:
         path,
         data_dir=str(tmp_path / "d"),
         intake=overrides,
-        outbound={"transport": "smtp", "port": 2525},
+        outbound={"transport": "smtp", "port": 2525, "tls": "starttls"},
     )
 
     assert settings.data_dir == tmp_path / "d"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from listserv.config import load_settings
 
+from .helpers import write_secret
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -15,7 +17,7 @@ def test_readme_hosted_mailbox_config_loads(tmp_path, monkeypatch):
     toml = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
     assert toml is not None
     monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / ".listserv-password").write_text("app-password\n")
+    write_secret(tmp_path / ".listserv-password", "app-password\n")
     config = tmp_path / "hosted.toml"
     config.write_text(toml.group(1))
     settings = load_settings(config)

@@ -36,7 +36,15 @@ from listserv.store.engine import Store
 from listserv.store.models.core import MailingList
 from listserv.store.models.outgoing import OutRecipient, SendUsage
 
-from .helpers import LIST, lmtp_send, make_message, parse, wait_until, write_config
+from .helpers import (
+    LIST,
+    lmtp_send,
+    make_message,
+    parse,
+    wait_until,
+    write_config,
+    write_secret,
+)
 from .submission_server import (  # noqa: F401 (fixtures)
     ACCOUNT,
     PASSWORD,
@@ -75,8 +83,7 @@ def closed_port() -> Iterator[int]:
 def config_path(tmp_path: Path, db_url: str, submission: SubmissionServer,
                 limits: dict[str, int], closed_port: int) -> Path:
     """Hosted mode: IMAP intake on (a closed port), delivery by authenticated submission."""
-    secret = tmp_path / "account-password"
-    secret.write_text(PASSWORD + "\n")
+    secret = write_secret(tmp_path / "account-password", PASSWORD + "\n")
     path = write_config(tmp_path / "listserv.toml", tmp_path / "data", db_url, submission.port,
                         tls="starttls", verify_cert=False, username=ACCOUNT,
                         password_file=str(secret), **limits)

@@ -26,7 +26,7 @@ from listserv.store.models.features import ImapMessage
 from listserv.store.models.outgoing import OutMessage
 
 from .daemons import DaemonProcess
-from .helpers import LIST, make_message, parse, wait_settled, write_config
+from .helpers import LIST, make_message, parse, wait_settled, write_config, write_secret
 from .tcp_proxy import TcpProxy
 
 MEMBERS = ["ann@example.org", "bob@example.net", "cat@example.com"]
@@ -41,8 +41,7 @@ def hosted_config(tmp_path: Path, db_url: str, sink_port: int, account, port: in
                   tls: str = "starttls", **imap: object) -> Path:
     """The test daemon's config, reading `account`'s INBOX (certificate verified)."""
     path = write_config(tmp_path / "listserv.toml", tmp_path / "data", db_url, sink_port)
-    secret = tmp_path / "imap-password"
-    secret.write_text(account.password + "\n")
+    secret = write_secret(tmp_path / "imap-password", account.password + "\n")
     options = {"idle": True, "poll_seconds": 30, "processed_folder": "", **imap}
     extra = "".join(
         f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v).replace(chr(39), chr(34))}\n"
@@ -410,8 +409,7 @@ def test_an_unverifiable_certificate_is_refused(imap_account, tmp_path):
     from listserv.config import load_settings
     from listserv.intake.imap import connect
 
-    secret = tmp_path / "pw"
-    secret.write_text(imap_account.password)
+    secret = write_secret(tmp_path / "pw", imap_account.password)
     conf = load_settings(None, data_dir=str(tmp_path), intake={"imap": {
         "enabled": True, "host": "127.0.0.1", "port": imap_account.imaps_port,
         "username": imap_account.username, "password_file": str(secret)}}).intake.imap

@@ -7,7 +7,7 @@ import pytest
 from listserv.config import load_settings
 from listserv.delivery.transports import Outcome, SmtpTransport
 
-from .helpers import make_message
+from .helpers import make_message, write_secret
 from .submission_server import (  # noqa: F401 (fixtures)
     WARNING_FILTERS,
     certificate_fixture,
@@ -18,8 +18,7 @@ pytestmark = WARNING_FILTERS
 
 
 def outbound(tmp_path, port: int, tls: str, password: str = "app-password"):
-    secret = tmp_path / "smtp-password"
-    secret.write_text(password + "\n")
+    secret = write_secret(tmp_path / "smtp-password", password + "\n")
     return load_settings(None, data_dir=str(tmp_path), outbound={
         "transport": "smtp", "host": "127.0.0.1", "port": port, "tls": tls,
         "verify_cert": False, "username": "group@example.org",

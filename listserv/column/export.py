@@ -1,7 +1,8 @@
 """The export of submissions for the editor (`submissions export`).
 
 Per submission a folder with its latest revision's text and files, and an index (index.md,
-index.json), into a new folder or a new zip file; every name in it is checked first.
+index.json), into a new folder or a new zip file; every name in it is checked first. What it
+writes is private (files 0600, folders 0700), like the data folder it comes from.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from listserv.column.desk import latest, word_count
 from listserv.column.submissions import kb_text
 from listserv.errors import ListservError
+from listserv.files import open_private, private_folder
 from listserv.mail import attachments as attachments
 from listserv.mail.render import one_line
 from listserv.store.audit import audit
@@ -90,20 +92,20 @@ def export(session: Session, data_dir: Path, submissions: list[Submission], to: 
     if to.suffix.lower() == ".zip":
         if to.exists():
             raise ListservError(f"{to} exists already")
-        to.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(to, "x", zipfile.ZIP_DEFLATED) as archive:
+        private_folder(to.parent)
+        with open_private(to, "xb") as out, zipfile.ZipFile(out, "w",
+                                                             zipfile.ZIP_DEFLATED) as archive:
             for name, data in entries:
                 archive.writestr(name, data)
     else:
         if to.exists() and (not to.is_dir() or any(to.iterdir())):
             raise ListservError(f"{to} exists and is not an empty folder")
-        to.mkdir(parents=True, exist_ok=True)
+        private_folder(to)
         for name, data in entries:
             parts = name.split("/")
             folder = to
             for part in parts[:-1]:
-                folder = attachments.inside(folder, part)
-                folder.mkdir(exist_ok=True)
+                folder = private_folder(attachments.inside(folder, part))
             attachments.write_inside(folder, parts[-1], data)
     ids = ", ".join(s.tracking_id for s in submissions)
     audit(session, now, actor, "column-exported", f"{ids} to {to}",

@@ -8,6 +8,7 @@ file's folder, or at the current directory when there is no file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -141,6 +142,8 @@ def _read_imap(table: Table, default: ImapSettings) -> ImapSettings:
         poll_seconds=table.number("poll_seconds", default.poll_seconds),
         idle=table.boolean("idle", default.idle),
     )
+    if enabled:
+        _refuse_clear_text(table, settings.host, settings.tls)
     if _same_folder(settings.processed_folder, settings.folder):
         # Each move would make a new message there, to be read and moved again, forever.
         raise table.error("processed_folder", "must not be the folder mail is read from")
@@ -177,8 +180,32 @@ def _read_outbound(table: Table, default: OutboundSettings) -> OutboundSettings:
         ),
         eightbitmime=table.boolean("eightbitmime", default.eightbitmime),
     )
+    if settings.transport == "smtp":
+        _refuse_clear_text(table, settings.host, settings.tls)
     table.finish()
     return settings
+
+
+def _refuse_clear_text(table: Table, host: str, tls: str) -> None:
+    """`tls = "none"` only to this machine: elsewhere the password and the mail would cross
+    the network readable by anyone on the way (SPEC §7 "Files")."""
+    if tls == "none" and not _is_loopback(host):
+        raise table.error("tls", f'"none" (clear text) is refused to {host!r}, which is not '
+                                 'this machine; use "starttls" or "implicit"')
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether `host` names this machine without a lookup: `localhost` (RFC 6761) or a
+    loopback address (127.0.0.0/8, ::1, IPv4-mapped 127.x)."""
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 def _read_daemon(table: Table, default: DaemonSettings) -> DaemonSettings:

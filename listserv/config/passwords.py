@@ -1,19 +1,23 @@
 """Secrets: never in the config file itself, read from where it names them.
 
 A literal `password` key, anywhere, is refused before anything else is read. `password_env`
-names an environment variable, `password_file` a file (one line, UTF-8, its newline dropped);
-either must hold a non-empty, single-line secret. The environment is read only for secrets.
+names an environment variable, `password_file` a file (one line, UTF-8, its newline dropped)
+that only its owner may read; either must hold a non-empty, single-line secret. The
+environment is read only for secrets.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from typing import Any, Final
 
 from listserv.config.tables import Key, Loader, Table, dotted, one_line
 from listserv.errors import ConfigError
 
+#: A password file with any of these bits is refused (SPEC §7 "Files").
+_OTHERS_READ: Final = stat.S_IRGRP | stat.S_IROTH
 _LITERAL_PASSWORD: Final = (
     "a literal 'password' is not allowed; "
     "use password_env (an environment variable's name) or password_file"
@@ -38,10 +42,19 @@ def read_secret(table: Table, *, resolve: bool) -> str:
         return _check(table, "password_env", value, f"environment variable {env_name!r}")
     if file_path is not None:
         try:
-            text = file_path.read_text(encoding="utf-8")
+            with file_path.open("rb") as handle:
+                mode = os.fstat(handle.fileno()).st_mode
+                data = handle.read()
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             raise table.error("password_file", f"cannot read '{file_path}': {reason}") from exc
+        if mode & _OTHERS_READ:
+            raise table.error(
+                "password_file",
+                f"'{file_path}' is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+                f"make it private: chmod 600 '{file_path}'")
+        try:
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise table.error("password_file", f"'{file_path}' is not UTF-8 text") from exc
         value = text.removesuffix("\n").removesuffix("\r")

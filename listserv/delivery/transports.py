@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from listserv.config import OutboundSettings
+from listserv.files import private_folder, write_new_private
 
 
 class Outcome(StrEnum):
@@ -52,7 +53,7 @@ class MaildirTransport:
         self.path = path
         self.envelope_from = envelope_from
         for sub in ("tmp", "new", "cur"):
-            (path / sub).mkdir(parents=True, exist_ok=True)
+            private_folder(path / sub)
         self._host = socket.gethostname().replace("/", "_").replace(":", "_")
 
     def send(self, envelope_from: str, recipients: list[str], data: bytes) -> dict[str, Result]:
@@ -62,10 +63,7 @@ class MaildirTransport:
         envelope += b"".join(f"X-Envelope-To: <{r}>".encode() + eol for r in recipients)
         name = f"{time.time_ns()}.P{os.getpid()}R{uuid.uuid4().hex[:16]}.{self._host}"
         tmp = self.path / "tmp" / name
-        with open(tmp, "wb") as handle:
-            handle.write(envelope + data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_new_private(tmp, envelope + data)
         os.rename(tmp, self.path / "new" / name)
         return {r: Result(Outcome.SENT) for r in recipients}
 

@@ -17,6 +17,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from listserv.files import write_new_private
+
 #: Longest file name we write, in UTF-8 bytes (most file systems allow 255).
 MAX_NAME_BYTES = 120
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9]|conin\$|conout\$)$",
@@ -163,9 +165,4 @@ def inside(folder: Path, name: str) -> Path:
 def write_inside(folder: Path, name: str, data: bytes) -> Path:
     """Write a new private file `name` (0600) in `folder`, never overwriting, never elsewhere,
     and on disk before this returns."""
-    path = inside(folder, name)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    return path
+    return write_new_private(inside(folder, name), data)

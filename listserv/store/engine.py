@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from listserv.errors import ListservError
+from listserv.files import private_empty_file, private_folder
 
 #: Alembic's package-resource form: it finds the scripts with importlib.resources, so a wheel
 #: and an editable install migrate alike.
@@ -26,7 +27,9 @@ _READ_ONLY = "listserv_read_only"
 def _sqlite_engine(url: str) -> Engine:
     path = make_url(url).database
     if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # SQLite would create the file 0644; its WAL and shared-memory files take its mode.
+        private_folder(Path(path).parent)
+        private_empty_file(Path(path))
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")

@@ -21,6 +21,8 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from listserv.files import private_folder
+
 log = logging.getLogger(__name__)
 
 #: Folders in a staging area older than this were left by a crash between write and commit.
@@ -42,7 +44,7 @@ def staged_folder(session: Session, final: Path, staging: Path) -> Path:
     transaction = session.get_nested_transaction() or session.get_transaction()
     if transaction is None:
         raise RuntimeError("staged_folder() needs an open transaction")
-    staging.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_folder(staging)
     _remove_stale(staging)
     path = Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=staging))  # mode 0700
     if not event.contains(session, "after_commit", _finish):
@@ -57,7 +59,7 @@ def _finish(session: Session) -> None:
     """After the commit: every folder still staged is final now."""
     for staged in session.info.pop(_INFO_KEY, []):
         try:
-            staged.final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_folder(staged.final.parent)
             if staged.final.exists():  # an orphan of a run before staging: nothing points at it
                 shutil.rmtree(staged.final)
             os.rename(staged.path, staged.final)
