@@ -35,6 +35,7 @@ are rewritten. The functions are pure; the byte-level MIME helpers are those of 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,7 @@ from email import policy
 from email.header import Header
 from email.message import EmailMessage, Message
 from email.utils import format_datetime
+from functools import partial
 
 from listserv.mail.mime.parts import (
     MAX_DEPTH,
@@ -62,6 +64,7 @@ from listserv.mail.mime.raw import (
     RawMessage,
     field_name,
     header_bytes,
+    split_head,
 )
 from listserv.mail.tokens import message_id
 
@@ -72,11 +75,16 @@ MAX_LINE = 998
 
 CRLF = b"\r\n"
 _LINE_END = re.compile(rb"\r\n|\r|\n")
-_TOO_LONG = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
+# Anchored at line starts, so a search is linear in the size (unanchored, each of a long line's
+# positions would start a scan of up to 999 octets). Only for CRLF-only data: a bare CR would
+# start a line it does not see.
+_TOO_LONG = re.compile(rb"^[^\r\n]{%d}" % (MAX_LINE + 1), re.MULTILINE)
 _DROPPED = frozenset({"bcc", "resent-bcc"})
 _REQUIRED = ("date", "message-id", "from")
 # A boundary longer than this could not make a delimiter line that fits (RFC 2046: 70).
 _MAX_BOUNDARY = 900
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +117,7 @@ def to_wire(message: bytes | EmailMessage, *, sender: str, now: datetime,
     raw = message_bytes(message) if composed else message
     form = _Form(eightbit, composed)
     fields, body = _split(raw)
-    fields = [f for f in _headers(fields, form) if field_name(f) not in _DROPPED]
+    fields = [f for f in _headers(fields, form, 0) if field_name(f) not in _DROPPED]
     fields = [f for f in fields if field_name(f) not in _REQUIRED or _has_value(f)]
     present = {field_name(f) for f in fields}
     added = []
@@ -152,49 +160,44 @@ def _has_value(field: bytes) -> bool:
 def _split(raw: bytes) -> tuple[list[bytes], bytes]:
     """The header fields of `raw` (each CRLF-terminated, folding kept) and its body.
 
-    Header lines end at LF; in them a NUL or a CR that does not end the line is removed. The
-    header section ends at the first empty line, or at the first line that is no field (it
-    starts the body, as readers take it); mbox `From ` lines and a continuation with no field
+    The header section is the one Python's parser reads (`mime.raw.split_head`). In a field's
+    lines a NUL or a CR that does not end the line is removed, only after the line was taken
+    for a field. mbox `From ` lines, fields with no name and a continuation with no field
     before it are dropped.
     """
-    fields: list[bytes] = []
-    pos = 0
-    while pos < len(raw):
-        newline = raw.find(b"\n", pos)
-        end = len(raw) if newline < 0 else newline + 1
-        line = raw[pos:end]
-        if line.endswith(b"\n"):
-            line = line[:-1]
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        line = line.replace(b"\r", b"").replace(b"\0", b"")
-        if not line:
-            return fields, raw[end:]
-        match = FIELD_NAME.match(line)
-        if line[:1] in (b" ", b"\t"):
-            if fields:
-                fields[-1] += line + CRLF
-        elif match is not None:
-            # "Name :" (obsolete syntax) becomes "Name:", which every parser reads.
-            fields.append(match.group(1) + b":" + line[match.end():] + CRLF)
-        elif not line.startswith(b"From "):  # (an mbox envelope line is dropped)
-            return fields, raw[pos:]
-        pos = end
-    return fields, b""
+    head, body = split_head(raw)
+    fields = []
+    for lines in head:
+        if FIELD_NAME.match(lines[0]) is None:
+            continue
+        fields.append(b"".join(_header_line(line) for line in lines))
+    return fields, body
 
 
-def _headers(fields: list[bytes], form: _Form) -> list[bytes]:
-    """Fields with long lines folded and (in 7-bit form) 8-bit values encoded; none too long."""
+def _header_line(line: bytes) -> bytes:
+    """A raw header line with CRLF as its end and no other CR, nor any NUL."""
+    return line.rstrip(b"\n").rstrip(b"\r").replace(b"\r", b"").replace(b"\0", b"") + CRLF
+
+
+def _headers(fields: list[bytes], form: _Form, depth: int) -> list[bytes]:
+    """Fields with long lines folded and (in 7-bit form) 8-bit values encoded; none too long.
+
+    `depth` is 0 for the message's own header, more for parts and attached messages."""
     out = []
     for field in fields:
-        fixed = _header(field, form)
+        fixed = _header(field, form, depth)
         if fixed is not None:
             out.append(fixed)
     return out
 
 
-def _header(field: bytes, form: _Form) -> bytes | None:
-    """One field that fits the wire; None when it cannot be made to (it is then dropped)."""
+def _header(field: bytes, form: _Form, depth: int) -> bytes | None:
+    """One field that fits the wire; None when it cannot be made to (it is then dropped).
+
+    In 7-bit form a field stays 8-bit only in the message's own header, and only when it holds
+    an internationalised address (SMTPUTF8, which the transport then asks for); a display name
+    or any other 8-bit value is encoded (RFC 2047), and so is everything in parts and attached
+    messages, where no UTF-8 is allowed without SMTPUTF8."""
     eight = not field.isascii()
     if eight and form.eightbit:
         try:
@@ -210,14 +213,16 @@ def _header(field: bytes, form: _Form) -> bytes | None:
             return folded
     name, _, value = field.partition(b":")
     text = _text(re.sub(rb"\r\n(?=[ \t])", b"", value).rstrip(b"\r\n").strip())
-    for encode in (header_bytes, _header_fold):
+    utf8 = form.eightbit or depth == 0
+    for encode in (partial(header_bytes, utf8=utf8), _header_fold):
         try:
             encoded = encode(name.decode("ascii"), text)
-        except Exception:  # the email package raises all sorts on hostile values
+        except Exception as exc:  # the email package raises all sorts on hostile values
+            log.debug("header %r not encoded one way (%r), trying the next", name, exc)
             continue
-        if _folded_well(encoded) and (form.eightbit or encoded.isascii()
-                                      or _international(name)):
+        if _folded_well(encoded) and (utf8 or encoded.isascii()):
             return encoded
+    log.debug("header %r dropped: no way to make it fit the wire", name)
     return None
 
 
@@ -237,11 +242,6 @@ def _text(value: bytes) -> str:
         except UnicodeDecodeError:
             continue
     return value.decode("latin-1")
-
-
-def _international(name: bytes) -> bool:
-    """An address field, whose non-ASCII addresses stay UTF-8 (SMTPUTF8, RFC 6532)."""
-    return name.decode("ascii").lower() in ADDRESS_FIELDS
 
 
 def _header_fold(name: str, value: str) -> bytes:
@@ -283,7 +283,7 @@ def _entity(fields: list[bytes], body: bytes, form: _Form, depth: int,
     if depth < MAX_DEPTH and ctype == "message/rfc822" and transfer_encoding(info) not in (
             "quoted-printable", "base64"):
         inner_fields, inner_body = _split(body)
-        attached = _entity(_headers(inner_fields, form), inner_body, form, depth + 1)
+        attached = _entity(_headers(inner_fields, form, depth + 1), inner_body, form, depth + 1)
         return _relabelled(entity.with_body(attached), transfer_encoding(info)).to_bytes()
     return _leaf(entity, info, form).to_bytes()
 
@@ -310,9 +310,13 @@ def _multipart(mp: Multipart, form: _Form, depth: int, default_type: str) -> byt
         if span.end > span.start:
             part = mp.part(index)
             fields, body = _split(part)
-            fixed = _entity(_headers(fields, form), body, form, depth + 1, default_type)
-            if fixed.endswith(CRLF) and not part.endswith(CRLF):
-                fixed = fixed[:-2]  # the CRLF before the next delimiter belongs to it
+            fixed = _entity(_headers(fields, form, depth + 1), body, form, depth + 1, default_type)
+            if (fixed.endswith(CRLF) and not part.endswith(CRLF)
+                    and not fixed.endswith(CRLF + CRLF)):
+                # The CRLF before the next delimiter belongs to it; but not the one of the
+                # empty line after a part's header when its body is empty: without it, the
+                # next pass would read the part as all header and add the empty line again.
+                fixed = fixed[:-2]
             out.append(fixed)
         position = span.end
     tail = mp.body[position:]
