@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -293,6 +294,28 @@ def test_an_international_address_in_an_attached_message_is_encoded_in_7bit_form
     assert "josé@example.es" in str(message["From"])  # (as an encoded word: readable)
     assert wire(post, eightbit=True) == post  # 8-bit form keeps it
     assert wire(data) == data
+
+
+def test_an_attached_message_with_a_header_past_repair_goes_whole_as_base64():
+    inner = b"From: x@example.org\r\n" + b"X" * 1000 + ": Olá\r\n\r\nhello\r\n".encode()
+    post = (HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"--b--\r\n")
+    data = wire(post)
+    assert_wire_rules(data)
+    [part] = parse(data).iter_parts()
+    assert part.get_content_type() == "application/octet-stream"
+    assert part["Content-Transfer-Encoding"] == "base64"
+    assert part.get_content() == inner[:-2]  # (its last CRLF is the delimiter's)
+    assert wire(data) == data
+
+
+def test_a_header_past_repair_is_dropped_and_logged(caplog):
+    post = HEAD + b"X" * 1000 + ": Olá\r\n\r\nbody\r\n".encode()
+    with caplog.at_level(logging.DEBUG, logger="listserv.mail.wire"):
+        data = wire(post)
+    assert data == HEAD + b"\r\nbody\r\n"
+    assert any("dropped" in record.getMessage() and "XXX" in record.getMessage()
+               for record in caplog.records)
 
 
 def test_a_preamble_that_breaks_a_rule_is_dropped():

@@ -8,26 +8,33 @@ and every transport sends (or writes) exactly those bytes. What comes out:
 - **CRLF only.** Bare CR and bare LF in a post's body are line ends and become CRLF, so nothing
   like `\\r.\\r\\n` (SMTP smuggling) survives. Parts are found after this, so the MIME structure
   we check is the one every reader sees.
-- **Headers repaired, never split.** In the message's header section a bare CR or a NUL is
-  removed (never turned into a line break, so `Subject: x\\rBcc: y` cannot add a header); a NUL
-  is removed from part headers too. `Bcc`/`Resent-Bcc` fields and mbox `From ` lines are
-  dropped. A line there that is no header field ends the header section, as every reader takes
-  it.
+- **Headers repaired, never split.** The header section is the one Python's parser reads
+  (`mime.raw.split_head`), so it is the one our guards and the DMARC rewrite saw: it ends at
+  the first line that is no field (also `Name :`), and at a line that starts with a NUL or a
+  CR, which starts the body. Only then, in the lines taken for fields, a bare CR or a NUL is
+  removed (never turned into a line break, so `Subject: x\\rBcc: y` cannot add a header, and
+  `\\0From: y` stays in the body). `Bcc`/`Resent-Bcc` fields and mbox `From ` lines are
+  dropped.
 - **No line over 998 octets.** A long header line is folded at its whitespace, or re-encoded
   (RFC 2047) when it has none; a body part with a long line, a NUL, binary data, or (in 7-bit
   form) 8-bit bytes is re-encoded in its own part, quoted-printable for text and base64 for the
-  rest. Lines are never cut. A preamble or epilogue that breaks a rule is dropped (readers never
-  show them).
+  rest. Lines are never cut. A part with an empty body keeps the empty line after its header
+  (so a second pass changes nothing). A preamble or epilogue that breaks a rule is dropped
+  (readers never show them).
 - **Required headers.** `Date`, `Message-ID` (unguessable, `tokens.message_id`), `From` (the
   sender given) and `MIME-Version` are prepended when missing or empty.
 - **7-bit form** unless `eightbit` (`[outbound] eightbitmime = true`): 8-bit parts are
   re-encoded, also inside `message/rfc822` parts, and 8-bit header values become RFC 2047
-  encoded words (an internationalised address stays UTF-8: it needs SMTPUTF8, which the
-  transport asks for). A `multipart/signed` part is treated like any other: an 8-bit part
-  inside it is re-encoded in 7-bit form, so its signature no longer verifies; signers are
-  required to sign 7-bit content (RFC 3156 §3, RFC 8551 §3.1.2), so a correct signature is
-  never touched. With `eightbit`, 8-bit parts and headers are kept and mail we compose goes out
-  as 8-bit text instead of quoted-printable.
+  encoded words. Only in the message's own header, an address field whose addr-spec is not
+  ASCII stays UTF-8 (it needs SMTPUTF8, which the transport asks for); an 8-bit display name
+  is encoded, and so is every header of a part or an attached message. An attached message
+  with a header that cannot be encoded (or folded) goes whole instead: as it came if it
+  fits, else base64 `application/octet-stream`. In the message's own header such a header is
+  dropped (logged at debug level). A `multipart/signed` part is treated like any other: an
+  8-bit part inside it is re-encoded in 7-bit form, so its signature no longer verifies;
+  signers are required to sign 7-bit content (RFC 3156 §3, RFC 8551 §3.1.2), so a correct
+  signature is never touched. With `eightbit`, 8-bit parts and headers are kept and mail we
+  compose goes out as 8-bit text instead of quoted-printable.
 
 Everything else keeps its bytes (DESIGN, "Bytes"): only the parts and headers that break a rule
 are rewritten. The functions are pure; the byte-level MIME helpers are those of `mail.mime`.
@@ -283,8 +290,13 @@ def _entity(fields: list[bytes], body: bytes, form: _Form, depth: int,
     if depth < MAX_DEPTH and ctype == "message/rfc822" and transfer_encoding(info) not in (
             "quoted-printable", "base64"):
         inner_fields, inner_body = _split(body)
-        attached = _entity(_headers(inner_fields, form, depth + 1), inner_body, form, depth + 1)
-        return _relabelled(entity.with_body(attached), transfer_encoding(info)).to_bytes()
+        kept = _headers(inner_fields, form, depth + 1)
+        if len(kept) == len(inner_fields):
+            attached = _entity(kept, inner_body, form, depth + 1)
+            return _relabelled(entity.with_body(attached), transfer_encoding(info)).to_bytes()
+        # A header of the attached message cannot be made to fit: rather than send the message
+        # without it, it goes as it came if it fits, else whole as a base64 attachment.
+        log.debug("attached message with a header that cannot fit the wire: kept whole")
     return _leaf(entity, info, form).to_bytes()
 
 
