@@ -384,6 +384,36 @@ def test_a_smuggling_post_reaches_the_members_crlf_only_without_extra_headers(cl
     assert [d.rcpt_tos for d in sink.deliveries if "victim@example.com" in d.rcpt_tos] == []
 
 
+HIDDEN_HEADER_POSTS = [
+    (b"From: Jane Doe <jane@example.net>\r\nTo: shma@lists.example.org\r\nSubject: Nul\r\n"
+     b"Message-ID: <hidden-1@example.net>\r\nDate: Mon, 04 May 2026 09:30:00 +0000\r\n"
+     b"\x00From: CEO <ceo@bank.com>\r\n\x00Reply-To: evil@evil.org\r\n\r\nbody\r\n"),
+    (b"From: Jane Doe <jane@example.net>\nTo: shma@lists.example.org\nSubject: Cr\n"
+     b"Message-ID: <hidden-2@example.net>\nDate: Mon, 04 May 2026 09:31:00 +0000\n"
+     b"\rFrom: ceo@bank.com\n\rReply-To: evil@evil.org\n"),
+]
+
+
+def test_a_from_hidden_behind_a_nul_or_cr_never_reaches_the_members_as_a_header(cli, shma,
+                                                                               daemon, sink):
+    # Python's parser (the guards, the DMARC From rewrite) reads such a line as the body's
+    # first: the members must get the one From the list wrote, and no Reply-To of the post's.
+    cli("lists", "set", LIST, "dmarc_mitigation", "always")
+    cli("members", "add", LIST, "jane@example.net", "--no-welcome")
+    cli("members", "add", LIST, "reader@example.org", "--no-welcome")
+    for post in HIDDEN_HEADER_POSTS:
+        assert lmtp_send(daemon.ports["lmtp"], "jane@example.net", [LIST], post) == {}
+    wait_mail(sink, "reader@example.org", len(HIDDEN_HEADER_POSTS))
+    for delivery in sink.messages_for("reader@example.org"):
+        copy = delivery.data
+        assert_clean(copy, ours=False)
+        head = copy.split(b"\r\n\r\n", 1)[0]
+        assert b"ceo@bank.com" not in head and b"evil" not in head
+        msg = parse(copy)
+        assert msg.get_all("From") == ["Jane Doe via SHMA <shma@lists.example.org>"]
+        assert msg.get_all("Reply-To") == ["Jane Doe <jane@example.net>"]
+
+
 # -- the 7-bit and 8-bit forms of a non-English notice --------------------------------------------
 
 

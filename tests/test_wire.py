@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from listserv.mail.mime.copies import ListHeaders, distribution_copy
+from listserv.mail.mime.copies import ListHeaders, SenderRewrite, distribution_copy
+from listserv.mail.mime.raw import RawMessage
 from listserv.mail.wire import MAX_LINE, message_bytes, to_wire
 
 from .helpers import parse
@@ -110,10 +113,42 @@ def test_a_bare_cr_or_nul_in_a_header_is_removed_never_a_line_break():
 
 def test_bcc_and_mbox_from_lines_never_go_out():
     post = (b"From jane@example.org Mon May  4 09:00:00 2026\n" + HEAD
-            + b"Bcc: secret@example.org\r\nbcc : other@example.org\r\nResent-Bcc: x@y\r\n"
-            + b"\r\nbody\r\n")
+            + b"Bcc: secret@example.org\r\nResent-Bcc: x@y\r\n\r\nbody\r\n")
     data = wire(post)
     assert data == HEAD + b"\r\nbody\r\n"
+
+
+def test_a_name_with_space_before_its_colon_starts_the_body_as_python_reads_it():
+    # Python's parser (our guards, the DMARC rewrite) takes "Name :" for the body's first line,
+    # so the wire must not make a header of it either.
+    data = wire(HEAD + b"bcc : other@example.org\r\nFrom : CEO <ceo@bank.com>\r\n\r\nbody\r\n")
+    assert head_of(data) == HEAD
+    assert parse(data).get_all("From") == ["Jane <jane@example.org>"]
+
+
+SMUGGLED = [
+    b"From: Jane <jane@yahoo.com>\r\nTo: l@x.org\r\nSubject: hi\r\n\x00From: CEO <ceo@bank.com>\r\n"
+    b"\x00Reply-To: evil@evil.org\r\n\r\nbody\r\n",
+    b"From: Jane <jane@yahoo.com>\nSubject: hi\n\rFrom: ceo@bank.com\n\rReply-To: evil@evil.org\n",
+    b"From: Jane <jane@yahoo.com>\r\nSubject: hi\r\n\r\x00From: ceo@bank.com\r\n\r\nbody\r\n",
+]
+
+
+@pytest.mark.parametrize("post", SMUGGLED)
+def test_a_header_line_after_a_nul_or_cr_start_is_body_never_a_second_header(post):
+    # Python's parser reads the header section up to the line that starts with NUL or CR: the
+    # guards and the DMARC From rewrite see one From; the wire must send no other.
+    copy = distribution_copy(post, MIME_HEADERS, "[shma]", "",
+                             SenderRewrite("Jane via Shma", "shma@lists.example.org"))
+    data = wire(copy)
+    assert_wire_rules(data)
+    msg = parse(data)
+    assert msg.get_all("From") == ["Jane via Shma <shma@lists.example.org>"]
+    assert msg.get_all("Reply-To") == ["Jane <jane@yahoo.com>"]
+    assert b"evil" not in head_of(data) and b"ceo@bank.com" not in head_of(data)
+    assert [RawMessage.parse(copy).names(), RawMessage.parse(data).names()] == [
+        [name.lower() for name in parse(copy).keys()],
+        [name.lower() for name in msg.keys()]]
 
 
 def test_a_line_that_is_no_header_starts_the_body_as_readers_take_it():
@@ -234,6 +269,55 @@ def test_8bit_headers_are_encoded_in_7bit_form_except_international_addresses():
     assert wire(post, eightbit=True) == post
 
 
+def test_an_8bit_display_name_or_garbage_in_an_address_field_is_encoded_in_7bit_form():
+    post = ("From: José <jose@example.es>\r\nTo: Jösé\r\nCc: a@b.org, Zoë <zoe@b.org>\r\n"
+            "Date: Mon, 04 May 2026 09:00:00 +0000\r\nMessage-ID: <p@x>\r\n"
+            "MIME-Version: 1.0\r\n\r\nbody\r\n").encode()
+    data = wire(post)
+    assert_wire_rules(data)
+    assert head_of(data).isascii()  # nothing here needs SMTPUTF8
+    msg = parse(data)
+    assert (msg["From"], msg["To"], msg["Cc"]) == ("José <jose@example.es>", "Jösé",
+                                                   "a@b.org, Zoë <zoe@b.org>")
+
+
+def test_an_international_address_in_an_attached_message_is_encoded_in_7bit_form():
+    inner = ("From: José <josé@example.es>\r\nReply-To: Zoë <zoe@b.org>\r\n"
+             "Subject: Olá\r\n\r\nhello\r\n").encode()
+    post = (HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"--b--\r\n")
+    data = wire(post)
+    assert_wire_rules(data)
+    assert data.isascii()  # no raw 8-bit inside the attachment: it is a 7-bit body
+    message = list(parse(data).iter_parts())[0].get_content()
+    assert message["Reply-To"] == "Zoë <zoe@b.org>" and message["Subject"] == "Olá"
+    assert "josé@example.es" in str(message["From"])  # (as an encoded word: readable)
+    assert wire(post, eightbit=True) == post  # 8-bit form keeps it
+    assert wire(data) == data
+
+
+def test_an_attached_message_with_a_header_past_repair_goes_whole_as_base64():
+    inner = b"From: x@example.org\r\n" + b"X" * 1000 + ": Olá\r\n\r\nhello\r\n".encode()
+    post = (HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"--b--\r\n")
+    data = wire(post)
+    assert_wire_rules(data)
+    [part] = parse(data).iter_parts()
+    assert part.get_content_type() == "application/octet-stream"
+    assert part["Content-Transfer-Encoding"] == "base64"
+    assert part.get_content() == inner[:-2]  # (its last CRLF is the delimiter's)
+    assert wire(data) == data
+
+
+def test_a_header_past_repair_is_dropped_and_logged(caplog):
+    post = HEAD + b"X" * 1000 + ": Olá\r\n\r\nbody\r\n".encode()
+    with caplog.at_level(logging.DEBUG, logger="listserv.mail.wire"):
+        data = wire(post)
+    assert data == HEAD + b"\r\nbody\r\n"
+    assert any("dropped" in record.getMessage() and "XXX" in record.getMessage()
+               for record in caplog.records)
+
+
 def test_a_preamble_that_breaks_a_rule_is_dropped():
     post = (HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
             + b"p" * 1200 + b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n"
@@ -310,8 +394,32 @@ _PIECES = st.one_of(
 _MESSAGES = st.lists(_PIECES, max_size=60).map(b"".join)
 
 
+_EMPTY_PARTS = [
+    b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\nContent-Type: text/plain\r\n--B--',
+    b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\nContent-Type: text/plain\r\n'
+    b"\r\n--B--\r\n",
+    b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\nContent-Type: text/plain\r\n'
+    b"Content-Transfer-Encoding: base64\r\n\r\n\x00\r\n--B--\r\n",
+    b'Content-Type: multipart/mixed; boundary="B"\n\n--B\nContent-Type: text/plain\n\n--B\n'
+    b"X-Empty: yes\n--B--\n",
+]
+
+
+@pytest.mark.parametrize("raw", _EMPTY_PARTS)
+@pytest.mark.parametrize("eightbit", [False, True])
+def test_a_part_with_an_empty_body_keeps_its_empty_line_and_gains_none(raw, eightbit):
+    data = wire(raw, eightbit)
+    assert wire(data, eightbit) == data
+    parts = list(parse(data).iter_parts())
+    assert all(part.get_payload() == "" for part in parts)
+    assert mime_defects(data) == []
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=_MESSAGES, eightbit=st.booleans())
+@example(raw=_EMPTY_PARTS[0], eightbit=False)
+@example(raw=_EMPTY_PARTS[2], eightbit=False)
+@example(raw=_EMPTY_PARTS[3], eightbit=True)
 def test_arbitrary_bytes_and_line_endings_always_leave_by_the_wire_rules(raw, eightbit):
     data = wire(raw, eightbit)
     assert_wire_rules(data, eightbit)

@@ -8,26 +8,33 @@ and every transport sends (or writes) exactly those bytes. What comes out:
 - **CRLF only.** Bare CR and bare LF in a post's body are line ends and become CRLF, so nothing
   like `\\r.\\r\\n` (SMTP smuggling) survives. Parts are found after this, so the MIME structure
   we check is the one every reader sees.
-- **Headers repaired, never split.** In the message's header section a bare CR or a NUL is
-  removed (never turned into a line break, so `Subject: x\\rBcc: y` cannot add a header); a NUL
-  is removed from part headers too. `Bcc`/`Resent-Bcc` fields and mbox `From ` lines are
-  dropped. A line there that is no header field ends the header section, as every reader takes
-  it.
+- **Headers repaired, never split.** The header section is the one Python's parser reads
+  (`mime.raw.split_head`), so it is the one our guards and the DMARC rewrite saw: it ends at
+  the first line that is no field (also `Name :`), and at a line that starts with a NUL or a
+  CR, which starts the body. Only then, in the lines taken for fields, a bare CR or a NUL is
+  removed (never turned into a line break, so `Subject: x\\rBcc: y` cannot add a header, and
+  `\\0From: y` stays in the body). `Bcc`/`Resent-Bcc` fields and mbox `From ` lines are
+  dropped.
 - **No line over 998 octets.** A long header line is folded at its whitespace, or re-encoded
   (RFC 2047) when it has none; a body part with a long line, a NUL, binary data, or (in 7-bit
   form) 8-bit bytes is re-encoded in its own part, quoted-printable for text and base64 for the
-  rest. Lines are never cut. A preamble or epilogue that breaks a rule is dropped (readers never
-  show them).
+  rest. Lines are never cut. A part with an empty body keeps the empty line after its header
+  (so a second pass changes nothing). A preamble or epilogue that breaks a rule is dropped
+  (readers never show them).
 - **Required headers.** `Date`, `Message-ID` (unguessable, `tokens.message_id`), `From` (the
   sender given) and `MIME-Version` are prepended when missing or empty.
 - **7-bit form** unless `eightbit` (`[outbound] eightbitmime = true`): 8-bit parts are
   re-encoded, also inside `message/rfc822` parts, and 8-bit header values become RFC 2047
-  encoded words (an internationalised address stays UTF-8: it needs SMTPUTF8, which the
-  transport asks for). A `multipart/signed` part is treated like any other: an 8-bit part
-  inside it is re-encoded in 7-bit form, so its signature no longer verifies; signers are
-  required to sign 7-bit content (RFC 3156 §3, RFC 8551 §3.1.2), so a correct signature is
-  never touched. With `eightbit`, 8-bit parts and headers are kept and mail we compose goes out
-  as 8-bit text instead of quoted-printable.
+  encoded words. Only in the message's own header, an address field whose addr-spec is not
+  ASCII stays UTF-8 (it needs SMTPUTF8, which the transport asks for); an 8-bit display name
+  is encoded, and so is every header of a part or an attached message. An attached message
+  with a header that cannot be encoded (or folded) goes whole instead: as it came if it
+  fits, else base64 `application/octet-stream`. In the message's own header such a header is
+  dropped (logged at debug level). A `multipart/signed` part is treated like any other: an
+  8-bit part inside it is re-encoded in 7-bit form, so its signature no longer verifies;
+  signers are required to sign 7-bit content (RFC 3156 §3, RFC 8551 §3.1.2), so a correct
+  signature is never touched. With `eightbit`, 8-bit parts and headers are kept and mail we
+  compose goes out as 8-bit text instead of quoted-printable.
 
 Everything else keeps its bytes (DESIGN, "Bytes"): only the parts and headers that break a rule
 are rewritten. The functions are pure; the byte-level MIME helpers are those of `mail.mime`.
@@ -35,6 +42,7 @@ are rewritten. The functions are pure; the byte-level MIME helpers are those of 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +50,7 @@ from email import policy
 from email.header import Header
 from email.message import EmailMessage, Message
 from email.utils import format_datetime
+from functools import partial
 
 from listserv.mail.mime.parts import (
     MAX_DEPTH,
@@ -62,6 +71,7 @@ from listserv.mail.mime.raw import (
     RawMessage,
     field_name,
     header_bytes,
+    split_head,
 )
 from listserv.mail.tokens import message_id
 
@@ -72,11 +82,16 @@ MAX_LINE = 998
 
 CRLF = b"\r\n"
 _LINE_END = re.compile(rb"\r\n|\r|\n")
-_TOO_LONG = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
+# Anchored at line starts, so a search is linear in the size (unanchored, each of a long line's
+# positions would start a scan of up to 999 octets). Only for CRLF-only data: a bare CR would
+# start a line it does not see.
+_TOO_LONG = re.compile(rb"^[^\r\n]{%d}" % (MAX_LINE + 1), re.MULTILINE)
 _DROPPED = frozenset({"bcc", "resent-bcc"})
 _REQUIRED = ("date", "message-id", "from")
 # A boundary longer than this could not make a delimiter line that fits (RFC 2046: 70).
 _MAX_BOUNDARY = 900
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +124,7 @@ def to_wire(message: bytes | EmailMessage, *, sender: str, now: datetime,
     raw = message_bytes(message) if composed else message
     form = _Form(eightbit, composed)
     fields, body = _split(raw)
-    fields = [f for f in _headers(fields, form) if field_name(f) not in _DROPPED]
+    fields = [f for f in _headers(fields, form, 0) if field_name(f) not in _DROPPED]
     fields = [f for f in fields if field_name(f) not in _REQUIRED or _has_value(f)]
     present = {field_name(f) for f in fields}
     added = []
@@ -152,49 +167,44 @@ def _has_value(field: bytes) -> bool:
 def _split(raw: bytes) -> tuple[list[bytes], bytes]:
     """The header fields of `raw` (each CRLF-terminated, folding kept) and its body.
 
-    Header lines end at LF; in them a NUL or a CR that does not end the line is removed. The
-    header section ends at the first empty line, or at the first line that is no field (it
-    starts the body, as readers take it); mbox `From ` lines and a continuation with no field
+    The header section is the one Python's parser reads (`mime.raw.split_head`). In a field's
+    lines a NUL or a CR that does not end the line is removed, only after the line was taken
+    for a field. mbox `From ` lines, fields with no name and a continuation with no field
     before it are dropped.
     """
-    fields: list[bytes] = []
-    pos = 0
-    while pos < len(raw):
-        newline = raw.find(b"\n", pos)
-        end = len(raw) if newline < 0 else newline + 1
-        line = raw[pos:end]
-        if line.endswith(b"\n"):
-            line = line[:-1]
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        line = line.replace(b"\r", b"").replace(b"\0", b"")
-        if not line:
-            return fields, raw[end:]
-        match = FIELD_NAME.match(line)
-        if line[:1] in (b" ", b"\t"):
-            if fields:
-                fields[-1] += line + CRLF
-        elif match is not None:
-            # "Name :" (obsolete syntax) becomes "Name:", which every parser reads.
-            fields.append(match.group(1) + b":" + line[match.end():] + CRLF)
-        elif not line.startswith(b"From "):  # (an mbox envelope line is dropped)
-            return fields, raw[pos:]
-        pos = end
-    return fields, b""
+    head, body = split_head(raw)
+    fields = []
+    for lines in head:
+        if FIELD_NAME.match(lines[0]) is None:
+            continue
+        fields.append(b"".join(_header_line(line) for line in lines))
+    return fields, body
 
 
-def _headers(fields: list[bytes], form: _Form) -> list[bytes]:
-    """Fields with long lines folded and (in 7-bit form) 8-bit values encoded; none too long."""
+def _header_line(line: bytes) -> bytes:
+    """A raw header line with CRLF as its end and no other CR, nor any NUL."""
+    return line.rstrip(b"\n").rstrip(b"\r").replace(b"\r", b"").replace(b"\0", b"") + CRLF
+
+
+def _headers(fields: list[bytes], form: _Form, depth: int) -> list[bytes]:
+    """Fields with long lines folded and (in 7-bit form) 8-bit values encoded; none too long.
+
+    `depth` is 0 for the message's own header, more for parts and attached messages."""
     out = []
     for field in fields:
-        fixed = _header(field, form)
+        fixed = _header(field, form, depth)
         if fixed is not None:
             out.append(fixed)
     return out
 
 
-def _header(field: bytes, form: _Form) -> bytes | None:
-    """One field that fits the wire; None when it cannot be made to (it is then dropped)."""
+def _header(field: bytes, form: _Form, depth: int) -> bytes | None:
+    """One field that fits the wire; None when it cannot be made to (it is then dropped).
+
+    In 7-bit form a field stays 8-bit only in the message's own header, and only when it holds
+    an internationalised address (SMTPUTF8, which the transport then asks for); a display name
+    or any other 8-bit value is encoded (RFC 2047), and so is everything in parts and attached
+    messages, where no UTF-8 is allowed without SMTPUTF8."""
     eight = not field.isascii()
     if eight and form.eightbit:
         try:
@@ -210,14 +220,16 @@ def _header(field: bytes, form: _Form) -> bytes | None:
             return folded
     name, _, value = field.partition(b":")
     text = _text(re.sub(rb"\r\n(?=[ \t])", b"", value).rstrip(b"\r\n").strip())
-    for encode in (header_bytes, _header_fold):
+    utf8 = form.eightbit or depth == 0
+    for encode in (partial(header_bytes, utf8=utf8), _header_fold):
         try:
             encoded = encode(name.decode("ascii"), text)
-        except Exception:  # the email package raises all sorts on hostile values
+        except Exception as exc:  # the email package raises all sorts on hostile values
+            log.debug("header %r not encoded one way (%r), trying the next", name, exc)
             continue
-        if _folded_well(encoded) and (form.eightbit or encoded.isascii()
-                                      or _international(name)):
+        if _folded_well(encoded) and (utf8 or encoded.isascii()):
             return encoded
+    log.debug("header %r dropped: no way to make it fit the wire", name)
     return None
 
 
@@ -237,11 +249,6 @@ def _text(value: bytes) -> str:
         except UnicodeDecodeError:
             continue
     return value.decode("latin-1")
-
-
-def _international(name: bytes) -> bool:
-    """An address field, whose non-ASCII addresses stay UTF-8 (SMTPUTF8, RFC 6532)."""
-    return name.decode("ascii").lower() in ADDRESS_FIELDS
 
 
 def _header_fold(name: str, value: str) -> bytes:
@@ -283,8 +290,13 @@ def _entity(fields: list[bytes], body: bytes, form: _Form, depth: int,
     if depth < MAX_DEPTH and ctype == "message/rfc822" and transfer_encoding(info) not in (
             "quoted-printable", "base64"):
         inner_fields, inner_body = _split(body)
-        attached = _entity(_headers(inner_fields, form), inner_body, form, depth + 1)
-        return _relabelled(entity.with_body(attached), transfer_encoding(info)).to_bytes()
+        kept = _headers(inner_fields, form, depth + 1)
+        if len(kept) == len(inner_fields):
+            attached = _entity(kept, inner_body, form, depth + 1)
+            return _relabelled(entity.with_body(attached), transfer_encoding(info)).to_bytes()
+        # A header of the attached message cannot be made to fit: rather than send the message
+        # without it, it goes as it came if it fits, else whole as a base64 attachment.
+        log.debug("attached message with a header that cannot fit the wire: kept whole")
     return _leaf(entity, info, form).to_bytes()
 
 
@@ -310,9 +322,13 @@ def _multipart(mp: Multipart, form: _Form, depth: int, default_type: str) -> byt
         if span.end > span.start:
             part = mp.part(index)
             fields, body = _split(part)
-            fixed = _entity(_headers(fields, form), body, form, depth + 1, default_type)
-            if fixed.endswith(CRLF) and not part.endswith(CRLF):
-                fixed = fixed[:-2]  # the CRLF before the next delimiter belongs to it
+            fixed = _entity(_headers(fields, form, depth + 1), body, form, depth + 1, default_type)
+            if (fixed.endswith(CRLF) and not part.endswith(CRLF)
+                    and not fixed.endswith(CRLF + CRLF)):
+                # The CRLF before the next delimiter belongs to it; but not the one of the
+                # empty line after a part's header when its body is empty: without it, the
+                # next pass would read the part as all header and add the empty line again.
+                fixed = fixed[:-2]
             out.append(fixed)
         position = span.end
     tail = mp.body[position:]

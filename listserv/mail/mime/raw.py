@@ -15,12 +15,14 @@ from email.utils import getaddresses
 
 from listserv.mail.render import safe_header_value
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 """A header field's name and its colon, at the start of a line ("Name :" too)."""
+_HEADER_LINE = re.compile(rb"From |[!-9;-~]*:|[ \t]")
+"""A line that continues the header section: Python's `email.feedparser.headerRE`."""
 _UNFOLD = re.compile(rb"\r?\n(?=[ \t])")
 ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "reply-to", "sender"})
 """The header fields that hold addresses (an internationalised one is written as UTF-8)."""
+_ADDR_SPEC = re.compile(r'[^\s@<>()\[\],;:"]+@[^\s@<>()\[\],;:"]+')
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,23 +35,9 @@ class RawMessage:
 
     @classmethod
     def parse(cls, raw: bytes) -> RawMessage:
-        if raw.startswith((b"\r\n", b"\n")):  # an entity without headers
-            eol = b"\r\n" if raw.startswith(b"\r\n") else b"\n"
-            return cls((), eol, raw[len(eol):])
-        match = _HEADER_END.search(raw)
-        if match is None:
-            head, body = raw, b""
-        else:
-            head, body = raw[: match.start()], raw[match.end() :]
         eol = b"\r\n" if b"\r\n" in raw[:4096] else b"\n"
-        fields: list[bytes] = []
-        # Lines end at LF only: a bare CR inside a header is no line break (the wire
-        # serializer removes it), so it cannot make a field of its own here either.
-        for line in re.findall(rb"[^\n]*\n|[^\n]+", head):
-            if fields and line[:1] in (b" ", b"\t"):
-                fields[-1] += line
-            else:
-                fields.append(line)
+        head, body = split_head(raw)
+        fields = [b"".join(lines) for lines in head]
         if fields and not fields[-1].endswith(b"\n"):
             fields[-1] += eol
         return cls(tuple(fields), eol, body)
@@ -100,25 +88,66 @@ class RawMessage:
         return b"".join(self.fields) + self.eol + self.body
 
 
+def split_head(raw: bytes) -> tuple[list[list[bytes]], bytes]:
+    """The header section of `raw` as its fields, each the list of its raw lines (line ends
+    kept), and the body after it.
+
+    Lines end at LF. Where the header section ends is decided as Python's parser decides it
+    (`email.feedparser`), on each line with only its line end removed, so every field here is
+    one our guards and the DMARC rewrite saw: an empty line ends it, and so does a line that is
+    no field, no continuation and no mbox `From ` line (it is the body's first line). A line
+    that starts with a CR ends it too (Python takes a bare CR for an empty line, which it
+    consumes), so `\\rFrom: x` or `\\0From: x` can never become a field once a serializer
+    removes the CR or NUL. A continuation with no field before it is a field of its own.
+    """
+    fields: list[list[bytes]] = []
+    pos = 0
+    while pos < len(raw):
+        newline = raw.find(b"\n", pos)
+        end = len(raw) if newline < 0 else newline + 1
+        if raw.startswith((b"\n", b"\r\n"), pos):
+            return fields, raw[end:]
+        if raw.startswith(b"\r", pos):
+            return fields, raw[pos + 1 :]
+        if not _HEADER_LINE.match(raw, pos):
+            return fields, raw[pos:]
+        line = raw[pos:end]
+        if fields and line[:1] in (b" ", b"\t"):
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+        pos = end
+    return fields, b""
+
+
 def field_name(field: bytes) -> str:
     """The lower-case name of a raw header field ("" when the line is no field)."""
     match = FIELD_NAME.match(field)
     return match.group(1).decode("ascii").lower() if match else ""
 
 
-def header_bytes(name: str, value: str, eol: bytes = b"\r\n") -> bytes:
+def international(name: str, value: str) -> bool:
+    """Whether header `name: value` holds an internationalised address: an address field with
+    an addr-spec (`local@domain`) that is not ASCII. A non-ASCII display name, or 8-bit text
+    that is no address at all, does not count: it can be encoded (RFC 2047)."""
+    return name.lower() in ADDRESS_FIELDS and any(
+        not address.isascii() and _ADDR_SPEC.fullmatch(address) is not None
+        for _, address in getaddresses([value]))
+
+
+def header_bytes(name: str, value: str, eol: bytes = b"\r\n", *, utf8: bool = True) -> bytes:
     """One header field, folded and RFC 2047-encoded as needed; refuses CR/LF in `value`.
 
     Every header the list writes goes through here, whether its value came from a template, a
-    setting or a sender, so no value can add a header of its own.
+    setting or a sender, so no value can add a header of its own. An internationalised address
+    is written as UTF-8 unless `utf8` is false (then it is encoded like any other value).
     """
     safe_header_value(name, value)
     line = f"{name}: {value}"
     if line.isascii() and len(line) <= 998:
         # Kept on one line: folding a URL header leaves readers a value with a leading space.
         return line.encode("ascii") + eol
-    if name.lower() in ADDRESS_FIELDS and not all(
-            address.isascii() for _, address in getaddresses([value])):
+    if utf8 and international(name, value):
         # An internationalised address (SMTPUTF8) is written as UTF-8, never as encoded words.
         folded = policy.SMTPUTF8.header_factory(name, value).fold(policy=policy.SMTPUTF8)
         return folded.replace("\r\n", eol.decode("ascii")).encode("utf-8", "surrogateescape")
