@@ -228,9 +228,11 @@ def record(
         row.lease_until = None
         row.last_error = result.reason
         # Refused at RCPT TO: final, unless the feedback says to retry (a provider's rate or
-        # quota limit is no one's bounce).
-        if result.outcome is Outcome.PERMANENT and feedback.refused(session, row, result.reason,
-                                                                    now):
+        # quota limit is no one's bounce). A permanent failure that is not about the recipient
+        # (an envelope sender no relay command can carry) is final and scores nobody.
+        if result.outcome is Outcome.PERMANENT and (
+                not result.about_recipient
+                or feedback.refused(session, row, result.reason, now)):
             row.status = "failed"
             continue
         delay = timedelta(seconds=settings.retry_base_seconds * 2 ** (row.attempts - 1))
