@@ -19,6 +19,7 @@ from listserv.clock import FakeClock
 from listserv.config import load_settings
 from listserv.daemon import Daemon
 from listserv.delivery.claim import claim, record
+from listserv.delivery.due import RETRY_OVERDUE
 from listserv.delivery.limits import SendLimits
 from listserv.delivery.outbox import enqueue
 from listserv.delivery.transports import Dialogue, Outcome, Result, SmtpTransport, outcome
@@ -292,3 +293,37 @@ def test_a_new_message_is_claimed_before_hundreds_of_due_retries(store, limited)
             break
         claimed.append((batch.message_id, len(batch.recipients)))
     assert claimed == [(new, 3), (old, 500), (old, 400)]
+
+
+@pytest.mark.both_backends
+def test_under_a_limit_a_steady_stream_of_new_mail_lets_an_overdue_retry_through(store):
+    """12 new messages a minute against a limit of 10 transactions a minute: first attempts are
+    always waiting, yet a retry held back past RETRY_OVERDUE is sent, and new mail keeps going
+    out too."""
+    start = datetime.now(UTC)
+    limits = SendLimits(messages_per_minute=10)
+    with store.unit_of_work() as session:
+        retry = enqueue(session, b"old", [GOOD[0]], envelope_from=SENDER, kind="notice",
+                        now=start - timedelta(hours=3)).id
+        session.execute(update(OutRecipient).where(OutRecipient.message_id == retry).values(
+            attempts=1, last_error="451 4.3.0 Later",
+            next_attempt_at=start - RETRY_OVERDUE + timedelta(minutes=5)))
+    claimed: list[tuple[int, int]] = []  # (minute, message id)
+    for minute in range(10):
+        now = start + timedelta(minutes=minute)
+        with store.unit_of_work() as session:
+            for n in range(12):
+                enqueue(session, b"new", [f"new{minute}.{n}@example.net"],
+                        envelope_from=SENDER, kind="post", now=now)
+        while True:
+            with store.unit_of_work() as session:
+                batch = claim(session, now, timedelta(minutes=1), 500, limits)
+                if batch is not None:  # sent (what record() writes, without feedback)
+                    session.execute(update(OutRecipient).where(
+                        OutRecipient.message_id == batch.message_id).values(status="sent"))
+            if batch is None:
+                break
+            claimed.append((minute, batch.message_id))
+    (when,) = [minute for minute, message in claimed if message == retry]
+    assert 5 <= when <= 6
+    assert len(claimed) == 100  # the limit, used in full, by new mail in every other slot
