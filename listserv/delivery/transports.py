@@ -318,11 +318,13 @@ def _converse(client: smtplib.SMTP, envelope_from: str, recipients: list[str], d
 class SmtpTransport:
     """One SMTP connection, kept open between transactions and reopened after errors.
 
-    A transaction that fails because the relay dropped the connection (or said 421) goes
-    again at once over a new one, for the recipients it had not answered about, when the
-    connection was an old one or the relay answered about some recipients before it hung up
-    (docs/delivery.md, "The relay"). After ERRORS_BEFORE_RECONNECT error replies with no
-    message taken, the next transaction opens a new connection.
+    A transaction that fails because the relay dropped the connection (or said 421) before
+    the message was written goes again at once over a new one, for the recipients it had not
+    answered about, when the connection was an old one or the relay answered about some
+    recipients before it hung up (docs/delivery.md, "The relay"); after the message was
+    written, it is a temporary failure instead (the relay may have the message). After
+    ERRORS_BEFORE_RECONNECT error replies with no message taken, the next transaction opens a
+    new connection.
 
     `envelope_from`, when set, is the MAIL FROM of every transaction whatever the queue asks:
     a hosted mailbox's provider sends only as its account (`Settings.hosted_sender`).
