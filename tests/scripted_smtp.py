@@ -11,6 +11,8 @@ and hangs up. It reads lines by CRLF and refuses a bare LF, as a strict server d
     with ScriptedSmtp() as relay:
         relay.rcpt_replies["gone@example.net"] = "550 5.1.1 User unknown"
         relay.drop_after = 1          # hang up silently after each delivered message
+        relay.drop_before_final = True  # keep each message, hang up before its final reply
+        relay.final_delay = 2.0       # scan each message that long before the final reply
         ... relay.connections, relay.deliveries, relay.tarpitted, relay.hangups
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import socketserver
 import threading
+import time
 from dataclasses import dataclass
 
 __all__ = ["Delivery", "ScriptedSmtp"]
@@ -105,6 +108,9 @@ class _Session(socketserver.StreamRequestHandler):
                     if data is None:
                         return
                     relay._deliver(Delivery(mail_from, rcpts, data, number))
+                    if relay.drop_before_final:
+                        return  # queued it, then lost the connection before saying so
+                    time.sleep(relay.final_delay)  # a content filter scanning the message
                     mail_from, rcpts = None, []
                     errors = 0
                     delivered += 1
@@ -154,9 +160,11 @@ class ScriptedSmtp:
     Settable at any time: `rcpt_replies` (lower-cased address -> reply line; others are
     accepted), `mail_reply` (a reply to every MAIL FROM instead of 250), `drop_after` (hang
     up after that many delivered messages on a connection; 0 = never), `hangup_reply` (what
-    it then says to the next command before hanging up; "" = nothing), `pipelining`, and the
-    error limits. Counted: `connections`, `tarpitted` (replies a Postfix would have delayed),
-    `hangups` (421 too many errors); kept: `deliveries`.
+    it then says to the next command before hanging up; "" = nothing), `drop_before_final`
+    (take each message, then hang up without its final reply), `final_delay` (seconds before
+    the final reply), `pipelining`, and the error limits. Counted: `connections`, `tarpitted`
+    (replies a Postfix would have delayed), `hangups` (421 too many errors); kept:
+    `deliveries`.
     """
 
     def __init__(self) -> None:
@@ -164,6 +172,8 @@ class ScriptedSmtp:
         self.mail_reply = ""
         self.drop_after = 0
         self.hangup_reply = ""
+        self.drop_before_final = False
+        self.final_delay = 0.0
         self.pipelining = True
         self.soft_error_limit = 10
         self.hard_error_limit = 20

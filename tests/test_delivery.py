@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from listserv.delivery import worker
 from listserv.mail.addresses import Role
 from listserv.router.dispatch import HANDLERS
 from listserv.store.models.core import Inbound
+from listserv.store.models.outgoing import OutRecipient
 
 from .helpers import LIST, lmtp_send, make_message
 
@@ -89,3 +91,36 @@ def test_a_failing_handler_leaves_the_message_failed_and_visible(cli, members, d
     with store.unit_of_work() as session:
         row = session.scalars(select(Inbound)).one()
         assert b"Subject: Kept" in row.raw and row.status == "failed"
+
+
+def test_results_that_cannot_be_recorded_twice_still_mark_the_sent_copies_sent(
+        cli, members, daemon, sink, store, clock, monkeypatch):
+    """Recording a batch fails twice (the same bug each time): the copies the sink took are
+    marked sent on their own, so the batch is not sent again when its lease lapses."""
+    failed: list[int] = []
+    real = worker.record
+
+    def record(session, results, *args, **kwargs):
+        if len(failed) < 2:
+            failed.append(len(results))
+            raise RuntimeError("a bug in recording")
+        return real(session, results, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "record", record)
+    lmtp_send(daemon.ports["lmtp"], "jane@example.org", [LIST],
+              make_message(sender="jane@example.org", subject="Recorded at last"))
+
+    def statuses() -> list[str]:
+        with store.reading() as session:
+            return [r.status for r in session.scalars(select(OutRecipient))]
+
+    sink.wait_for(lambda s: len(failed) == 2 and statuses() == ["sent"] * 3,
+                  description="the sent copies marked sent after two failed records")
+    clock.advance(timedelta(minutes=5))  # every lease long lapsed
+    lmtp_send(daemon.ports["lmtp"], "jane@example.org", [LIST],
+              make_message(sender="jane@example.org", subject="The next post"))
+    sink.wait_for(lambda s: len(statuses()) == 6 and statuses().count("sent") == 6,
+                  description="the next post delivered")
+    copies = [r for d in sink.deliveries if "Recorded at last" in d.message["Subject"]
+              for r in d.rcpt_tos]
+    assert sorted(copies) == sorted(["jane@example.org", "ann@example.net", "bob@example.net"])

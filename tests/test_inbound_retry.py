@@ -30,6 +30,10 @@ def database_locked() -> OperationalError:
                             sqlite3.OperationalError("database is locked"))
 
 
+def schema_bug(message: str) -> OperationalError:
+    return OperationalError("SELECT members.nickname …", {}, sqlite3.OperationalError(message))
+
+
 @pytest.fixture
 def failing_once(monkeypatch) -> Callable[[Exception], list[int]]:
     """Make the post handler raise `error` the first time it runs; returns the calls made."""
@@ -150,6 +154,22 @@ def test_retrying_gives_up_after_five_days(cli, member, store, settings, clock, 
     assert row.error.startswith("gave up after 125 attempts: OperationalError")
 
 
+@pytest.mark.parametrize("message", ["no such table: out_messages",
+                                     "no such column: members.nickname"])
+def test_a_missing_table_or_column_is_a_bug_that_fails_at_once(cli, member, store, settings,
+                                                              clock, failing_once, message):
+    raw = make_message(sender=JANE, subject="Handled by old code")
+    with store.unit_of_work() as session:
+        list_id = session.scalars(select(MailingList.id)).one()
+        session.add(Inbound(mail_from=JANE, rcpt=LIST, list_id=list_id, role="post", raw=raw,
+                            size=len(raw)))
+    failing_once(schema_bug(message))
+    assert route_one(store, settings, Renderer(settings.templates_dir), clock)
+    (row,) = inbound_rows(store)
+    assert row.status == "failed" and row.next_attempt_at is None and row.attempts == 0
+    assert "OperationalError" in row.error and message in row.error
+
+
 def test_the_waits_double_from_a_minute_to_an_hour_for_five_days():
     assert [retry_delay(n) for n in (1, 2, 3, 6, 7, 50)] == [
         timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=4),
@@ -172,6 +192,9 @@ def _raised_from(error: BaseException, cause: BaseException) -> BaseException:
     (TimeoutError("timed out"), True),
     (ConnectionResetError("reset"), True),
     (_raised_from(RuntimeError("while storing"), database_locked()), True),
+    (schema_bug("no such table: out_messages"), False),
+    (schema_bug("no such column: members.nickname"), False),
+    (_raised_from(RuntimeError("while storing"), schema_bug("no such table: x")), False),
     (KeyError("role"), False),
     (ValueError("bad header"), False),
     (IntegrityError("INSERT …", {}, sqlite3.IntegrityError("UNIQUE")), False),

@@ -18,10 +18,12 @@ from sqlalchemy import select, update
 from listserv.clock import FakeClock
 from listserv.config import load_settings
 from listserv.daemon import Daemon
-from listserv.delivery.claim import claim
+from listserv.delivery.claim import claim, record
+from listserv.delivery.due import RETRY_OVERDUE
 from listserv.delivery.limits import SendLimits
 from listserv.delivery.outbox import enqueue
 from listserv.delivery.transports import Dialogue, Outcome, Result, SmtpTransport, outcome
+from listserv.store.models.features import BounceEvent, BounceScore
 from listserv.store.models.outgoing import OutRecipient
 
 from .helpers import LIST, lmtp_send, make_message, write_config
@@ -83,6 +85,14 @@ BYE = (421, b"4.7.0 Error: too many errors")
      {"a": Result(Outcome.PERMANENT, "550 5.1.1 User unknown", True)}, ["b"]),
     (Dialogue(OK, [TAKEN, GONE], GO_ON, None, dropped="connection: closed"),
      {"b": Result(Outcome.PERMANENT, "550 5.1.1 User unknown", True)}, ["a"]),
+    # Dropped after the whole message went: the relay may have it. Retried later, not at once.
+    (Dialogue(OK, [TAKEN, GONE], GO_ON, None, dropped="connection: timed out", body_sent=True),
+     {"a": Result(Outcome.TEMPORARY, "message sent, not acknowledged: connection: timed out"),
+      "b": Result(Outcome.PERMANENT, "550 5.1.1 User unknown", True)}, []),
+    (Dialogue(OK, [TAKEN, TAKEN], GO_ON, BYE, dropped="421", body_sent=True),
+     {r: Result(Outcome.TEMPORARY,
+                "message sent, not acknowledged: 421 4.7.0 Error: too many errors")
+      for r in "ab"}, []),
 ])
 def test_the_relays_answers_become_results_or_a_new_try(dialogue, results, again):
     assert outcome(["a", "b"], dialogue) == (results, again)
@@ -101,6 +111,42 @@ def test_a_dropped_reused_connection_is_sent_again_at_once_on_a_new_one(relay, t
         assert transport.send(SENDER, [address], MESSAGE) == {address: SENT}
     assert [(d.rcpt_tos, d.connection) for d in relay.deliveries] == [
         ([GOOD[0]], 1), ([GOOD[1]], 2), ([GOOD[2]], 3)]
+
+
+@pytest.mark.parametrize("reused", [False, True])
+def test_a_drop_after_the_message_was_sent_is_no_second_copy(relay, transport, reused):
+    """A relay with a slow content filter: it queued the message, then the connection went."""
+    if reused:
+        assert transport.send(SENDER, [GOOD[0]], MESSAGE) == {GOOD[0]: SENT}
+    relay.drop_before_final = True
+    results = transport.send(SENDER, GOOD[1:3], MESSAGE)
+    assert {r.outcome for r in results.values()} == {Outcome.TEMPORARY}
+    assert not any(r.about_recipient for r in results.values())
+    assert [d.rcpt_tos for d in relay.deliveries][-1:] == [GOOD[1:3]]
+    assert len(relay.deliveries) == 1 + reused and relay.connections == 1
+
+
+def test_the_final_reply_may_take_longer_than_a_command(relay, tmp_path, monkeypatch):
+    settings = load_settings(None, data_dir=str(tmp_path), outbound={
+        "transport": "smtp", "host": "127.0.0.1", "port": relay.port}).outbound
+    client = SmtpTransport(settings, timeout=0.2)
+    relay.final_delay = 0.6  # the relay scans the message longer than a command may take
+    try:
+        assert client.send(SENDER, [GOOD[0]], MESSAGE) == {GOOD[0]: SENT}
+    finally:
+        client.close()
+    assert len(relay.deliveries) == 1 and relay.connections == 1
+
+
+def test_a_non_ascii_sender_without_smtputf8_fails_for_good_and_keeps_the_connection(
+        relay, transport):
+    assert transport.send(SENDER, [GOOD[0]], MESSAGE) == {GOOD[0]: SENT}
+    refused = Result(Outcome.PERMANENT, "envelope sender: 553 5.6.7 a non-ASCII address, "
+                     "and the relay does not offer SMTPUTF8")
+    assert transport.send("josé-bounces@lists.example.org", GOOD[1:3], MESSAGE) == dict.fromkeys(
+        GOOD[1:3], refused)
+    assert transport.send(SENDER, [GOOD[3]], MESSAGE) == {GOOD[3]: SENT}
+    assert relay.connections == 1  # the healthy connection was kept
 
 
 def test_a_relay_that_refuses_a_new_connection_too_is_a_temporary_failure(relay, transport):
@@ -166,6 +212,51 @@ def test_the_worker_charges_no_member_for_a_dropped_connection(cli, shma, relay,
     assert relay.connections == 4
 
 
+def test_a_drop_after_the_message_was_sent_waits_for_the_backoff_and_scores_nobody(
+        cli, shma, relay, tmp_path, db_url, store):
+    for address in GOOD[:2]:
+        cli("members", "add", shma, address, "--no-welcome")
+    relay.drop_before_final = True
+    config = write_config(tmp_path / "relay.toml", tmp_path / "data", db_url, relay.port,
+                          retry_base_seconds=3600, max_connections=1)
+    daemon = Daemon(load_settings(config), clock=FakeClock(datetime.now(UTC), running=True))
+    daemon.start()
+    try:
+        lmtp_send(daemon.ports["lmtp"], GOOD[0], [LIST], make_message(sender=GOOD[0]))
+        wait_for(lambda: rows(store) == [("queued", 1)] * 2, "the temporary failure recorded")
+    finally:
+        daemon.stop()
+    assert sorted(relay.delivered_to()) == GOOD[:2]  # one copy each, no second one at once
+    with store.unit_of_work() as session:
+        assert session.scalars(select(BounceScore)).all() == []
+        assert session.scalars(select(BounceEvent)).all() == []
+        assert all(r.last_error.startswith("message sent, not acknowledged")
+                   for r in session.scalars(select(OutRecipient)))
+
+
+def test_a_permanent_failure_of_the_sender_fails_the_row_and_scores_nobody(store, settings):
+    class NoScoring:
+        def delivered(self, session, recipient_ids, now):
+            pass
+
+        def refused(self, session, row, reply, now):
+            raise AssertionError("a failure not about the recipient was scored")
+
+        def gave_up(self, session, row, reply, now):
+            raise AssertionError("a failure not about the recipient was scored")
+
+    now = datetime.now(UTC)
+    with store.unit_of_work() as session:
+        enqueue(session, b"x", GOOD[:1], envelope_from=SENDER, kind="notice", now=now)
+    with store.unit_of_work() as session:
+        batch = claim(session, now, timedelta(minutes=1), 10)
+        assert batch is not None
+        refused = Result(Outcome.PERMANENT, "envelope sender: 553 5.6.7 non-ASCII")
+        record(session, {rid: refused for rid, _ in batch.recipients}, now, settings.outbound,
+               batch.created_at, NoScoring())
+    assert rows(store) == [("failed", 1)]
+
+
 def rows(store) -> list[tuple[str, int]]:
     with store.unit_of_work() as session:
         return [(r.status, r.attempts) for r in session.scalars(select(OutRecipient))]
@@ -202,3 +293,37 @@ def test_a_new_message_is_claimed_before_hundreds_of_due_retries(store, limited)
             break
         claimed.append((batch.message_id, len(batch.recipients)))
     assert claimed == [(new, 3), (old, 500), (old, 400)]
+
+
+@pytest.mark.both_backends
+def test_under_a_limit_a_steady_stream_of_new_mail_lets_an_overdue_retry_through(store):
+    """12 new messages a minute against a limit of 10 transactions a minute: first attempts are
+    always waiting, yet a retry held back past RETRY_OVERDUE is sent, and new mail keeps going
+    out too."""
+    start = datetime.now(UTC)
+    limits = SendLimits(messages_per_minute=10)
+    with store.unit_of_work() as session:
+        retry = enqueue(session, b"old", [GOOD[0]], envelope_from=SENDER, kind="notice",
+                        now=start - timedelta(hours=3)).id
+        session.execute(update(OutRecipient).where(OutRecipient.message_id == retry).values(
+            attempts=1, last_error="451 4.3.0 Later",
+            next_attempt_at=start - RETRY_OVERDUE + timedelta(minutes=5)))
+    claimed: list[tuple[int, int]] = []  # (minute, message id)
+    for minute in range(10):
+        now = start + timedelta(minutes=minute)
+        with store.unit_of_work() as session:
+            for n in range(12):
+                enqueue(session, b"new", [f"new{minute}.{n}@example.net"],
+                        envelope_from=SENDER, kind="post", now=now)
+        while True:
+            with store.unit_of_work() as session:
+                batch = claim(session, now, timedelta(minutes=1), 500, limits)
+                if batch is not None:  # sent (what record() writes, without feedback)
+                    session.execute(update(OutRecipient).where(
+                        OutRecipient.message_id == batch.message_id).values(status="sent"))
+            if batch is None:
+                break
+            claimed.append((minute, batch.message_id))
+    (when,) = [minute for minute, message in claimed if message == retry]
+    assert 5 <= when <= 6
+    assert len(claimed) == 100  # the limit, used in full, by new mail in every other slot

@@ -3,7 +3,8 @@
 A worker claims a batch (one message, up to `max_recipients_per_transaction` recipients) under a
 lease, sends it, and records the results; a crash re-sends at most the batches in flight. First
 attempts are claimed before retries, so mail accepted now is not held up by old mail that keeps
-failing. What the results mean for members is not this module's business: it reports them
+failing; under a sending limit, a retry held back past its time by `due.RETRY_OVERDUE` goes
+before them. What the results mean for members is not this module's business: it reports them
 through `delivery.feedback.DeliveryFeedback`. With the relay's sending limits, a claim takes
 only what they allow (`delivery.limits`).
 """
@@ -19,7 +20,7 @@ from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from listserv.config import OutboundSettings
-from listserv.delivery.due import ORDER, RECIPIENTS, due, first_due, ids_in
+from listserv.delivery.due import ORDER, RECIPIENTS, due, first_due, ids_in, params
 from listserv.delivery.feedback import DeliveryFeedback
 from listserv.delivery.limits import UNLIMITED, SendLimits, claim_size, record_usage
 from listserv.delivery.transports import Outcome, Result
@@ -62,17 +63,17 @@ class _Message:
 
 
 @functools.cache
-def _claim_statement(limit: int, fresh: bool) -> Update:
+def _claim_statement(limit: int, fresh: bool, overdue: bool = False) -> Update:
     """UPDATE … RETURNING that leases up to `limit` due rows of the first due message.
 
-    `fresh`: of the first message with rows never tried, taking only those. Built once per
-    limit (binds `now`, `until`): the hot loop of a large delivery pays neither for building
-    nor for compiling it again.
+    `fresh`: of the first message with rows never tried, taking only those; `overdue`: the
+    same for retries overdue (`due`). Built once per limit (binds `params(now)`, `until`): the
+    hot loop of a large delivery pays neither for building nor for compiling it again.
     """
-    first = first_due(fresh)
+    first = first_due(fresh, overdue)
     chosen = (
         select(_R.id)
-        .where(due(fresh), _R.message_id == first)
+        .where(due(fresh, overdue), _R.message_id == first)
         .order_by(*ORDER)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -114,7 +115,9 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int,
     First attempts go first: the rows never tried of the message first due among them; only
     when there are none, the rows of the message first due of all (the retries). A post
     accepted now thus goes out now, however many old retries are due, and the retries keep
-    their order among themselves.
+    their order among themselves. Under `limits`, though, retries overdue by more than
+    RETRY_OVERDUE (`due`) go first: held back that long by newer mail (the limit and a steady
+    stream of posts), they would otherwise wait until they are given up.
 
     One statement takes the lease and returns the rows (UPDATE … RETURNING, on SQLite and on
     PostgreSQL, where the inner SELECT skips rows other workers hold locked). Its SELECTs walk
@@ -138,10 +141,16 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int,
         # rows", and it picks a bitmap scan of every queued row plus a sort: 65 ms per claim
         # at the start of a 100,000-member delivery instead of 6. Ask for the index's order.
         connection.exec_driver_sql("SET LOCAL enable_sort = off")
-    params = {"now": now, "until": now + lease}
-    rows = connection.execute(_claim_statement(limit, True), params).all()
+    binds = {**params(now), "until": now + lease}
+    rows = []
+    if limits is not None:
+        # Only a limit starves retries for long (without one the workers send as fast as the
+        # relay takes mail): the unlimited hot path keeps its two statements.
+        rows = connection.execute(_claim_statement(limit, False, True), binds).all()
     if not rows:
-        rows = connection.execute(_claim_statement(limit, False), params).all()
+        rows = connection.execute(_claim_statement(limit, True), binds).all()
+    if not rows:
+        rows = connection.execute(_claim_statement(limit, False), binds).all()
     if postgres:
         connection.exec_driver_sql("SET LOCAL enable_sort TO DEFAULT")
     if not rows:
@@ -228,9 +237,11 @@ def record(
         row.lease_until = None
         row.last_error = result.reason
         # Refused at RCPT TO: final, unless the feedback says to retry (a provider's rate or
-        # quota limit is no one's bounce).
-        if result.outcome is Outcome.PERMANENT and feedback.refused(session, row, result.reason,
-                                                                    now):
+        # quota limit is no one's bounce). A permanent failure that is not about the recipient
+        # (an envelope sender no relay command can carry) is final and scores nobody.
+        if result.outcome is Outcome.PERMANENT and (
+                not result.about_recipient
+                or feedback.refused(session, row, result.reason, now)):
             row.status = "failed"
             continue
         delay = timedelta(seconds=settings.retry_base_seconds * 2 ** (row.attempts - 1))

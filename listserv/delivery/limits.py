@@ -17,7 +17,7 @@ from sqlalchemy import Select, case, delete, exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from listserv.config import OutboundSettings
-from listserv.delivery.due import due, first_due
+from listserv.delivery.due import due, first_due, params
 from listserv.store.models.outgoing import OutMessage, SendUsage
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ def record_usage(session: Session, now: datetime, messages: int, recipients: int
 @functools.cache
 def _first_due_personalized() -> Select[tuple[bool]]:
     """Whether the message the next claim would take is personalized (a row, or none)."""
-    first = func.coalesce(first_due(fresh=True), first_due(fresh=False))
+    first = func.coalesce(first_due(fresh=False, overdue=True), first_due(fresh=True),
+                          first_due(fresh=False))
     return select(OutMessage.personalize).where(OutMessage.id == first)
 
 
@@ -131,7 +132,7 @@ def claim_size(session: Session, now: datetime, limits: SendLimits,
         return None
     limit = min(limit, recipients)
     if messages < limit and session.connection().execute(
-        _first_due_personalized(), {"now": now}
+        _first_due_personalized(), params(now)
     ).scalar():
         limit = messages
     return limit, messages

@@ -96,6 +96,10 @@ ERRORS_BEFORE_RECONNECT = 5
 PIPELINE_GROUP = 100
 _MAX_LINE = 8192  # smtplib's _MAXLINE
 _CLOSING = 421  # the server is closing the connection (RFC 5321 §3.8)
+# How long the reply to the message's final "." may take (RFC 5321 §4.5.3.2.6: 10 minutes):
+# a relay scans the message (a content filter, a milter) before it answers, far longer than a
+# command takes. Timing out sooner would make a slow relay's accepted message a second copy.
+FINAL_REPLY_TIMEOUT = 600.0
 # An address that needs no quoting in MAIL FROM / RCPT TO: no spaces, brackets, quotes.
 _PLAIN_ADDRESS = re.compile(r'[^\s<>()\[\]\\,;:"]+@[^\s<>()\[\]\\,;:"@]+')
 
@@ -103,7 +107,7 @@ Reply = tuple[int, bytes]
 
 
 def _unsendable(address: str, utf8: bool) -> str:
-    """Why `address` cannot go into a RCPT TO at all ("" when it can)."""
+    """Why `address` cannot go into a MAIL FROM or RCPT TO at all ("" when it can)."""
     if "\r" in address or "\n" in address:
         return "553 5.1.3 a line break in the address"
     if not utf8 and not address.isascii():
@@ -156,7 +160,8 @@ class Dialogue:
 
     `rcpts` holds one reply per recipient answered, in order; a list shorter than the
     recipients, or a missing `mail`, `data` or `final`, means the dialogue ended there.
-    `dropped` says why the connection ended early ("" when it did not).
+    `dropped` says why the connection ended early ("" when it did not); `body_sent`, that
+    the whole message was written before it did.
     """
 
     mail: Reply | None = None
@@ -164,6 +169,7 @@ class Dialogue:
     data: Reply | None = None
     final: Reply | None = None
     dropped: str = ""
+    body_sent: bool = False
 
     @classmethod
     def of(cls, replies: list[Reply], recipients: int) -> Dialogue:
@@ -199,9 +205,12 @@ def outcome(recipients: list[str], dialogue: Dialogue) -> tuple[dict[str, Result
     """Each recipient's result from what the relay answered, and who is to be sent again.
 
     The second list holds the recipients the dialogue left without an answer about them,
-    because the connection dropped (or the relay said 421) first: they go again at once over
-    a new connection, their result not yet known. A refusal of the whole transaction (MAIL
-    FROM, DATA, or the message) is temporary and never about a recipient.
+    because the connection dropped (or the relay said 421) before the message was written:
+    they go again at once over a new connection, their result not yet known. Once the whole
+    message was written, a drop before the final reply may hide a relay that took it (still
+    scanning it, say): that is a temporary failure, retried after the backoff, not a second
+    copy at once. A refusal of the whole transaction (MAIL FROM, DATA, or the message) is
+    temporary and never about a recipient.
     """
     mail = dialogue.mail
     if mail is None or mail[0] == _CLOSING:
@@ -225,6 +234,10 @@ def outcome(recipients: list[str], dialogue: Dialogue) -> tuple[dict[str, Result
     data, final = dialogue.data, dialogue.final
     if dialogue.delivered:
         results |= {r: _SENT for r in accepted}
+    elif dialogue.body_sent and (final is None or final[0] == _CLOSING):
+        unknown = Result(Outcome.TEMPORARY, "message sent, not acknowledged: "
+                         + (_reply(*final) if final is not None else dialogue.dropped))
+        results |= {r: unknown for r in accepted}
     elif data is None or data[0] == _CLOSING or (data[0] == 354 and (
             final is None or final[0] == _CLOSING)):
         again += accepted
@@ -256,6 +269,7 @@ def _converse(client: smtplib.SMTP, envelope_from: str, recipients: list[str], d
     group = PIPELINE_GROUP if pipelining else 1
     replies: list[Reply] = []
     final: Reply | None = None
+    body_sent = False
     dropped = ""
     try:
         for start in range(0, len(commands), group):
@@ -284,7 +298,10 @@ def _converse(client: smtplib.SMTP, envelope_from: str, recipients: list[str], d
             if not body.endswith(b"\r\n"):
                 body += b"\r\n"
             client.send(body + b".\r\n")
+            body_sent = True
+            client.sock.settimeout(max(client.timeout, FINAL_REPLY_TIMEOUT))
             final = _read_reply(client.file)
+            client.sock.settimeout(client.timeout)
             if final[0] == _CLOSING:
                 raise _Hangup(final)
     except _Hangup as exc:
@@ -292,18 +309,20 @@ def _converse(client: smtplib.SMTP, envelope_from: str, recipients: list[str], d
     except (smtplib.SMTPException, OSError) as exc:
         dropped = f"connection: {exc}"
     said = Dialogue.of(replies, len(recipients))
-    said.final, said.dropped = final, dropped
+    said.final, said.dropped, said.body_sent = final, dropped, body_sent
     return said
 
 
 class SmtpTransport:
     """One SMTP connection, kept open between transactions and reopened after errors.
 
-    A transaction that fails because the relay dropped the connection (or said 421) goes
-    again at once over a new one, for the recipients it had not answered about, when the
-    connection was an old one or the relay answered about some recipients before it hung up
-    (docs/delivery.md, "The relay"). After ERRORS_BEFORE_RECONNECT error replies with no
-    message taken, the next transaction opens a new connection.
+    A transaction that fails because the relay dropped the connection (or said 421) before
+    the message was written goes again at once over a new one, for the recipients it had not
+    answered about, when the connection was an old one or the relay answered about some
+    recipients before it hung up (docs/delivery.md, "The relay"); after the message was
+    written, it is a temporary failure instead (the relay may have the message). After
+    ERRORS_BEFORE_RECONNECT error replies with no message taken, the next transaction opens a
+    new connection.
 
     `envelope_from`, when set, is the MAIL FROM of every transaction whatever the queue asks:
     a hosted mailbox's provider sends only as its account (`Settings.hosted_sender`).
@@ -377,6 +396,12 @@ class SmtpTransport:
                      data: bytes) -> tuple[dict[str, Result], list[str], str]:
         """Results, the recipients to send again over a new connection, and why."""
         utf8 = client.has_extn("smtputf8")
+        problem = _unsendable(envelope_from, utf8)
+        if problem:
+            # No MAIL FROM can carry it: a failure for good, but about the sender, not the
+            # recipients; the connection is left as healthy as it was.
+            unsendable = Result(Outcome.PERMANENT, f"envelope sender: {problem}")
+            return dict.fromkeys(recipients, unsendable), [], ""
         results: dict[str, Result] = {}
         sendable = []
         for r in recipients:
@@ -393,12 +418,7 @@ class SmtpTransport:
         if utf8 and not (_head(data).isascii()
                          and (envelope_from + "".join(sendable)).isascii()):
             options.append("SMTPUTF8")  # an internationalised address (RFC 6531)
-        try:
-            said = _converse(client, envelope_from, sendable, data, options)
-        except UnicodeError as exc:
-            self._abandon()
-            return results | {r: Result(Outcome.TEMPORARY, f"connection: {exc}")
-                              for r in sendable}, [], ""
+        said = _converse(client, envelope_from, sendable, data, options)
         done, again = outcome(sendable, said)
         self._errors = 0 if said.delivered else self._errors + said.errors
         if said.dropped or client.sock is None:

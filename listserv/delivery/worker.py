@@ -109,9 +109,10 @@ class DeliveryWorker(threading.Thread):
                 except Exception:
                     log.exception("delivery worker %s failed; retrying", self.name)
                     failures += 1
-                    if stopping or failures > 1:
-                        # Unrecorded results: those recipients are sent again once the
-                        # lease lapses (as after a crash).
+                    if done is not None and (stopping or failures > 1):
+                        # Recording keeps failing: save at least who was sent, so the
+                        # batch is not sent again each time its lease lapses.
+                        self._record_sent(done)
                         done = None
                     if stopping:
                         break
@@ -143,6 +144,30 @@ class DeliveryWorker(threading.Thread):
                 prune_usage(session, now)
                 self._prune_at = now + PRUNE_EVERY
             return claim(session, now, lease, limit, self.limits)
+
+    def _record_sent(self, done: tuple[Batch, dict[int, Result]]) -> None:
+        """Mark the recipients sent as sent, alone in a small transaction, when recording the
+        whole batch failed; the others are claimed again once the lease lapses (as after a
+        crash). The bounce feedback of the batch is lost with its failed record."""
+        batch, results = done
+        sent = [rid for rid, result in results.items() if result.outcome is Outcome.SENT]
+        log.error("delivery worker %s could not record the results of message %s twice: "
+                  "marking its %d sent recipients sent; the %d others go again once the lease "
+                  "lapses", self.name, batch.message_id, len(sent), len(results) - len(sent))
+        if not sent:
+            return
+        try:
+            with self.store.unit_of_work() as session:
+                session.execute(
+                    update(RECIPIENTS)
+                    .where(ids_in(sent), RECIPIENTS.c.status == "queued")
+                    .values(status="sent", sent_at=self.clock.now(), lease_until=None,
+                            last_error="")
+                )
+        except Exception:
+            log.exception("delivery worker %s could not mark the %d recipients of message %s "
+                          "sent: they will receive it again", self.name, len(sent),
+                          batch.message_id)
 
     def _send(self, batch: Batch) -> dict[int, Result]:
         results = send_batch(batch, self.transport, self._renewer(batch))

@@ -69,10 +69,18 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+#: SQLite reports a missing table or column (a migration not run, a query that names the wrong
+#: column) as an OperationalError too: those are bugs, which waiting five days does not mend.
+SCHEMA_BUGS = ("no such table", "no such column")
+
+
 def transient(error: BaseException) -> bool:
     """Whether `error`, or an error it was raised from, is worth trying again later."""
     cause: BaseException | None = error
     while cause is not None:
+        if isinstance(cause, db_errors.OperationalError) and any(
+                bug in str(cause.orig) for bug in SCHEMA_BUGS):
+            return False
         if isinstance(cause, TRANSIENT):
             return True
         cause = cause.__cause__
