@@ -149,7 +149,8 @@ class Daemon:
         for label, conf, lmtp in (("lmtp", intake.lmtp, True), ("smtp", intake.smtp, False)):
             if not conf.enabled:
                 continue
-            handler = IntakeHandler(self.store, self.clock, self.route_wake.set, lmtp=lmtp)
+            handler = IntakeHandler(self.store, self.clock, self.route_wake.set, lmtp=lmtp,
+                                    limits=self.settings.intake)
             server = await start_server(loop, handler, conf.host, conf.port,
                                         conf.max_message_kb * 1024, hostname, self._connections)
             self.ports[label] = server.sockets[0].getsockname()[1]

@@ -148,6 +148,7 @@ def accepted_keys() -> set[str]:
 
     return (
         {"data_dir", "templates_dir", "database.url"}
+        | {"intake.max_recipients", "intake.max_messages_per_sender_per_hour"}
         | fields("intake.lmtp.", ServerSettings)
         | fields("intake.smtp.", ServerSettings)
         | fields("intake.imap.", ImapSettings)
@@ -263,6 +264,9 @@ def test_integer_is_accepted_where_a_number_is_expected(tmp_path: Path) -> None:
          "outbound.max_connections: must be at least 1, got 0"),
         ("[intake.smtp]\nmax_message_kb = -1\n",
          "intake.smtp.max_message_kb: must be at least 1, got -1"),
+        ("[intake]\nmax_recipients = 0\n", "intake.max_recipients: must be at least 1, got 0"),
+        ("[intake]\nmax_messages_per_sender_per_hour = -1\n",
+         "intake.max_messages_per_sender_per_hour: must not be negative, got -1"),
         ("[daemon]\nscheduler_tick_seconds = -1.5\n",
          "daemon.scheduler_tick_seconds: must be a number greater than 0, got -1.5"),
         ('[database]\nurl = "listserv.db"\n',

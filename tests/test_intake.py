@@ -145,3 +145,4 @@ def test_long_lines_and_8bit_are_stored_byte_for_byte(shma, daemon, store):
         stored = session.scalars(select(Inbound)).one()
         assert stored.raw == raw
         assert stored.mail_from == "jérôme@example.org"
+

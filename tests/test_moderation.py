@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from listserv.posting import dmarc
 from listserv.store.engine import Store
 
-from .helpers import LIST, lmtp_send, make_message, parse
+from .helpers import LIST, lmtp_send, make_message, parse, wait_settled
 
 MEMBERS = ["ann@example.net", "ben@example.net", "cat@example.net"]
 
@@ -170,3 +170,27 @@ def test_nonmember_reject_policy_replies_and_discard_policy_is_silent(cli, membe
     sink.wait_for(lambda s: log()[-1] == "discarded", description="discard logged")
     assert held_items(cli) == []
     assert not sink.messages_for("other@else.org")
+
+
+def test_chair_notices_are_capped_per_hour_and_the_rest_wait_for_the_summary(
+        cli, members, store, daemon, sink, clock):
+    for n in range(30):
+        post = make_message(sender=f"Stranger {n} <stranger{n}@else.org>", subject=f"Ad {n}")
+        assert lmtp_send(daemon.ports["lmtp"], f"stranger{n}@else.org", [LIST], post) == {}
+    wait_settled(store)
+    assert len(held_items(cli)) == 30
+    assert len(sink.messages_for("chair@example.org")) == 20
+    capped = [e for e in json.loads(cli("log", "--json").output)
+              if e["action"] == "chair-notice-capped"]
+    assert len(capped) == 10
+    # The next day's summary names all 30, the ten never announced among them.
+    clock.advance(timedelta(days=1))
+    daemon.run_scheduler()
+    sink.wait_for(lambda s: len(s.messages_for("chair@example.org")) == 21,
+                  description="daily summary")
+    summary = parse(sink.messages_for("chair@example.org")[-1].data)
+    assert summary["Subject"] == "shma: 30 messages waiting for your decision"
+    assert "from stranger29@else.org" in summary.get_content()
+    # A new hour brings new notices.
+    post_from_stranger(daemon, sink)
+    assert len(sink.messages_for("chair@example.org")) == 22

@@ -75,6 +75,10 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
     intake_table = root.table("intake")
     defaults = IntakeSettings()
     intake = IntakeSettings(
+        max_recipients=intake_table.integer("max_recipients", defaults.max_recipients,
+                                            minimum=1),
+        max_messages_per_sender_per_hour=intake_table.integer(
+            "max_messages_per_sender_per_hour", defaults.max_messages_per_sender_per_hour),
         lmtp=_read_server(intake_table.table("lmtp"), defaults.lmtp),
         smtp=_read_server(intake_table.table("smtp"), defaults.smtp),
         imap=_read_imap(intake_table.table("imap"), defaults.imap),

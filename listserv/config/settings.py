@@ -75,8 +75,16 @@ def _default_smtp() -> ServerSettings:
 
 @dataclass(frozen=True, slots=True)
 class IntakeSettings:
-    """`[intake.*]`: the ways mail comes in (LMTP and SMTP from an MTA, IMAP from a mailbox)."""
+    """`[intake.*]`: the ways mail comes in (LMTP and SMTP from an MTA, IMAP from a mailbox).
 
+    `max_recipients` bounds the distinct recipients of one LMTP/SMTP transaction (the rest
+    get `452 4.5.3`); `max_messages_per_sender_per_hour` bounds the transactions one envelope
+    sender may complete in any hour (then `451 4.7.1`; 0 = no limit; the null sender of
+    delivery reports is exempt).
+    """
+
+    max_recipients: int = 50
+    max_messages_per_sender_per_hour: int = 120
     lmtp: ServerSettings = field(default_factory=_default_lmtp)
     smtp: ServerSettings = field(default_factory=_default_smtp)
     imap: ImapSettings = field(default_factory=ImapSettings)

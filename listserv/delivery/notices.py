@@ -2,11 +2,14 @@
 
 One cap covers all automatic mail to an address (SPEC §2): at most 10 a day and at most 3
 confirmations, counted for the address without its `+tag` (`victim+1@` and `victim+2@` share
-one). Owners are not capped: they are the ones the cap reports to.
+one). Owners are not capped per address: they are the ones the cap reports to. Instead the
+notices to a list's chair are capped per list (SPEC §7): at most 20 an hour; past that a notice
+is recorded in the audit log and not sent, and held messages still wait in the daily summary.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +26,13 @@ from listserv.store.models.outgoing import AutoMail
 
 AUTO_MAIL_PER_DAY = 10
 CONFIRMATIONS_PER_DAY = 3
+CHAIR_NOTICES_PER_HOUR = 20
+CHAIR_NOTICE = "chair-notice"
+"""The `AutoMail.kind` of a notice to a list's chair, counted for the list's owner address."""
+SUMMARY_TEMPLATE = "notice-held-summary.txt"
+"""The daily summary is where capped notices end up, so it is never capped itself."""
+
+log = logging.getLogger(__name__)
 
 
 def list_context(mailing_list: MailingList) -> dict[str, Any]:
@@ -63,6 +73,19 @@ def charge_cap(session: Session, address: str, kind: str, now: datetime) -> bool
     return capped
 
 
+def charge_chair_notice(session: Session, mailing_list: MailingList, now: datetime) -> bool:
+    """Count one notice to the chair of `mailing_list`; returns whether it is over the
+    hourly cap (then it is recorded as suppressed and must not be sent)."""
+    address = normalize(mailing_list.role_address(Role.OWNER))
+    sent = select(func.count()).where(
+        AutoMail.address == address, AutoMail.kind == CHAIR_NOTICE,
+        AutoMail.at > now - timedelta(hours=1), AutoMail.suppressed.is_(False),
+    )
+    capped = session.scalar(sent) >= CHAIR_NOTICES_PER_HOUR
+    session.add(AutoMail(address=address, kind=CHAIR_NOTICE, at=now, suppressed=capped))
+    return capped
+
+
 def notify(
     session: Session,
     renderer: Renderer,
@@ -77,12 +100,20 @@ def notify(
 ) -> list[str]:
     """Render `template` once per recipient and queue it; returns who it was queued for.
 
-    Owners of the list are exempt from the cap; anyone else past it gets nothing, and the
-    suppression is recorded for the chair to see.
+    Owners of the list are exempt from the per-address cap; anyone else past it gets nothing,
+    and the suppression is recorded for the chair to see. A notice to the owners counts once
+    against the list's hourly cap on chair notices; past it they get nothing (see above).
     """
     owners = {normalize(o.email) for o in mailing_list.owners}
+    wanted = list(dict.fromkeys(normalize(r) for r in recipients))
+    if (template != SUMMARY_TEMPLATE and owners.intersection(wanted)
+            and charge_chair_notice(session, mailing_list, now)):
+        audit(session, now, DAEMON, "chair-notice-capped", template, mailing_list.id)
+        log.info("%s: over %d chair notices an hour, %s not sent", mailing_list.address,
+                 CHAIR_NOTICES_PER_HOUR, template)
+        wanted = [r for r in wanted if r not in owners]
     queued: list[str] = []
-    for recipient in dict.fromkeys(normalize(r) for r in recipients):
+    for recipient in wanted:
         if recipient not in owners:
             capped = charge_cap(session, recipient, kind, now)
             if capped:

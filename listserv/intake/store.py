@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 
 from listserv.mail.addresses import Destination, normalize, resolve
 from listserv.store.engine import Store
@@ -41,7 +42,11 @@ def lookup(store: Store, address: str) -> Destination | None:
 def store_message(
     store: Store, clock: Clock, mail_from: str, accepted: list[Accepted], raw: bytes
 ) -> list[int]:
-    """Commit one row per recipient with the raw bytes; all of them or none."""
+    """Commit one row per recipient with the raw bytes; all of them or none.
+
+    The rows share one `received_at`: it marks them as one transaction for `messages_since`.
+    """
+    now = clock.now()
     with store.unit_of_work() as session:
         lists = {
             f"{ml.name}@{ml.domain}": ml.id
@@ -50,7 +55,7 @@ def store_message(
         }
         rows = [
             Inbound(
-                received_at=clock.now(), mail_from=normalize(mail_from) if mail_from else "",
+                received_at=now, mail_from=normalize(mail_from) if mail_from else "",
                 rcpt=a.rcpt, list_id=lists.get(a.destination.list_address),
                 role=a.destination.role.value, token=a.destination.token, raw=raw, size=len(raw),
             )
@@ -59,3 +64,15 @@ def store_message(
         session.add_all(rows)
         session.flush()
         return [row.id for row in rows]
+
+
+def messages_since(store: Store, mail_from: str, since: datetime) -> int:
+    """How many transactions from envelope sender `mail_from` were stored after `since`.
+
+    One transaction's rows share their `received_at` (`store_message`), so each counts once.
+    """
+    with store.reading() as session:
+        found = select(func.count(distinct(Inbound.received_at))).where(
+            Inbound.mail_from == normalize(mail_from), Inbound.received_at > since
+        )
+        return session.scalar(found) or 0

@@ -146,7 +146,11 @@ class Inbound(Base):
     """One accepted message for one recipient, stored before the MTA heard 250."""
 
     __tablename__ = "inbound"
-    __table_args__ = (Index("ix_inbound_status", "status", "id"),)
+    __table_args__ = (
+        Index("ix_inbound_status", "status", "id"),
+        # The per-sender hourly limit at MAIL FROM (listserv.intake.store.messages_since).
+        Index("ix_inbound_sender", "mail_from", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)

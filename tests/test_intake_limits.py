@@ -1,0 +1,103 @@
+"""Intake limits (SPEC §7): recipients per transaction, messages per sender and hour."""
+
+from __future__ import annotations
+
+import smtplib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from listserv.store.models.core import Inbound
+
+from .helpers import LIST, lmtp_send, make_message, smtp_send, write_config
+from .smtp_sink import SmtpSink
+from .test_intake import Dialogue, count_inbound
+
+HELLO = {"lmtp": "LHLO", "smtp": "EHLO"}
+SENDER_LIMIT = 3
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, db_url: str, sink: SmtpSink) -> Path:
+    """The test config with a per-sender limit small enough to reach."""
+    path = write_config(tmp_path / "listserv.toml", tmp_path / "data", db_url, sink.port)
+    with path.open("a") as config:
+        config.write(f"[intake]\nmax_messages_per_sender_per_hour = {SENDER_LIMIT}\n")
+    return path
+
+
+def junk_recipients(count: int) -> list[str]:
+    """`count` distinct recipients at one list: confirm addresses with their own tokens."""
+    return [f"shma-confirm+junk{n}@lists.example.org" for n in range(count)]
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("protocol", ["lmtp", "smtp"])
+def test_at_most_max_recipients_per_transaction_the_rest_452(shma, daemon, store, protocol):
+    talk = Dialogue(daemon.ports[protocol])
+    assert talk.command(f"{HELLO[protocol]} mta.example.org")[-1].startswith("250")
+    assert talk.command("MAIL FROM:<mallory@example.org>")[0].startswith("250")
+    answers = [talk.command(f"RCPT TO:<{rcpt}>")[0] for rcpt in junk_recipients(200)]
+    assert all(a.startswith("250") for a in answers[:50]), answers[:50]
+    assert all(a.startswith("452 4.5.3") for a in answers[50:]), answers[50:]
+    assert talk.command("DATA")[0].startswith("354")
+    talk.sock.sendall(make_message(to=LIST) + b".\r\n")
+    replies = talk.replies(50 if protocol == "lmtp" else 1)
+    assert all(r.startswith("250") for r in replies), replies
+    talk.command("QUIT")
+    talk.close()
+    assert count_inbound(store) == 50
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("protocol", ["lmtp", "smtp"])
+def test_duplicate_recipients_count_once_and_are_stored_once(shma, daemon, store, protocol):
+    repeated = [LIST, "SHMA@Lists.Example.ORG", LIST] * 30 + junk_recipients(60)
+    talk = Dialogue(daemon.ports[protocol])
+    talk.command(f"{HELLO[protocol]} mta.example.org")
+    talk.command("MAIL FROM:<mallory@example.org>")
+    answers = [talk.command(f"RCPT TO:<{rcpt}>")[0] for rcpt in repeated]
+    # 90 copies of one address are one recipient; 49 of the 60 others fit under the 50.
+    assert sum(a.startswith("250") for a in answers) == 90 + 49
+    assert sum(a.startswith("452 4.5.3") for a in answers) == 11
+    assert talk.command("DATA")[0].startswith("354")
+    talk.sock.sendall(make_message(to=LIST) + b".\r\n")
+    replies = talk.replies(139 if protocol == "lmtp" else 1)
+    assert all(r.startswith("250") for r in replies), replies
+    talk.command("QUIT")
+    talk.close()
+    with store.unit_of_work() as session:
+        rcpts = [r.rcpt.lower() for r in session.scalars(select(Inbound))]
+    assert len(rcpts) == 50 and rcpts.count(LIST) == 1
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("send", [lmtp_send, smtp_send], ids=["lmtp", "smtp"])
+def test_a_sender_past_its_hourly_limit_gets_451_and_the_null_sender_does_not(
+        shma, daemon, store, send):
+    port = daemon.ports["lmtp" if send is lmtp_send else "smtp"]
+    # Over SMTP, two recipients are one message: the limit counts transactions, not rows.
+    # (smtplib's LMTP reads one reply after DATA, so it is given one recipient.)
+    rcpts = [LIST] if send is lmtp_send else [LIST, "shma-owner@lists.example.org"]
+    for _ in range(SENDER_LIMIT):
+        assert send(port, "Jane@Example.org", rcpts, make_message()) == {}
+    with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+        send(port, "jane@example.org", [LIST], make_message())
+    assert refused.value.smtp_code == 451 and refused.value.smtp_error.startswith(b"4.7.1")
+    for _ in range(SENDER_LIMIT + 1):
+        assert send(port, "", ["shma-bounces@lists.example.org"], make_message()) == {}
+    assert send(port, "other@example.org", [LIST], make_message()) == {}
+    assert count_inbound(store) == len(rcpts) * SENDER_LIMIT + SENDER_LIMIT + 1 + 1
+
+
+@pytest.mark.both_backends
+def test_the_sender_limit_frees_up_after_an_hour(shma, daemon, store, clock):
+    port = daemon.ports["smtp"]
+    for _ in range(SENDER_LIMIT):
+        smtp_send(port, "jane@example.org", [LIST], make_message())
+    with pytest.raises(smtplib.SMTPSenderRefused):
+        smtp_send(port, "jane@example.org", [LIST], make_message())
+    clock.advance(timedelta(hours=1, minutes=1))
+    assert smtp_send(port, "jane@example.org", [LIST], make_message()) == {}
