@@ -176,7 +176,7 @@ class Daemon:
             Router(self.store, s, self.renderer, self.clock, self.route_wake, self.stopping,
                    self.deliver_wake),
             Scheduler(self.store, self.renderer, self.clock, s.daemon.scheduler_tick_seconds,
-                      self.schedule_wake, self.stopping, self.deliver_wake),
+                      self.schedule_wake, self.stopping, self.deliver_wake, s.retention),
         ]
         limits = SendLimits.of(s.outbound)
         feedback = DeliveryBounces()

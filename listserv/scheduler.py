@@ -1,4 +1,4 @@
-"""Work due by the clock: held messages that expire, the daily summary of what waits.
+"""Work due by the clock: held messages that expire, the daily summary of what waits, pruning.
 
 Each sending is recorded in the transaction that queues it (a `Once` row under a unique key
 where it must happen once), so a restart or a second daemon repeats nothing.
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listserv.bounces import steps as bounces
 from listserv.column import calls as column
+from listserv.config import RetentionSettings
 from listserv.delivery.notices import notify
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
@@ -23,12 +24,16 @@ from listserv.membership.subscriptions import expire_requests
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
 from listserv.store.models.core import Held, MailingList
+from listserv.store.retention import give_back_space, prune
 
 from .clock import Clock
 from .mail.automatic import may_auto_reply
 from .store.once import claim_once
 
 log = logging.getLogger(__name__)
+
+#: Pruning's pace: its queries read whole indexes, so not on every tick.
+PRUNE_EVERY = timedelta(hours=1)
 
 
 def expire_held(session: Session, renderer: Renderer, now: datetime) -> int:
@@ -67,7 +72,23 @@ def summarize_held(session: Session, renderer: Renderer, now: datetime) -> int:
     return sent
 
 
-def run_due(store: Store, renderer: Renderer, clock: Clock) -> None:
+class Pruning:
+    """Retention's pruning (SPEC §7), at most once per `PRUNE_EVERY` of the clock."""
+
+    def __init__(self, settings: RetentionSettings) -> None:
+        self.settings = settings
+        self.last: datetime | None = None
+
+    def __call__(self, store: Store, now: datetime) -> None:
+        if self.last is not None and now - self.last < PRUNE_EVERY:
+            return
+        pruned = prune(store, now, self.settings.inbound_days, self.settings.outgoing_days)
+        freed = give_back_space(store)
+        self.last = now
+        log.info("retention: pruned %s; %d free pages given back", pruned, freed)
+
+
+def run_due(store: Store, renderer: Renderer, clock: Clock, pruning: Pruning) -> None:
     """Everything due now, each kind of work in its own unit of work."""
     for job in (expire_held, summarize_held):
         with store.unit_of_work() as session:
@@ -77,6 +98,7 @@ def run_due(store: Store, renderer: Renderer, clock: Clock) -> None:
     meetings.due_work(store, renderer, clock.now)  # series ahead, reminders (own units of work)
     bounces.due_work(store, renderer, clock.now)  # probes, warnings, removals, score decay
     column.due_work(store, renderer, clock.now)  # calls for submissions, deadline summaries
+    pruning(store, clock.now())  # small batches, each its own unit of work
 
 
 class Scheduler(threading.Thread):
@@ -84,8 +106,10 @@ class Scheduler(threading.Thread):
 
     def __init__(self, store: Store, renderer: Renderer, clock: Clock, tick: float,
                  wake: threading.Event, stopping: threading.Event,
-                 delivered: threading.Event) -> None:
+                 delivered: threading.Event,
+                 retention: RetentionSettings | None = None) -> None:
         super().__init__(name="scheduler", daemon=True)
+        self.pruning = Pruning(retention or RetentionSettings())
         self.store, self.renderer, self.clock, self.tick = store, renderer, clock, tick
         self.wake, self.stopping, self.delivered = wake, stopping, delivered
         # run_now() calls are numbered; a run serves those asked for before it began (one
@@ -116,7 +140,7 @@ class Scheduler(threading.Thread):
                 asked = self._asked
             failed = False
             try:
-                run_due(self.store, self.renderer, self.clock)
+                run_due(self.store, self.renderer, self.clock, self.pruning)
                 self.delivered.set()
             except Exception:
                 log.exception("scheduler run failed; trying again next tick")

@@ -14,6 +14,7 @@ from listserv.config import (
     ImapSettings,
     IntakeSettings,
     OutboundSettings,
+    RetentionSettings,
     ServerSettings,
     load_settings,
 )
@@ -154,6 +155,7 @@ def accepted_keys() -> set[str]:
         | fields("intake.imap.", ImapSettings)
         | fields("outbound.", OutboundSettings)
         | fields("daemon.", DaemonSettings)
+        | fields("retention.", RetentionSettings)
     )
 
 

@@ -24,6 +24,7 @@ from listserv.config.settings import (
     ImapSettings,
     IntakeSettings,
     OutboundSettings,
+    RetentionSettings,
     ServerSettings,
     Settings,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "ImapSettings",
     "IntakeSettings",
     "OutboundSettings",
+    "RetentionSettings",
     "ServerSettings",
     "Settings",
     "load_settings",

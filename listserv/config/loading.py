@@ -27,6 +27,7 @@ from listserv.config.settings import (
     ImapSettings,
     IntakeSettings,
     OutboundSettings,
+    RetentionSettings,
     ServerSettings,
     Settings,
     sqlite_url_parts,
@@ -92,6 +93,7 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
                            "must be the mailbox's address (name@domain) when imap is enabled, "
                            "unless outbound.username is one")
     daemon = _read_daemon(root.table("daemon"), DaemonSettings())
+    retention = _read_retention(root.table("retention"), RetentionSettings())
     root.finish()
     return Settings(
         config_path=config_path,
@@ -101,6 +103,7 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
         intake=intake,
         outbound=outbound,
         daemon=daemon,
+        retention=retention,
     )
 
 
@@ -219,6 +222,15 @@ def _read_daemon(table: Table, default: DaemonSettings) -> DaemonSettings:
             "scheduler_tick_seconds", default.scheduler_tick_seconds
         ),
         hostname=table.string("hostname", default.hostname),
+    )
+    table.finish()
+    return settings
+
+
+def _read_retention(table: Table, default: RetentionSettings) -> RetentionSettings:
+    settings = RetentionSettings(
+        inbound_days=table.integer("inbound_days", default.inbound_days, minimum=1),
+        outgoing_days=table.integer("outgoing_days", default.outgoing_days, minimum=1),
     )
     table.finish()
     return settings

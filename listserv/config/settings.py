@@ -135,6 +135,14 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """`[retention]`: how long handled mail is kept before the scheduler prunes it (SPEC §7)."""
+
+    inbound_days: int = 30
+    outgoing_days: int = 14
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the daemon and the command line need from the operator.
 
@@ -149,6 +157,7 @@ class Settings:
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @property
     def hosted(self) -> bool:

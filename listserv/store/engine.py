@@ -20,6 +20,8 @@ from listserv.files import private_empty_file, private_folder
 #: and an editable install migrate alike.
 MIGRATIONS = "listserv.store:migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: SQLite's `PRAGMA auto_vacuum` value for INCREMENTAL.
+INCREMENTAL = 2
 #: The execution option of reading sessions: their SQLite transactions begin deferred.
 _READ_ONLY = "listserv_read_only"
 
@@ -37,6 +39,10 @@ def _sqlite_engine(url: str) -> Engine:
         # The "begin" event below issues BEGIN itself (pysqlite's own would be deferred).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # Takes effect only before the first table is created (a new file): pruning then
+        # gives pages back (retention.give_back_space). An older file is converted once by
+        # Store.migrate.
+        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
@@ -106,6 +112,26 @@ class Store:
                 command.upgrade(config, "heads")
         except Exception as exc:
             raise ListservError(f"cannot prepare the database at {self.safe_url}: {exc}") from exc
+        self._make_vacuum_incremental()
+
+    def _make_vacuum_incremental(self) -> None:
+        """Convert an SQLite file made before auto-vacuum was set: one full VACUUM, once.
+
+        It rewrites the whole file and needs that much free disk for a moment; afterwards
+        `auto_vacuum` is INCREMENTAL and this does nothing.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            if cursor.execute("PRAGMA auto_vacuum").fetchone()[0] != INCREMENTAL:
+                # Outside any transaction (the connection runs in autocommit): VACUUM must.
+                cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                cursor.execute("VACUUM")
+            cursor.close()
+        finally:
+            connection.close()
 
     @property
     def safe_url(self) -> str:
