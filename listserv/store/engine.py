@@ -39,13 +39,15 @@ def _sqlite_engine(url: str) -> Engine:
         # The "begin" event below issues BEGIN itself (pysqlite's own would be deferred).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        # Takes effect only before the first table is created (a new file): pruning then
-        # gives pages back (retention.give_back_space). An older file is converted once by
-        # Store.migrate.
-        cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # Takes effect only before the first table is created, so it is set on a new (empty)
+        # file only: on a file in use it would wait for the write lock that a reader must
+        # never wait for. Pruning then gives pages back (retention.give_back_space); an older
+        # file is converted once by Store.migrate.
+        if cursor.execute("PRAGMA page_count").fetchone()[0] == 0:
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
