@@ -29,7 +29,7 @@ from listserv.posting.distribute import distribute, headers_only
 from listserv.posting.dmarc import look_up_ahead
 from listserv.store import list_settings
 from listserv.store.audit import audit
-from listserv.store.lookup import by_number
+from listserv.store.lookup import by_number, required
 from listserv.store.models.core import (
     MAX_NAME_LENGTH,
     AuditEntry,
@@ -327,9 +327,7 @@ def waiting_held(session: Session, ml: MailingList | None = None) -> list[Held]:
 
 def find_held(session: Session, held_id: str, *, waiting: bool = True) -> Held:
     """A held message by id (by default: one still waiting for a decision)."""
-    held = by_number(session, Held, held_id)
-    if held is None:
-        raise ListservError(f"no held message {held_id}")
+    held = required(session, Held, held_id, "held message")
     if waiting and held.status != "waiting":
         raise ListservError(f"held message {held_id} was already {held.status}")
     return held
@@ -398,10 +396,7 @@ def open_requests(session: Session, ml: MailingList | None = None) -> list[Reque
 
 def find_membership_request(session: Session, request_id: str) -> Request:
     """A membership request (to join, to leave) by its id, whatever its state."""
-    request = by_number(session, Request, request_id)
-    if request is None:
-        raise ListservError(f"no request {request_id}")
-    return request
+    return required(session, Request, request_id, "request")
 
 
 # -- queue and log ---------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from listserv.meetings.booking import (
 from listserv.meetings.queries import find_meeting
 from listserv.meetings.times import when
 from listserv.store.audit import DAEMON, audit
-from listserv.store.lookup import by_number
+from listserv.store.lookup import required
 from listserv.store.models.core import MAX_NAME_LENGTH, MailingList
 from listserv.store.models.features import Meeting, PeerInput
 
@@ -185,10 +185,7 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, email: str, name
 
 def find_peer_input(session: Session, ref: str) -> PeerInput:
     """A peer-input request by the number the chair gives."""
-    request = by_number(session, PeerInput, ref)
-    if request is None:
-        raise ListservError(f"no peer-input request {ref}")
-    return request
+    return required(session, PeerInput, ref, "peer-input request")
 
 
 def requests_of(session: Session, ml: MailingList | None, now: datetime, *,

@@ -11,18 +11,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listserv.errors import ListservError
 from listserv.meetings.times import when
-from listserv.store.lookup import by_number
+from listserv.store.lookup import required
 from listserv.store.models.core import MailingList
 from listserv.store.models.features import Meeting
 
 
 def find_meeting(session: Session, ref: str) -> Meeting:
-    meeting = by_number(session, Meeting, ref)
-    if meeting is None:
-        raise ListservError(f"no meeting {ref}")
-    return meeting
+    return required(session, Meeting, ref, "meeting")
 
 
 def meetings_of(session: Session, ml: MailingList | None, now: datetime, *,

@@ -9,6 +9,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from listserv.errors import ListservError
 from listserv.store.models.core import Request
 
 Row = TypeVar("Row")
@@ -23,6 +24,14 @@ def by_number(session: Session, model: type[Row], ref: str) -> Row | None:
     if not number.isdigit() or len(number) > MAX_DIGITS:
         return None
     return session.get(model, int(number))
+
+
+def required(session: Session, model: type[Row], ref: str, what: str) -> Row:
+    """The `model` row numbered `ref`, or a one-line error for the chair: "no WHAT REF"."""
+    row = by_number(session, model, ref)
+    if row is None:
+        raise ListservError(f"no {what} {ref}")
+    return row
 
 
 def open_request_for_token(session: Session, token: str, now: datetime) -> Request | None:
