@@ -8,6 +8,7 @@ from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
+from listserv.identity.proof import Identity
 from listserv.mail.addresses import Destination
 from listserv.mail.render import Renderer
 from listserv.store.models.core import Inbound, MailingList
@@ -27,3 +28,5 @@ class Context:
     destination: Destination
     inbound: Inbound
     msg: EmailMessage
+    #: Who sent it (SPEC §2), computed once by the router.
+    identity: Identity

@@ -27,6 +27,7 @@ from listserv.config import Settings
 from listserv.delivery.listmail import list_id
 from listserv.handlers import bounce, column, confirm, join, leave, owner, peer_input, post, request
 from listserv.handlers.context import Context
+from listserv.identity.proof import identify
 from listserv.intent.guard import Guard, guard
 from listserv.intent.understanding import Understanding
 from listserv.mail.addresses import Destination, Role, normalize
@@ -223,11 +224,14 @@ def _route_one(store: Store, settings: Settings, renderer: Renderer, clock: Cloc
             with session.begin_nested():
                 if prepared is None or prepared.inbound_id != inbound.id:
                     prepared = prepare(inbound.id, inbound.raw, role, mailing_list.name)
+                destination = Destination(mailing_list.address, role, inbound.token)
+                identity = identify(session, settings, inbound, prepared.msg, destination, now)
+                log.info("inbound %s sender=%s proven=%s (%s)", inbound.id,
+                         identity.address or "-", identity.proven, identity.reason)
                 ctx = Context(
                     session=session, settings=settings, renderer=renderer, now=now,
-                    mailing_list=mailing_list,
-                    destination=Destination(mailing_list.address, role, inbound.token),
-                    inbound=inbound, msg=prepared.msg,
+                    mailing_list=mailing_list, destination=destination,
+                    inbound=inbound, msg=prepared.msg, identity=identity,
                 )
                 outcome = handle(ctx, prepared.administrivia)
         except Exception as exc:
