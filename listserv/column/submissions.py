@@ -8,8 +8,9 @@ within the list's size limits and written under safe, unique names; what is kept
 named, with the reason, in the acknowledgement.
 
 A follow-up (its subject carries the tracking id, or it replies to an acknowledgement) is the
-next revision when it comes from the original sender or an editor; from anyone else it is
-held for the chair (kept, not numbered).
+next revision when it comes from the original sender or an editor and proves it (a reply to
+the acknowledgement, which went to the author alone, does; SPEC §2 "Who sent it"); otherwise it
+is held for the chair (kept, not numbered) and the author is told.
 """
 
 from __future__ import annotations
@@ -210,15 +211,40 @@ def _new_revision(session: Session, data_dir: Path, ml: MailingList, submission:
     return revision
 
 
+def _hold_follow_up(session: Session, renderer: Renderer, data_dir: Path, ml: MailingList,
+                    target: Submission, incoming: Incoming, now: datetime) -> str:
+    """Keep a follow-up that may not revise `target` for the chair, and tell the author.
+
+    The author's mail quotes nothing the follow-up's sender wrote (SPEC §2): it only says
+    that a follow-up is held and how to send a revision that proves it is theirs.
+    """
+    revision = _new_revision(session, data_dir, ml, target, incoming, now, number=None)
+    author_unproven = incoming.sender in (target.sender, *EDITORS.get(ml))
+    why = ("its sender's address is not proven" if author_unproven
+           else "its sender is neither the author nor an editor")
+    audit(session, now, DAEMON, "column-follow-up-held",
+          f"{target.tracking_id}: a follow-up from {incoming.sender}: {why}", ml.id)
+    context = notice_context(ml, target, revision)
+    notify(session, renderer, ml, "notice-column-held.txt", [o.email for o in ml.owners],
+           now, kind="notice", author_unproven=author_unproven, **context)
+    notify(session, renderer, ml, "column-follow-up-held.txt", [target.sender], now,
+           kind="notice", lang=target.lang, received=now, **context)
+    return f"column {target.tracking_id}: follow-up from {incoming.sender} held ({why})"
+
+
 def receive(session: Session, renderer: Renderer, data_dir: Path, ml: MailingList,
-            incoming: Incoming, now: datetime, *, answerable: bool) -> str:
-    """A column mail: a new submission, a revision of one, or a follow-up held for the chair."""
+            incoming: Incoming, now: datetime, *, answerable: bool, proven: bool) -> str:
+    """A column mail: a new submission, a revision of one, or a follow-up held for the chair.
+
+    A follow-up is a revision only when its sender is the author or an editor and the message
+    proves it (`proven`: SPEC §2 "Who sent it"); otherwise it is held and the author told.
+    """
     target = find_target(session, ml, incoming.msg)
     chair_and_editors = [*(o.email for o in ml.owners), *EDITORS.get(ml)]
     if target is not None:
         title = title_of(incoming.msg, ml, target.tracking_id)
         incoming = Incoming(**{**_fields(incoming), "title": title})
-        if incoming.sender in (target.sender, *EDITORS.get(ml)):
+        if incoming.sender in (target.sender, *EDITORS.get(ml)) and proven:
             number = 1 + (session.scalar(select(func.max(SubmissionRevision.number)).where(
                 SubmissionRevision.submission_id == target.id)) or 0)
             revision = _new_revision(session, data_dir, ml, target, incoming, now, number=number)
@@ -233,13 +259,7 @@ def receive(session: Session, renderer: Renderer, data_dir: Path, ml: MailingLis
             notify(session, renderer, ml, "notice-column-submission.txt", chair_and_editors,
                    now, kind="notice", **context)
             return f"column {target.tracking_id}: revision {number}"
-        revision = _new_revision(session, data_dir, ml, target, incoming, now, number=None)
-        audit(session, now, DAEMON, "column-follow-up-held",
-              f"{target.tracking_id}: a follow-up from {incoming.sender}, who is neither its "
-              "author nor an editor", ml.id)
-        notify(session, renderer, ml, "notice-column-held.txt", [o.email for o in ml.owners],
-               now, kind="notice", **notice_context(ml, target, revision))
-        return f"column {target.tracking_id}: follow-up from {incoming.sender} held"
+        return _hold_follow_up(session, renderer, data_dir, ml, target, incoming, now)
 
     session.execute(select(MailingList.id).where(MailingList.id == ml.id).with_for_update())
     year = now.astimezone(UTC).year
