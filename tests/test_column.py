@@ -364,6 +364,16 @@ def test_proven_follow_ups_from_the_author_or_an_editor_are_revisions_the_rest_i
                   description="two held-follow-up mails to the author")
     for mail in _mail_with_subject(sink, JANE, "a follow-up is held"):
         assert "Let me in" not in text_of(mail) and STRANGER not in text_of(mail)
+    # The chair makes the editor's held follow-up revision 5 and drops the stranger's.
+    editors, strangers = held[0]["id"], held[1]["id"]
+    assert f"approve-follow-up {tid} {editors}" in " ".join(notices)
+    assert "is revision 5" in cli("submissions", "approve-follow-up", tid, editors).output
+    assert "discarded" in cli("submissions", "discard-follow-up", tid, strangers).output
+    [row] = listing(cli)
+    assert (row["revision"], row["held_follow_ups"]) == (5, 0)
+    assert "(revision 5)" in _mail_with_subject(sink, EDITOR, "Your submission")[-1]["Subject"]
+    again = cli("submissions", "approve-follow-up", tid, strangers, ok=False)
+    assert again.exit_code != 0 and f"no held follow-up {strangers}" in again.output
 
 
 # -- issue 14, acceptance 2: a forged revision is held ------------------------------------------

@@ -88,7 +88,7 @@ REFUSED = [NS(original="setup.exe", reason="a program, not a document")]
 SUBMISSION = NS(tracking_id="TCP-2026-007", title="How our tool library grew — año dos",
                 name=ZOE.name, sender=ZOE.email, member=True, deadline="2026-06-01",
                 status="received")
-REVISION = NS(number=2, title=SUBMISSION.title, files=FILES, refused=REFUSED,
+REVISION = NS(id=5, number=2, title=SUBMISSION.title, files=FILES, refused=REFUSED,
               sender=ZOE.email, folder="TCP-2026-007")
 STATE = NS(score=5.0, last_reason="550 5.1.1 <zoe@example.net>: Recipient address rejected: "
            "User unknown in virtual mailbox table")

@@ -193,6 +193,12 @@ def _is_member(session: Session, ml: MailingList, *addresses: str) -> bool:
         Member.status.in_(("active", "disabled")))) > 0
 
 
+def next_number(session: Session, submission: Submission) -> int:
+    """The number the submission's next revision takes."""
+    return 1 + (session.scalar(select(func.max(SubmissionRevision.number)).where(
+        SubmissionRevision.submission_id == submission.id)) or 0)
+
+
 def _new_revision(session: Session, data_dir: Path, ml: MailingList, submission: Submission,
                   incoming: Incoming, now: datetime, *, number: int | None) -> SubmissionRevision:
     revision = SubmissionRevision(
@@ -245,8 +251,7 @@ def receive(session: Session, renderer: Renderer, data_dir: Path, ml: MailingLis
         title = title_of(incoming.msg, ml, target.tracking_id)
         incoming = Incoming(**{**_fields(incoming), "title": title})
         if incoming.sender in (target.sender, *EDITORS.get(ml)) and proven:
-            number = 1 + (session.scalar(select(func.max(SubmissionRevision.number)).where(
-                SubmissionRevision.submission_id == target.id)) or 0)
+            number = next_number(session, target)
             revision = _new_revision(session, data_dir, ml, target, incoming, now, number=number)
             audit(session, now, DAEMON, "column-revision",
                   f"{target.tracking_id} revision {number} from {incoming.sender}: "
