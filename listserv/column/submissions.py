@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from listserv.column.deadlines import deadline_for, deadline_text
 from listserv.column.settings import EDITORS, MAX_FILE_KB, MAX_TOTAL_KB, TYPES, column_name, prefix
 from listserv.delivery.notices import notify
+from listserv.identity.replies import quoted_ids
 from listserv.mail import attachments as attachments
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
@@ -50,7 +51,6 @@ STAGING = ".staging"
 _REPLY = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|tr|rv|res|sv|antw)\s*(?:\[\d+\])?\s*:\s*)+",
                     re.IGNORECASE)
 _TRACKING = re.compile(r"(?<![A-Za-z0-9-])([A-Za-z0-9][A-Za-z0-9-]{0,19}-\d{4}-\d{3,6})(?!\d)")
-_MSGID = re.compile(r"<[^<>\s]{1,250}>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +85,11 @@ def find_target(session: Session, ml: MailingList, msg: EmailMessage) -> Submiss
             Submission.list_id == ml.id, Submission.tracking_id == candidate.upper()))
         if found is not None:
             return found
-    ids = _MSGID.findall(header_text(msg, "In-Reply-To") + " " + header_text(msg, "References"))
+    ids = quoted_ids(msg)
     if ids:
         found = session.scalar(
             select(Submission).join(SubmissionRevision)
-            .where(Submission.list_id == ml.id, SubmissionRevision.ack_message_id.in_(ids[-20:]))
+            .where(Submission.list_id == ml.id, SubmissionRevision.ack_message_id.in_(ids))
             .limit(1))
         if found is not None:
             return found
