@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -222,7 +222,8 @@ def _hold_follow_up(session: Session, renderer: Renderer, data_dir: Path, ml: Ma
     """Keep a follow-up that may not revise `target` for the chair, and tell the author.
 
     The author's mail quotes nothing the follow-up's sender wrote (SPEC §2): it only says
-    that a follow-up is held and how to send a revision that proves it is theirs.
+    that a follow-up is held and how to send a revision that proves it is theirs; it goes at
+    most once a day per submission, however many follow-ups are held.
     """
     revision = _new_revision(session, data_dir, ml, target, incoming, now, number=None)
     author_unproven = incoming.sender in (target.sender, *EDITORS.get(ml))
@@ -233,8 +234,15 @@ def _hold_follow_up(session: Session, renderer: Renderer, data_dir: Path, ml: Ma
     context = notice_context(ml, target, revision)
     notify(session, renderer, ml, "notice-column-held.txt", [o.email for o in ml.owners],
            now, kind="notice", author_unproven=author_unproven, **context)
-    notify(session, renderer, ml, "column-follow-up-held.txt", [target.sender], now,
-           kind="notice", lang=target.lang, received=now, **context)
+    # Once a day per submission: forged follow-ups must not use up the author's cap on
+    # automatic mail (which her own confirmations need).
+    told_lately = session.scalar(select(func.count()).where(
+        SubmissionRevision.submission_id == target.id, SubmissionRevision.status == "held",
+        SubmissionRevision.id != revision.id,
+        SubmissionRevision.received_at > now - timedelta(days=1)))
+    if not told_lately:
+        notify(session, renderer, ml, "column-follow-up-held.txt", [target.sender], now,
+               kind="notice", lang=target.lang, received=now, **context)
     return f"column {target.tracking_id}: follow-up from {incoming.sender} held ({why})"
 
 
