@@ -324,3 +324,17 @@ def test_a_request_that_replies_to_our_mail_to_the_member_is_booked_at_once(
     assert replies(sink, "mo@example.net")[-1]["Subject"] == "Your peer-input request: Seed swap"
     [booked] = json.loads(cli("peer-input", "list", "--json").output)
     assert (booked["status"], booked["meeting_id"]) == ("reserved", two_meetings[0]["id"])
+
+
+def test_confirm_token_on_the_request_address_books_an_unproven_request(
+        cli, members, two_meetings, daemon, sink, store):
+    send_request(daemon, store, KEN, "Food co-op", "Bookkeeping help.\nminutes: 15\n")
+    sink.wait_for(lambda s: s.messages_for(KEN), description="the confirmation")
+    [confirmation] = replies(sink, KEN)
+    token = str(confirmation["Reply-To"]).split("+", 1)[1].split("@", 1)[0]
+    assert requests(cli) == {}
+    lmtp_send(daemon.ports["lmtp"], KEN, [REQUEST],
+              make_message(sender=KEN, to=REQUEST, subject="", body=f"confirm {token}\n"))
+    sink.wait_for(lambda s: any(str(m["Subject"]).startswith("Your peer-input request")
+                                for m in replies(s, KEN)), description="the acknowledgement")
+    assert (requests(cli)[KEN]["minutes"], requests(cli)[KEN]["status"]) == (15, "reserved")
