@@ -88,7 +88,7 @@ REFUSED = [NS(original="setup.exe", reason="a program, not a document")]
 SUBMISSION = NS(tracking_id="TCP-2026-007", title="How our tool library grew — año dos",
                 name=ZOE.name, sender=ZOE.email, member=True, deadline="2026-06-01",
                 status="received")
-REVISION = NS(number=2, title=SUBMISSION.title, files=FILES, refused=REFUSED,
+REVISION = NS(id=5, number=2, title=SUBMISSION.title, files=FILES, refused=REFUSED,
               sender=ZOE.email, folder="TCP-2026-007")
 STATE = NS(score=5.0, last_reason="550 5.1.1 <zoe@example.net>: Recipient address rejected: "
            "User unknown in virtual mailbox table")
@@ -137,7 +137,12 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                      "subject": "Undelivered Mail Returned to Sender",
                                      "sender": "MAILER-DAEMON@mx.example.net"},
         "notice-bounce-warning.txt": {**bounce, "warning": 2},
-        "notice-column-held.txt": {**column, "submission": SUBMISSION, "revision": REVISION},
+        "notice-column-held.txt": {**column, "submission": SUBMISSION, "revision": REVISION,
+                                   "author_unproven": True},
+        "column-follow-up-held.txt": {**column, "submission": SUBMISSION, "revision": REVISION,
+                                      "received": NOW},
+        "confirm-peer-input.txt": {"request": REQUEST_ROW, "minutes": 20, "received": NOW,
+                                   "confirm_address": "shma-confirm+k3n5@lists.example.org"},
         "notice-column-submission.txt": {**column, "submission": SUBMISSION,
                                          "revision": REVISION},
         "notice-column-summary.txt": {**column, "deadline_iso": "2026-06-01",
@@ -268,7 +273,10 @@ def test_every_kind_of_generated_mail_reaches_the_strict_sink_clean(cli, shma, d
     wait_mail(sink, CHAIR, 1)  # held notice
     lmtp(daemon, jane, "shma-peer-input@lists.example.org", PROJECT,
          "We would like ideas to find drivers.\nminutes: 20\n", name="Jane Doe")
-    wait_mail(sink, jane, 5)  # peer-input acknowledgement
+    wait_mail(sink, jane, 5)  # the request proves nothing: a confirmation first
+    confirm = str(parse(sink.messages_for(jane)[4].data)["Reply-To"])
+    lmtp(daemon, jane, confirm, "Re: confirm", "OK")
+    wait_mail(sink, jane, 6)  # peer-input acknowledgement
     wait_mail(sink, CHAIR, 2)  # and the chair's notice
     lmtp(daemon, ken, "shma-column@lists.example.org", "A story", "Our tool library.\n")
     wait_mail(sink, ken, 1)  # column acknowledgement
@@ -295,7 +303,7 @@ def test_every_kind_of_generated_mail_reaches_the_strict_sink_clean(cli, shma, d
              "goodbye.txt", "reply-command-results.txt", "notice-held-post.txt",
              "notice-held-summary.txt", "meeting-reminder.txt", "column-received.txt",
              "column-call.txt", "warning-bounce-probe.txt", "notice-member-disabled.txt",
-             "peer-input-received.txt", "notice-peer-input-request.txt",
+             "peer-input-received.txt", "notice-peer-input-request.txt", "confirm-peer-input.txt",
              "notice-column-submission.txt"}
     assert kinds <= set(rendered), kinds - set(rendered)
     assert sink.refusals == []

@@ -22,7 +22,7 @@ from listserv.store.lookup import open_request_for_token
 from listserv.store.models.core import MailingList, Request
 
 from ..mail.automatic import may_auto_reply
-from . import peer_input
+from . import confirm, peer_input
 from .context import Context
 
 # The first word of a classic command line: these act at once, free text asks first.
@@ -114,9 +114,7 @@ def _one(ctx: Context, command: Command, lang: str, sender: str, results: Result
         if request is None or request.list_id != ml.id:
             results.add("confirm-unknown")
             return
-        outcome = membership.confirm(ctx.session, ctx.renderer, request, ctx.now,
-                                     from_name(ctx.msg))
-        results.add("confirm-done", request.email, outcome)
+        results.add("confirm-done", request.email, confirm.complete(ctx, request))
     elif command.kind in (Kind.HELP, Kind.INFO):
         template = f"reply-{command.kind.value}.txt"
         extra = {"is_member": membership.find_member(ctx.session, ml, sender) is not None,

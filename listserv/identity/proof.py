@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from sqlalchemy.orm import Session
 
 from listserv.config import Settings
+from listserv.identity.replies import replied_to
 from listserv.mail.addresses import Destination, normalize
 from listserv.mail.headers import from_address
 from listserv.store.models.core import Inbound
@@ -44,4 +45,7 @@ def identify(session: Session, settings: Settings, inbound: Inbound, msg: EmailM
     address = from_address(msg) or normalize(inbound.mail_from)
     if not address:
         return UNKNOWN
+    reply = replied_to(session, msg, address, now)
+    if reply:
+        return Identity(address, True, f"a reply to {reply}, which we sent only to {address}")
     return Identity(address, False, "unproven: no token, reply, signature or trusted result")

@@ -18,9 +18,15 @@ from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
 from listserv.meetings.queries import upcoming
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Member, Request
+from listserv.store.models.core import (
+    CONFIRMATION_DAYS,
+    MAX_NAME_LENGTH,
+    MailingList,
+    Member,
+    Request,
+)
 
-TOKEN_DAYS = 14
+TOKEN_DAYS = CONFIRMATION_DAYS
 
 
 def find_member(session: Session, ml: MailingList, email: str) -> Member | None:

@@ -194,6 +194,10 @@ class Held(Base):
     mailing_list: Mapped[MailingList] = relationship()
 
 
+#: How long a confirmation token lasts (SPEC §2: 14 days).
+CONFIRMATION_DAYS = 14
+
+
 class Request(Base):
     """A membership request: waiting for its confirmation, for the chair, or unclear.
 
