@@ -21,6 +21,7 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 import pytest
 
+from listserv.mail import dns as dns_lookups
 from listserv.posting import dmarc as dmarc
 
 
@@ -94,7 +95,7 @@ def loopback_dns_server() -> Iterator[LoopbackDns]:
     server = LoopbackDns()
     server.start()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(dmarc.NAMESERVERS_ENV, server.address)
+        patch.setenv(dns_lookups.NAMESERVERS_ENV, server.address)
         yield server
     server.stop()
 

@@ -31,9 +31,10 @@ from listserv.identity.proof import identify
 from listserv.intent.guard import Guard, guard
 from listserv.intent.understanding import Understanding
 from listserv.mail.addresses import Destination, Role, normalize
+from listserv.mail.dns import DnsFailure
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
-from listserv.posting.dmarc import DnsFailure, look_up_ahead
+from listserv.posting.dmarc import look_up_ahead
 from listserv.router import guards
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
