@@ -17,7 +17,7 @@ from sqlalchemy import Select, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from listserv.store.engine import Store
-from listserv.store.models.core import Held, Inbound
+from listserv.store.models.core import SEEN_MESSAGE_DAYS, Held, Inbound, SeenMessage
 from listserv.store.models.features import ImapMessage
 from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient, SendUsage
 
@@ -37,6 +37,7 @@ class Pruned:
     auto_mail: int = 0
     send_usage: int = 0
     imap_messages: int = 0
+    seen_messages: int = 0
 
 
 def _in_batches(store: Store, ids: Select[tuple[int]],
@@ -83,7 +84,9 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
     - the automatic-mail cap's and the sending limits' ledgers (windows of a day at most) keep
       `outgoing_days` of rows;
     - IMAP rows that are marked on the server and older than `inbound_days` are deleted (an
-      unmarked one is still needed to mark it).
+      unmarked one is still needed to mark it);
+    - Message-IDs that proved their sender are forgotten after `SEEN_MESSAGE_DAYS`, when a
+      replay would fail the proof's Date window anyway.
     """
     inbound_before = now - timedelta(days=inbound_days)
     outgoing_before = now - timedelta(days=outgoing_days)
@@ -107,6 +110,9 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
     pruned.imap_messages = _in_batches(store, select(ImapMessage.id).where(
         ImapMessage.marked.is_(True), ImapMessage.received_at < inbound_before),
         _deleting(ImapMessage), batch)
+    pruned.seen_messages = _in_batches(store, select(SeenMessage.id).where(
+        SeenMessage.seen_at < now - timedelta(days=SEEN_MESSAGE_DAYS)),
+        _deleting(SeenMessage), batch)
     return pruned
 
 
