@@ -21,6 +21,7 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 import pytest
 
+from listserv.identity import dkim
 from listserv.mail import dns as dns_lookups
 from listserv.posting import dmarc as dmarc
 
@@ -105,6 +106,8 @@ def dns_zone(loopback_dns_server: LoopbackDns) -> Iterator[LoopbackDns]:
     """The loopback DNS server, empty at the start of each test, with a fresh lookup cache."""
     loopback_dns_server.clear()
     dmarc.set_default_lookup(None)
+    dkim.set_default_keys(None)
     yield loopback_dns_server
     loopback_dns_server.clear()
     dmarc.set_default_lookup(None)
+    dkim.set_default_keys(None)
