@@ -76,9 +76,11 @@ class LoopbackDns(threading.Thread):
         if name in self.servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif name in self.records and question.rdtype == dns.rdatatype.TXT:
+            # A TXT string holds at most 255 bytes: a longer record (a DKIM key) is split.
             rdatas = [dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT,
-                                              [text.encode("utf-8")])
-                      for text in self.records[name]]
+                                              [data[i:i + 255] for i in range(0, len(data), 255)]
+                                              or [b""])
+                      for data in (text.encode("utf-8") for text in self.records[name])]
             response.answer.append(dns.rrset.from_rdata_list(question.name, 300, rdatas))
         elif name not in self.records:
             response.set_rcode(dns.rcode.NXDOMAIN)
