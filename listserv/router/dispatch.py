@@ -125,8 +125,9 @@ def prepare_next(store: Store, now: datetime) -> Prepared | None:
 
     The administrivia guard takes CPU time and a DMARC or DKIM key lookup can take seconds;
     done inside the unit of work they would hold the store's write lock that long (the
-    lookups' caches then answer at once during handling). A failure here is only logged: `route_one` does the work
-    again inside the transaction, where a failure is put off or marks the message failed.
+    lookups' caches then answer at once during handling). A failure here is only logged:
+    `route_one` does the work again inside the transaction, where a failure is put off or
+    marks the message failed.
     """
     with store.reading() as session:
         row = session.execute(
