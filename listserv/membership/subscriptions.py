@@ -121,6 +121,10 @@ def unsubscribe(session: Session, renderer: Renderer, ml: MailingList, member: M
     undo = _request(session, ml, "resubscribe", member.email, now, lang=lang, name=member.name,
                     delivery=member.delivery, requested_by=member.email)
     session.delete(member)
+    for waiting in session.scalars(select(Request).where(
+            Request.list_id == ml.id, Request.email == member.email,
+            Request.kind.in_(ONE_PENDING), Request.status == "confirming")):
+        waiting.status = "expired"  # moot now: a confirmation must not outlive the membership
     audit(session, now, actor, "member-left", member.email, ml.id)
     notify(session, renderer, ml, "goodbye.txt", [member.email], now, kind="goodbye", lang=lang,
            with_change=True, undo_address=ml.role_address(Role.CONFIRM, undo.token or ""))
