@@ -264,3 +264,16 @@ def test_identify_chains_the_proofs_and_says_why(cli, shma, store, settings, key
                        Destination(LIST, Role.LEAVE, token))
         assert by_token.proves("jane@example.org") and "token" in by_token.reason
         assert who(b"Subject: x\r\n\r\nx\r\n", "").address == ""
+
+
+@pytest.mark.both_backends
+@pytest.mark.parametrize("signature", [
+    "v=1; a=rsa-sha256; d=example.org; s=s1; h=from; bh=!!!; b=???",
+    "v=1; a=rsa-sha999; d=example.org; s=s1; h=from:to; bh=AAAA; b=AAAA",
+    "v=1; d=example.org; s=s1",
+])
+def test_a_malformed_signature_proves_nothing_and_raises_nothing(store, keys, signature):
+    raw = message(extra=f"DKIM-Signature: {signature}\r\n")
+    with store.unit_of_work() as session:
+        proven, why = prove(session, raw, keys)
+    assert not proven and why.startswith("dkim: s1._domainkey.example.org: "), why

@@ -154,11 +154,11 @@ def prove(session: Session, raw: bytes, msg: EmailMessage, address: str,
     lookup = _dnsfunc(keys, time.monotonic() + KEY_TIMEOUT)
     why = ""
     for index, name in names:
-        checker = dkim.DKIM(raw, logger=log, minkey=MIN_KEY_BITS, timeout=KEY_TIMEOUT)
         try:
+            checker = dkim.DKIM(raw, logger=log, minkey=MIN_KEY_BITS, timeout=KEY_TIMEOUT)
             verified = checker.verify(idx=index, dnsfunc=lookup)
-        except dkim.DKIMException as exc:
-            why = f"dkim: {name}: {exc}"
+        except Exception as exc:  # dkimpy raises more than DKIMException on hostile input
+            why = f"dkim: {name}: {type(exc).__name__}: {exc}"
             continue
         if not verified:
             why = f"dkim: {name}: the signature does not verify"
