@@ -4,6 +4,7 @@ Authentication-Results header. tests/test_forged_mail.py shows them at work in t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -264,6 +265,13 @@ def test_identify_chains_the_proofs_and_says_why(cli, shma, store, settings, key
                        Destination(LIST, Role.LEAVE, token))
         assert by_token.proves("jane@example.org") and "token" in by_token.reason
         assert who(b"Subject: x\r\n\r\nx\r\n", "").address == ""
+        # Our MTA's dmarc=pass counts once the operator names it as trusted.
+        vouched = message(extra=PASS, message_id="<m4@example.org>")
+        assert not who(vouched).proven
+        settings = replace(settings, intake=replace(settings.intake,
+                                                    trusted_authserv_id=TRUSTED))
+        by_mta = who(message(extra=PASS, message_id="<m5@example.org>"))
+        assert by_mta.proves("jane@example.org") and TRUSTED in by_mta.reason
 
 
 @pytest.mark.both_backends
