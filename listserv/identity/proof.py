@@ -44,7 +44,7 @@ def identify(session: Session, settings: Settings, inbound: Inbound, msg: EmailM
     """The identity of a stored message, computed once by the router (SPEC §2).
 
     The proofs are tried cheapest first: a token (one query), the trusted MTA's header (no
-    query), a DKIM signature (a key from DNS, fetched before the transaction opened).
+    DNS), a DKIM signature (a key from DNS, fetched before the transaction opened).
     """
     owner = tokens.owner(session, inbound, destination, now)
     if owner:
