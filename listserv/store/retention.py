@@ -17,7 +17,7 @@ from sqlalchemy import Select, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from listserv.store.engine import Store
-from listserv.store.models.core import Held, Inbound, Request
+from listserv.store.models.core import SEEN_MESSAGE_DAYS, Held, Inbound, Request, SeenMessage
 from listserv.store.models.features import ImapMessage
 from listserv.store.models.outgoing import (
     REPLY_PROOF_DAYS,
@@ -45,6 +45,7 @@ class Pruned:
     send_usage: int = 0
     imap_messages: int = 0
     sent_only_to: int = 0
+    seen_messages: int = 0
 
 
 def _in_batches(store: Store, ids: Select[tuple[int]],
@@ -96,6 +97,8 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
       unmarked one is still needed to mark it);
     - the Message-IDs of mail sent to one address (`sent_only_to`) are deleted once a reply
       to them no longer proves anything (`REPLY_PROOF_DAYS`, whatever the settings say).
+    - Message-IDs that proved their sender are forgotten after `SEEN_MESSAGE_DAYS`, when a
+      replay would fail the proof's Date window anyway.
     """
     inbound_before = now - timedelta(days=inbound_days)
     outgoing_before = now - timedelta(days=outgoing_days)
@@ -123,6 +126,9 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
         _deleting(ImapMessage), batch)
     pruned.sent_only_to = _in_batches(store, select(SentOnlyTo.id).where(
         SentOnlyTo.at < now - timedelta(days=REPLY_PROOF_DAYS)), _deleting(SentOnlyTo), batch)
+    pruned.seen_messages = _in_batches(store, select(SeenMessage.id).where(
+        SeenMessage.seen_at < now - timedelta(days=SEEN_MESSAGE_DAYS)),
+        _deleting(SeenMessage), batch)
     return pruned
 
 

@@ -257,3 +257,19 @@ class Once(Base):
     kind: Mapped[str] = mapped_column(String(40))
     key: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+#: How long a DKIM-proven Message-ID is remembered: longer than the proof accepts a Date
+#: (listserv.identity.fresh: at most 7 days old, 1 day ahead), so a replay is always caught.
+SEEN_MESSAGE_DAYS = 14
+
+
+class SeenMessage(Base):
+    """A Message-ID that already proved its sender (SPEC §2, "Who sent it"): the same signed
+    mail sent again proves nothing. Only a SHA-256 of the normalized Message-ID is kept."""
+
+    __tablename__ = "seen_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
