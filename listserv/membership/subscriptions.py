@@ -18,6 +18,7 @@ from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
 from listserv.meetings.queries import upcoming
 from listserv.store.audit import DAEMON, audit
+from listserv.store.lookup import revoke_open_requests
 from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Member, Request
 
 TOKEN_DAYS = 14
@@ -89,7 +90,9 @@ def subscribe(session: Session, renderer: Renderer, ml: MailingList, email: str,
 
 def unsubscribe(session: Session, renderer: Renderer, ml: MailingList, member: Member,
                 now: datetime, actor: str, *, lang: str = "en") -> None:
-    """Remove a member at once; the goodbye says how to undo it with one reply."""
+    """Remove a member at once; the goodbye says how to undo it with one reply (the one
+    open token left: every earlier one is revoked)."""
+    revoke_open_requests(session, ml.id, member.email, now, actor)
     undo = _request(session, ml, "resubscribe", member.email, now, lang=lang, name=member.name,
                     delivery=member.delivery, requested_by=member.email)
     session.delete(member)
