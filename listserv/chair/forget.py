@@ -40,6 +40,7 @@ from listserv.chair.privacy import (
     pseudonym,
     raw_mentions,
     revision_files,
+    stored_type,
 )
 from listserv.column.submissions import FORGOTTEN
 from listserv.mail.addresses import untagged
@@ -281,7 +282,7 @@ def _pseudonymise(session: Session, address: str, alias: str,
         (key,) = table.primary_key.columns
         column = table.columns[column_name]
         value = session.scalar(select(column).where(key == row_id))
-        if isinstance(column.type, JSON):
+        if isinstance(stored_type(column), JSON):
             value = json.loads(pattern.sub(alias, json.dumps(value, ensure_ascii=False)))
         else:
             value = pattern.sub(alias, value)

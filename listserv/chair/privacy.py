@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, String, Text, cast, func, or_, select
+from sqlalchemy import JSON, String, Text, TypeDecorator, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from listserv.errors import ListservError
@@ -91,14 +91,21 @@ def _primary_key(table: Any) -> Any:
     return column
 
 
+def stored_type(column: Any) -> Any:
+    """The type a column is stored as (a TypeDecorator's underlying type)."""
+    kind = column.type
+    return kind.impl if isinstance(kind, TypeDecorator) else kind
+
+
 def mentions(session: Session, address: str) -> Iterator[tuple[str, int, str]]:
     """(table, row id, column) of every text value that contains `address` (any case)."""
     for table in Base.metadata.sorted_tables:
         key = _primary_key(table)
         for column in table.columns:
-            if not isinstance(column.type, TEXT_TYPES):
+            kind = stored_type(column)
+            if not isinstance(kind, TEXT_TYPES):
                 continue
-            text = cast(column, Text) if isinstance(column.type, JSON) else column
+            text = cast(column, Text) if isinstance(kind, JSON) else column
             found = session.scalars(select(key).where(
                 func.lower(text).contains(address, autoescape=True)).order_by(key))
             for row_id in found:
@@ -274,20 +281,22 @@ SECTIONS = {
 }
 
 
-def _listed(data: dict[str, Any]) -> set[tuple[str, int]]:
-    listed = {(table, row["id"]) for table, section in SECTIONS.items()
+def listed(data: dict[str, Any]) -> set[tuple[str, int]]:
+    """(table, row id) of every row a section of `person_data` lists."""
+    rows = {(table, row["id"]) for table, section in SECTIONS.items()
               for row in data[section]}
-    listed |= {("column_revisions", r["id"]) for s in data["submissions"]
-               for r in s["revisions"]}
-    listed |= {("column_revisions", r["id"]) for r in data["revisions_of_others"]}
-    listed |= {("bounce_events", e["id"]) for e in data["bounces"]["events"]}
-    listed |= {("bounce_scores", s["member"]) for s in data["bounces"]["scores"]}
-    return listed
+    rows |= {("column_revisions", r["id"]) for s in data["submissions"]
+             for r in s["revisions"]}
+    rows |= {("column_revisions", r["id"]) for r in data["revisions_of_others"]}
+    rows |= {("bounce_events", e["id"]) for e in data["bounces"]["events"]}
+    rows |= {("bounce_scores", s["member"]) for s in data["bounces"]["scores"]}
+    rows |= {("bounce_probes", p["id"]) for p in data["bounces"]["probes"]}
+    return rows
 
 
 def _other_mentions(session: Session, address: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     """Text naming the address in rows no section above lists (an outcome, a reason)."""
-    listed = _listed(data)
+    known = listed(data)
     return [{"table": table, "id": row_id, "column": column}
             for table, row_id, column in mentions(session, address)
-            if (table, row_id) not in listed]
+            if (table, row_id) not in known]
