@@ -253,3 +253,34 @@ def test_an_old_undo_does_not_bring_back_someone_the_chair_removed(cli, shma, da
         statuses = set(session.scalars(select(Request.status).where(Request.email == JANE)))
     assert statuses == {"revoked"}
     assert as_json(cli, "log", "--json")[-1]["action"] == "confirm-unknown"
+
+
+def test_someone_elses_mail_naming_them_is_kept_until_it_is_done_with(cli, shma, daemon, sink,
+                                                                      store):
+    request_address = "shma-request@lists.example.org"
+    cli("members", "add", LIST, JANE, "--no-welcome")
+    # Ken, not a member, posts about Jane: held, waiting for the chair.
+    deliver(daemon, sink, store, "ken@example.net", LIST,
+            make_message(sender="ken@example.net", subject="About Jane",
+                         body=f"Write to {JANE} about it.\n"))
+    # Jane asks for Bob to be subscribed: that confirmation is Bob's.
+    deliver(daemon, sink, store, JANE, request_address,
+            mail(request_address, "", "subscribe shma bob@example.net\n"))
+    wait_settled(store)
+
+    first = as_json(cli, "members", "remove", LIST, JANE, "--forget", "--json")
+
+    [held] = first["kept"]
+    assert held["what"].startswith("post #") and "ken@example.net" in held["what"]
+    assert "waiting for a decision" in held["why"]
+    with store.reading() as session:
+        [bob] = session.scalars(select(Request).where(Request.email == "bob@example.net"))
+        assert (bob.status, bob.requested_by) == ("confirming", first["pseudonym"])
+    [waiting] = as_json(cli, "held", "list", "--json")
+    cli("held", "discard", waiting["id"])
+
+    second = as_json(cli, "members", "remove", LIST, JANE, "--forget", "--json")
+
+    assert second["kept"] == [] and second["removed"]["inbound"] == 1
+    assert second["pseudonym"] == first["pseudonym"]  # stable
+    assert rows_naming(store, JANE) == set()

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, delete, func, or_, select, update
+from sqlalchemy import JSON, Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from listserv.chair.privacy import (
@@ -117,32 +117,38 @@ def forget(session: Session, data_dir: Path, outbox: Path, email: str, list_id: 
     return done
 
 
+def _ids(session: Session, query: Select[tuple[int | None]]) -> set[int]:
+    return {row_id for row_id in session.scalars(query) if row_id is not None}
+
+
 def _forget_member_rows(session: Session, done: Forgotten, address: str) -> set[int]:
     """Memberships and their bounce records, requests, peer input, held posts, the ledger;
-    returns the incoming mail they point at."""
+    returns the incoming mail they point at.
+
+    A request someone else is asked to confirm stays (it is theirs), with the address of the
+    person who asked replaced by the pseudonym like any other text.
+    """
     lower = func.lower
     member_ids = list(session.scalars(select(Member.id).where(lower(Member.email) == address)))
-    inbound_ids = set(session.scalars(select(BounceEvent.inbound_id).where(
-        BounceEvent.member_id.in_(member_ids))))
+    inbound_ids = _ids(session, select(BounceEvent.inbound_id).where(
+        BounceEvent.member_id.in_(member_ids)))
     for model in (BounceProbe, BounceEvent, BounceScore):
         done.count(model.__tablename__, session.execute(
             delete(model).where(model.member_id.in_(member_ids))).rowcount)
     done.count("memberships", session.execute(
         delete(Member).where(Member.id.in_(member_ids))).rowcount)
-    mine = or_(lower(Request.email) == address, lower(Request.requested_by) == address)
-    inbound_ids |= set(session.scalars(select(Request.inbound_id).where(mine)))
-    done.count("requests", session.execute(delete(Request).where(mine)).rowcount)
-    inbound_ids |= set(session.scalars(select(PeerInput.inbound_id).where(
-        lower(PeerInput.email) == address)))
+    inbound_ids |= _ids(session, select(Request.inbound_id).where(
+        lower(Request.email) == address))
+    done.count("requests", session.execute(
+        delete(Request).where(lower(Request.email) == address)).rowcount)
+    inbound_ids |= _ids(session, select(PeerInput.inbound_id).where(
+        lower(PeerInput.email) == address))
     done.count("peer_input", session.execute(
         delete(PeerInput).where(lower(PeerInput.email) == address)).rowcount)
-    inbound_ids |= set(session.scalars(select(Held.inbound_id).where(
-        lower(Held.sender) == address)))
-    inbound_ids |= set(session.scalars(select(Inbound.id).where(
-        lower(Inbound.mail_from) == address)))
+    inbound_ids |= _ids(session, select(Held.inbound_id).where(lower(Held.sender) == address))
+    inbound_ids |= _ids(session, select(Inbound.id).where(lower(Inbound.mail_from) == address))
     done.count("automatic_mail", session.execute(delete(AutoMail).where(
         AutoMail.address.in_({address, untagged(address)}))).rowcount)
-    inbound_ids.discard(None)  # type: ignore[arg-type]
     return inbound_ids
 
 
@@ -225,10 +231,11 @@ def _forget_mail(session: Session, done: Forgotten, address: str, inbound_ids: s
                                   "someone else's post that names them, waiting for a "
                                   "decision: forget again once it is decided",
                                   [f"inbound #{row_id}", f"held #{waiting.id}"]))
-        elif row.status == "new":
+        elif row.status != "done":
             done.kept.append(Kept(f"incoming message in-{row_id}",
-                                  "someone else's mail that names them, not handled yet: "
-                                  "forget again once it is", [f"inbound #{row_id}"]))
+                                  "someone else's mail that names them, not handled yet (or "
+                                  "failed, for the chair to retry): forget again once it is "
+                                  "done", [f"inbound #{row_id}"]))
         else:
             inbound_ids.add(row_id)
     # Held rows first (the database would cascade, but then they would go uncounted).
