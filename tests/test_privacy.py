@@ -15,14 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Boolean, DateTime, Float, Integer, LargeBinary, select
+from sqlalchemy import Boolean, DateTime, Float, Integer, LargeBinary, String, select
 
 from listserv.chair import privacy
+from listserv.config import load_settings
+from listserv.daemon import Daemon
 from listserv.meetings.times import zone
 from listserv.store.models.base import Base
 from listserv.store.models.core import Member, Request
 
-from .helpers import LIST, inbound_outcomes, lmtp_send, make_message, parse, wait_settled
+from .helpers import (
+    LIST,
+    inbound_outcomes,
+    lmtp_send,
+    make_message,
+    parse,
+    wait_settled,
+    wait_until,
+)
 from .test_bounces_corpus import CORPUS
 from .test_column import PDF, submission
 
@@ -120,6 +130,17 @@ def test_every_column_is_read_by_the_scans():
             else:
                 assert isinstance(kind, (*privacy.TEXT_TYPES, Integer, Float, Boolean,
                                          DateTime)), name
+
+
+def test_every_table_with_an_address_column_has_its_section_in_members_data():
+    """An address column (String(320), the longest address) puts its table in a section of
+    `members data` by name; a new one fails here until it gets one (`privacy.SECTIONS`)."""
+    with_addresses = {table.name for table in Base.metadata.sorted_tables
+                      for column in table.columns
+                      if isinstance(column.type, String) and column.type.length == 320}
+    assert with_addresses >= {"members", "requests", "held", "column_submissions"}
+    # Revisions are listed with their submission (or under revisions_of_others).
+    assert with_addresses - {"column_revisions"} <= set(privacy.SECTIONS)
 
 
 @pytest.mark.both_backends
@@ -283,4 +304,32 @@ def test_someone_elses_mail_naming_them_is_kept_until_it_is_done_with(cli, shma,
 
     assert second["kept"] == [] and second["removed"]["inbound"] == 1
     assert second["pseudonym"] == first["pseudonym"]  # stable
+    assert rows_naming(store, JANE) == set()
+
+
+def test_outbox_files_only_for_them_go_and_the_others_are_kept(config_path, cli, shma, store,
+                                                               clock):
+    config_path.write_text(config_path.read_text().replace('transport = "smtp"',
+                                                           'transport = "maildir"'))
+    settings = load_settings(config_path)
+    outbox = settings.outbox_dir / "new"
+    daemon = Daemon(settings, clock=clock).start()
+    try:
+        cli("members", "add", LIST, "ken@example.net", "--no-welcome")
+        cli("members", "add", LIST, JANE)  # her welcome
+        lmtp_send(daemon.ports["lmtp"], JANE, [LIST], mail(LIST, "Hello", "Hello Ken.\n"))
+        # One copy each (personalised): hers, and Ken's, which names her in its From.
+        wait_until(lambda: len(list(outbox.iterdir())) == 3 if outbox.is_dir() else 0,
+                   what="three files in the outbox")
+        wait_settled(store)
+        hers = files_naming(outbox, JANE) - files_naming(outbox, "ken@example.net")
+
+        done = as_json(cli, "members", "remove", LIST, JANE, "--forget", "--json")
+    finally:
+        daemon.stop()
+
+    assert set(done["files_removed"]) >= hers and len(hers) == 2
+    [kept] = done["kept"]
+    assert kept["what"] == "a message in the outbox" and "other recipients" in kept["why"]
+    assert files_naming(settings.data_dir, JANE) == set(kept["files"])
     assert rows_naming(store, JANE) == set()

@@ -84,10 +84,12 @@ class Forgotten:
     log_entries: int = 0
 
     def count(self, what: str, n: int) -> None:
+        """Add `n` removed records of a kind (a kind with none is not named)."""
         if n:
             self.removed[what] = self.removed.get(what, 0) + n
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as `--json` prints it."""
         return asdict(self)
 
 
