@@ -48,8 +48,9 @@ from listserv.store.models.features import (
 from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient
 
 KEY_FILE = "pseudonym.key"
-#: The columns holding whole messages; `raw_mentions` reads them through the models.
-MESSAGE_BYTES = (Inbound.raw, OutMessage.raw)
+#: The columns holding whole messages ("table.column"): `raw_mentions` reads them through the
+#: `raw` attribute of `Inbound` and `OutMessage`, whatever table keeps the bytes.
+MESSAGE_BYTES = ("inbound.raw", "out_messages.raw")
 #: Column types whose text `mentions` scans (every other column holds numbers, times, flags).
 TEXT_TYPES = (String, Text, JSON)
 #: Messages read per query while scanning the stored mail.
