@@ -318,10 +318,12 @@ def members_remove(app: App, list_ref: str, email: str, forget: bool, as_json: b
             services.remove_member(session, ml, email, app.clock.now(), app.actor)
             click.echo(f"removed {email} from {ml.address}")
         return
+    with app.reading() as session:
+        ahead = forgetting.scan_ahead(session, email)
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
         done = forgetting.forget(session, app.settings.data_dir, app.settings.outbox_dir, email,
-                                 ml.id, app.clock.now(), app.actor)
+                                 ml.id, app.clock.now(), app.actor, ahead)
     forgetting.erase_files(done)
     scrubbed = forgetting.scrub(app.store)
     if as_json:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Boolean, DateTime, Float, Integer, LargeBinary, String, select
 
-from listserv.chair import privacy
+from listserv.chair import forget, privacy
 from listserv.config import load_settings
 from listserv.daemon import Daemon
 from listserv.meetings.times import zone
@@ -331,4 +331,27 @@ def test_outbox_files_only_for_them_go_and_the_others_are_kept(config_path, cli,
     [kept] = done["kept"]
     assert kept["what"] == "a message in the outbox" and "other recipients" in kept["why"]
     assert files_naming(settings.data_dir, JANE) == set(kept["files"])
+    assert rows_naming(store, JANE) == set()
+
+
+def test_mail_that_comes_between_the_scan_and_the_forgetting_goes_too(cli, shma, daemon, sink,
+                                                                      store, settings):
+    """The stored messages are read before the write transaction (SQLite: the write lock is
+    not held meanwhile); what arrives after that read is read inside it."""
+    cli("members", "add", LIST, JANE, "--no-welcome")
+    deliver(daemon, sink, store, JANE, LIST, mail(LIST, "Before", "Read ahead.\n"))
+    wait_settled(store)
+    with store.reading() as session:
+        ahead = forget.scan_ahead(session, JANE)
+    assert ahead is not None and len(ahead.inbound) == 1
+    deliver(daemon, sink, store, "ken@example.net", "shma-request@lists.example.org",
+            make_message(sender="ken@example.net", to="shma-request@lists.example.org",
+                         subject="help", body=f"Is {JANE} on the list?\n"))
+    wait_settled(store)
+
+    with store.unit_of_work() as session:
+        done = forget.forget(session, settings.data_dir, settings.outbox_dir, JANE, None,
+                             datetime.now(UTC), "chair", ahead)
+
+    assert done.removed["inbound"] == 2 and done.kept == []
     assert rows_naming(store, JANE) == set()

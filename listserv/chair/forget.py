@@ -93,10 +93,55 @@ class Forgotten:
         return asdict(self)
 
 
-def forget(session: Session, data_dir: Path, outbox: Path, email: str, list_id: int | None,
-           now: datetime, actor: str) -> Forgotten:
-    """Erase what the store holds about `email`; files go in `erase_files` after the commit."""
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """The stored messages naming a person, found before the write transaction: a stored
+    message's bytes never change, so `forget` reads only the messages that came since, and
+    the write lock is not held while every message is read."""
+
+    inbound: list[int]
+    inbound_upto: int
+    outgoing: list[int]
+    outgoing_upto: int
+
+    def naming(self, session: Session, model: type[Inbound] | type[OutMessage],
+               address: str) -> list[int]:
+        """Those found ahead that still exist, and those naming `address` since."""
+        ids, upto = ((self.inbound, self.inbound_upto) if model is Inbound
+                     else (self.outgoing, self.outgoing_upto))
+        still = list(session.scalars(select(model.id).where(model.id.in_(ids))))
+        return still + raw_mentions(session, model, address, after=upto)
+
+
+def scan_ahead(session: Session, email: str) -> Scanned | None:
+    """Read every stored message for `email` in a reading unit of work (see `Scanned`).
+
+    On SQLite only: there a reading transaction sees one snapshot and ids are given out under
+    the write lock, in commit order. PostgreSQL hands out ids before commit (a row numbered
+    below the newest may still come), and its writers lock rows, not the database: `forget`
+    reads every message itself there (None).
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return None
     address = checked_address(email)
+    newest = {model: session.scalar(select(func.max(model.id))) or 0
+              for model in (Inbound, OutMessage)}
+    return Scanned(
+        [i for i in raw_mentions(session, Inbound, address) if i <= newest[Inbound]],
+        newest[Inbound],
+        [i for i in raw_mentions(session, OutMessage, address) if i <= newest[OutMessage]],
+        newest[OutMessage])
+
+
+def forget(session: Session, data_dir: Path, outbox: Path, email: str, list_id: int | None,
+           now: datetime, actor: str, ahead: Scanned | None = None) -> Forgotten:
+    """Erase what the store holds about `email`; files go in `erase_files` after the commit.
+
+    `ahead`: the stored messages naming them, read before (`scan_ahead`); without it they are
+    all read here.
+    """
+    address = checked_address(email)
+    ahead = ahead or Scanned([], 0, [], 0)
     alias = pseudonym(data_dir, address) or ""
     done = Forgotten(address, alias)
     if session.get_bind().dialect.name == "sqlite":
@@ -110,7 +155,7 @@ def forget(session: Session, data_dir: Path, outbox: Path, email: str, list_id: 
         kept_rows.add(("owners", owner.id))
     inbound_ids = _forget_member_rows(session, done, address)
     inbound_ids |= _forget_submissions(session, done, data_dir, address, alias, kept_rows)
-    _forget_mail(session, done, address, inbound_ids)
+    _forget_mail(session, done, address, inbound_ids, ahead)
     _forget_outbox(done, outbox, address)
     done.log_entries = _pseudonymise(session, address, alias, kept_rows)
     audit(session, now, actor, "member-forgotten",
@@ -220,9 +265,10 @@ def _exports(session: Session, submission: Submission) -> list[str]:
     return paths
 
 
-def _forget_mail(session: Session, done: Forgotten, address: str, inbound_ids: set[int]) -> None:
+def _forget_mail(session: Session, done: Forgotten, address: str, inbound_ids: set[int],
+                 ahead: Scanned) -> None:
     """Incoming mail from them or naming them, and outgoing mail to them or naming them."""
-    for row_id in raw_mentions(session, Inbound, address):
+    for row_id in ahead.naming(session, Inbound, address):
         row = session.get(Inbound, row_id)
         if row is None or row_id in inbound_ids:
             continue
@@ -246,7 +292,7 @@ def _forget_mail(session: Session, done: Forgotten, address: str, inbound_ids: s
     done.count("inbound", session.execute(
         delete(Inbound).where(Inbound.id.in_(inbound_ids))).rowcount)
 
-    message_ids = set(raw_mentions(session, OutMessage, address)) | set(session.scalars(
+    message_ids = set(ahead.naming(session, OutMessage, address)) | set(session.scalars(
         select(OutRecipient.message_id).where(func.lower(OutRecipient.email) == address)))
     done.count("out_recipients", session.execute(delete(OutRecipient).where(
         func.lower(OutRecipient.email) == address)).rowcount)

@@ -114,15 +114,16 @@ def mentions(session: Session, address: str) -> Iterator[tuple[str, int, str]]:
 
 
 def raw_mentions(session: Session, model: type[Inbound] | type[OutMessage],
-                 address: str) -> list[int]:
-    """Ids of the stored messages (`inbound` or `out_messages`) whose bytes name `address`.
+                 address: str, *, after: int = 0) -> list[int]:
+    """Ids of the stored messages (`inbound` or `out_messages`, numbered above `after`) whose
+    bytes name `address`.
 
     Read through the model's `raw` attribute, BATCH rows at a time, and compared in lower
     case: an address in a header keeps the case its writer gave it.
     """
     needle = address.encode()
     found: list[int] = []
-    last = 0
+    last = after
     while True:
         rows = list(session.scalars(select(model).where(model.id > last)
                                     .order_by(model.id).limit(BATCH)))
