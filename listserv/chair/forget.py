@@ -269,8 +269,8 @@ def _forget_mail(session: Session, done: Forgotten, address: str, inbound_ids: s
                  ahead: Scanned) -> None:
     """Incoming mail from them or naming them, and outgoing mail to them or naming them."""
     for row_id in ahead.naming(session, Inbound, address):
-        row = session.get(Inbound, row_id)
-        if row is None or row_id in inbound_ids:
+        status = session.scalar(select(Inbound.status).where(Inbound.id == row_id))
+        if status is None or row_id in inbound_ids:
             continue
         waiting = session.scalar(select(Held).where(Held.inbound_id == row_id,
                                                     Held.status == "waiting"))
@@ -279,7 +279,7 @@ def _forget_mail(session: Session, done: Forgotten, address: str, inbound_ids: s
                                   "someone else's post that names them, waiting for a "
                                   "decision: forget again once it is decided",
                                   [f"inbound #{row_id}", f"held #{waiting.id}"]))
-        elif row.status != "done":
+        elif status != "done":
             done.kept.append(Kept(f"incoming message in-{row_id}",
                                   "someone else's mail that names them, not handled yet (or "
                                   "failed, for the chair to retry): forget again once it is "
