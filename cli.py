@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from listserv.bounces.scoring import enable_member
 from listserv.bounces.views import bounce_detail, bounce_rows
 from listserv.chair import actions as services
+from listserv.chair import forget as forgetting
+from listserv.chair import privacy
 from listserv.clock import Clock, SystemClock
 from listserv.column import desk
 from listserv.column.export import export as export_submissions
@@ -300,14 +302,59 @@ def members_add(app: App, list_ref: str, email: str, name: str, no_welcome: bool
 @members.command("remove")
 @click.argument("list_ref", metavar="LIST")
 @click.argument("email")
-@click.option("--forget", is_flag=True, help="Also erase everything stored about the person.")
+@click.option("--forget", is_flag=True,
+              help="Also erase everything stored about the person, on every list.")
+@json_option
 @pass_app
-def members_remove(app: App, list_ref: str, email: str, forget: bool) -> None:
-    """Unsubscribe EMAIL."""
+def members_remove(app: App, list_ref: str, email: str, forget: bool, as_json: bool) -> None:
+    """Unsubscribe EMAIL (their open confirmation and undo tokens are revoked).
+
+    With --forget, everything naming them goes (docs/privacy.md); it prints what was removed
+    and what was kept, and why.
+    """
+    if not forget:
+        with app.unit_of_work() as session:
+            ml = services.find_list(session, list_ref)
+            services.remove_member(session, ml, email, app.clock.now(), app.actor)
+            click.echo(f"removed {email} from {ml.address}")
+        return
+    with app.reading() as session:
+        ahead = forgetting.scan_ahead(session, email)
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
-        services.remove_member(session, ml, email, app.clock.now(), app.actor, forget=forget)
-        click.echo(f"removed {email} from {ml.address}" + (" and forgot them" if forget else ""))
+        done = forgetting.forget(session, app.settings.data_dir, app.settings.outbox_dir, email,
+                                 ml.id, app.clock.now(), app.actor, ahead)
+    forgetting.erase_files(done)
+    scrubbed = forgetting.scrub(app.store)
+    if as_json:
+        emit(done.as_dict(), True)
+        return
+    click.echo(f"removed {done.email} from {ml.address} and forgot them; the log names them "
+               f"{done.pseudonym} ({done.log_entries} entries)")
+    click.echo("removed:" if done.removed or done.files_removed else "removed: nothing stored")
+    for what, count in done.removed.items():
+        click.echo(f"  {what}: {count}")
+    for path in done.files_removed:
+        click.echo(f"  file: {path}")
+    click.echo("kept:" if done.kept else "kept: nothing")
+    for kept in done.kept:
+        click.echo(f"  {kept.what}: {kept.why}")
+        for where in (*kept.rows, *kept.files):
+            click.echo(f"    {where}")
+    if not scrubbed:
+        click.echo("note: the database's write-ahead log was in use; its old pages go at the "
+                   "daemon's next checkpoint")
+
+
+@members.command("data")
+@click.argument("email")
+@pass_app
+def members_data(app: App, email: str) -> None:
+    """Every record naming EMAIL, on every list, as JSON (a person's request for their data)."""
+    with app.reading() as session:
+        data = privacy.person_data(session, app.settings.data_dir, app.settings.outbox_dir,
+                                   email)
+    emit(data, True)
 
 
 @members.command("enable")

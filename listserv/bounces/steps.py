@@ -26,6 +26,7 @@ from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
+from listserv.store.lookup import revoke_open_requests
 from listserv.store.models.core import MailingList, Member
 from listserv.store.models.features import BounceProbe, BounceScore
 from listserv.store.models.outgoing import OutRecipient
@@ -96,6 +97,7 @@ def step(session: Session, renderer: Renderer, ml: MailingList, member: Member,
     session.flush()
     session.delete(member)
     session.flush()
+    revoke_open_requests(session, ml.id, email_address, now, DAEMON)
     audit(session, now, DAEMON, "member-removed",
           f"{email_address}: still bouncing after {warnings} warnings; last: {reason}", ml.id)
     _tell_chair(session, renderer, ml, "notice-bounce-removed.txt", now, email=email_address,

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from listserv.delivery.listmail import list_headers
 from listserv.delivery.notices import notify
 from listserv.errors import ListservError
-from listserv.mail.addresses import Role, normalize, untagged, valid_address
+from listserv.mail.addresses import Role, normalize, valid_address
 from listserv.mail.automatic import may_auto_reply
 from listserv.mail.headers import from_name
 from listserv.mail.message import parse
@@ -29,7 +29,7 @@ from listserv.posting.distribute import distribute, headers_only
 from listserv.posting.dmarc import look_up_ahead
 from listserv.store import list_settings
 from listserv.store.audit import audit
-from listserv.store.lookup import by_number, required
+from listserv.store.lookup import by_number, required, revoke_open_requests
 from listserv.store.models.core import (
     MAX_NAME_LENGTH,
     AuditEntry,
@@ -40,8 +40,7 @@ from listserv.store.models.core import (
     Owner,
     Request,
 )
-from listserv.store.models.features import PeerInput
-from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient
+from listserv.store.models.outgoing import OutMessage, OutRecipient
 
 DELIVERY_MODES = ("regular", "digest", "nomail")
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -181,58 +180,19 @@ def add_member(session: Session, renderer: Renderer, ml: MailingList, email: str
     return subscribe(session, renderer, ml, checked, name, now, actor, welcome=welcome)
 
 
-def remove_member(session: Session, ml: MailingList, email: str, now: datetime, actor: str,
-                  *, forget: bool = False) -> None:
-    """Unsubscribe `email`; with `forget`, erase what the store holds about the person."""
+def remove_member(session: Session, ml: MailingList, email: str, now: datetime,
+                  actor: str) -> None:
+    """Unsubscribe `email` (no goodbye: SPEC §2) and revoke their open tokens on the list.
+
+    Forgetting the person as well is `chair.forget.forget`.
+    """
     member = find_member(session, ml, email)
     address = normalize(email)
-    if member is None and not forget:
+    if member is None:
         raise ListservError(f"{address} is not a member of {ml.address}")
-    if member is not None:
-        session.delete(member)
-    if forget:
-        _forget(session, address)
-        audit(session, now, actor, "member-forgotten", "(address erased)", ml.id)
-    else:
-        audit(session, now, actor, "member-removed", address, ml.id)
-
-
-def _forget(session: Session, address: str) -> None:
-    """Erase an address everywhere: memberships, mail from and to it, the log's mentions."""
-    session.execute(delete(Member).where(Member.email == address))
-    session.execute(delete(AutoMail).where(AutoMail.address.in_({address, untagged(address)})))
-    session.execute(delete(Request).where(
-        or_(Request.email == address, Request.requested_by == address)))
-    session.execute(delete(PeerInput).where(PeerInput.email == address))
-    # Everything that came from the address, and every held message that points at it
-    # (a held row must go before its inbound row: the foreign key has no cascade).
-    inbound_ids = list(session.scalars(select(Inbound.id).where(or_(
-        Inbound.id.in_(select(Held.inbound_id).where(Held.sender == address)),
-        func.lower(Inbound.mail_from) == address,
-    ))))
-    session.execute(delete(Held).where(
-        or_(Held.sender == address, Held.inbound_id.in_(inbound_ids))))
-    session.execute(delete(Inbound).where(Inbound.id.in_(inbound_ids)))
-    session.execute(delete(OutRecipient).where(func.lower(OutRecipient.email) == address))
-    # Mail that was only for the address (its To: names it) has no recipients left now, and
-    # mail already handled that names it (notices about its held posts, copies of its posts)
-    # is only history. Mail still waiting for others is left to be delivered.
-    waiting = select(OutRecipient.id).where(OutRecipient.message_id == OutMessage.id,
-                                            OutRecipient.status == "queued")
-    needle = address.encode()
-    # A plain substring test on the bytes (an address may hold the LIKE wildcards % and _).
-    if session.get_bind().dialect.name == "sqlite":
-        mentions: Any = func.instr(OutMessage.raw, needle) > 0
-    else:
-        mentions = text("position(:needle in out_messages.raw) > 0").bindparams(needle=needle)
-    session.execute(delete(OutMessage).where(or_(
-        ~select(OutRecipient.id).where(OutRecipient.message_id == OutMessage.id).exists(),
-        and_(~waiting.exists(), mentions),
-    )))
-    session.execute(
-        update(AuditEntry).where(AuditEntry.detail.contains(address))
-        .values(detail=func.replace(AuditEntry.detail, address, "(forgotten)"))
-    )
+    session.delete(member)
+    revoke_open_requests(session, ml.id, address, now, actor)
+    audit(session, now, actor, "member-removed", address, ml.id)
 
 
 @dataclass(frozen=True, slots=True)

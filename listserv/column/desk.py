@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listserv.column.deadlines import parse_deadline
-from listserv.column.submissions import next_number, notice_context
+from listserv.column.submissions import FORGOTTEN, next_number, notice_context
 from listserv.delivery.notices import notify
 from listserv.errors import ListservError
 from listserv.mail.render import Renderer, one_line
@@ -38,7 +38,7 @@ def find_submission(session: Session, ref: str) -> Submission:
     found = session.scalar(select(Submission).where(Submission.tracking_id == ref.upper()))
     if found is None:
         found = by_number(session, Submission, ref)
-    if found is None:
+    if found is None or found.status == FORGOTTEN:
         raise ListservError(f"no submission {ref}")
     return found
 
@@ -50,7 +50,7 @@ def latest(submission: Submission) -> SubmissionRevision:
 
 def submissions_of(session: Session, ml: MailingList | None, *, status: str | None = None,
                    deadline: str | None = None) -> list[Submission]:
-    query = select(Submission).order_by(Submission.id)
+    query = select(Submission).where(Submission.status != FORGOTTEN).order_by(Submission.id)
     if ml is not None:
         query = query.where(Submission.list_id == ml.id)
     if status:

@@ -47,6 +47,9 @@ OWN_FILES = ("message.eml", "message.txt")
 #: Where a revision's files are written until its unit of work commits (in submissions/; a
 #: tracking id never starts with a dot).
 STAGING = ".staging"
+#: What is left of a submission whose author was forgotten (`chair.forget`): a bare row that
+#: keeps its tracking id from being given again; no listing shows it, no follow-up finds it.
+FORGOTTEN = "forgotten"
 
 _REPLY = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|tr|rv|res|sv|antw)\s*(?:\[\d+\])?\s*:\s*)+",
                     re.IGNORECASE)
@@ -82,7 +85,8 @@ def find_target(session: Session, ml: MailingList, msg: EmailMessage) -> Submiss
     acknowledgement (In-Reply-To / References)."""
     for candidate in _TRACKING.findall(header_text(msg, "Subject")):
         found = session.scalar(select(Submission).where(
-            Submission.list_id == ml.id, Submission.tracking_id == candidate.upper()))
+            Submission.list_id == ml.id, Submission.tracking_id == candidate.upper(),
+            Submission.status != FORGOTTEN))
         if found is not None:
             return found
     ids = quoted_ids(msg)

@@ -18,6 +18,7 @@ from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
 from listserv.meetings.queries import upcoming
 from listserv.store.audit import DAEMON, audit
+from listserv.store.lookup import revoke_open_requests
 from listserv.store.models.core import (
     CONFIRMATION_DAYS,
     MAX_NAME_LENGTH,
@@ -123,14 +124,12 @@ def subscribe(session: Session, renderer: Renderer, ml: MailingList, email: str,
 
 def unsubscribe(session: Session, renderer: Renderer, ml: MailingList, member: Member,
                 now: datetime, actor: str, *, lang: str = "en") -> None:
-    """Remove a member at once; the goodbye says how to undo it with one reply."""
+    """Remove a member at once; the goodbye says how to undo it with one reply (the one
+    open token left: every earlier one is revoked)."""
+    revoke_open_requests(session, ml.id, member.email, now, actor)
     undo = _request(session, ml, "resubscribe", member.email, now, lang=lang, name=member.name,
                     delivery=member.delivery, requested_by=member.email)
     session.delete(member)
-    for waiting in session.scalars(select(Request).where(
-            Request.list_id == ml.id, Request.email == member.email,
-            Request.kind.in_(ONE_PENDING), Request.status == "confirming")):
-        waiting.status = "expired"  # moot now: a confirmation must not outlive the membership
     audit(session, now, actor, "member-left", member.email, ml.id)
     notify(session, renderer, ml, "goodbye.txt", [member.email], now, kind="goodbye", lang=lang,
            with_change=True, undo_address=ml.role_address(Role.CONFIRM, undo.token or ""))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from listserv.errors import ListservError
@@ -43,3 +43,19 @@ def open_request_for_token(session: Session, token: str, now: datetime) -> Reque
     if request is None or request.status != "confirming" or request.expires_at <= now:
         return None
     return request
+
+
+def revoke_open_requests(session: Session, list_id: int, email: str, now: datetime,
+                         actor: str) -> int:
+    """Close every open confirmation and undo token of `email` on a list (status `revoked`);
+    returns how many.
+
+    Called whenever a membership ends (the person left, the chair removed them, bounces did):
+    an undo from an old goodbye, or a confirmation asked for earlier, must not bring back
+    someone who is gone since, past the chair's approval (`confirm+approve`).
+    """
+    result = session.execute(
+        update(Request).where(Request.list_id == list_id, Request.email == email.lower(),
+                              Request.status == "confirming")
+        .values(status="revoked", decided_at=now, decided_by=actor))
+    return int(result.rowcount or 0)
