@@ -1,9 +1,10 @@
 """Where the data is (SPEC §4, issue 16 acceptance 4): every command finds the same config.
 
-`listserv` runs in subprocesses from the folders a chair would be in: the one `init` set up, a
+`listserv` runs from the folders a chair would be in: the one `init` set up, a
 folder below it, another folder with `$LISTSERV_CONFIG`, anywhere with a config in
 `~/.config/listserv`; and nowhere, where the error names every place it looked. HOME is a
-folder of the test's own, so the person running the tests has no say.
+folder of the test's own, so the person running the tests has no say. `serve` runs in a
+subprocess; the other commands in this process (CliRunner), in the folder and environment given.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import json
 import os
 import signal
 import subprocess
+from contextlib import chdir
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from cli import main
 from listserv.config.discovery import (
     ConfigNotFound,
     FoundConfig,
@@ -38,20 +43,33 @@ def home(tmp_path: Path) -> Path:
     return folder
 
 
-def environ(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("LISTSERV_") and k != "XDG_CONFIG_HOME"}
-    return {**env, "HOME": str(home), **extra}
+def environ(home: Path, **extra: str) -> dict[str, str | None]:
+    """The environment of a chair whose home is `home`: no config named, no XDG folder."""
+    return {"LISTSERV_CONFIG": None, "XDG_CONFIG_HOME": None, "HOME": str(home), **extra}
 
 
-def listserv(cwd: Path, env: dict[str, str], *args: str,
-             ok: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([LISTSERV, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=60)
-    assert (done.returncode == 0) == ok, (done.stdout, done.stderr)
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def listserv(cwd: Path, env: dict[str, str | None], *args: str, ok: bool = True) -> Ran:
+    """`listserv ARGS` run in `cwd` with `env` (None: unset); in this process (CliRunner),
+    which is quick, except where a subprocess is the point (serve)."""
+    with chdir(cwd):
+        result = CliRunner().invoke(main, list(args), env=env)
+    done = Ran(result.exit_code, result.stdout, result.stderr)
+    assert (done.returncode == 0) == ok, (done.stdout, done.stderr, result.exception)
     if not ok:
         assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
     return done
+
+
+def subprocess_environ(env: dict[str, str | None]) -> dict[str, str]:
+    merged = {**os.environ, **env}
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 def data_seen(cwd: Path, env: dict[str, str], *args: str) -> tuple[list[str], list[str]]:
@@ -94,8 +112,8 @@ def test_from_a_subfolder_every_command_finds_the_data_and_init_refuses_a_second
 
     # serve from the subfolder: the daemon runs on the data of the folder above.
     run_dir = site / "listserv-data" / "run"
-    daemon = subprocess.Popen([LISTSERV, "serve"], cwd=below, env=env,
-                              stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen([LISTSERV, "serve"], cwd=below, stderr=subprocess.PIPE,
+                              env=subprocess_environ(env), text=True)
     try:
         wait_until((run_dir / "ports.json").exists, 20, "the daemon to listen")
     finally:
@@ -145,8 +163,10 @@ def test_from_another_folder_with_listserv_config_or_the_user_config(site, home,
 def test_with_nothing_to_find_the_error_names_every_place_looked(tmp_path, home):
     empty = tmp_path / "empty" / "folder"
     empty.mkdir(parents=True)
-    for args in (["lists", "list"], ["members", "list", LIST], ["serve"]):
-        refused = listserv(empty, environ(home), *args, ok=False)
+    serve = subprocess.run([LISTSERV, "serve"], cwd=empty, capture_output=True, text=True,
+                           env=subprocess_environ(environ(home)), timeout=60)
+    for refused in (listserv(empty, environ(home), "lists", "list", ok=False),
+                    listserv(empty, environ(home), "members", "list", LIST, ok=False), serve):
         assert refused.returncode == 1
         folders = ", ".join(str(f) for f in (empty, *empty.parents))
         assert refused.stderr == (

@@ -74,12 +74,13 @@ def user_config_path(environ: Mapping[str, str]) -> Path | None:
 def find_config(given: str | None, cwd: Path, environ: Mapping[str, str]) -> FoundConfig:
     """The config file every command uses, in the order of the module docstring.
 
-    A file named by `--config` or `$LISTSERV_CONFIG` is returned whether or not it exists
-    (reading it then says what is wrong). Raises `ConfigNotFound` naming every place looked.
+    A file named by `--config` or `$LISTSERV_CONFIG` is returned as named (errors then name
+    it as the operator wrote it), whether or not it exists (reading it says what is wrong).
+    Raises `ConfigNotFound` naming every place looked.
     """
     for named in (given, environ.get(ENV_VAR)):
         if named:
-            return FoundConfig(Path(os.path.abspath(Path(named).expanduser())), "given")
+            return FoundConfig(Path(named).expanduser(), "given")
     folders = [cwd, *cwd.parents]
     for folder in folders:
         if (folder / CONFIG_NAME).is_file():
