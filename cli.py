@@ -122,8 +122,9 @@ def _database_errors() -> Iterator[None]:
 class ChairGroup(click.Group):
     """Turns errors into one line on stderr and a non-zero exit; never a traceback.
 
-    Our own errors say what is wrong; anything else is a bug, reported in one line too
-    (set LISTSERV_DEBUG=1 for the traceback).
+    Our own errors say what is wrong; a system error (OSError) says what failed and on which
+    file; output into a pipe whose reader has gone stops quietly with status 141; anything
+    else is a bug, reported in one line too (set LISTSERV_DEBUG=1 for the traceback).
     """
 
     def invoke(self, ctx: click.Context) -> Any:
