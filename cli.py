@@ -8,8 +8,10 @@ import io
 import json
 import logging
 import os
+import select
+import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -23,10 +25,12 @@ from listserv.bounces.views import bounce_detail, bounce_rows
 from listserv.chair import actions as services
 from listserv.chair import forget as forgetting
 from listserv.chair import privacy
+from listserv.chair.roster_csv import read_roster
 from listserv.clock import Clock, SystemClock
 from listserv.column import desk
 from listserv.column.export import export as export_submissions
 from listserv.config import Settings, load_settings
+from listserv.config.discovery import config_for_init, find_config
 from listserv.daemon import Daemon, secure_data_folder
 from listserv.errors import ListservError
 from listserv.files import UMASK, open_private, private_folder
@@ -48,13 +52,25 @@ class App:
     def __init__(self, config: str | None, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
+        self._config_path: Path | None = None
         self._settings: Settings | None = None
         self._store: Store | None = None
 
     @property
+    def config_path(self) -> Path:
+        """The config file: --config, $LISTSERV_CONFIG, ./listserv.toml or a parent's, ~/.config."""
+        if self._config_path is None:
+            self._config_path = find_config(self.config, Path.cwd(), os.environ).path
+        return self._config_path
+
+    def use_config(self, path: Path) -> None:
+        """Use this config file (the one `init` wrote or chose) instead of looking for one."""
+        self._config_path = path
+
+    @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(self.config)
+            self._settings = load_settings(self.config_path)
         return self._settings
 
     @property
@@ -108,17 +124,30 @@ def _database_errors() -> Iterator[None]:
 class ChairGroup(click.Group):
     """Turns errors into one line on stderr and a non-zero exit; never a traceback.
 
-    Our own errors say what is wrong; anything else is a bug, reported in one line too
-    (set LISTSERV_DEBUG=1 for the traceback).
+    Our own errors say what is wrong; a system error (OSError) says what failed and on which
+    file; output into a pipe whose reader has gone stops quietly with status 141; anything
+    else is a bug, reported in one line too (set LISTSERV_DEBUG=1 for the traceback).
     """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            # Written now, not at exit: a reader that has gone shows here, as below.
+            sys.stdout.flush()
+            return result
         except ListservError as exc:
             raise click.ClickException(str(exc)) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError as exc:
+            if not _stdout_closed():
+                raise click.ClickException(_os_error_line(exc)) from None
+            # `listserv members list | head`: the reader has what it wanted. Quiet, and the
+            # exit status of a program stopped by SIGPIPE (128 + 13), as `cat` would give.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(128 + signal.SIGPIPE) from None
+        except OSError as exc:
+            raise click.ClickException(_os_error_line(exc)) from None
         except Exception as exc:
             if os.environ.get("LISTSERV_DEBUG"):
                 raise
@@ -126,6 +155,23 @@ class ChairGroup(click.Group):
             raise click.ClickException(
                 f"unexpected error ({type(exc).__name__}: {message}); "
                 "run with LISTSERV_DEBUG=1 for details") from None
+
+
+def _stdout_closed() -> bool:
+    """Whether whoever read standard output has gone (a pipe's reader closed it)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False  # not a file (under a test's CliRunner)
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)  # a pipe without a reader reports POLLERR
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _os_error_line(exc: OSError) -> str:
+    """An OSError as the chair reads it: what failed, and on which file if there is one."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 def emit(rows: Sequence[dict[str, Any]] | dict[str, Any], as_json: bool,
@@ -160,13 +206,27 @@ def _text_value(value: Any) -> str:
     return str(value)
 
 
+@contextmanager
+def progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on standard error while it is a terminal; silent otherwise, so that a
+    script's output and logs stay clean. Yields the function that counts steps done."""
+    with click.progressbar(length=length, label=label, file=sys.stderr,
+                           hidden=not sys.stderr.isatty(),
+                           update_min_steps=max(1, length // 200)) as bar:
+        yield bar.update
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 pass_app = click.make_pass_decorator(App)
 
 
 @click.group(cls=ChairGroup)
-@click.option("--config", envvar="LISTSERV_CONFIG", metavar="PATH",
-              help="The config file (default: $LISTSERV_CONFIG, else built-in defaults).")
+@click.option("--config", metavar="PATH",
+              help="The config file. Default: $LISTSERV_CONFIG, else listserv.toml in this "
+                   "folder or the nearest parent with one, else "
+                   "~/.config/listserv/listserv.toml.")
+@click.version_option(package_name="listserv", prog_name="listserv",
+                      message="%(prog)s %(version)s")
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """listserv: run mailing lists by email, moderate from here."""
@@ -182,9 +242,20 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 
 @main.command()
+@click.option("--force", is_flag=True,
+              help="Set up in this folder even though a config is found above it or in "
+                   "~/.config/listserv.")
 @pass_app
-def init(app: App) -> None:
-    """Create the data folder and database, or upgrade them (safe to run again)."""
+def init(app: App, force: bool) -> None:
+    """Create the data folder and database, or upgrade them (safe to run again).
+
+    Without a config to use, writes listserv.toml in this folder: every command run here or
+    below then finds it.
+    """
+    path, wrote = config_for_init(app.config, Path.cwd(), os.environ, force=force)
+    app.use_config(path)
+    if wrote:
+        click.echo(f"wrote {path}")
     settings = app.settings
     tightened = secure_data_folder(settings)
     if tightened:
@@ -376,37 +447,20 @@ def members_enable(app: App, list_ref: str, email: str) -> None:
 def members_import(app: App, list_ref: str, csv_file: io.TextIOWrapper) -> None:
     """Add members from a CSV file with a header row naming `email` (and `name`, `delivery`).
 
-    Nobody is mailed. Bad rows are skipped and listed; the rest are imported.
+    Commas, semicolons or tabs; headers as spreadsheets write them (E-mail, Email address,
+    Correo, Courriel, First name/Last name ...). Nobody is mailed. Bad rows are skipped and
+    named by their line in the file; the rest are imported.
     """
-    try:
-        reader = csv.DictReader(csv_file)
-        if reader.fieldnames is None or "email" not in [f.strip().lower()
-                                                        for f in reader.fieldnames]:
-            raise ListservError(f"{csv_file.name}: the first row must name the columns, "
-                                "including 'email'")
-        reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
-        # Each row with the number of the line it starts on (the header is line 1).
-        rows = [(_first_line(reader.line_num, row), row) for row in reader]
-    except csv.Error as exc:
-        raise ListservError(f"{csv_file.name}, line {reader.line_num}: {exc}") from None
-    except UnicodeDecodeError:
-        raise ListservError(f"{csv_file.name}: not UTF-8 text; save the file as "
-                            "CSV UTF-8") from None
+    rows = read_roster(csv_file, csv_file.name)
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
-        with click.progressbar(length=len(rows), label="importing", file=sys.stderr) as bar:
+        with progress(len(rows), "importing") as step:
             result = services.import_members(session, ml, rows, app.clock.now(), app.actor,
-                                             progress=bar.update)
+                                             progress=step)
     for problem in result.skipped:
         click.echo(f"skipped {problem}", err=True)
     click.echo(f"imported {result.added} members into {ml.address}; "
                f"skipped {len(result.skipped)} rows")
-
-
-def _first_line(last_line: int, row: dict[Any, Any]) -> int:
-    """The line a CSV row starts on, from the line it ends on (a quoted cell may span lines)."""
-    cells = [c for v in row.values() for c in (v if isinstance(v, list) else [v])]
-    return last_line - sum(c.count("\n") for c in cells if isinstance(c, str))
 
 
 @members.command("export")
@@ -418,8 +472,11 @@ def members_export(app: App, list_ref: str, output: Path) -> None:
     """Write the roster as CSV (email, name, delivery), spreadsheet-safe."""
     with app.reading() as session:
         ml = services.find_list(session, list_ref)
-        rows = [[services.csv_cell(m.email), services.csv_cell(m.name), m.delivery]
-                for m in services.iter_members(session, ml)]
+        with progress(services.member_count(session, ml), "exporting") as step:
+            rows = []
+            for m in services.iter_members(session, ml):
+                rows.append([services.csv_cell(m.email), services.csv_cell(m.name), m.delivery])
+                step(1)
     with _output(output) as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["email", "name", "delivery"])

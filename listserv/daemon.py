@@ -17,7 +17,9 @@ from listserv.bounces.feedback import DeliveryBounces
 from listserv.delivery.limits import SendLimits
 from listserv.delivery.transports import make_transport
 from listserv.delivery.worker import DeliveryWorker
+from listserv.errors import ListservError
 from listserv.files import private_folder, replace_private, tighten
+from listserv.intake.listening import cannot_listen
 from listserv.mail.render import Renderer
 from listserv.router.dispatch import Router
 from listserv.store.engine import Store
@@ -100,7 +102,8 @@ class Daemon:
             self._stop_workers()
             loop.close()
             self.store.dispose()
-            log.info("listserv stopped")
+            if self._ready.is_set():  # it never served otherwise: the error says why
+                log.info("listserv stopped")
 
     def start(self) -> Daemon:
         """Run in a background thread (tests); returns once the ports are bound."""
@@ -151,8 +154,15 @@ class Daemon:
                 continue
             handler = IntakeHandler(self.store, self.clock, self.route_wake.set, lmtp=lmtp,
                                     limits=self.settings.intake)
-            server = await start_server(loop, handler, conf.host, conf.port,
-                                        conf.max_message_kb * 1024, hostname, self._connections)
+            try:
+                server = await start_server(loop, handler, conf.host, conf.port,
+                                            conf.max_message_kb * 1024, hostname,
+                                            self._connections)
+            except OSError as exc:
+                for started in servers:
+                    started.close()
+                raise ListservError(
+                    cannot_listen(label.upper(), conf.host, conf.port, exc)) from None
             self.ports[label] = server.sockets[0].getsockname()[1]
             servers.append(server)
         return servers

@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import pty
 import re
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from listserv.store.models.core import Member
 from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient
 
 from .helpers import LIST, wait_settled
+from .test_quickstart import LISTSERV
 
 OTHER = "other@lists.example.org"
 
@@ -86,10 +91,10 @@ def test_import_of_10000_rows_skips_the_20_bad_ones_and_mails_nobody(
 
     assert "imported 9980 members" in result.stdout
     assert "skipped 20 rows" in result.stdout
-    # Each bad row named by its line number, on stderr; progress shown on stderr.
+    # Each bad row named by its line number, on stderr; no progress bar off a terminal.
     assert sorted(skipped_lines(result.stderr)) == sorted(bad)
     assert "skipped" not in result.stdout.replace("skipped 20 rows", "")
-    assert "importing" in result.stderr
+    assert "importing" not in result.stderr
     assert "'not-an-address' is not an email address" in result.stderr
     assert "delivery 'weekly' is not one of regular, digest, nomail" in result.stderr
     assert "line 9501: member00003@example.net is already on line" in result.stderr
@@ -241,7 +246,7 @@ def test_export_then_import_into_another_list_round_trips(cli, tricky_roster, st
 
     result = cli("members", "import", OTHER, str(path))
     assert "skipped 0 rows" in result.stdout
-    assert result.stderr.strip() == "importing"
+    assert result.stderr == ""  # no progress bar off a terminal, nothing skipped
 
     def roster(ref: str) -> list[tuple[str, str, str, str]]:
         return [(r["email"], r["name"], r["delivery"], r["status"])
@@ -273,3 +278,108 @@ def test_export_of_an_empty_list_is_the_header_row(cli, shma, store):
     with store.unit_of_work() as session:
         assert session.scalar(select(func.count()).select_from(Member)) == 0
     assert cli("members", "export", shma).stdout == "email,name,delivery\n"
+
+
+# -- spreadsheets in other languages (issue 16 acceptance 6) ------------------------------------
+
+
+def test_import_of_a_semicolon_csv_with_an_e_mail_header(cli, shma, tmp_path):
+    """Excel's "CSV (semicolon-separated)" from a German or Spanish locale, CRLF line ends."""
+    path = tmp_path / "mitglieder.csv"
+    path.write_bytes("Name;E-mail;Notiz\r\n"
+                     "Jürgen Müller;juergen@example.de;Vorstand, seit 2019\r\n"
+                     "\"Smith, Ann\";ann@example.org;\r\n".encode("utf-8-sig"))
+    result = cli("members", "import", shma, str(path))
+    assert "imported 2 members" in result.stdout and result.stderr == ""
+    assert [(r["email"], r["name"]) for r in members_json(cli, shma)] == [
+        ("ann@example.org", "Smith, Ann"), ("juergen@example.de", "Jürgen Müller")]
+
+
+@pytest.mark.parametrize(("header", "row", "name"), [
+    ("email,name", "a@example.org,Ann", "Ann"),
+    ("Email address\tFull name", "a@example.org\tAnn", "Ann"),
+    ("e-mail address,Display Name", "a@example.org,Ann", "Ann"),
+    ("Nombre;Apellidos;Correo electrónico", "Ana;García López;a@example.org",
+     "Ana García López"),
+    ("Correo;Nombre", "a@example.org;Ana", "Ana"),
+    ("Prénom;Nom;Courriel", "Anne;Dupont;a@example.org", "Anne Dupont"),
+    ("Nom;Adresse e-mail", "Anne Dupont;a@example.org", "Anne Dupont"),
+    ("Vorname;Nachname;E-Mail-Adresse", "Anna;Schmidt;a@example.org", "Anna Schmidt"),
+    ("Nome;Endereço de e-mail", "Ana Souza;a@example.org", "Ana Souza"),
+    ("First Name,Last Name,E-mail Address,E-mail 2 Address", "Ann,Lee,a@example.org,x@y.org",
+     "Ann Lee"),
+])
+def test_import_reads_the_header_spellings_of_spreadsheets(cli, shma, tmp_path, header, row,
+                                                           name):
+    path = tmp_path / "roster.csv"
+    path.write_text(f"{header}\n{row}\n", encoding="utf-8")
+    cli("members", "import", shma, str(path))
+    assert [(r["email"], r["name"]) for r in members_json(cli, shma)] == [
+        ("a@example.org", name)]
+
+
+def test_import_names_bad_rows_by_their_line_in_a_semicolon_file(cli, shma, tmp_path):
+    path = tmp_path / "socios.csv"
+    path.write_bytes(
+        b"Nombre;Correo\r\n"                    # 1
+        b"\r\n"                                 # 2: blank
+        b"\"Ana\r\nde la Cruz\";ana@example.org\r\n"  # 3-4: a name over two lines
+        b"Bad;not-an-address\r\n"               # 5
+        b"\"Notas\nlargas\nde verdad\";\r\n"    # 6-8: no address
+        b"Eva;eva@example.org\r\n"              # 9
+        b"Otra;ana@example.org\r\n")            # 10
+    result = cli("members", "import", shma, str(path))
+    assert skipped_lines(result.stderr) == [5, 6, 10]
+    assert "line 10: ana@example.org is already on line 3" in result.stderr
+    assert "imported 2 members" in result.stdout
+
+
+def run_stderr(config_path: Path, *args: str, stderr_on_terminal: bool) -> str:
+    """`listserv ARGS` in a subprocess, standard error on a terminal (a pty) or a pipe;
+    returns what it wrote there."""
+    command = [LISTSERV, "--config", str(config_path), *args]
+    env = {**os.environ, "COLUMNS": "100"}
+    if not stderr_on_terminal:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+    leader, follower = pty.openpty()
+    chunks: list[bytes] = []
+
+    def read() -> None:  # drained as it comes, so the child never blocks on a full terminal
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child has closed the terminal
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=follower, timeout=60, env=env)
+    os.close(follower)
+    reader.join(30)
+    os.close(leader)
+    assert done.returncode == 0, b"".join(chunks)
+    return b"".join(chunks).decode()
+
+
+def test_import_and_export_show_progress_on_a_terminal_only(config_path, shma, tmp_path):
+    path = tmp_path / "roster.csv"
+    path.write_text("email\n" + "".join(f"m{i:04d}@example.org\n" for i in range(2000)))
+    on_terminal = run_stderr(config_path, "members", "import", LIST, str(path),
+                             stderr_on_terminal=True)
+    assert "importing" in on_terminal and "100%" in on_terminal
+    assert on_terminal.count("\r") > 5  # redrawn as it goes
+    other = tmp_path / "other.csv"
+    other.write_text("email\nz@example.org\n")
+    assert run_stderr(config_path, "members", "import", LIST, str(other),
+                      stderr_on_terminal=False) == ""
+
+    export = ("members", "export", LIST, "-o", str(tmp_path / "out.csv"))
+    on_terminal = run_stderr(config_path, *export, stderr_on_terminal=True)
+    assert "exporting" in on_terminal and "100%" in on_terminal
+    assert run_stderr(config_path, *export, stderr_on_terminal=False) == ""
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 2002

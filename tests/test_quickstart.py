@@ -29,7 +29,9 @@ LISTSERV = shutil.which("listserv", path=str(Path(sys.executable).parent)) or "l
 
 
 def run(cwd: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "LISTSERV_CONFIG"}
+    # No config of the person running the tests: not $LISTSERV_CONFIG, not ~/.config/listserv.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LISTSERV_CONFIG", "XDG_CONFIG_HOME")} | {"HOME": str(cwd)}
     done = subprocess.run([LISTSERV, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
@@ -50,8 +52,13 @@ def with_free_ports(folder: Path) -> Path:
 
 
 def test_init_and_serve_in_an_empty_folder_deliver_to_the_maildir_outbox(tmp_path, monkeypatch):
-    assert "listserv-data" in run(tmp_path, "init")
-    run(tmp_path, "init")  # safe to run again
+    assert run(tmp_path, "init").startswith(f"wrote {tmp_path / 'listserv.toml'}\n"
+                                             f"listserv is ready in {tmp_path / 'listserv-data'}")
+    # The file init writes says what the built-in defaults are, and changes none of them.
+    assert load_settings(tmp_path / "listserv.toml") == dataclasses.replace(
+        load_settings(None, data_dir=str(tmp_path / "listserv-data")),
+        config_path=tmp_path / "listserv.toml")
+    assert "wrote" not in run(tmp_path, "init")  # safe to run again; the file is kept
     run(tmp_path, "lists", "create", LIST, "--owner", "chair@example.org")
     run(tmp_path, "members", "add", LIST, "jane@example.org", "--no-welcome")
     run(tmp_path, "members", "add", LIST, "ann@example.net", "--no-welcome")

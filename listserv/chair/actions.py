@@ -166,6 +166,12 @@ def iter_members(session: Session, ml: MailingList, batch: int = 1000) -> Iterat
         last = rows[-1].email
 
 
+def member_count(session: Session, ml: MailingList) -> int:
+    """How many rows `iter_members` gives (for a progress bar)."""
+    return session.scalar(
+        select(func.count()).select_from(Member).where(Member.list_id == ml.id)) or 0
+
+
 def add_member(session: Session, renderer: Renderer, ml: MailingList, email: str, name: str,
                now: datetime, actor: str, *, welcome: bool = True) -> Member:
     """Subscribe `email` directly (chair adds skip confirmation); welcome by default."""

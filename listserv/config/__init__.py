@@ -9,11 +9,13 @@ Relative paths (`data_dir`, `templates_dir`, `password_file`, a relative SQLite 
 `database.url`) are relative to the folder of the config file, or to the current directory when
 there is no config file. Every path in `Settings` is absolute.
 
-The environment is read only for secrets; finding the config file (e.g. from `LISTSERV_CONFIG`)
-is the command line's business.
+Loading reads the environment only for secrets. Finding the file (`--config`,
+`$LISTSERV_CONFIG`, `listserv.toml` here or in a parent, `~/.config/listserv/`) is
+`config.discovery`, which the command line calls.
 
 This package's public names are below; inside it, `settings` holds the dataclasses, `loading`
-reads the file, `tables` checks each table's keys and `passwords` resolves the secrets.
+reads the file, `tables` checks each table's keys, `passwords` resolves the secrets and
+`discovery` finds the file (and writes the one `listserv init` starts with).
 """
 
 from listserv.config.loading import load_settings
