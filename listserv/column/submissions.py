@@ -237,7 +237,7 @@ def receive(session: Session, renderer: Renderer, data_dir: Path, ml: MailingLis
         audit(session, now, DAEMON, "column-follow-up-held",
               f"{target.tracking_id}: a follow-up from {incoming.sender}, who is neither its "
               "author nor an editor", ml.id)
-        notify(session, renderer, ml, "notice-column-held.txt", [o.email for o in ml.owners],
+        notify(session, renderer, ml, "notice-column-held.txt", ml.deciders,
                now, kind="notice", **notice_context(ml, target, revision))
         return f"column {target.tracking_id}: follow-up from {incoming.sender} held"
 

@@ -104,7 +104,7 @@ def notify(
     and the suppression is recorded for the chair to see. A notice to the owners counts once
     against the list's hourly cap on chair notices; past it they get nothing (see above).
     """
-    owners = {normalize(o.email) for o in mailing_list.owners}
+    owners = {normalize(o) for o in mailing_list.deciders}  # owners and moderators
     wanted = list(dict.fromkeys(normalize(r) for r in recipients))
     if (template != SUMMARY_TEMPLATE and owners.intersection(wanted)
             and charge_chair_notice(session, mailing_list, now)):
