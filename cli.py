@@ -27,6 +27,7 @@ from listserv.column import desk
 from listserv.column.export import export as export_submissions
 from listserv.config import Settings, load_settings
 from listserv.daemon import Daemon, secure_data_folder
+from listserv.delivery.outbox import audience
 from listserv.errors import ListservError
 from listserv.files import UMASK, open_private, private_folder
 from listserv.mail.message import parse
@@ -805,37 +806,64 @@ def meetings_show(app: App, meeting_id: str, as_json: bool) -> None:
                    f"{item['detail']}".rstrip())
 
 
+quiet_option = click.option("--quiet", is_flag=True, help="Change it without mailing anyone "
+                            "on the list (e.g. a meeting never announced).")
+
+
+def ask_to_mail_members(app: App, meeting_id: str, what: str, yes: bool) -> None:
+    """Say how many members the command mails and ask first (SPEC §4 "care with mass mail")."""
+    with app.reading() as session:
+        ml = find_meeting(session, meeting_id).mailing_list
+        count, address = audience(session, ml), ml.address
+    if count:
+        ask(f"This mails {what} to {count} members of {address}. Go ahead?", yes)
+
+
 @meetings_group.command("move")
 @click.argument("meeting_id", metavar="ID")
 @at_option
 @click.option("--tz", default=None, metavar="ZONE", help="Default: the meeting's own zone.")
+@quiet_option
+@yes_option
 @pass_app
-def meetings_move(app: App, meeting_id: str, at: str, tz: str | None) -> None:
-    """Move a meeting; the members get an update (its SEQUENCE rises)."""
+def meetings_move(app: App, meeting_id: str, at: str, tz: str | None, quiet: bool,
+                  yes: bool) -> None:
+    """Move a meeting; the members get an update (its SEQUENCE rises), unless --quiet."""
+    if not quiet:
+        ask_to_mail_members(app, meeting_id, "an update", yes)
     with app.unit_of_work() as session:
         meeting = find_meeting(session, meeting_id)
-        count = reminders.move(session, app.renderer, meeting,
-                               parse_at(at, tz or meeting.tz), app.clock.now(), app.actor)
-        click.echo(f"moved meeting {meeting.id} to {when(meeting)}; "
-                   f"update queued for {count} members")
+        count = reminders.move(session, app.renderer, meeting, parse_at(at, tz or meeting.tz),
+                               app.clock.now(), app.actor, quiet=quiet)
+        click.echo(f"moved meeting {meeting.id} to {when(meeting)}; " + (
+            "nobody on the list was mailed" if quiet else f"update queued for {count} members"))
 
 
 @meetings_group.command("cancel")
 @click.argument("meeting_id", metavar="ID")
+@quiet_option
+@yes_option
 @pass_app
-def meetings_cancel(app: App, meeting_id: str) -> None:
-    """Cancel a meeting; the members get METHOD:CANCEL, its peer-input requests move on."""
+def meetings_cancel(app: App, meeting_id: str, quiet: bool, yes: bool) -> None:
+    """Cancel a meeting; the members get METHOD:CANCEL (unless --quiet), its peer-input
+    requests move on."""
+    if not quiet:
+        ask_to_mail_members(app, meeting_id, "a cancellation", yes)
     with app.unit_of_work() as session:
         meeting = find_meeting(session, meeting_id)
-        count = reminders.cancel(session, app.renderer, meeting, app.clock.now(), app.actor)
-    click.echo(f"cancelled meeting {meeting_id}; notice queued for {count} members")
+        count = reminders.cancel(session, app.renderer, meeting, app.clock.now(), app.actor,
+                                 quiet=quiet)
+    click.echo(f"cancelled meeting {meeting_id}; " + (
+        "nobody on the list was mailed" if quiet else f"notice queued for {count} members"))
 
 
 @meetings_group.command("remind")
 @click.argument("meeting_id", metavar="ID")
+@yes_option
 @pass_app
-def meetings_remind(app: App, meeting_id: str) -> None:
+def meetings_remind(app: App, meeting_id: str, yes: bool) -> None:
     """Send a reminder to the members now (the planned ones still go out)."""
+    ask_to_mail_members(app, meeting_id, "a reminder", yes)
     with app.unit_of_work() as session:
         meeting = find_meeting(session, meeting_id)
         count = reminders.remind(session, app.renderer, meeting, app.clock.now(), app.actor)
