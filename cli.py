@@ -35,7 +35,14 @@ from listserv.mail.render import Renderer
 from listserv.meetings import peer_input as peer_input
 from listserv.meetings import reminders
 from listserv.meetings.queries import find_meeting, meetings_of
-from listserv.meetings.series import MAX_DURATION, create_series, schedule
+from listserv.meetings.rules import every_rule
+from listserv.meetings.series import (
+    MAX_DURATION,
+    create_series,
+    current_series,
+    first_start,
+    schedule,
+)
 from listserv.meetings.show import meeting_dict
 from listserv.meetings.times import parse_at, when
 from listserv.membership import bans
@@ -736,29 +743,49 @@ def meetings_schedule(app: App, list_ref: str, at: str, tz: str, duration: int, 
 
 @meetings_group.command("series")
 @click.argument("list_ref", metavar="LIST")
-@click.option("--rrule", "rule", required=True, metavar="RULE",
+@click.option("--rrule", "rule", default=None, metavar="RULE",
               help="RFC 5545, e.g. FREQ=MONTHLY;BYMONTH=1,4,7,10;BYDAY=3TH")
-@at_option
+@click.option("--every", default=None, metavar='"third thursday"',
+              help='In words instead of --rrule: "third thursday", "last friday", "tuesday".')
+@click.option("--months", default=None, metavar="2,5,8,11", help="With --every: only these.")
+@click.option("--at", "at", required=True, metavar='HH:MM | "YYYY-MM-DD HH:MM"',
+              help="The local time in --tz; with a date, the first meeting (on the rule).")
 @click.option("--tz", required=True, metavar="ZONE", help="IANA zone, e.g. America/Chicago.")
-@duration_option
-@dial_in_option
-@click.option("--replace", is_flag=True, help="End the list's current series first.")
+@click.option("--duration", type=click.IntRange(1, MAX_DURATION), default=None, metavar="MIN",
+              help="Minutes (default: the replaced series').")
+@click.option("--dial-in", default=None, metavar="TEXT",
+              help="How to join by phone (\\n for a new line; default: the replaced series').")
+@click.option("--replace", is_flag=True, help="End the list's current series first: its "
+              "meetings never announced are removed without mail.")
 @json_option
 @pass_app
-def meetings_series(app: App, list_ref: str, rule: str, at: str, tz: str, duration: int,
-                    dial_in: str, replace: bool, as_json: bool) -> None:
-    """Set the list's recurring series (first meeting at --at); kept two meetings ahead."""
+def meetings_series(app: App, list_ref: str, rule: str | None, every: str | None,
+                    months: str | None, at: str, tz: str, duration: int | None,
+                    dial_in: str | None, replace: bool, as_json: bool) -> None:
+    """Set the list's recurring series; kept two meetings ahead."""
+    if (rule is None) == (every is None) or (months and not every):
+        raise click.UsageError("give --rrule RULE, or --every WORDS [--months M,M]")
+    changes: list[str] = []
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
         now = app.clock.now()
-        series, made = create_series(session, app.renderer, ml, rule, parse_at(at, tz),
-                                     duration, dial_in, now, app.actor, replace=replace)
+        rule = rule or every_rule(every or "", months)
+        old = current_series(session, ml) if replace else None
+        if duration is None and old is None:
+            raise click.UsageError("give --duration MIN")
+        series, made = create_series(
+            session, app.renderer, ml, rule, first_start(rule, at, tz, now),
+            duration or (old.duration if old else 0),
+            dial_in if dial_in is not None else (old.dial_in if old else ""), now, app.actor,
+            replace=replace, changes=changes)
         rows = [meeting_dict(session, m, now) for m in made]
     if as_json:
         emit({"id": str(series.id), "list": ml.address, "rrule": series.rrule,
-              "meetings": rows}, True)
+              "changes": changes, "meetings": rows}, True)
         return
     click.echo(f"series {series.id} for {ml.address}: {series.rrule}")
+    for line in changes:
+        click.echo(line)
     for row in rows:
         click.echo(f"scheduled meeting {row['id']} at {row['start']} ({row['tz']})")
 

@@ -101,6 +101,7 @@ def send_to_members(session: Session, renderer: Renderer, meeting: Meeting, temp
     reminder is never re-injected as a post.
     """
     ml = meeting.mailing_list
+    meeting.announced_at = meeting.announced_at or now
     context = meeting_context(session, ml, meeting, now)
     msg = renderer.mail(template, domain=ml.domain, now=now, **list_context(ml), **context,
                         **extra)

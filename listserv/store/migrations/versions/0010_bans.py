@@ -1,4 +1,5 @@
-"""chair housekeeping: banned senders per list, and a member's own language (issue 16)
+"""chair housekeeping: banned senders per list, a member's own language, when a meeting was
+first announced (issue 16)
 
 Revision ID: 0010_bans
 Revises: 0009_inbound_sender
@@ -35,9 +36,17 @@ def upgrade() -> None:
                                       server_default=''))
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.alter_column('language', server_default=None)
+    with op.batch_alter_table('meetings', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('announced_at', listserv.store.models.base.UTCDateTime(),
+                                      nullable=True))
+    # A meeting with a reminder sent was announced then.
+    op.execute("UPDATE meetings SET announced_at = (SELECT min(r.at) FROM meeting_reminders r "
+               "WHERE r.meeting_id = meetings.id AND r.status = 'sent')")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('meetings', schema=None) as batch_op:
+        batch_op.drop_column('announced_at')
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.drop_column('language')
     op.drop_table('bans')
