@@ -40,11 +40,14 @@ def list_context(mailing_list: MailingList) -> dict[str, Any]:
     return {
         "list": mailing_list,
         "list_name": mailing_list.name,
+        "display_name": mailing_list.display,
         "list_address": mailing_list.address,
         "owner_address": mailing_list.role_address(Role.OWNER),
         "request_address": mailing_list.role_address(Role.REQUEST),
         "join_address": mailing_list.role_address(Role.JOIN),
         "leave_address": mailing_list.role_address(Role.LEAVE),
+        # Every role's public address, by role ("peer-input", "column", …).
+        "addresses": {role.value: mailing_list.role_address(role) for role in Role},
         "description": mailing_list.description,
         "resources": [r for r in mailing_list.resources.splitlines() if r.strip()],
     }

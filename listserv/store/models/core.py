@@ -27,6 +27,9 @@ from listserv.store.models.base import Base, utcnow
 
 # -- the core list settings (SPEC §4): columns of `lists` ---------------------------------------
 
+DISPLAY_NAME = declare("display_name", ONE_LINE, "",
+                       'the list\'s name in mail: notices come from "NAME (list owner)" '
+                       '(`""` = the list\'s name in capitals)')
 DESCRIPTION = declare("description", ONE_LINE, "", "what the list is for (`info`, `help`)",
                       column=True)
 POLICY = declare("policy", choice("confirm", "confirm+approve"), "confirm",
@@ -104,6 +107,11 @@ class MailingList(Base):
     def role_address(self, role: Role, token: str = "") -> str:
         """The public address of `role` (SPEC §1: the `address.ROLE` setting, or the default)."""
         return role_address(self.address, role, token, ROLE_ADDRESSES[role].get(self))
+
+    @property
+    def display(self) -> str:
+        """The list's name as mail shows it (`display_name`, else NAME in capitals)."""
+        return DISPLAY_NAME.get(self) or self.name.upper()
 
     @property
     def deciders(self) -> list[str]:
