@@ -339,7 +339,7 @@ def test_members_add_welcomes_by_default(cli, shma, daemon, sink):
     assert delivery.rcpt_tos == ["jane@example.org"]
     welcome = parse(delivery.data)
     assert welcome["To"] == "jane@example.org"
-    assert welcome["From"] == "shma-owner@lists.example.org"
+    assert welcome["From"] == '"SHMA (list owner)" <shma-owner@lists.example.org>'
     assert LIST in welcome["Subject"] or "shma" in welcome["Subject"]
     text = welcome.get_content()
     assert "Jane Doe" in text
