@@ -1062,7 +1062,7 @@ def submissions_show(app: App, submission_id: str, as_json: bool) -> None:
     emit({**info, "files": ", ".join(info["files"])}, False)
     for revision in revisions:
         label = (f"revision {revision['revision']}" if revision["revision"]
-                 else "held follow-up")
+                 else f"{revision['status']} follow-up {revision['id']}")
         click.echo(f"{label}: from {revision['sender']}, {revision['received']}, "
                    f"{revision['words']} words")
         for item in revision["files"]:
@@ -1094,6 +1094,29 @@ def submissions_decline(app: App, submission_id: str, reason: str) -> None:
         click.echo(desk.decline(session, app.renderer,
                                 desk.find_submission(session, submission_id),
                                 app.clock.now(), app.actor, reason))
+
+
+@submissions_group.command("approve-follow-up")
+@click.argument("submission_id", metavar="ID")
+@click.argument("follow_up", metavar="FOLLOW_UP")
+@pass_app
+def submissions_approve_follow_up(app: App, submission_id: str, follow_up: str) -> None:
+    """Make a held follow-up (numbered in `submissions show`) the next revision."""
+    with app.unit_of_work() as session:
+        held = desk.find_follow_up(desk.find_submission(session, submission_id), follow_up)
+        click.echo(desk.approve_follow_up(session, app.renderer, held, app.clock.now(),
+                                          app.actor))
+
+
+@submissions_group.command("discard-follow-up")
+@click.argument("submission_id", metavar="ID")
+@click.argument("follow_up", metavar="FOLLOW_UP")
+@pass_app
+def submissions_discard_follow_up(app: App, submission_id: str, follow_up: str) -> None:
+    """Drop a held follow-up without telling anyone."""
+    with app.unit_of_work() as session:
+        held = desk.find_follow_up(desk.find_submission(session, submission_id), follow_up)
+        click.echo(desk.discard_follow_up(session, held, app.clock.now(), app.actor))
 
 
 @submissions_group.command("publish")

@@ -21,6 +21,8 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 import pytest
 
+from listserv.identity import dkim
+from listserv.mail import dns as dns_lookups
 from listserv.posting import dmarc as dmarc
 
 
@@ -74,9 +76,11 @@ class LoopbackDns(threading.Thread):
         if name in self.servfail:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif name in self.records and question.rdtype == dns.rdatatype.TXT:
+            # A TXT string holds at most 255 bytes: a longer record (a DKIM key) is split.
             rdatas = [dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT,
-                                              [text.encode("utf-8")])
-                      for text in self.records[name]]
+                                              [data[i:i + 255] for i in range(0, len(data), 255)]
+                                              or [b""])
+                      for data in (text.encode("utf-8") for text in self.records[name])]
             response.answer.append(dns.rrset.from_rdata_list(question.name, 300, rdatas))
         elif name not in self.records:
             response.set_rcode(dns.rcode.NXDOMAIN)
@@ -94,7 +98,7 @@ def loopback_dns_server() -> Iterator[LoopbackDns]:
     server = LoopbackDns()
     server.start()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(dmarc.NAMESERVERS_ENV, server.address)
+        patch.setenv(dns_lookups.NAMESERVERS_ENV, server.address)
         yield server
     server.stop()
 
@@ -104,6 +108,8 @@ def dns_zone(loopback_dns_server: LoopbackDns) -> Iterator[LoopbackDns]:
     """The loopback DNS server, empty at the start of each test, with a fresh lookup cache."""
     loopback_dns_server.clear()
     dmarc.set_default_lookup(None)
+    dkim.set_default_keys(None)
     yield loopback_dns_server
     loopback_dns_server.clear()
     dmarc.set_default_lookup(None)
+    dkim.set_default_keys(None)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from listserv.daemon import Daemon
 from listserv.store.models.core import Once
 
-from .helpers import lmtp_send, make_message, parse, wait_handled
+from .helpers import lmtp_send, make_message, parse, wait_handled, wait_settled
 
 COLUMN = "shma-column@lists.example.org"
 CHAIR = "chair@example.org"
@@ -304,15 +304,24 @@ def test_the_total_limit_keeps_later_files_out(cli, desk, daemon, sink, store):
 # -- acceptance 4 ----------------------------------------------------------------------------------
 
 
+def _mail_with_subject(sink, address: str, words: str) -> list:
+    sink.wait_for(lambda s: any(words in str(m["Subject"]) for m in replies(s, address)),
+                  description=f"a mail to {address} saying {words!r}")
+    return [m for m in replies(sink, address) if words in str(m["Subject"])]
+
+
 @pytest.mark.both_backends
-def test_a_follow_up_from_the_author_is_revision_2_and_from_a_stranger_is_held(
+def test_proven_follow_ups_from_the_author_or_an_editor_are_revisions_the_rest_is_held(
         cli, desk, daemon, sink, store, settings):
     send(daemon, sink, store, submission(JANE, "Our tool library", "v1\n",
                                          [("draft.docx", docx_bytes())]), JANE)
     ack = wait_replies(sink, JANE, 1)[-1]
     tid = tracking_id()
+    # A reply to the acknowledgement (which went to Jane alone) proves Jane: revision 2, found
+    # by the id in its subject or by the reply itself.
     send(daemon, sink, store, submission(JANE, f"Re: {tid} new version", "v2\n",
-                                         [("draft.docx", docx_bytes("Version two."))]), JANE)
+                                         [("draft.docx", docx_bytes("Version two."))],
+                                         In_Reply_To=ack["Message-ID"]), JANE)
     second = wait_replies(sink, JANE, 2)[-1]
     assert f"Your submission {tid} (revision 2)" in second["Subject"]
     [row] = listing(cli)
@@ -320,29 +329,88 @@ def test_a_follow_up_from_the_author_is_revision_2_and_from_a_stranger_is_held(
                                                             ["draft.docx"])
     assert (settings.data_dir / "submissions" / tid / "rev-2" / "draft.docx").read_bytes() \
         == docx_bytes("Version two.")
-    # A reply to the acknowledgement, without the id in the subject, is a revision too.
+    # A reply to the second acknowledgement, without the id in the subject, is revision 3.
     send(daemon, sink, store, submission(JANE, "Re: thanks", "v3\n", [],
-                                         In_Reply_To=ack["Message-ID"]), JANE)
-    wait_replies(sink, JANE, 3)
-    # An editor may send a revision.
+                                         In_Reply_To=second["Message-ID"],
+                                         References=ack["Message-ID"]), JANE)
+    assert "(revision 3)" in wait_replies(sink, JANE, 3)[-1]["Subject"]
+    # An editor's mail that proves nothing is held; her reply to the notice of revision 3
+    # (sent to her alone) is revision 4.
     send(daemon, sink, store, submission(EDITOR, f"{tid} edited", "v4\n", []), EDITOR)
+    assert listing(cli)[0]["revision"] == 3
+    [notice] = _mail_with_subject(sink, EDITOR, f"revision 3 of {tid}")
+    send(daemon, sink, store, submission(EDITOR, f"Re: {notice['Subject']}", "v4\n", [],
+                                         In_Reply_To=notice["Message-ID"]), EDITOR)
     assert listing(cli)[0]["revision"] == 4
     send(daemon, sink, store, submission(STRANGER, f"Re: {tid}", "Let me in.\n",
                                          [("evil.pdf", PDF)]), STRANGER)
     # Found by subject: the chair's notice of revision 4 may still be arriving (two
     # delivery connections), so "the last mail to the chair" is not necessarily this one.
     held_subject = f"a follow-up to {tid} is held"
-    sink.wait_for(lambda s: any(held_subject in str(m["Subject"])
-                                for m in replies(s, CHAIR)),
-                  description="the held follow-up notice to the chair")
-    [notice] = [m for m in replies(sink, CHAIR) if held_subject in str(m["Subject"])]
-    assert STRANGER in text_of(notice)
+    sink.wait_for(lambda s: sum(held_subject in str(m["Subject"])
+                                for m in replies(s, CHAIR)) >= 2,
+                  description="the held follow-up notices to the chair")
+    notices = [text_of(m) for m in replies(sink, CHAIR) if held_subject in str(m["Subject"])]
+    assert any(STRANGER in t and "neither its author" in t for t in notices)
+    assert any(EDITOR in t and "may be forged" in t for t in notices)
     [row] = listing(cli)
-    assert (row["revision"], row["held_follow_ups"]) == (4, 1)
+    assert (row["revision"], row["held_follow_ups"]) == (4, 2)
     shown = json.loads(cli("submissions", "show", tid, "--json").output)
     held = [r for r in shown["revisions"] if r["status"] == "held"]
-    assert held[0]["sender"] == STRANGER and held[0]["revision"] is None
+    assert [(r["sender"], r["revision"]) for r in held] == [(EDITOR, None), (STRANGER, None)]
     assert sink.messages_for(STRANGER) == []
+    # The author is told, once a day however many are held (forged follow-ups must not use up
+    # her cap on automatic mail), with nothing the held mail said.
+    wait_settled(store)
+    [told] = _mail_with_subject(sink, JANE, "a follow-up is held")
+    assert "Let me in" not in text_of(told) and STRANGER not in text_of(told)
+    # The chair makes the editor's held follow-up revision 5 and drops the stranger's.
+    editors, strangers = held[0]["id"], held[1]["id"]
+    assert f"approve-follow-up {tid} {editors}" in " ".join(notices)
+    assert "is revision 5" in cli("submissions", "approve-follow-up", tid, editors).output
+    assert "discarded" in cli("submissions", "discard-follow-up", tid, strangers).output
+    [row] = listing(cli)
+    assert (row["revision"], row["held_follow_ups"]) == (5, 0)
+    assert "(revision 5)" in _mail_with_subject(sink, EDITOR, "Your submission")[-1]["Subject"]
+    again = cli("submissions", "approve-follow-up", tid, strangers, ok=False)
+    assert again.exit_code != 0 and f"no held follow-up {strangers}" in again.output
+
+
+# -- issue 14, acceptance 2: a forged revision is held ------------------------------------------
+
+
+@pytest.mark.both_backends
+def test_a_forged_revision_is_held_and_the_author_told_a_reply_to_the_ack_is_revision_2(
+        cli, shma, daemon, sink, store, settings):
+    cli("members", "add", shma, JANE, "--name", "Jane Doe", "--no-welcome")
+    send(daemon, sink, store, submission(JANE, "Our tool library", "The first draft.\n",
+                                         [("draft.pdf", PDF)]), JANE)
+    ack = wait_replies(sink, JANE, 1)[-1]
+    tid = f"SHMA-{datetime.now(UTC).year}-001"
+    assert tid in ack["Subject"]
+    # Mallory forges Jane's From (and envelope): SHMA-YYYY-001 "revised".
+    forged = submission(JANE, f"{tid} revised", "FORGED TEXT: replace it with this.\n",
+                        [("takeover.pdf", PDF + b"%forged")])
+    send(daemon, sink, store, forged, JANE)
+    [told] = _mail_with_subject(sink, JANE, "a follow-up is held")
+    assert tid in told["Subject"]
+    assert "FORGED" not in told.as_string() and "takeover" not in told.as_string()
+    [notice] = _mail_with_subject(sink, CHAIR, f"a follow-up to {tid} is held")
+    assert "may be forged" in text_of(notice)
+    [row] = listing(cli)
+    assert (row["revision"], row["held_follow_ups"], row["files"]) == (1, 1, ["draft.pdf"])
+    assert not (settings.data_dir / "submissions" / tid / "rev-2").exists()
+    # Jane replies to the acknowledgement with a new attachment: revision 2.
+    send(daemon, sink, store, submission(JANE, f"Re: {ack['Subject']}", "Here is v2.\n",
+                                         [("draft-v2.pdf", PDF + b"%v2")],
+                                         In_Reply_To=ack["Message-ID"],
+                                         References=ack["Message-ID"]), JANE)
+    [second] = _mail_with_subject(sink, JANE, "(revision 2)")
+    assert tid in second["Subject"]
+    [row] = listing(cli)
+    assert (row["revision"], row["files"]) == (2, ["draft-v2.pdf"])
+    assert (settings.data_dir / "submissions" / tid / "rev-2" / "draft-v2.pdf").read_bytes() \
+        == PDF + b"%v2"
 
 
 # -- files appear with the commit (issue 13) ------------------------------------------------------

@@ -149,7 +149,8 @@ def accepted_keys() -> set[str]:
 
     return (
         {"data_dir", "templates_dir", "database.url"}
-        | {"intake.max_recipients", "intake.max_messages_per_sender_per_hour"}
+        | {"intake.max_recipients", "intake.max_messages_per_sender_per_hour",
+           "intake.trusted_authserv_id"}
         | fields("intake.lmtp.", ServerSettings)
         | fields("intake.smtp.", ServerSettings)
         | fields("intake.imap.", ImapSettings)
@@ -612,3 +613,11 @@ def test_file_errors_still_name_the_file_when_overrides_are_given(tmp_path: Path
     assert config_error(path, intake={"smtp": {"port": 0}}) == (
         f"{path}: intake.lmtp.port: must be between 0 and 65535, got 70000"
     )
+
+
+def test_the_trusted_authserv_id_is_empty_by_default_and_compared_in_lower_case(
+        tmp_path: Path) -> None:
+    assert load_settings(data_dir=str(tmp_path)).intake.trusted_authserv_id == ""
+    settings = load_settings(data_dir=str(tmp_path),
+                             intake={"trusted_authserv_id": " MX.Lists.Example.org "})
+    assert settings.intake.trusted_authserv_id == "mx.lists.example.org"

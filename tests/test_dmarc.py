@@ -12,15 +12,14 @@ from email import message_from_bytes, policy
 
 import pytest
 
+from listserv.mail.dns import DnsFailure, TxtAnswer
 from listserv.mail.mime.copies import ListHeaders, distribution_copy, owner_copy
 from listserv.mail.mime.raw import RawMessage
 from listserv.mail.mime.sender_rewrite import SenderRewrite
 from listserv.mail.render import Renderer
 from listserv.posting.dmarc import (
     DmarcResolver,
-    DnsFailure,
     Policy,
-    TxtAnswer,
     default_lookup,
     make_resolver,
     mitigation,

@@ -14,8 +14,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from listserv.handlers.context import Context
 from listserv.mail.addresses import Role
+from listserv.mail.dns import DnsFailure
 from listserv.mail.render import Renderer
-from listserv.posting.dmarc import DnsFailure
 from listserv.router import dispatch as router
 from listserv.router.dispatch import RETRY_FOR, retry_delay, route_one, transient
 from listserv.store.models.core import Inbound, MailingList

@@ -7,6 +7,9 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
+
+from listserv.store.models.core import Member
 
 from .helpers import LIST, inbound_outcomes, lmtp_send, make_message, parse, wait_handled
 
@@ -37,6 +40,13 @@ def members(cli) -> dict[str, dict[str, str]]:
 
 def confirm_address(msg) -> str:
     return str(msg["Reply-To"])
+
+
+def leave_address(store, email: str) -> str:
+    """A member's own `-leave+TOKEN` address (her welcome and her copies' footers name it)."""
+    with store.reading() as session:
+        token = session.scalar(select(Member.leave_token).where(Member.email == email))
+    return f"shma-leave+{token}@lists.example.org"
 
 
 def test_free_text_add_me_then_reply_ok_makes_a_member_with_her_name(cli, shma, daemon, sink,
@@ -106,7 +116,7 @@ def test_out_of_office_replies_confirm_nothing_and_undo_nothing(cli, shma, daemo
     send(daemon, JANE, confirm_address(confirmation), "Automatic reply: Please confirm",
          "I am out of the office until Monday.", Auto_Submitted="auto-replied")
     cli("members", "add", LIST, "ann@example.net", "--no-welcome")
-    send(daemon, "ann@example.net", "shma-leave@lists.example.org", "bye", "")
+    send(daemon, "ann@example.net", leave_address(store, "ann@example.net"), "bye", "")
     [goodbye] = wait_mails(sink, "ann@example.net", what="goodbye")
     send(daemon, "ann@example.net", confirm_address(goodbye), "Out of Office: bye",
          "I am away.", X_Autoreply="yes")
@@ -137,22 +147,29 @@ def test_confirm_and_approve_policy_waits_for_the_chair(cli, shma, daemon, sink)
 
 
 @pytest.mark.parametrize("how", ["leave-address", "signoff", "token"])
-def test_leaving_is_immediate_and_one_reply_undoes_it(cli, shma, daemon, sink, how):
+def test_leaving_takes_a_proof_or_a_confirmation_and_one_reply_undoes_it(cli, shma, daemon,
+                                                                          sink, how):
     cli("members", "add", LIST, JANE, "--name", "Jane Doe")
     [welcome] = wait_mails(sink, JANE, what="welcome")
-    if how == "leave-address":
-        send(daemon, JANE, "shma-leave@lists.example.org", "", "")
-    elif how == "signoff":
-        send(daemon, JANE, REQUEST, "", "SIGNOFF SHMA\n")
-    else:
+    if how == "token":  # her own leave address proves her: she leaves at once
         token_address = re.search(r"(shma-leave\+[a-z0-9]+@lists\.example\.org)",
                                   welcome.get_content()).group(1)
         send(daemon, "forwarder@else.org", token_address, "unsubscribe", "")
-    goodbye = wait_mails(sink, JANE, 2, "goodbye")[1]
+    else:  # a plain mail proves nothing (SPEC §2): she confirms first
+        if how == "leave-address":
+            send(daemon, JANE, "shma-leave@lists.example.org", "", "")
+        else:
+            send(daemon, JANE, REQUEST, "", "SIGNOFF SHMA\n")
+        confirmation = wait_mails(sink, JANE, 2, "confirmation")[1]
+        assert "leave" in str(confirmation["Subject"])
+        assert JANE in members(cli)
+        send(daemon, JANE, confirm_address(confirmation), "Re: confirm", "OK")
+    goodbye = wait_mails(sink, JANE, 3 if how != "token" else 2, "goodbye")[-1]
     assert goodbye["Subject"] == "You have left the shma list"
     assert JANE not in members(cli)
     send(daemon, JANE, confirm_address(goodbye), "Re: You have left", "undo")
-    assert wait_mails(sink, JANE, 3, "welcome back")[2]["Subject"] == "Welcome to the shma list"
+    welcome_back = wait_mails(sink, JANE, 4 if how != "token" else 3, "welcome back")[-1]
+    assert welcome_back["Subject"] == "Welcome to the shma list"
     assert members(cli)[JANE]["name"] == "Jane Doe"
 
 
@@ -184,13 +201,14 @@ def test_long_command_mail_is_processed_to_a_limit_and_answered_once(cli, shma, 
     send(daemon, JANE, REQUEST, "", body)
     wait_handled(sink, store, 1)
     daemon.deliver_wake.set()
-    results = [m for m in wait_mails(sink, JANE, 1, "results")
+    results = [m for m in wait_mails(sink, JANE, 2, "results and the confirmation")
                if "results" in str(m["Subject"])]
     sink.wait_for(lambda s: True)
     assert len(results) == 1
     text = results[0].get_content()
-    assert "set nomail: done" in text and "Ignored" in text
-    assert members(cli)[JANE]["delivery"] == "nomail"
+    # An unproven sender's `set nomail` waits for her confirmation (SPEC §2).
+    assert f"set nomail: a confirmation was sent to {JANE}" in text and "Ignored" in text
+    assert members(cli)[JANE]["delivery"] == "regular"
     assert len(mails_to(sink, JANE)) <= 11
 
 

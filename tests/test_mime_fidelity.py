@@ -32,6 +32,7 @@ from listserv.mail.mime.parts import split_multipart
 from listserv.mail.mime.raw import RawMessage
 from listserv.mail.mime.sender_rewrite import SenderRewrite
 
+from .dkim_keys import dkim_record_of, new_dkim_key
 from .helpers import LIST, lmtp_send, parse
 
 CLIENTS = Path(__file__).parent / "data" / "clients"
@@ -357,19 +358,6 @@ def dkim_signed_post(key_pem: bytes, body: bytes) -> bytes:
     return signature + message
 
 
-def dkim_record_of(key_pem: bytes, tmp: Path) -> bytes:
-    (tmp / "dkim.pem").write_bytes(key_pem)
-    public = run("openssl", "rsa", "-in", str(tmp / "dkim.pem"), "-pubout", "-outform", "DER")
-    assert public.returncode == 0, public.stderr
-    return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public.stdout)
-
-
-def new_dkim_key() -> bytes:
-    made = run("openssl", "genrsa", "2048")
-    assert made.returncode == 0, made.stderr
-    return made.stdout
-
-
 def fixture_dkim_record() -> bytes:
     text = (CLIENTS / "dkim-test-record.txt").read_text()
     return next(line for line in text.splitlines() if line.startswith("v=")).encode()
@@ -433,7 +421,7 @@ def test_dkim_signed_posts_still_verify_after_a_no_modify_list(posters, cli, dae
     cli("lists", "set", LIST, "subject_prefix", "")
     key = new_dkim_key()
     fresh = dkim_signed_post(key, b"Three seats free on the 19th.\r\n")
-    records = {b"s2026._domainkey.example.org.": dkim_record_of(key, tmp_path),
+    records = {b"s2026._domainkey.example.org.": dkim_record_of(key),
                b"mail2026._domainkey.example.org.": fixture_dkim_record()}
 
     def dnsfunc(name: bytes, timeout: int = 5) -> bytes:

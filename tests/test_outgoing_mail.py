@@ -88,7 +88,7 @@ REFUSED = [NS(original="setup.exe", reason="a program, not a document")]
 SUBMISSION = NS(tracking_id="TCP-2026-007", title="How our tool library grew — año dos",
                 name=ZOE.name, sender=ZOE.email, member=True, deadline="2026-06-01",
                 status="received")
-REVISION = NS(number=2, title=SUBMISSION.title, files=FILES, refused=REFUSED,
+REVISION = NS(id=5, number=2, title=SUBMISSION.title, files=FILES, refused=REFUSED,
               sender=ZOE.email, folder="TCP-2026-007")
 STATE = NS(score=5.0, last_reason="550 5.1.1 <zoe@example.net>: Recipient address rejected: "
            "User unknown in virtual mailbox table")
@@ -97,8 +97,8 @@ MEETINGS = [{"when": "Thursday 16 July 2026, 12:00 (America/Chicago)",
 RESULTS = NS(done=[NS(code=code, address=ZOE.email, detail="nomail") for code in (
     "subscribe-confirm-sent", "subscribe-already-member", "unsubscribe-confirm-sent",
     "subscribe-asked", "unsubscribe-asked", "subscribe-third-party-limit",
-    "unsubscribe-third-party-limit", "set-done", "confirm-done", "help-sent", "info-sent",
-    "unclear")],
+    "unsubscribe-third-party-limit", "set-done", "set-confirm-sent", "set-capped",
+    "confirm-done", "help-sent", "info-sent", "unclear")],
     not_understood=["subscribe adresse=zoe@example.net s'il vous plaît"],
     ignored=["info"] * 12, texts={"help": "Commands: help, info, subscribe, unsubscribe."})
 LIST_TEXT = {"is_member": True, "meetings": MEETINGS}
@@ -123,6 +123,9 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                     "confirm_address": "shma-confirm+k3n5@lists.example.org"},
         "confirm-unsub-request.txt": {"request": REQUEST_ROW, "for_someone_else": True,
                                       "confirm_address": "shma-confirm+k3n5@lists.example.org"},
+        "confirm-set-request.txt": {"request": NS(**{**vars(REQUEST_ROW), "kind": "set",
+                                                     "delivery": "nomail"}),
+                                    "confirm_address": "shma-confirm+k3n5@lists.example.org"},
         "deny-post-held.txt": {"held": HELD, "reason": LONG_REASON},
         "deny-post-nonmember.txt": {},
         "deny-request.txt": {"request": REQUEST_ROW, "reason": LONG_REASON},
@@ -137,7 +140,13 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                      "subject": "Undelivered Mail Returned to Sender",
                                      "sender": "MAILER-DAEMON@mx.example.net"},
         "notice-bounce-warning.txt": {**bounce, "warning": 2},
-        "notice-column-held.txt": {**column, "submission": SUBMISSION, "revision": REVISION},
+        "notice-delivery-set.txt": {"delivery": "nomail"},
+        "notice-column-held.txt": {**column, "submission": SUBMISSION, "revision": REVISION,
+                                   "author_unproven": True},
+        "column-follow-up-held.txt": {**column, "submission": SUBMISSION, "revision": REVISION,
+                                      "received": NOW},
+        "confirm-peer-input.txt": {"request": REQUEST_ROW, "minutes": 20, "received": NOW,
+                                   "confirm_address": "shma-confirm+k3n5@lists.example.org"},
         "notice-column-submission.txt": {**column, "submission": SUBMISSION,
                                          "revision": REVISION},
         "notice-column-summary.txt": {**column, "deadline_iso": "2026-06-01",
@@ -258,17 +267,24 @@ def test_every_kind_of_generated_mail_reaches_the_strict_sink_clean(cli, shma, d
     wait_mail(sink, jane, 2)  # welcome
     lmtp(daemon, jane, REQUEST, "help", "help")
     lmtp(daemon, jane, REQUEST, "", "info\nset nomail\nset regular\n")
-    wait_mail(sink, jane, 4)  # help, command results with info
+    wait_mail(sink, jane, 5)  # help, command results with info, confirmation of set nomail
     lmtp(daemon, ben, REQUEST, "", "Please remove me from this mailing list, thank you.")
     wait_mail(sink, ben, 2)  # confirmation to leave
-    lmtp(daemon, ben, "shma-leave@lists.example.org", "", "")
+    lmtp(daemon, ben, "shma-leave@lists.example.org", "", "")  # unproven: the same one waits
+    [confirm] = [str(m["Reply-To"]) for m in map(parse, (d.data for d in sink.messages_for(ben)))
+                 if "Please confirm" in str(m["Subject"])]
+    lmtp(daemon, ben, confirm, "Re: confirm", "OK")
     wait_mail(sink, ben, 3)  # goodbye
 
     lmtp(daemon, "visitor@else.example", LIST, "Bonjour à tous", "Je voudrais écrire.\n")
     wait_mail(sink, CHAIR, 1)  # held notice
     lmtp(daemon, jane, "shma-peer-input@lists.example.org", PROJECT,
          "We would like ideas to find drivers.\nminutes: 20\n", name="Jane Doe")
-    wait_mail(sink, jane, 5)  # peer-input acknowledgement
+    wait_mail(sink, jane, 6)  # the request proves nothing: a confirmation first
+    [confirm] = [str(m["Reply-To"]) for m in map(parse, (d.data for d in sink.messages_for(jane)))
+                 if "peer-input request" in str(m["Subject"])]
+    lmtp(daemon, jane, confirm, "Re: confirm", "OK")
+    wait_mail(sink, jane, 7)  # peer-input acknowledgement
     wait_mail(sink, CHAIR, 2)  # and the chair's notice
     lmtp(daemon, ken, "shma-column@lists.example.org", "A story", "Our tool library.\n")
     wait_mail(sink, ken, 1)  # column acknowledgement
@@ -292,10 +308,11 @@ def test_every_kind_of_generated_mail_reaches_the_strict_sink_clean(cli, shma, d
     wait_subject(sink, CHAIR, "waiting for your decision")
 
     kinds = {"welcome.txt", "confirm-sub-request.txt", "confirm-unsub-request.txt",
-             "goodbye.txt", "reply-command-results.txt", "notice-held-post.txt",
+             "confirm-set-request.txt", "goodbye.txt", "reply-command-results.txt",
+             "notice-held-post.txt",
              "notice-held-summary.txt", "meeting-reminder.txt", "column-received.txt",
              "column-call.txt", "warning-bounce-probe.txt", "notice-member-disabled.txt",
-             "peer-input-received.txt", "notice-peer-input-request.txt",
+             "peer-input-received.txt", "notice-peer-input-request.txt", "confirm-peer-input.txt",
              "notice-column-submission.txt"}
     assert kinds <= set(rendered), kinds - set(rendered)
     assert sink.refusals == []

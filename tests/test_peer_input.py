@@ -14,7 +14,15 @@ import pytest
 
 from listserv.meetings.times import zone
 
-from .helpers import LIST, lmtp_send, make_message, parse
+from .helpers import (
+    LIST,
+    inbound_outcomes,
+    lmtp_send,
+    make_message,
+    parse,
+    wait_settled,
+    wait_until,
+)
 from .test_meetings import calendar_part, ics, meeting_mails
 
 PEER_INPUT = "shma-peer-input@lists.example.org"
@@ -53,14 +61,29 @@ def replies(sink, address: str) -> list:
 
 def ask(daemon, sink, sender: str, project: str, body: str, *, to: str = PEER_INPUT,
         expect: int | None = None) -> list:
-    """Mail a request as `sender` and wait for their next reply; returns all their replies."""
+    """Mail a request as `sender` and wait for their next reply; when it asks to confirm (the
+    request proves nothing: SPEC §2), confirm by replying and wait for the acknowledgement.
+    Returns all their replies."""
     count = len(sink.messages_for(sender)) + 1 if expect is None else expect
     lmtp_send(daemon.ports["lmtp"], sender, [to],
               make_message(sender=f"{NAMES.get(sender, 'Someone')} <{sender}>", to=to,
                            subject=project, body=body))
     sink.wait_for(lambda s: len(s.messages_for(sender)) >= count,
                   description=f"reply to {sender}")
+    if "Please confirm" in str(replies(sink, sender)[-1]["Subject"]):
+        confirm(daemon, sink, sender, replies(sink, sender)[-1])
     return replies(sink, sender)
+
+
+def confirm(daemon, sink, sender: str, confirmation) -> None:
+    """Reply "OK" to a confirmation, as a mail client does, and wait for the next mail."""
+    count = len(sink.messages_for(sender)) + 1
+    lmtp_send(daemon.ports["lmtp"], sender, [confirmation["Reply-To"]],
+              make_message(sender=sender, to=confirmation["Reply-To"],
+                           subject=f"Re: {confirmation['Subject']}", body="OK\n",
+                           In_Reply_To=confirmation["Message-ID"]))
+    sink.wait_for(lambda s: len(s.messages_for(sender)) >= count,
+                  description=f"the mail after {sender}'s confirmation")
 
 
 def text_of(msg) -> str:
@@ -104,8 +127,9 @@ def test_requests_book_in_order_cap_at_30_and_a_decline_moves_the_next_up(
     out = cli("peer-input", "decline", booked[JANE]["id"], "--reason",
               "This one fits the group's own half better.").output
     assert "moved up" in out
-    sink.wait_for(lambda s: len(s.messages_for(JANE)) == 2 and len(s.messages_for(KEN)) == 2
-                  and len(s.messages_for(LEE)) == 2, description="decline and moves")
+    # (Each has had a confirmation and an acknowledgement before.)
+    sink.wait_for(lambda s: len(s.messages_for(JANE)) == 3 and len(s.messages_for(KEN)) == 3
+                  and len(s.messages_for(LEE)) == 3, description="decline and moves")
     declined = replies(sink, JANE)[-1]
     assert "This one fits the group's own half better." in text_of(declined)
     moved_ken = replies(sink, KEN)[-1]
@@ -167,7 +191,7 @@ def test_chair_moves_and_edits_a_request(cli, members, two_meetings, daemon, sin
     ask(daemon, sink, JANE, "tool lib", "Help.\nminutes: 20\n")
     [request] = json.loads(cli("peer-input", "list", "--json").output)
     cli("peer-input", "move", request["id"], "--to", second["id"])
-    sink.wait_for(lambda s: len(s.messages_for(JANE)) == 2, description="told of the move")
+    sink.wait_for(lambda s: len(s.messages_for(JANE)) == 3, description="told of the move")
     assert when_of(second) in text_of(replies(sink, JANE)[-1])
     cli("peer-input", "edit", request["id"], "--project", "Tool library", "--name", "J. Doe")
     [edited] = json.loads(cli("peer-input", "list", "--json").output)
@@ -182,7 +206,7 @@ def test_cancelled_meeting_moves_its_requests_on(cli, members, two_meetings, dae
     first, second = two_meetings
     ask(daemon, sink, JANE, "Tool library", "Help.\nminutes: 20\n")
     cli("meetings", "cancel", first["id"], "--yes")
-    sink.wait_for(lambda s: len(s.messages_for(JANE)) >= 3, description="cancel + move")
+    sink.wait_for(lambda s: len(s.messages_for(JANE)) >= 4, description="cancel + move")
     told = [m for m in replies(sink, JANE) if "cancelled" in str(m["Subject"])]
     assert told and when_of(second) in text_of(told[0])
     [request] = json.loads(cli("peer-input", "list", "--json").output)
@@ -201,7 +225,7 @@ def test_approved_slot_shows_in_meeting_and_reminder_without_the_help_wanted(
     [request] = json.loads(cli("peer-input", "list", "--json").output)
     assert json.loads(cli("meetings", "show", first["id"], "--json").output)["agenda"] == []
     cli("peer-input", "approve", request["id"])
-    sink.wait_for(lambda s: len(s.messages_for(JANE)) == 2, description="confirmation")
+    sink.wait_for(lambda s: len(s.messages_for(JANE)) == 3, description="confirmation")
     assert "Confirmed" in replies(sink, JANE)[-1]["Subject"]
 
     shown = json.loads(cli("meetings", "show", first["id"], "--json").output)
@@ -232,3 +256,85 @@ def test_held_request_expires_with_a_notice(cli, members, two_meetings, daemon, 
     assert "nobody approved it in time" in text_of(replies(sink, stranger)[-1])
     [expired] = json.loads(cli("peer-input", "list", "--all", "--json").output)
     assert expired["status"] == "expired"
+
+
+# -- issue 14: a request from an unproven sender waits for the member's confirmation -------------
+
+
+def send_request(daemon, store, sender: str, project: str, body: str, **headers: str) -> None:
+    """Mail a request as `sender` (From and envelope) and wait until the router handled it."""
+    handled = sum(1 for status, _ in inbound_outcomes(store) if status != "new")
+    lmtp_send(daemon.ports["lmtp"], sender, [PEER_INPUT],
+              make_message(sender=sender, to=PEER_INPUT, subject=project, body=body, **headers))
+    wait_until(lambda: sum(1 for status, _ in inbound_outcomes(store) if status != "new")
+               > handled, what="the request handled")
+
+
+@pytest.mark.both_backends
+def test_a_forged_request_books_nothing_until_confirmed_and_queues_by_the_confirmation_time(
+        cli, members, two_meetings, daemon, sink, store, clock):
+    first, second = two_meetings
+    # Mallory forges Jane's address, three times: one confirmation goes to Jane, nothing is
+    # booked, and the chair hears nothing yet.
+    for project in ("Tool library", "Another thing", "A third"):
+        send_request(daemon, store, JANE, project, "Help.\nminutes: 20\n")
+    wait_settled(store)
+    [confirmation] = replies(sink, JANE)
+    assert "Please confirm" in confirmation["Subject"]
+    assert "20 minutes" in text_of(confirmation) and "no time is reserved" in text_of(confirmation)
+    assert "Tool library" not in confirmation.as_string()  # nothing the mail said
+    assert requests(cli) == {} and not replies(sink, "chair@example.org")
+    # Ken asks an hour later and confirms at once: his request queues first.
+    clock.advance(timedelta(hours=1))
+    ask(daemon, sink, KEN, "Food co-op", "Bookkeeping help.\nminutes: 20\n")
+    assert (requests(cli)[KEN]["meeting_id"], requests(cli)[KEN]["status"]) \
+        == (first["id"], "reserved")
+    # Jane confirms a day later: her request is read again and booked now, after Ken's (the
+    # first meeting has 10 of its 30 minutes left), dated by her confirmation.
+    confirmed_at = clock.advance(timedelta(days=1))
+    confirm(daemon, sink, JANE, confirmation)
+    ack = replies(sink, JANE)[-1]
+    assert ack["Subject"] == "Your peer-input request: Tool library"
+    assert when_of(second) in text_of(ack)
+    booked = requests(cli)
+    assert (booked[JANE]["meeting_id"], booked[JANE]["status"]) == (second["id"], "reserved")
+    assert datetime.fromisoformat(booked[JANE]["received"]) >= confirmed_at.replace(
+        microsecond=0)
+    assert int(booked[JANE]["id"]) > int(booked[KEN]["id"])
+    # The token is single use: confirming again books nothing more.
+    confirm_again = make_message(sender=JANE, to=confirmation["Reply-To"], body="OK\n")
+    handled = len(inbound_outcomes(store))
+    lmtp_send(daemon.ports["lmtp"], JANE, [confirmation["Reply-To"]], confirm_again)
+    wait_until(lambda: len([o for o in inbound_outcomes(store) if o[0] != "new"]) > handled,
+               what="the second confirmation handled")
+    assert "no such confirmation" in inbound_outcomes(store)[-1][1]
+    assert len(json.loads(cli("peer-input", "list", "--all", "--json").output)) == 2
+
+
+@pytest.mark.both_backends
+def test_a_request_that_replies_to_our_mail_to_the_member_is_booked_at_once(
+        cli, shma, two_meetings, daemon, sink, store):
+    cli("members", "add", shma, "mo@example.net", "--name", "Mo")
+    sink.wait_for(lambda s: s.messages_for("mo@example.net"), description="the welcome")
+    [welcome] = replies(sink, "mo@example.net")
+    send_request(daemon, store, "mo@example.net", "Seed swap", "Gardeners?\nminutes: 10\n",
+                 In_Reply_To=welcome["Message-ID"])
+    sink.wait_for(lambda s: len(s.messages_for("mo@example.net")) == 2,
+                  description="the acknowledgement")
+    assert replies(sink, "mo@example.net")[-1]["Subject"] == "Your peer-input request: Seed swap"
+    [booked] = json.loads(cli("peer-input", "list", "--json").output)
+    assert (booked["status"], booked["meeting_id"]) == ("reserved", two_meetings[0]["id"])
+
+
+def test_confirm_token_on_the_request_address_books_an_unproven_request(
+        cli, members, two_meetings, daemon, sink, store):
+    send_request(daemon, store, KEN, "Food co-op", "Bookkeeping help.\nminutes: 15\n")
+    sink.wait_for(lambda s: s.messages_for(KEN), description="the confirmation")
+    [confirmation] = replies(sink, KEN)
+    token = str(confirmation["Reply-To"]).split("+", 1)[1].split("@", 1)[0]
+    assert requests(cli) == {}
+    lmtp_send(daemon.ports["lmtp"], KEN, [REQUEST],
+              make_message(sender=KEN, to=REQUEST, subject="", body=f"confirm {token}\n"))
+    sink.wait_for(lambda s: any(str(m["Subject"]).startswith("Your peer-input request")
+                                for m in replies(s, KEN)), description="the acknowledgement")
+    assert (requests(cli)[KEN]["minutes"], requests(cli)[KEN]["status"]) == (15, "reserved")

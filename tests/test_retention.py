@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from listserv.config import load_settings
 from listserv.errors import ConfigError
 from listserv.store.engine import INCREMENTAL, Store
-from listserv.store.models.core import Held, Inbound, MailingList
+from listserv.store.models.core import Held, Inbound, MailingList, SeenMessage
 from listserv.store.models.features import ImapMessage
 from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient, SendUsage
 from listserv.store.retention import prune
@@ -122,7 +122,7 @@ def test_recent_mail_and_queued_copies_are_kept(cli, members, daemon, sink, stor
 
 
 @pytest.mark.both_backends
-def test_ledgers_and_marked_imap_rows_are_pruned_in_batches(store, clock):
+def test_ledgers_seen_message_ids_and_marked_imap_rows_are_pruned_in_batches(store, clock):
     now = clock.now()
     old, recent = now - timedelta(days=40), now - timedelta(hours=1)
     with store.unit_of_work() as session:
@@ -131,11 +131,14 @@ def test_ledgers_and_marked_imap_rows_are_pruned_in_batches(store, clock):
             session.add(SendUsage(at=at, messages=1, recipients=1))
             session.add(ImapMessage(mailbox="box", uidvalidity=1, uid=n, content_hash="x",
                                     marked=n != 0, received_at=at))
+            session.add(SeenMessage(digest=f"{n:064x}", seen_at=at))
     pruned = prune(store, now, 30, 14, batch=3)
     assert (pruned.auto_mail, pruned.send_usage, pruned.imap_messages) == (7, 7, 6)
+    assert pruned.seen_messages == 7
     with store.reading() as session:
         assert session.scalar(select(func.count()).select_from(AutoMail)) == 2
         assert session.scalar(select(func.count()).select_from(SendUsage)) == 2
+        assert session.scalar(select(func.count()).select_from(SeenMessage)) == 2
         # The unmarked one is still needed to mark it on the server.
         assert sorted(session.scalars(select(ImapMessage.uid))) == [0, 7, 8]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.parser import BytesHeaderParser
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from listserv.mail.addresses import normalize
+from listserv.mail.headers import wire_message_id
 from listserv.store.models.core import MailingList, Member
 from listserv.store.models.features import BounceProbe
 from listserv.store.models.outgoing import OutMessage, OutRecipient
@@ -47,11 +47,6 @@ SENT_WINDOW = timedelta(days=30)  # how old a message a report may return and st
 MAX_MESSAGE_IDS = 5
 
 
-def _header_message_id(raw: bytes) -> str:
-    headers = BytesHeaderParser().parsebytes(raw[:65536])
-    return " ".join(str(headers.get("Message-ID", "")).split())
-
-
 def sent_to(session: Session, ml: MailingList, address: str, message_ids: tuple[str, ...],
             now: datetime) -> bool:
     """Whether we sent `address` a message of this list with one of `message_ids` lately.
@@ -76,6 +71,6 @@ def sent_to(session: Session, ml: MailingList, address: str, message_ids: tuple[
                    contains)
             .limit(5)
         )
-        if any(_header_message_id(raw) == message_id for raw in candidates):
+        if any(wire_message_id(raw) == message_id for raw in candidates):
             return True
     return False

@@ -1,6 +1,8 @@
 """The chair's and editors' desk (SPEC §6): submissions listed, shown and decided on.
 
-The decisions: accept, decline (the author gets a courteous reply), publish in an issue.
+The decisions: accept, decline (the author gets a courteous reply), publish in an issue; and
+for a held follow-up (one not proven to come from the author or an editor), approve it as the
+next revision or discard it.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listserv.column.deadlines import parse_deadline
-from listserv.column.submissions import notice_context
+from listserv.column.submissions import next_number, notice_context
 from listserv.delivery.notices import notify
 from listserv.errors import ListservError
 from listserv.mail.render import Renderer, one_line
+from listserv.mail.tokens import message_id
 from listserv.store.audit import audit
 from listserv.store.lookup import by_number
 from listserv.store.models.core import MailingList
@@ -85,7 +88,8 @@ def submission_dict(submission: Submission, *, full: bool = False) -> dict[str, 
     }
     if full:
         info["revisions"] = [{
-            "revision": r.number, "status": r.status, "sender": r.sender, "title": r.title,
+            "id": str(r.id), "revision": r.number, "status": r.status, "sender": r.sender,
+            "title": r.title,
             "received": r.received_at.isoformat(), "folder": r.folder,
             "words": word_count(r.body),
             "files": [{k: f[k] for k in ("name", "original", "type", "size", "macros")}
@@ -136,3 +140,39 @@ def publish(session: Session, submission: Submission, issue: str, now: datetime,
     audit(session, now, actor, "column-published", f"{submission.tracking_id} in {issue}",
           submission.list_id)
     return f"published {submission.tracking_id} in {issue}"
+
+
+def find_follow_up(submission: Submission, ref: str) -> SubmissionRevision:
+    """A held follow-up of `submission` by the id `submissions show` gives it."""
+    for revision in submission.revisions:
+        if str(revision.id) == ref.strip() and revision.status == "held":
+            return revision
+    raise ListservError(f"no held follow-up {ref} of {submission.tracking_id}")
+
+
+def approve_follow_up(session: Session, renderer: Renderer, revision: SubmissionRevision,
+                      now: datetime, actor: str) -> str:
+    """Make a held follow-up the submission's next revision; its sender is acknowledged
+    (their reply to that acknowledgement then proves them)."""
+    submission = revision.submission
+    ml = submission.mailing_list
+    revision.number, revision.status = next_number(session, submission), "stored"
+    revision.ack_message_id = message_id(ml.domain)
+    session.flush()
+    audit(session, now, actor, "column-follow-up-approved",
+          f"{submission.tracking_id} revision {revision.number} from {revision.sender}",
+          submission.list_id)
+    notify(session, renderer, ml, "column-received.txt", [revision.sender], now, kind="reply",
+           lang=submission.lang, ack_id=revision.ack_message_id,
+           **notice_context(ml, submission, revision))
+    return f"{submission.tracking_id}: the follow-up is revision {revision.number}"
+
+
+def discard_follow_up(session: Session, revision: SubmissionRevision, now: datetime,
+                      actor: str) -> str:
+    """Drop a held follow-up: it stays listed as discarded, never a revision."""
+    submission = revision.submission
+    revision.status = "discarded"
+    audit(session, now, actor, "column-follow-up-discarded",
+          f"{submission.tracking_id}: #{revision.id} from {revision.sender}", submission.list_id)
+    return f"{submission.tracking_id}: follow-up {revision.id} discarded"

@@ -8,15 +8,16 @@ within the list's size limits and written under safe, unique names; what is kept
 named, with the reason, in the acknowledgement.
 
 A follow-up (its subject carries the tracking id, or it replies to an acknowledgement) is the
-next revision when it comes from the original sender or an editor; from anyone else it is
-held for the chair (kept, not numbered).
+next revision when it comes from the original sender or an editor and proves it (a reply to
+the acknowledgement, which went to the author alone, does; SPEC §2 "Who sent it"); otherwise it
+is held for the chair (kept, not numbered) and the author is told.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from listserv.column.deadlines import deadline_for, deadline_text
 from listserv.column.settings import EDITORS, MAX_FILE_KB, MAX_TOTAL_KB, TYPES, column_name, prefix
 from listserv.delivery.notices import notify
+from listserv.identity.replies import quoted_ids
 from listserv.mail import attachments as attachments
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
@@ -49,7 +51,6 @@ STAGING = ".staging"
 _REPLY = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|tr|rv|res|sv|antw)\s*(?:\[\d+\])?\s*:\s*)+",
                     re.IGNORECASE)
 _TRACKING = re.compile(r"(?<![A-Za-z0-9-])([A-Za-z0-9][A-Za-z0-9-]{0,19}-\d{4}-\d{3,6})(?!\d)")
-_MSGID = re.compile(r"<[^<>\s]{1,250}>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +85,11 @@ def find_target(session: Session, ml: MailingList, msg: EmailMessage) -> Submiss
             Submission.list_id == ml.id, Submission.tracking_id == candidate.upper()))
         if found is not None:
             return found
-    ids = _MSGID.findall(header_text(msg, "In-Reply-To") + " " + header_text(msg, "References"))
+    ids = quoted_ids(msg)
     if ids:
         found = session.scalar(
             select(Submission).join(SubmissionRevision)
-            .where(Submission.list_id == ml.id, SubmissionRevision.ack_message_id.in_(ids[-20:]))
+            .where(Submission.list_id == ml.id, SubmissionRevision.ack_message_id.in_(ids))
             .limit(1))
         if found is not None:
             return found
@@ -192,6 +193,12 @@ def _is_member(session: Session, ml: MailingList, *addresses: str) -> bool:
         Member.status.in_(("active", "disabled")))) > 0
 
 
+def next_number(session: Session, submission: Submission) -> int:
+    """The number the submission's next revision takes."""
+    return 1 + (session.scalar(select(func.max(SubmissionRevision.number)).where(
+        SubmissionRevision.submission_id == submission.id)) or 0)
+
+
 def _new_revision(session: Session, data_dir: Path, ml: MailingList, submission: Submission,
                   incoming: Incoming, now: datetime, *, number: int | None) -> SubmissionRevision:
     revision = SubmissionRevision(
@@ -210,17 +217,49 @@ def _new_revision(session: Session, data_dir: Path, ml: MailingList, submission:
     return revision
 
 
+def _hold_follow_up(session: Session, renderer: Renderer, data_dir: Path, ml: MailingList,
+                    target: Submission, incoming: Incoming, now: datetime) -> str:
+    """Keep a follow-up that may not revise `target` for the chair, and tell the author.
+
+    The author's mail quotes nothing the follow-up's sender wrote (SPEC §2): it only says
+    that a follow-up is held and how to send a revision that proves it is theirs; it goes at
+    most once a day per submission, however many follow-ups are held.
+    """
+    revision = _new_revision(session, data_dir, ml, target, incoming, now, number=None)
+    author_unproven = incoming.sender in (target.sender, *EDITORS.get(ml))
+    why = ("its sender's address is not proven" if author_unproven
+           else "its sender is neither the author nor an editor")
+    audit(session, now, DAEMON, "column-follow-up-held",
+          f"{target.tracking_id}: a follow-up from {incoming.sender}: {why}", ml.id)
+    context = notice_context(ml, target, revision)
+    notify(session, renderer, ml, "notice-column-held.txt", ml.deciders,
+           now, kind="notice", author_unproven=author_unproven, **context)
+    # Once a day per submission: forged follow-ups must not use up the author's cap on
+    # automatic mail (which her own confirmations need).
+    told_lately = session.scalar(select(func.count()).where(
+        SubmissionRevision.submission_id == target.id, SubmissionRevision.status == "held",
+        SubmissionRevision.id != revision.id,
+        SubmissionRevision.received_at > now - timedelta(days=1)))
+    if not told_lately:
+        notify(session, renderer, ml, "column-follow-up-held.txt", [target.sender], now,
+               kind="notice", lang=target.lang, received=now, **context)
+    return f"column {target.tracking_id}: follow-up from {incoming.sender} held ({why})"
+
+
 def receive(session: Session, renderer: Renderer, data_dir: Path, ml: MailingList,
-            incoming: Incoming, now: datetime, *, answerable: bool) -> str:
-    """A column mail: a new submission, a revision of one, or a follow-up held for the chair."""
+            incoming: Incoming, now: datetime, *, answerable: bool, proven: bool) -> str:
+    """A column mail: a new submission, a revision of one, or a follow-up held for the chair.
+
+    A follow-up is a revision only when its sender is the author or an editor and the message
+    proves it (`proven`: SPEC §2 "Who sent it"); otherwise it is held and the author told.
+    """
     target = find_target(session, ml, incoming.msg)
     chair_and_editors = [*(o.email for o in ml.owners), *EDITORS.get(ml)]
     if target is not None:
         title = title_of(incoming.msg, ml, target.tracking_id)
         incoming = Incoming(**{**_fields(incoming), "title": title})
-        if incoming.sender in (target.sender, *EDITORS.get(ml)):
-            number = 1 + (session.scalar(select(func.max(SubmissionRevision.number)).where(
-                SubmissionRevision.submission_id == target.id)) or 0)
+        if incoming.sender in (target.sender, *EDITORS.get(ml)) and proven:
+            number = next_number(session, target)
             revision = _new_revision(session, data_dir, ml, target, incoming, now, number=number)
             audit(session, now, DAEMON, "column-revision",
                   f"{target.tracking_id} revision {number} from {incoming.sender}: "
@@ -233,13 +272,7 @@ def receive(session: Session, renderer: Renderer, data_dir: Path, ml: MailingLis
             notify(session, renderer, ml, "notice-column-submission.txt", chair_and_editors,
                    now, kind="notice", **context)
             return f"column {target.tracking_id}: revision {number}"
-        revision = _new_revision(session, data_dir, ml, target, incoming, now, number=None)
-        audit(session, now, DAEMON, "column-follow-up-held",
-              f"{target.tracking_id}: a follow-up from {incoming.sender}, who is neither its "
-              "author nor an editor", ml.id)
-        notify(session, renderer, ml, "notice-column-held.txt", ml.deciders,
-               now, kind="notice", **notice_context(ml, target, revision))
-        return f"column {target.tracking_id}: follow-up from {incoming.sender} held"
+        return _hold_follow_up(session, renderer, data_dir, ml, target, incoming, now)
 
     session.execute(select(MailingList.id).where(MailingList.id == ml.id).with_for_update())
     year = now.astimezone(UTC).year

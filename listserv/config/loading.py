@@ -80,6 +80,8 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
                                             minimum=1),
         max_messages_per_sender_per_hour=intake_table.integer(
             "max_messages_per_sender_per_hour", defaults.max_messages_per_sender_per_hour),
+        trusted_authserv_id=intake_table.string("trusted_authserv_id",
+                                                defaults.trusted_authserv_id).strip().lower(),
         lmtp=_read_server(intake_table.table("lmtp"), defaults.lmtp),
         smtp=_read_server(intake_table.table("smtp"), defaults.smtp),
         imap=_read_imap(intake_table.table("imap"), defaults.imap),

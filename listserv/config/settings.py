@@ -80,11 +80,14 @@ class IntakeSettings:
     `max_recipients` bounds the distinct recipients of one LMTP/SMTP transaction (the rest
     get `452 4.5.3`); `max_messages_per_sender_per_hour` bounds the transactions one envelope
     sender may complete in any hour (then `451 4.7.1`; 0 = no limit; the null sender of
-    delivery reports is exempt).
+    delivery reports is exempt). `trusted_authserv_id` names the receiving MTA whose topmost
+    `Authentication-Results` header is believed (`dmarc=pass` proves a sender, SPEC §2);
+    "" believes none.
     """
 
     max_recipients: int = 50
     max_messages_per_sender_per_hour: int = 120
+    trusted_authserv_id: str = ""
     lmtp: ServerSettings = field(default_factory=_default_lmtp)
     smtp: ServerSettings = field(default_factory=_default_smtp)
     imap: ImapSettings = field(default_factory=ImapSettings)

@@ -5,6 +5,12 @@ confirmations, counted for the address without its `+tag` (`victim+1@` and `vict
 one). Owners are not capped per address: they are the ones the cap reports to. Instead the
 notices to a list's chair are capped per list (SPEC §7): at most 20 an hour; past that a notice
 is recorded in the audit log and not sent, and held messages still wait in the daily summary.
+
+A notice that goes with a change removing or muting someone (a goodbye, a delivery set to
+nomail) is sent even past the cap (`with_change`): the change never happens unannounced (SPEC
+§2). It is still counted, so it uses up the day's cap for other mail. This cannot be used to
+flood anyone: each such notice needs the change itself (a member removed, a delivery that was
+on switched off), and that needs the member's proof, her confirmation or the chair.
 """
 
 from __future__ import annotations
@@ -68,10 +74,12 @@ def over_cap(session: Session, address: str, kind: str, now: datetime) -> bool:
     return False
 
 
-def charge_cap(session: Session, address: str, kind: str, now: datetime) -> bool:
+def charge_cap(session: Session, address: str, kind: str, now: datetime,
+               with_change: bool = False) -> bool:
     """Count one automatic mail of `kind` to `address` against the cap; returns whether it
-    is over the cap (then it is recorded as suppressed and must not be sent)."""
-    capped = over_cap(session, address, kind, now)
+    is over the cap (then it is recorded as suppressed and must not be sent). A notice that
+    goes `with_change` is counted but never over the cap."""
+    capped = not with_change and over_cap(session, address, kind, now)
     session.add(AutoMail(address=untagged(address), kind=kind, at=now, suppressed=capped))
     return capped
 
@@ -99,13 +107,15 @@ def notify(
     *,
     kind: str,
     lang: str = "en",
+    with_change: bool = False,
     **context: Any,
 ) -> list[str]:
     """Render `template` once per recipient and queue it; returns who it was queued for.
 
     Owners of the list are exempt from the per-address cap; anyone else past it gets nothing,
-    and the suppression is recorded for the chair to see. A notice to the owners counts once
-    against the list's hourly cap on chair notices; past it they get nothing (see above).
+    and the suppression is recorded for the chair to see, unless the notice goes
+    `with_change` (a goodbye, a mute: see above). A notice to the owners counts once against
+    the list's hourly cap on chair notices; past it they get nothing (see above).
     """
     owners = {normalize(o) for o in mailing_list.deciders}  # owners and moderators
     wanted = list(dict.fromkeys(normalize(r) for r in recipients))
@@ -118,7 +128,7 @@ def notify(
     queued: list[str] = []
     for recipient in wanted:
         if recipient not in owners:
-            capped = charge_cap(session, recipient, kind, now)
+            capped = charge_cap(session, recipient, kind, now, with_change)
             if capped:
                 audit(session, now, DAEMON, "cap-suppressed", f"{kind} to {recipient}",
                       mailing_list.id)

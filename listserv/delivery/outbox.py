@@ -5,6 +5,12 @@ Mail is queued in the same transaction as the state change that causes it; the d
 the bytes that go on the wire: `enqueue` and `enqueue_to_members` pass it through the one
 serializer (`listserv.mail.wire`, SPEC §3 "On the wire"), and the transports send exactly what
 is stored.
+
+A message we composed and queue for exactly one address has its Message-ID recorded
+(`SentOnlyTo`): a reply to it proves that address (SPEC §2, `listserv.identity.replies`). Only
+Message-IDs we generated (`tokens.message_id`, unguessable) count: a forwarded or distributed
+copy keeps its author's Message-ID, which its author knows, so it is never recorded, and nor is
+list mail to the members in bulk.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from email.message import EmailMessage
 from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.orm import Session
 
-from listserv.mail.addresses import Role
+from listserv.mail.addresses import Role, normalize
+from listserv.mail.headers import wire_message_id
 from listserv.mail.wire import to_wire
 from listserv.store.models.core import MailingList, Member
-from listserv.store.models.outgoing import OutMessage, OutRecipient
+from listserv.store.models.outgoing import OutMessage, OutRecipient, SentOnlyTo
 
 
 def enqueue(
@@ -37,10 +44,18 @@ def enqueue(
 
     It is stored as its wire bytes (`to_wire`; 8-bit only with `eightbit`, the relay's
     `eightbitmime`); one without From gets the list's address, else the envelope sender.
+    Composed for one address, its Message-ID is recorded for the reply proof (see above).
     """
     mailing_list = session.get(MailingList, list_id) if list_id is not None else None
     sender = mailing_list.address if mailing_list is not None else envelope_from
+    # Ours: composed here (Renderer.mail gives it a Message-ID from tokens.message_id), or bytes
+    # without a Message-ID, to which to_wire gives one.
+    ours = isinstance(message, EmailMessage) or not wire_message_id(message)
     raw = to_wire(message, sender=sender, now=now, eightbit=eightbit)
+    recipients = list(dict.fromkeys(recipients))
+    if ours and len({normalize(r) for r in recipients}) == 1:
+        session.add(SentOnlyTo(message_id=wire_message_id(raw)[:250],
+                               address=normalize(recipients[0]), at=now))
     queued = OutMessage(
         list_id=list_id, kind=kind, raw=raw, envelope_from=envelope_from, created_at=now
     )
@@ -48,7 +63,7 @@ def enqueue(
     session.flush()
     rows = [
         {"message_id": queued.id, "email": r, "next_attempt_at": now}
-        for r in dict.fromkeys(recipients)
+        for r in recipients
     ]
     if rows:
         session.execute(OutRecipient.__table__.insert(), rows)

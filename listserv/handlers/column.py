@@ -30,4 +30,5 @@ def handle(ctx: Context) -> str:
                            detect_language(message_text(ctx.msg)), ctx.inbound.id)
     return column.receive(ctx.session, ctx.renderer, ctx.settings.data_dir, ml, incoming,
                           ctx.now, answerable=may_auto_reply(ctx.msg, ctx.inbound.mail_from,
-                                                             sender))
+                                                             sender),
+                          proven=ctx.identity.proves(sender))

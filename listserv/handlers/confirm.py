@@ -7,10 +7,13 @@ undoes anything: the router's guards ignore it before it gets here.
 from __future__ import annotations
 
 from listserv.mail.headers import from_name
+from listserv.meetings.peer_input import CONFIRM_KIND as PEER_INPUT
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import open_request_for_token
+from listserv.store.models.core import Request
 
+from . import peer_input
 from .context import Context
 
 
@@ -22,4 +25,11 @@ def handle(ctx: Context) -> str:
         audit(ctx.session, ctx.now, DAEMON, "confirm-unknown", f"inbound #{ctx.inbound.id}",
               ml.id)
         return "ignored: no such confirmation waiting (used, expired or unknown)"
+    return complete(ctx, request)
+
+
+def complete(ctx: Context, request: Request) -> str:
+    """Do what a confirmed request asked (by reply, mail to its address, or `confirm TOKEN`)."""
+    if request.kind == PEER_INPUT:
+        return peer_input.confirmed(ctx, request)
     return membership.confirm(ctx.session, ctx.renderer, request, ctx.now, from_name(ctx.msg))

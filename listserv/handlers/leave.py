@@ -1,4 +1,10 @@
-"""Mail to `NAME-leave@` or `NAME-leave+TOKEN@`: unsubscribe at once, with a goodbye."""
+"""Mail to `NAME-leave@` or `NAME-leave+TOKEN@`: unsubscribe, with a goodbye.
+
+The member leaves at once when the message proves it comes from her (SPEC §2, "Who sent it"):
+her own `-leave+TOKEN`, a DKIM signature, a trusted MTA's `dmarc=pass`. Otherwise anyone could
+remove her by forging her address, so she is asked to confirm first (one confirmation waits at
+a time, however many such mails arrive).
+"""
 
 from __future__ import annotations
 
@@ -30,5 +36,11 @@ def handle(ctx: Context) -> str:
         return "ignored: not a member (or an unknown token)"
     lang = understand(ctx.msg, ml.name).lang
     email = member.email
+    if not ctx.identity.proves(email):
+        sent = membership.ask_to_confirm(ctx.session, ctx.renderer, ml, "unsubscribe", email,
+                                         ctx.now, lang=lang, requested_by=email,
+                                         inbound_id=ctx.inbound.id)
+        return ("unproven sender: " + (f"{email} asked to confirm" if sent
+                                       else f"no confirmation to {email} (capped)"))
     membership.unsubscribe(ctx.session, ctx.renderer, ml, member, ctx.now, email, lang=lang)
     return f"unsubscribed {email}"

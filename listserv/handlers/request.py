@@ -22,10 +22,11 @@ from listserv.store.lookup import open_request_for_token
 from listserv.store.models.core import MailingList, Request
 
 from ..mail.automatic import may_auto_reply
-from . import peer_input
+from . import confirm, peer_input
 from .context import Context
 
-# The first word of a classic command line: these act at once, free text asks first.
+# The first word of a classic command line: these act at once when the sender is proven,
+# free text asks first.
 CLASSIC_LEAVE = frozenset({"unsubscribe", "leave", "signoff", "unsub"})
 
 # Subscribe/unsubscribe requests for other addresses handled per message (SPEC §2).
@@ -114,9 +115,7 @@ def _one(ctx: Context, command: Command, lang: str, sender: str, results: Result
         if request is None or request.list_id != ml.id:
             results.add("confirm-unknown")
             return
-        outcome = membership.confirm(ctx.session, ctx.renderer, request, ctx.now,
-                                     from_name(ctx.msg))
-        results.add("confirm-done", request.email, outcome)
+        results.add("confirm-done", request.email, confirm.complete(ctx, request))
     elif command.kind in (Kind.HELP, Kind.INFO):
         template = f"reply-{command.kind.value}.txt"
         extra = {"is_member": membership.find_member(ctx.session, ml, sender) is not None,
@@ -174,12 +173,13 @@ def _unsubscribe(ctx: Context, command: Command, lang: str, sender: str,
         results.add("unsubscribe-not-member", target)
         return
     first_word = (command.line.split() or [""])[0].lower()
-    if first_word in CLASSIC_LEAVE:
+    if first_word in CLASSIC_LEAVE and ctx.identity.proves(member.email):
         membership.unsubscribe(ctx.session, ctx.renderer, ml, member, ctx.now, sender, lang=lang)
         results.answered = True
         results.add("unsubscribe-done", target)
         return
-    # Free text: a misread mail must not remove anyone.
+    # Free text, or a sender not proven (SPEC §2): a misread or forged mail must not remove
+    # anyone. One confirmation waits at a time, however many such mails arrive.
     sent = membership.ask_to_confirm(ctx.session, ctx.renderer, ml, "unsubscribe", target,
                                      ctx.now, lang=lang, requested_by=sender,
                                      inbound_id=ctx.inbound.id)
@@ -212,20 +212,34 @@ def _for_someone_else(ctx: Context, kind: str, target: str, lang: str, sender: s
 
 
 def _set(ctx: Context, command: Command, lang: str, sender: str, results: Results) -> None:
-    member = membership.find_member(ctx.session, ctx.mailing_list, sender)
+    """`set regular|nomail` for the sender: at once when the message proves her address
+    (SPEC §2), else after her confirmation."""
+    ml = ctx.mailing_list
+    member = membership.find_member(ctx.session, ml, sender)
     if member is None:
         results.add("set-not-member", sender)
         return
     if command.delivery == "digest":
         results.add("set-digest-unavailable")
         return
-    if command.delivery in ("regular", "nomail"):
-        member.delivery = command.delivery
-        audit(ctx.session, ctx.now, sender, "member-set", f"{sender}: {command.delivery}",
-              ctx.mailing_list.id)
+    if command.delivery not in ("regular", "nomail"):
+        results.not_understood.append(command.line)
+        return
+    if member.delivery == command.delivery:
+        results.add("set-done", detail=command.delivery)  # nothing to change, nothing to ask
+        return
+    if ctx.identity.proves(member.email):
+        # Her notice of the change answers a one-command mail.
+        changed = membership.set_delivery(ctx.session, ctx.renderer, ml, member,
+                                          command.delivery, ctx.now, sender, lang=lang)
+        results.answered = results.answered or changed
         results.add("set-done", detail=command.delivery)
         return
-    results.not_understood.append(command.line)
+    sent = membership.ask_to_confirm(ctx.session, ctx.renderer, ml, "set", member.email,
+                                     ctx.now, lang=lang, requested_by=sender,
+                                     delivery=command.delivery, inbound_id=ctx.inbound.id)
+    results.answered = results.answered or sent
+    results.add("set-confirm-sent" if sent else "set-capped", member.email, command.delivery)
 
 
 def _unclear(ctx: Context, lang: str, sender: str, results: Results) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from email.errors import MessageError
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
 from listserv.mail.addresses import normalize
@@ -24,6 +25,13 @@ def header_text(msg: EmailMessage, name: str) -> str:
         log.debug("an unreadable %s header", name, exc_info=True)
         return ""
     return " ".join(text.split())
+
+
+def wire_message_id(raw: bytes) -> str:
+    """The Message-ID of a message's bytes, one line ("" when it has none): read from its
+    header alone, so a queued message is not parsed whole."""
+    headers = BytesHeaderParser().parsebytes(raw[:65536])
+    return " ".join(str(headers.get("Message-ID", "")).split())
 
 
 def header_values(msg: EmailMessage, name: str) -> list[str]:

@@ -25,6 +25,7 @@ from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
 from listserv.mail.render import Renderer, one_line
 from listserv.mail.text import message_text
+from listserv.mail.tokens import new_token
 from listserv.meetings.booking import (
     MAX_PEER_MINUTES,
     first_with_room,
@@ -38,7 +39,7 @@ from listserv.meetings.queries import find_meeting
 from listserv.meetings.times import when
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import required
-from listserv.store.models.core import MAX_NAME_LENGTH, MailingList
+from listserv.store.models.core import CONFIRMATION_DAYS, MAX_NAME_LENGTH, MailingList, Request
 from listserv.store.models.features import Meeting, PeerInput
 
 MAX_PROJECT = 200
@@ -157,6 +158,45 @@ def submit(session: Session, renderer: Renderer, ml: MailingList, email: str, na
     notify(session, renderer, ml, "notice-peer-input-request.txt",
            [o.email for o in ml.owners], now, kind="notice", **_context(request))
     return request
+
+
+#: The `Request.kind` of a peer-input request waiting for its requester's confirmation.
+CONFIRM_KIND = "peer_input"
+
+
+def ask_to_confirm(session: Session, renderer: Renderer, ml: MailingList, email: str,
+                   reading: Reading, now: datetime, *, lang: str = "en",
+                   inbound_id: int | None = None) -> str:
+    """A member's request from a sender the mail does not prove (SPEC §2): nothing is reserved;
+    a confirmation goes to the member, and the request is read again from its stored mail
+    (`inbound_id`) when she confirms, and queued then.
+
+    One confirmation waits per member however many such requests arrive: while one waits the
+    others change nothing and send nothing. The confirmation quotes nothing the mail says
+    (it may be forged): only the minutes and when it came. Returns the outcome for the log.
+    """
+    waiting = session.scalar(select(Request).where(
+        Request.list_id == ml.id, Request.kind == CONFIRM_KIND, Request.email == email,
+        Request.status == "confirming", Request.expires_at > now).limit(1))
+    if waiting is not None:
+        audit(session, now, DAEMON, "peer-input-confirmation-waiting",
+              f"inbound #{inbound_id} from {email}: request #{waiting.id} already waits", ml.id)
+        return f"peer input from {email} unproven: confirmation #{waiting.id} already waits"
+    request = Request(list_id=ml.id, kind=CONFIRM_KIND, email=email, lang=lang,
+                      status="confirming", token=new_token(), requested_by=email,
+                      inbound_id=inbound_id, created_at=now,
+                      expires_at=now + timedelta(days=CONFIRMATION_DAYS))
+    session.add(request)
+    session.flush()
+    sent = notify(session, renderer, ml, "confirm-peer-input.txt", [email], now, kind="confirm",
+                  lang=lang, request=request, minutes=reading.minutes, received=now,
+                  confirm_address=ml.role_address(Role.CONFIRM, request.token or ""))
+    if not sent:  # over the cap: nobody can confirm it, so nothing waits
+        session.delete(request)
+        return f"peer input from {email} unproven: the confirmation is over the cap, not sent"
+    audit(session, now, DAEMON, "peer-input-confirmation",
+          f"request #{request.id} for {email} (inbound #{inbound_id})", ml.id)
+    return f"peer input from {email} unproven: confirmation #{request.id} sent"
 
 
 def hold(session: Session, renderer: Renderer, ml: MailingList, email: str, name: str,

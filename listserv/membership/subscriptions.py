@@ -18,9 +18,15 @@ from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
 from listserv.meetings.queries import upcoming
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Member, Request
+from listserv.store.models.core import (
+    CONFIRMATION_DAYS,
+    MAX_NAME_LENGTH,
+    MailingList,
+    Member,
+    Request,
+)
 
-TOKEN_DAYS = 14
+TOKEN_DAYS = CONFIRMATION_DAYS
 
 
 def find_member(session: Session, ml: MailingList, email: str) -> Member | None:
@@ -44,27 +50,55 @@ def _request(session: Session, ml: MailingList, kind: str, email: str, now: date
     return request
 
 
+#: The confirmation template of each kind of request.
+CONFIRM_TEMPLATES = {"subscribe": "confirm-sub-request.txt",
+                     "unsubscribe": "confirm-unsub-request.txt",
+                     "set": "confirm-set-request.txt"}
+#: Kinds a member asks for herself, of which one per action waits at a time (SPEC §2: however
+#: many forged mails ask, she gets one confirmation).
+ONE_PENDING = frozenset({"unsubscribe", "set"})
+
+
+def pending(session: Session, ml: MailingList, kind: str, email: str, now: datetime,
+            delivery: str = "regular") -> Request | None:
+    """The open confirmation of `kind` (for `set`: to `delivery`) waiting at `email`."""
+    query = select(Request).where(
+        Request.list_id == ml.id, Request.kind == kind, Request.email == normalize(email),
+        Request.status == "confirming", Request.expires_at > now)
+    if kind == "set":
+        query = query.where(Request.delivery == delivery)
+    return session.scalars(query.order_by(Request.id).limit(1)).first()
+
+
 def ask_to_confirm(session: Session, renderer: Renderer, ml: MailingList, kind: str,
                    email: str, now: datetime, *, lang: str, requested_by: str, name: str = "",
                    delivery: str = "regular", inbound_id: int | None = None,
                    already_member: bool = False) -> bool:
-    """Start a subscribe or unsubscribe that the address itself must confirm.
+    """Start a subscribe, unsubscribe or set (of `delivery`) that the address itself must
+    confirm.
 
     The confirmation goes to `email` only, quoting nothing the requester wrote; when someone
     else asked to subscribe a member (`already_member`), it tells the member so instead of
-    asking. Returns whether it was sent (the cap on automatic mail may stop it).
+    asking. An unsubscribe or set already waiting for the same confirmation is not asked
+    again: nothing new is sent. Returns whether a confirmation waits at the address (sent now
+    or before); False when the cap on automatic mail stopped it (then nothing waits either).
     """
+    if kind in ONE_PENDING and pending(session, ml, kind, email, now, delivery) is not None:
+        audit(session, now, DAEMON, f"{kind}-confirmation-pending", normalize(email), ml.id)
+        return True
     request = _request(session, ml, kind, email, now, lang=lang, name=name, delivery=delivery,
                        requested_by=requested_by, inbound_id=inbound_id)
     audit(session, now, DAEMON, f"{kind}-confirmation",
           f"request #{request.id} for {request.email}", ml.id)
     sent = notify(
-        session, renderer, ml, f"confirm-{'sub' if kind == 'subscribe' else 'unsub'}-request.txt",
-        [request.email], now, kind="confirm", lang=lang, request=request,
+        session, renderer, ml, CONFIRM_TEMPLATES[kind], [request.email], now, kind="confirm",
+        lang=lang, request=request,
         confirm_address=ml.role_address(Role.CONFIRM, request.token or ""),
         for_someone_else=normalize(requested_by) != request.email,
         already_member=already_member,
     )
+    if not sent and kind in ONE_PENDING:
+        request.status = "expired"  # its token never went out: a later request may ask
     return bool(sent)
 
 
@@ -93,9 +127,26 @@ def unsubscribe(session: Session, renderer: Renderer, ml: MailingList, member: M
     undo = _request(session, ml, "resubscribe", member.email, now, lang=lang, name=member.name,
                     delivery=member.delivery, requested_by=member.email)
     session.delete(member)
+    for waiting in session.scalars(select(Request).where(
+            Request.list_id == ml.id, Request.email == member.email,
+            Request.kind.in_(ONE_PENDING), Request.status == "confirming")):
+        waiting.status = "expired"  # moot now: a confirmation must not outlive the membership
     audit(session, now, actor, "member-left", member.email, ml.id)
     notify(session, renderer, ml, "goodbye.txt", [member.email], now, kind="goodbye", lang=lang,
-           undo_address=ml.role_address(Role.CONFIRM, undo.token or ""))
+           with_change=True, undo_address=ml.role_address(Role.CONFIRM, undo.token or ""))
+
+
+def set_delivery(session: Session, renderer: Renderer, ml: MailingList, member: Member,
+                 delivery: str, now: datetime, actor: str, *, lang: str = "en") -> bool:
+    """Set a member's delivery (`regular` or `nomail`) and tell her; False when it already
+    was. Her notice of a mute is sent even past the cap on automatic mail (SPEC §2)."""
+    if member.delivery == delivery:
+        return False
+    member.delivery = delivery
+    audit(session, now, actor, "member-set", f"{member.email}: {delivery}", ml.id)
+    notify(session, renderer, ml, "notice-delivery-set.txt", [member.email], now,
+           kind="notice", lang=lang, with_change=delivery == "nomail", delivery=delivery)
+    return True
 
 
 def confirm(session: Session, renderer: Renderer, request: Request, now: datetime,
@@ -106,11 +157,15 @@ def confirm(session: Session, renderer: Renderer, request: Request, now: datetim
     """
     ml = request.mailing_list
     request.decided_at, request.decided_by = now, request.email
-    if request.kind == "unsubscribe":
+    if request.kind in ("unsubscribe", "set"):
         request.status = "done"
         member = find_member(session, ml, request.email)
         if member is None:
             return f"{request.email} was not a member"
+        if request.kind == "set":
+            set_delivery(session, renderer, ml, member, request.delivery, now, request.email,
+                         lang=request.lang)
+            return f"set {request.email} to {request.delivery}"
         unsubscribe(session, renderer, ml, member, now, request.email, lang=request.lang)
         return f"unsubscribed {request.email}"
     if confirmer_name and not request.name:

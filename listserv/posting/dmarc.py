@@ -19,40 +19,33 @@ record. A record found at the author's domain itself gives `p`; one found at a p
 organisational domain the Public Suffix List would give (`_dmarc.co.uk`) only costs a query that
 finds nothing. Several DMARC records at one name mean "no policy" (RFC 7489 §6.6.3).
 
-**Resolver.** Lookups go through a `TxtLookup` (a callable: name and time budget in, TXT strings
-and TTL out), so tests stub DNS and the daemon uses dnspython. `DmarcResolver` adds the cache:
-answers live for their TTL (at most an hour), failures for a minute, so a dead resolver costs one
-short timeout a minute, not one per post. The process-wide default (`default_lookup()`) reads
-`/etc/resolv.conf`, or the nameservers in `LISTSERV_DNS_NAMESERVERS` (`host[:port],…`), which
-tests point at a DNS server of their own on 127.0.0.1.
+**Resolver.** Lookups go through a `TxtLookup` and the `TxtCache` of `listserv.mail.dns` (shared
+with DKIM key lookups): answers live for their TTL (at most an hour), failures for a minute.
+The process-wide default (`default_lookup()`) asks the system's resolvers, or the nameservers in
+`LISTSERV_DNS_NAMESERVERS`, which tests point at a DNS server of their own on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from email.message import EmailMessage
 from enum import StrEnum
 from typing import Protocol
 
-import dns.exception
-import dns.name
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
-
+from listserv.mail.dns import (
+    DEFAULT_TIMEOUT,
+    FAILURE_TTL,
+    MAX_TTL,
+    TxtCache,
+    TxtLookup,
+    system_txt,
+)
 from listserv.mail.headers import from_address
 
-DEFAULT_TIMEOUT = 2.0
-MAX_TTL = 3600.0
-NEGATIVE_TTL = 900.0
-FAILURE_TTL = 60.0
 MAX_LABELS = 8
-NAMESERVERS_ENV = "LISTSERV_DNS_NAMESERVERS"
 
 
 class Policy(StrEnum):
@@ -67,25 +60,6 @@ class Policy(StrEnum):
     def protective(self) -> bool:
         """Whether a list must not send this author's mail under the author's own From."""
         return self is not Policy.NONE
-
-
-class DnsFailure(Exception):
-    """A DNS query got no usable answer: timeout, SERVFAIL, refused, no resolver."""
-
-
-@dataclass(frozen=True, slots=True)
-class TxtAnswer:
-    """The TXT records at a name (empty when it has none), and how long to believe them."""
-
-    records: tuple[str, ...]
-    ttl: float
-
-
-TxtLookup = Callable[[str, float], TxtAnswer]
-"""`(name, seconds) -> TxtAnswer`: TXT records at `name` within the time budget.
-
-Returns an empty answer for NXDOMAIN or no TXT data; raises `DnsFailure` when it cannot tell.
-"""
 
 
 class PolicyLookup(Protocol):
@@ -157,10 +131,8 @@ class DmarcResolver:
     def __init__(self, txt: TxtLookup, *, timeout: float = DEFAULT_TIMEOUT,
                  max_ttl: float = MAX_TTL, failure_ttl: float = FAILURE_TTL,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.txt, self.timeout, self.clock = txt, timeout, clock
-        self.max_ttl, self.failure_ttl = max_ttl, failure_ttl
-        self._cache: dict[str, tuple[float, TxtAnswer | None]] = {}
-        self._lock = threading.Lock()
+        self.timeout, self.clock = timeout, clock
+        self._records = TxtCache(txt, max_ttl=max_ttl, failure_ttl=failure_ttl, clock=clock)
 
     def __call__(self, domain: str) -> Policy:
         """The policy for mail whose From is at `domain`; UNKNOWN if DNS cannot tell in time."""
@@ -169,71 +141,13 @@ class DmarcResolver:
             return Policy.UNKNOWN
         deadline = self.clock() + self.timeout
         for index, name in enumerate(names):
-            answer = self._records(f"_dmarc.{name}", deadline)
+            answer = self._records(f"_dmarc.{name}", deadline - self.clock())
             if answer is None:
                 return Policy.UNKNOWN
             policy = policy_of(answer.records, at_author_domain=index == 0)
             if policy is not None:
                 return policy
         return Policy.NONE
-
-    def _records(self, qname: str, deadline: float) -> TxtAnswer | None:
-        now = self.clock()
-        with self._lock:
-            cached = self._cache.get(qname)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        remaining = deadline - now
-        answer: TxtAnswer | None
-        if remaining <= 0:
-            return None
-        try:
-            answer = self.txt(qname, remaining)
-            ttl = max(0.0, min(float(answer.ttl), self.max_ttl))
-        except DnsFailure:
-            answer, ttl = None, self.failure_ttl
-        with self._lock:
-            self._cache[qname] = (self.clock() + ttl, answer)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-        return answer
-
-
-def dnspython_txt(resolver: dns.resolver.Resolver) -> TxtLookup:
-    """A `TxtLookup` asking `resolver` (dnspython), each query bounded by the caller's budget."""
-
-    def lookup(name: str, seconds: float) -> TxtAnswer:
-        try:
-            qname = dns.name.from_text(name)
-            answer = resolver.resolve(qname, dns.rdatatype.TXT, lifetime=seconds,
-                                      raise_on_no_answer=False)
-        except dns.resolver.NXDOMAIN:
-            return TxtAnswer((), NEGATIVE_TTL)
-        except (dns.exception.DNSException, UnicodeError, ValueError, OSError) as exc:
-            raise DnsFailure(f"{name}: {type(exc).__name__}: {exc}") from exc
-        if answer.rrset is None:
-            return TxtAnswer((), NEGATIVE_TTL)
-        records = tuple(b"".join(rdata.strings).decode("utf-8", "replace")
-                        for rdata in answer.rrset)
-        return TxtAnswer(records, float(answer.rrset.ttl))
-
-    return lookup
-
-
-def _nameservers(spec: str) -> list[str | dns.nameserver.Nameserver]:
-    servers: list[str | dns.nameserver.Nameserver] = []
-    for item in (part.strip() for part in spec.split(",")):
-        if not item:
-            continue
-        host, port = item, 53
-        bracketed = re.fullmatch(r"\[(.+)\](?::(\d+))?", item)
-        if bracketed:
-            host, port = bracketed.group(1), int(bracketed.group(2) or 53)
-        elif item.count(":") == 1:
-            host, _, number = item.partition(":")
-            port = int(number)
-        servers.append(dns.nameserver.Do53Nameserver(host, port))
-    return servers
 
 
 def make_resolver(nameservers: str | None = None,
@@ -244,23 +158,7 @@ def make_resolver(nameservers: str | None = None,
     `/etc/resolv.conf` is read. A host without usable resolver configuration gets a resolver
     whose every lookup fails, so the lists munge (the safe side) rather than crash.
     """
-    spec = os.environ.get(NAMESERVERS_ENV, "") if nameservers is None else nameservers
-    try:
-        if spec.strip():
-            resolver = dns.resolver.Resolver(configure=False)
-            resolver.nameservers = _nameservers(spec)
-        else:
-            resolver = dns.resolver.Resolver()
-    except (dns.exception.DNSException, OSError, ValueError) as exc:
-        reason = f"no DNS resolver: {exc}"
-
-        def unavailable(name: str, seconds: float) -> TxtAnswer:
-            raise DnsFailure(reason)
-
-        return DmarcResolver(unavailable, timeout=timeout)
-    resolver.timeout = timeout
-    resolver.lifetime = timeout
-    return DmarcResolver(dnspython_txt(resolver), timeout=timeout)
+    return DmarcResolver(system_txt(nameservers, timeout), timeout=timeout)
 
 
 _default: PolicyLookup | None = None

@@ -27,14 +27,17 @@ from listserv.config import Settings
 from listserv.delivery.listmail import list_id
 from listserv.handlers import bounce, column, confirm, join, leave, owner, peer_input, post, request
 from listserv.handlers.context import Context
+from listserv.identity import dkim
 from listserv.identity.proof import identify
 from listserv.intent.guard import Guard, guard
 from listserv.intent.understanding import Understanding
 from listserv.mail.addresses import Destination, Role, normalize
+from listserv.mail.dns import DnsFailure
+from listserv.mail.headers import from_address
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.membership.bans import patterns_of
-from listserv.posting.dmarc import DnsFailure, look_up_ahead
+from listserv.posting.dmarc import look_up_ahead
 from listserv.router import guards
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
@@ -121,10 +124,11 @@ def prepare(inbound_id: int, raw: bytes, role: Role, list_name: str) -> Prepared
 def prepare_next(store: Store, now: datetime) -> Prepared | None:
     """Read the next message that is due and do its slow work before its transaction opens.
 
-    The administrivia guard takes CPU time and a DMARC lookup can take seconds; done inside
-    the unit of work they would hold the store's write lock that long (the lookup's cache then
-    answers at once during handling). A failure here is only logged: `route_one` does the work
-    again inside the transaction, where a failure is put off or marks the message failed.
+    The administrivia guard takes CPU time and a DMARC or DKIM key lookup can take seconds;
+    done inside the unit of work they would hold the store's write lock that long (the
+    lookups' caches then answer at once during handling). A failure here is only logged:
+    `route_one` does the work again inside the transaction, where a failure is put off or
+    marks the message failed.
     """
     with store.reading() as session:
         row = session.execute(
@@ -141,6 +145,7 @@ def prepare_next(store: Store, now: datetime) -> Prepared | None:
         prepared = prepare(row.id, row.raw, role, row.name)
         if role in (Role.POST, Role.OWNER):
             look_up_ahead(prepared.msg)
+        dkim.look_up_ahead(prepared.msg, from_address(prepared.msg))
     except Exception:
         log.warning("inbound %s: reading it before its transaction failed", row.id,
                     exc_info=True)

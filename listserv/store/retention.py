@@ -17,9 +17,16 @@ from sqlalchemy import Select, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from listserv.store.engine import Store
-from listserv.store.models.core import Held, Inbound
+from listserv.store.models.core import SEEN_MESSAGE_DAYS, Held, Inbound, Request, SeenMessage
 from listserv.store.models.features import ImapMessage
-from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient, SendUsage
+from listserv.store.models.outgoing import (
+    REPLY_PROOF_DAYS,
+    AutoMail,
+    OutMessage,
+    OutRecipient,
+    SendUsage,
+    SentOnlyTo,
+)
 
 #: Rows per unit of work.
 BATCH = 500
@@ -37,6 +44,8 @@ class Pruned:
     auto_mail: int = 0
     send_usage: int = 0
     imap_messages: int = 0
+    sent_only_to: int = 0
+    seen_messages: int = 0
 
 
 def _in_batches(store: Store, ids: Select[tuple[int]],
@@ -76,18 +85,26 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
     """Prune what is past its retention at `now`; returns what was pruned.
 
     - incoming mail handled (`done`) more than `inbound_days` ago loses its raw bytes; a failed
-      one keeps them (the chair may `queue retry` it), and so does a post held and waiting;
+      one keeps them (the chair may `queue retry` it), and so does a post held and waiting, and
+      a request waiting for its confirmation (a peer-input request is read again when
+      confirmed);
     - recipient rows with a result (sent, failed, dropped) of messages queued more than
       `outgoing_days` ago are deleted; such a message loses its bytes once none of its
       recipients is still queued;
     - the automatic-mail cap's and the sending limits' ledgers (windows of a day at most) keep
       `outgoing_days` of rows;
     - IMAP rows that are marked on the server and older than `inbound_days` are deleted (an
-      unmarked one is still needed to mark it).
+      unmarked one is still needed to mark it);
+    - the Message-IDs of mail sent to one address (`sent_only_to`) are deleted once a reply
+      to them no longer proves anything (`REPLY_PROOF_DAYS`, whatever the settings say).
+    - Message-IDs that proved their sender are forgotten after `SEEN_MESSAGE_DAYS`, when a
+      replay would fail the proof's Date window anyway.
     """
     inbound_before = now - timedelta(days=inbound_days)
     outgoing_before = now - timedelta(days=outgoing_days)
-    waiting = exists().where(Held.inbound_id == Inbound.id, Held.status == "waiting")
+    waiting = (exists().where(Held.inbound_id == Inbound.id, Held.status == "waiting")
+               | exists().where(Request.inbound_id == Inbound.id,
+                                Request.status == "confirming"))
     queued = exists().where(OutRecipient.message_id == OutMessage.id,
                             OutRecipient.status == "queued")
     pruned = Pruned()
@@ -107,6 +124,11 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
     pruned.imap_messages = _in_batches(store, select(ImapMessage.id).where(
         ImapMessage.marked.is_(True), ImapMessage.received_at < inbound_before),
         _deleting(ImapMessage), batch)
+    pruned.sent_only_to = _in_batches(store, select(SentOnlyTo.id).where(
+        SentOnlyTo.at < now - timedelta(days=REPLY_PROOF_DAYS)), _deleting(SentOnlyTo), batch)
+    pruned.seen_messages = _in_batches(store, select(SeenMessage.id).where(
+        SeenMessage.seen_at < now - timedelta(days=SEEN_MESSAGE_DAYS)),
+        _deleting(SeenMessage), batch)
     return pruned
 
 

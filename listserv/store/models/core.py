@@ -230,6 +230,10 @@ class Held(Base):
     mailing_list: Mapped[MailingList] = relationship()
 
 
+#: How long a confirmation token lasts (SPEC §2: 14 days).
+CONFIRMATION_DAYS = 14
+
+
 class Request(Base):
     """A membership request: waiting for its confirmation, for the chair, or unclear.
 
@@ -289,3 +293,19 @@ class Once(Base):
     kind: Mapped[str] = mapped_column(String(40))
     key: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+#: How long a DKIM-proven Message-ID is remembered: longer than the proof accepts a Date
+#: (listserv.identity.fresh: at most 7 days old, 1 day ahead), so a replay is always caught.
+SEEN_MESSAGE_DAYS = 14
+
+
+class SeenMessage(Base):
+    """A Message-ID that already proved its sender (SPEC §2, "Who sent it"): the same signed
+    mail sent again proves nothing. Only a SHA-256 of the normalized Message-ID is kept."""
+
+    __tablename__ = "seen_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

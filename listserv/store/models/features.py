@@ -285,7 +285,8 @@ class SubmissionRevision(Base):
     submission_id: Mapped[int] = mapped_column(
         ForeignKey("column_submissions.id", ondelete="CASCADE"))
     number: Mapped[int | None] = mapped_column(Integer, default=None)
-    # stored | held (a follow-up from someone else, for the chair)
+    # stored | held (a follow-up not proven to come from the author or an editor, for the
+    # chair) | discarded (a held one the chair dropped)
     status: Mapped[str] = mapped_column(String(10), default="stored")
     inbound_id: Mapped[int | None] = mapped_column(
         ForeignKey("inbound.id", ondelete="SET NULL"), default=None)

@@ -2,7 +2,8 @@
 
 `out_messages` holds each message's wire bytes once and `out_recipients` one row per recipient
 with its result (docs/delivery.md); `send_usage` is what the relay's sending limits count, and
-`auto_mail` what the cap on automatic mail to one address counts (SPEC §2).
+`auto_mail` what the cap on automatic mail to one address counts (SPEC §2); `sent_only_to` the
+Message-IDs of mail queued for one address, whose replies prove their sender (SPEC §2).
 """
 
 from __future__ import annotations
@@ -83,3 +84,22 @@ class AutoMail(Base):
     kind: Mapped[str] = mapped_column(String(40))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     suppressed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+#: How long a reply to a mail we sent to one address proves that address (SPEC §2): the
+#: confirmation tokens' 14 days, and a column author's reply to an acknowledgement within one
+#: deadline cycle (21 days), with a margin. Rows older than this are pruned (store.retention).
+REPLY_PROOF_DAYS = 30
+
+
+class SentOnlyTo(Base):
+    """The Message-ID of a mail we generated and queued for exactly one address, and when."""
+
+    __tablename__ = "sent_only_to"
+    __table_args__ = (Index("ix_sent_only_to_message_id", "message_id"),
+                      Index("ix_sent_only_to_at", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(250))
+    address: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime] = mapped_column(default=utcnow)

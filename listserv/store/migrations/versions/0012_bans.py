@@ -1,8 +1,8 @@
 """chair housekeeping: banned senders per list, a member's own language, when a meeting was
 first announced (issue 16)
 
-Revision ID: 0010_bans
-Revises: 0009_inbound_sender
+Revision ID: 0012_bans
+Revises: 0011_seen_messages
 Create Date: 2026-12-06 17:40:00.000000
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import listserv.store.models.base
 
-revision: str = '0010_bans'
-down_revision: str | None = '0009_inbound_sender'
+revision: str = '0012_bans'
+down_revision: str | None = '0011_seen_messages'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
