@@ -24,7 +24,7 @@ from listserv.bounces.scoring import enable_member
 from listserv.bounces.views import bounce_detail, bounce_rows
 from listserv.chair import actions as services
 from listserv.chair import forget as forgetting
-from listserv.chair import privacy
+from listserv.chair import housekeeping, privacy
 from listserv.chair.roster_csv import read_roster
 from listserv.clock import Clock, SystemClock
 from listserv.column import desk
@@ -32,6 +32,7 @@ from listserv.column.export import export as export_submissions
 from listserv.config import Settings, load_settings
 from listserv.config.discovery import config_for_init, find_config
 from listserv.daemon import Daemon, secure_data_folder
+from listserv.delivery.outbox import audience
 from listserv.errors import ListservError
 from listserv.files import UMASK, open_private, private_folder
 from listserv.mail.message import parse
@@ -39,9 +40,17 @@ from listserv.mail.render import Renderer
 from listserv.meetings import peer_input as peer_input
 from listserv.meetings import reminders
 from listserv.meetings.queries import find_meeting, meetings_of
-from listserv.meetings.series import MAX_DURATION, create_series, schedule
+from listserv.meetings.rules import every_rule
+from listserv.meetings.series import (
+    MAX_DURATION,
+    create_series,
+    current_series,
+    first_start,
+    schedule,
+)
 from listserv.meetings.show import meeting_dict
 from listserv.meetings.times import parse_at, when
+from listserv.membership import bans
 from listserv.membership import subscriptions as membership
 from listserv.store.engine import Store
 
@@ -217,6 +226,24 @@ def progress(length: int, label: str) -> Iterator[Callable[[int], None]]:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+yes_option = click.option("--yes", "-y", "yes", is_flag=True,
+                          help="Do not ask; needed where there is no terminal to ask on.")
+
+
+def ask(question: str, yes: bool) -> None:
+    """Go on only if the chair said yes: `--yes`, or `y` at the prompt on a terminal.
+
+    Without a terminal (a script, cron) there is nobody to ask, so it refuses (SPEC §4).
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ListservError(f"{question.rstrip('?')}: not done; no terminal to ask on "
+                            "(add --yes to go ahead)")
+    if not click.confirm(question, default=False, err=True):
+        raise ListservError("not done")
+
+
 pass_app = click.make_pass_decorator(App)
 
 
@@ -325,14 +352,36 @@ def lists_show(app: App, list_ref: str, as_json: bool) -> None:
 @lists.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("list_ref", metavar="LIST")
 @click.argument("key")
-@click.argument("value")
+@click.argument("value", required=False)
+@click.option("--default", "to_default", is_flag=True, help="Bring back the built-in default.")
 @pass_app
-def lists_set(app: App, list_ref: str, key: str, value: str) -> None:
-    """Change a list setting (see `lists show`), e.g. `lists set shma reply_to list`."""
+def lists_set(app: App, list_ref: str, key: str, value: str | None, to_default: bool) -> None:
+    """Change a list setting (see `lists show`), e.g. `lists set shma reply_to list`.
+
+    `owners` and `moderators` take comma-separated addresses (`lists set shma owners a@x,b@y`).
+    """
+    if (value is None) != to_default:
+        raise click.UsageError("give either a VALUE or --default")
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
-        services.set_list_setting(session, ml, key, value, app.clock.now(), app.actor)
-        click.echo(f"{ml.address}: {key} set")
+        housekeeping.set_setting(session, ml, key, value, app.clock.now(), app.actor)
+        click.echo(f"{ml.address}: {key} " + ("back to its default" if to_default else "set"))
+
+
+@lists.command("delete")
+@click.argument("list_ref", metavar="LIST")
+@yes_option
+@pass_app
+def lists_delete(app: App, list_ref: str, yes: bool) -> None:
+    """Delete a list with its members, held mail, requests and meetings (asks first)."""
+    with app.reading() as session:
+        ml = services.find_list(session, list_ref)
+        address, count = ml.address, housekeeping.member_count(session, ml)
+    ask(f"Delete {address} and its {count} members for good?", yes)
+    with app.unit_of_work() as session:
+        housekeeping.delete_list(session, services.find_list(session, address),
+                                 app.clock.now(), app.actor)
+    click.echo(f"deleted {address}")
 
 
 # -- members ---------------------------------------------------------------------------------
@@ -440,6 +489,64 @@ def members_enable(app: App, list_ref: str, email: str) -> None:
         click.echo(f"enabled delivery to {member.email} on {ml.address}")
 
 
+@members.command("set")
+@click.argument("list_ref", metavar="LIST")
+@click.argument("email")
+@click.option("--name", default=None, help="The member's name.")
+@click.option("--delivery", default=None, type=click.Choice(services.DELIVERY_MODES),
+              help="How the member gets the list's mail.")
+@click.option("--language", default=None, metavar="xx",
+              help='The member\'s language (en, es, fr, de, pt; "" = the list\'s).')
+@pass_app
+def members_set(app: App, list_ref: str, email: str, name: str | None, delivery: str | None,
+                language: str | None) -> None:
+    """Change a member's name, delivery or language; nobody is mailed."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        member = housekeeping.set_member(session, ml, email, app.clock.now(), app.actor,
+                                         name=name, delivery=delivery, language=language)
+        click.echo(f"changed {member.email} on {ml.address}")
+
+
+@members.command("ban")
+@click.argument("list_ref", metavar="LIST")
+@click.argument("pattern")
+@pass_app
+def members_ban(app: App, list_ref: str, pattern: str) -> None:
+    """Ban senders: an address, `*@domain`, or a regular expression starting with `^`.
+
+    Their posts and requests to the list are discarded (and logged); they cannot be added.
+    Members already subscribed stay until removed.
+    """
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        stored = bans.ban(session, ml, pattern, app.clock.now(), app.actor)
+        click.echo(f"banned {stored} on {ml.address}")
+
+
+@members.command("unban")
+@click.argument("list_ref", metavar="LIST")
+@click.argument("pattern")
+@pass_app
+def members_unban(app: App, list_ref: str, pattern: str) -> None:
+    """Lift a ban (the pattern as `members bans` shows it)."""
+    with app.unit_of_work() as session:
+        ml = services.find_list(session, list_ref)
+        stored = bans.unban(session, ml, pattern, app.clock.now(), app.actor)
+        click.echo(f"unbanned {stored} on {ml.address}")
+
+
+@members.command("bans")
+@click.argument("list_ref", metavar="LIST")
+@json_option
+@pass_app
+def members_bans(app: App, list_ref: str, as_json: bool) -> None:
+    """The list's banned senders."""
+    with app.reading() as session:
+        rows = bans.ban_rows(session, services.find_list(session, list_ref))
+    emit(rows, as_json, ("pattern", "since", "by"))
+
+
 @members.command("import")
 @click.argument("list_ref", metavar="LIST")
 @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
@@ -538,43 +645,101 @@ def held_show(app: App, held_id: str, as_json: bool) -> None:
     click.echo(text)
 
 
+held_ids = click.argument("held_ids", metavar="ID...", nargs=-1)
+all_option = click.option("--all", "everything", is_flag=True,
+                          help="Every item waiting (of --list, if given).")
+scope_option = click.option("--list", "list_ref", default=None, metavar="LIST",
+                            help="With --all: only this list's.")
+
+
+def each(ids: Sequence[str], act: Callable[[str], str]) -> None:
+    """Decide on each id in its own unit of work, printing what was done; the ids that could
+    not be decided are named on stderr and make the exit non-zero (the others stand)."""
+    if len(ids) == 1:
+        click.echo(act(ids[0]))  # one id: its error is the one line
+        return
+    failed = 0
+    for item_id in ids:
+        try:
+            click.echo(act(item_id))
+        except ListservError as exc:
+            failed += 1
+            click.echo(f"{item_id}: {exc}", err=True)
+    if failed:
+        raise ListservError(f"{failed} of {len(ids)} not done (see above)")
+
+
+def _usage(ids: Sequence[str], everything: bool) -> None:
+    if bool(ids) == everything:
+        raise click.UsageError("give one or more IDs, or --all (not both)")
+
+
+def _waiting_held(app: App, ids: Sequence[str], everything: bool,
+                  list_ref: str | None) -> list[str]:
+    _usage(ids, everything)
+    with app.reading() as session:
+        ml = services.find_list(session, list_ref) if list_ref else None
+        waiting = [str(h.id) for h in services.waiting_held(session, ml)] if everything else []
+    return housekeeping.chosen(ids, everything, waiting, "held message")
+
+
 @held.command("approve")
-@click.argument("held_id", metavar="ID")
+@held_ids
+@all_option
+@scope_option
 @click.option("--add-member", is_flag=True, help="Also subscribe the sender.")
 @pass_app
-def held_approve(app: App, held_id: str, add_member: bool) -> None:
-    """Distribute a held message."""
-    with app.reading() as session:
-        raw = services.find_held(session, held_id).inbound.raw
-    services.before_approving(raw)  # a DNS lookup, outside the write transaction
-    with app.unit_of_work() as session:
-        item = services.find_held(session, held_id)
-        count = services.approve_held(session, app.renderer, item, app.clock.now(), app.actor,
-                                      add_member_too=add_member, hosted=app.settings.hosted)
-    click.echo(f"approved {held_id}: queued for {count} members")
+def held_approve(app: App, held_ids: tuple[str, ...], everything: bool, list_ref: str | None,
+                 add_member: bool) -> None:
+    """Distribute held messages."""
+    def approve(held_id: str) -> str:
+        with app.reading() as session:
+            raw = services.find_held(session, held_id).inbound.raw
+        services.before_approving(raw)  # a DNS lookup, outside the write transaction
+        with app.unit_of_work() as session:
+            item = services.find_held(session, held_id)
+            count = services.approve_held(session, app.renderer, item, app.clock.now(),
+                                          app.actor, add_member_too=add_member,
+                                          hosted=app.settings.hosted)
+        return f"approved {held_id}: queued for {count} members"
+
+    each(_waiting_held(app, held_ids, everything, list_ref), approve)
 
 
 @held.command("reject")
-@click.argument("held_id", metavar="ID")
+@held_ids
+@all_option
+@scope_option
 @click.option("--reason", default="", help="Told to the sender.")
 @pass_app
-def held_reject(app: App, held_id: str, reason: str) -> None:
-    """Refuse a held message; the sender is told why."""
-    with app.unit_of_work() as session:
-        item = services.find_held(session, held_id)
-        services.reject_held(session, app.renderer, item, app.clock.now(), app.actor, reason)
-    click.echo(f"rejected {held_id}")
+def held_reject(app: App, held_ids: tuple[str, ...], everything: bool, list_ref: str | None,
+                reason: str) -> None:
+    """Refuse held messages; each sender is told why."""
+    def reject(held_id: str) -> str:
+        with app.unit_of_work() as session:
+            item = services.find_held(session, held_id)
+            services.reject_held(session, app.renderer, item, app.clock.now(), app.actor,
+                                 reason)
+        return f"rejected {held_id}"
+
+    each(_waiting_held(app, held_ids, everything, list_ref), reject)
 
 
 @held.command("discard")
-@click.argument("held_id", metavar="ID")
+@held_ids
+@all_option
+@scope_option
 @pass_app
-def held_discard(app: App, held_id: str) -> None:
-    """Drop a held message without telling anyone."""
-    with app.unit_of_work() as session:
-        services.discard_held(session, services.find_held(session, held_id), app.clock.now(),
-                              app.actor)
-    click.echo(f"discarded {held_id}")
+def held_discard(app: App, held_ids: tuple[str, ...], everything: bool,
+                 list_ref: str | None) -> None:
+    """Drop held messages without telling anyone."""
+    def discard(held_id: str) -> str:
+        with app.unit_of_work() as session:
+            services.discard_held(session, services.find_held(session, held_id),
+                                  app.clock.now(), app.actor)
+        return f"discarded {held_id}"
+
+    each(_waiting_held(app, held_ids, everything, list_ref), discard)
 
 
 # -- requests --------------------------------------------------------------------------------
@@ -597,27 +762,50 @@ def requests_list(app: App, list_ref: str | None, as_json: bool) -> None:
     emit(rows, as_json, ("id", "list", "email", "kind", "status", "subject"))
 
 
+def _waiting_requests(app: App, ids: Sequence[str], everything: bool,
+                      list_ref: str | None) -> list[str]:
+    _usage(ids, everything)
+    with app.reading() as session:
+        ml = services.find_list(session, list_ref) if list_ref else None
+        waiting = [str(r.id) for r in services.open_requests(session, ml)
+                   if r.status == "waiting"] if everything else []
+    return housekeeping.chosen(ids, everything, waiting, "request")
+
+
 @requests.command("approve")
-@click.argument("request_id", metavar="ID")
+@click.argument("request_ids", metavar="ID...", nargs=-1)
+@all_option
+@scope_option
 @pass_app
-def requests_approve(app: App, request_id: str) -> None:
-    """Approve a confirmed subscription: the person becomes a member and is welcomed."""
-    with app.unit_of_work() as session:
-        request = services.find_membership_request(session, request_id)
-        click.echo(membership.approve(session, app.renderer, request, app.clock.now(),
-                                      app.actor))
+def requests_approve(app: App, request_ids: tuple[str, ...], everything: bool,
+                     list_ref: str | None) -> None:
+    """Approve confirmed subscriptions: each person becomes a member and is welcomed."""
+    def approve(request_id: str) -> str:
+        with app.unit_of_work() as session:
+            request = services.find_membership_request(session, request_id)
+            return membership.approve(session, app.renderer, request, app.clock.now(),
+                                      app.actor)
+
+    each(_waiting_requests(app, request_ids, everything, list_ref), approve)
 
 
 @requests.command("deny")
-@click.argument("request_id", metavar="ID")
+@click.argument("request_ids", metavar="ID...", nargs=-1)
+@all_option
+@scope_option
 @click.option("--reason", default="", help="Told to the person.")
 @pass_app
-def requests_deny(app: App, request_id: str, reason: str) -> None:
-    """Refuse a waiting request; the person is told (with the reason, if given)."""
-    with app.unit_of_work() as session:
-        request = services.find_membership_request(session, request_id)
-        membership.deny(session, app.renderer, request, app.clock.now(), app.actor, reason)
-    click.echo(f"denied {request_id}")
+def requests_deny(app: App, request_ids: tuple[str, ...], everything: bool,
+                  list_ref: str | None, reason: str) -> None:
+    """Refuse waiting requests; each person is told (with the reason, if given)."""
+    def deny(request_id: str) -> str:
+        with app.unit_of_work() as session:
+            request = services.find_membership_request(session, request_id)
+            membership.deny(session, app.renderer, request, app.clock.now(), app.actor,
+                            reason)
+        return f"denied {request_id}"
+
+    each(_waiting_requests(app, request_ids, everything, list_ref), deny)
 
 
 # -- meetings and peer input (SPEC §5) -------------------------------------------------------
@@ -660,29 +848,49 @@ def meetings_schedule(app: App, list_ref: str, at: str, tz: str, duration: int, 
 
 @meetings_group.command("series")
 @click.argument("list_ref", metavar="LIST")
-@click.option("--rrule", "rule", required=True, metavar="RULE",
+@click.option("--rrule", "rule", default=None, metavar="RULE",
               help="RFC 5545, e.g. FREQ=MONTHLY;BYMONTH=1,4,7,10;BYDAY=3TH")
-@at_option
+@click.option("--every", default=None, metavar='"third thursday"',
+              help='In words instead of --rrule: "third thursday", "last friday", "tuesday".')
+@click.option("--months", default=None, metavar="2,5,8,11", help="With --every: only these.")
+@click.option("--at", "at", required=True, metavar='HH:MM | "YYYY-MM-DD HH:MM"',
+              help="The local time in --tz; with a date, the first meeting (on the rule).")
 @click.option("--tz", required=True, metavar="ZONE", help="IANA zone, e.g. America/Chicago.")
-@duration_option
-@dial_in_option
-@click.option("--replace", is_flag=True, help="End the list's current series first.")
+@click.option("--duration", type=click.IntRange(1, MAX_DURATION), default=None, metavar="MIN",
+              help="Minutes (default: the replaced series').")
+@click.option("--dial-in", default=None, metavar="TEXT",
+              help="How to join by phone (\\n for a new line; default: the replaced series').")
+@click.option("--replace", is_flag=True, help="End the list's current series first: its "
+              "meetings never announced are removed without mail.")
 @json_option
 @pass_app
-def meetings_series(app: App, list_ref: str, rule: str, at: str, tz: str, duration: int,
-                    dial_in: str, replace: bool, as_json: bool) -> None:
-    """Set the list's recurring series (first meeting at --at); kept two meetings ahead."""
+def meetings_series(app: App, list_ref: str, rule: str | None, every: str | None,
+                    months: str | None, at: str, tz: str, duration: int | None,
+                    dial_in: str | None, replace: bool, as_json: bool) -> None:
+    """Set the list's recurring series; kept two meetings ahead."""
+    if (rule is None) == (every is None) or (months and not every):
+        raise click.UsageError("give --rrule RULE, or --every WORDS [--months M,M]")
+    changes: list[str] = []
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
         now = app.clock.now()
-        series, made = create_series(session, app.renderer, ml, rule, parse_at(at, tz),
-                                     duration, dial_in, now, app.actor, replace=replace)
+        rule = rule or every_rule(every or "", months)
+        old = current_series(session, ml) if replace else None
+        if duration is None and old is None:
+            raise click.UsageError("give --duration MIN")
+        series, made = create_series(
+            session, app.renderer, ml, rule, first_start(rule, at, tz, now),
+            duration or (old.duration if old else 0),
+            dial_in if dial_in is not None else (old.dial_in if old else ""), now, app.actor,
+            replace=replace, changes=changes)
         rows = [meeting_dict(session, m, now) for m in made]
     if as_json:
         emit({"id": str(series.id), "list": ml.address, "rrule": series.rrule,
-              "meetings": rows}, True)
+              "changes": changes, "meetings": rows}, True)
         return
     click.echo(f"series {series.id} for {ml.address}: {series.rrule}")
+    for line in changes:
+        click.echo(line)
     for row in rows:
         click.echo(f"scheduled meeting {row['id']} at {row['start']} ({row['tz']})")
 
@@ -730,37 +938,64 @@ def meetings_show(app: App, meeting_id: str, as_json: bool) -> None:
                    f"{item['detail']}".rstrip())
 
 
+quiet_option = click.option("--quiet", is_flag=True, help="Change it without mailing anyone "
+                            "on the list (e.g. a meeting never announced).")
+
+
+def ask_to_mail_members(app: App, meeting_id: str, what: str, yes: bool) -> None:
+    """Say how many members the command mails and ask first (SPEC §4 "care with mass mail")."""
+    with app.reading() as session:
+        ml = find_meeting(session, meeting_id).mailing_list
+        count, address = audience(session, ml), ml.address
+    if count:
+        ask(f"This mails {what} to {count} members of {address}. Go ahead?", yes)
+
+
 @meetings_group.command("move")
 @click.argument("meeting_id", metavar="ID")
 @at_option
 @click.option("--tz", default=None, metavar="ZONE", help="Default: the meeting's own zone.")
+@quiet_option
+@yes_option
 @pass_app
-def meetings_move(app: App, meeting_id: str, at: str, tz: str | None) -> None:
-    """Move a meeting; the members get an update (its SEQUENCE rises)."""
+def meetings_move(app: App, meeting_id: str, at: str, tz: str | None, quiet: bool,
+                  yes: bool) -> None:
+    """Move a meeting; the members get an update (its SEQUENCE rises), unless --quiet."""
+    if not quiet:
+        ask_to_mail_members(app, meeting_id, "an update", yes)
     with app.unit_of_work() as session:
         meeting = find_meeting(session, meeting_id)
-        count = reminders.move(session, app.renderer, meeting,
-                               parse_at(at, tz or meeting.tz), app.clock.now(), app.actor)
-        click.echo(f"moved meeting {meeting.id} to {when(meeting)}; "
-                   f"update queued for {count} members")
+        count = reminders.move(session, app.renderer, meeting, parse_at(at, tz or meeting.tz),
+                               app.clock.now(), app.actor, quiet=quiet)
+        click.echo(f"moved meeting {meeting.id} to {when(meeting)}; " + (
+            "nobody on the list was mailed" if quiet else f"update queued for {count} members"))
 
 
 @meetings_group.command("cancel")
 @click.argument("meeting_id", metavar="ID")
+@quiet_option
+@yes_option
 @pass_app
-def meetings_cancel(app: App, meeting_id: str) -> None:
-    """Cancel a meeting; the members get METHOD:CANCEL, its peer-input requests move on."""
+def meetings_cancel(app: App, meeting_id: str, quiet: bool, yes: bool) -> None:
+    """Cancel a meeting; the members get METHOD:CANCEL (unless --quiet), its peer-input
+    requests move on."""
+    if not quiet:
+        ask_to_mail_members(app, meeting_id, "a cancellation", yes)
     with app.unit_of_work() as session:
         meeting = find_meeting(session, meeting_id)
-        count = reminders.cancel(session, app.renderer, meeting, app.clock.now(), app.actor)
-    click.echo(f"cancelled meeting {meeting_id}; notice queued for {count} members")
+        count = reminders.cancel(session, app.renderer, meeting, app.clock.now(), app.actor,
+                                 quiet=quiet)
+    click.echo(f"cancelled meeting {meeting_id}; " + (
+        "nobody on the list was mailed" if quiet else f"notice queued for {count} members"))
 
 
 @meetings_group.command("remind")
 @click.argument("meeting_id", metavar="ID")
+@yes_option
 @pass_app
-def meetings_remind(app: App, meeting_id: str) -> None:
+def meetings_remind(app: App, meeting_id: str, yes: bool) -> None:
     """Send a reminder to the members now (the planned ones still go out)."""
+    ask_to_mail_members(app, meeting_id, "a reminder", yes)
     with app.unit_of_work() as session:
         meeting = find_meeting(session, meeting_id)
         count = reminders.remind(session, app.renderer, meeting, app.clock.now(), app.actor)
@@ -1057,12 +1292,20 @@ def queue_retry(app: App, inbound_id: str) -> None:
 @main.command("log")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1),
               help="How many of the newest entries.")
+@click.option("--list", "list_ref", default=None, metavar="LIST", help="Only this list's.")
+@click.option("--since", default=None, metavar="YYYY-MM-DD[ HH:MM]",
+              help="Only entries from then on (UTC).")
+@click.option("--action", default="", metavar="A",
+              help="Only actions starting with A (e.g. held, member-banned, discarded).")
 @json_option
 @pass_app
-def log_command(app: App, limit: int, as_json: bool) -> None:
+def log_command(app: App, limit: int, list_ref: str | None, since: str | None, action: str,
+                as_json: bool) -> None:
     """Every chair action and automatic decision: who, what, when."""
+    start = housekeeping.parse_since(since) if since else None
     with app.reading() as session:
-        rows = services.log_entries(session, limit)
+        ml = services.find_list(session, list_ref) if list_ref else None
+        rows = services.log_entries(session, limit, ml=ml, since=start, action=action)
     emit(rows, as_json, ("at", "actor", "action", "list", "detail"))
 
 

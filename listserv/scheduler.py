@@ -66,7 +66,7 @@ def summarize_held(session: Session, renderer: Renderer, now: datetime) -> int:
             continue
         if not claim_once(session, "held-summary", f"{ml.id}:{now.date().isoformat()}", now):
             continue
-        notify(session, renderer, ml, "notice-held-summary.txt", [o.email for o in ml.owners],
+        notify(session, renderer, ml, "notice-held-summary.txt", ml.deciders,
                now, kind="notice", waiting=waiting)
         sent += 1
     return sent

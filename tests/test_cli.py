@@ -87,10 +87,10 @@ def test_members_list_json(cli, shma):
     cli("members", "add", shma, "ann@example.org", "--no-welcome")
     rows = as_json(cli, "members", "list", shma)
     assert rows == [
-        {"email": "ann@example.org", "name": "", "delivery": "regular", "status": "active",
-         "list": LIST},
-        {"email": "jane@example.org", "name": "Jane Doe", "delivery": "regular",
+        {"email": "ann@example.org", "name": "", "delivery": "regular", "language": "",
          "status": "active", "list": LIST},
+        {"email": "jane@example.org", "name": "Jane Doe", "delivery": "regular",
+         "language": "", "status": "active", "list": LIST},
     ]
     cli("lists", "create", "empty@lists.example.org", "--owner", "chair@example.org")
     assert as_json(cli, "members", "list", "empty") == []
@@ -339,7 +339,7 @@ def test_members_add_welcomes_by_default(cli, shma, daemon, sink):
     assert delivery.rcpt_tos == ["jane@example.org"]
     welcome = parse(delivery.data)
     assert welcome["To"] == "jane@example.org"
-    assert welcome["From"] == "shma-owner@lists.example.org"
+    assert welcome["From"] == '"SHMA (list owner)" <shma-owner@lists.example.org>'
     assert LIST in welcome["Subject"] or "shma" in welcome["Subject"]
     text = welcome.get_content()
     assert "Jane Doe" in text

@@ -105,7 +105,7 @@ def test_import_of_10000_rows_skips_the_20_bad_ones_and_mails_nobody(
     assert len(by_email) == 9_980
     assert by_email["member00000@example.net"] == {
         "email": "member00000@example.net", "name": "Member 00000", "delivery": "regular",
-        "status": "active", "list": LIST,
+        "language": "", "status": "active", "list": LIST,
     }
     assert by_email["member00001@example.net"]["delivery"] == "digest"
     assert by_email["member00002@example.net"]["delivery"] == "nomail"

@@ -260,7 +260,7 @@ def test_ics_has_organizer_dtstamp_vtimezone_and_utc_start_across_dst(cli, membe
     ids = [schedule(cli, moment, "America/Chicago", 60, "--dial-in", "+1 555 0100, code 42")
            for moment in (before, after)]
     for meeting_id in ids:
-        cli("meetings", "remind", meeting_id)
+        cli("meetings", "remind", meeting_id, "--yes")
     sink.wait_for(lambda s: len(meeting_mails(s, MEMBERS[0])) == 2, description="reminders")
     mails = meeting_mails(sink, MEMBERS[0])
     for msg, expected in zip(mails, (before, after), strict=True):
@@ -293,14 +293,15 @@ def test_move_raises_the_sequence_and_cancel_sends_method_cancel(cli, members, d
     start = (datetime.now(UTC) + timedelta(days=30)).replace(hour=17, minute=0, second=0,
                                                              microsecond=0)
     meeting_id = schedule(cli, start, "America/Chicago")
-    cli("meetings", "remind", meeting_id)
+    cli("meetings", "remind", meeting_id, "--yes")
     sink.wait_for(lambda s: meeting_mails(s, MEMBERS[0]), description="reminder")
     [reminder] = meeting_mails(sink, MEMBERS[0])
     original = event(ics(reminder))
 
     new_start = start + timedelta(days=7)
     local = new_start.astimezone(zone("America/Chicago"))
-    out = cli("meetings", "move", meeting_id, "--at", local.strftime("%Y-%m-%d %H:%M")).output
+    out = cli("meetings", "move", meeting_id, "--yes", "--at",
+              local.strftime("%Y-%m-%d %H:%M")).output
     assert "update queued for 2 members" in out
     sink.wait_for(lambda s: meeting_mails(s, MEMBERS[0], "Moved"), description="update")
     [update] = meeting_mails(sink, MEMBERS[0], "Moved")
@@ -312,7 +313,7 @@ def test_move_raises_the_sequence_and_cancel_sends_method_cancel(cli, members, d
     shown = json.loads(cli("meetings", "show", meeting_id, "--json").output)
     assert datetime.fromisoformat(shown["start"]) == new_start and shown["sequence"] == 1
 
-    cli("meetings", "cancel", meeting_id)
+    cli("meetings", "cancel", meeting_id, "--yes")
     sink.wait_for(lambda s: meeting_mails(s, MEMBERS[0], "Cancelled"), description="cancel")
     [cancelled] = meeting_mails(sink, MEMBERS[0], "Cancelled")
     text = ics(cancelled)
@@ -325,7 +326,7 @@ def test_move_raises_the_sequence_and_cancel_sends_method_cancel(cli, members, d
     assert "This meeting has been cancelled" in cancelled.get_body(("plain",)).get_content()
     assert json.loads(cli("meetings", "show", meeting_id, "--json").output)["status"] \
         == "cancelled"
-    again = cli("meetings", "cancel", meeting_id, ok=False)
+    again = cli("meetings", "cancel", meeting_id, "--yes", ok=False)
     assert again.exit_code != 0 and "already cancelled" in again.output
 
 

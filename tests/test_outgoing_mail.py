@@ -289,7 +289,7 @@ def test_every_kind_of_generated_mail_reaches_the_strict_sink_clean(cli, shma, d
     lmtp(daemon, ken, "shma-column@lists.example.org", "A story", "Our tool library.\n")
     wait_mail(sink, ken, 1)  # column acknowledgement
 
-    cli("meetings", "remind", meeting_id)  # the reminder with its .ics, to every member
+    cli("meetings", "remind", meeting_id, "--yes")  # the reminder with its .ics, to every member
     wait_mail(sink, ken, 2)
     deadline = (clock.now() + timedelta(days=10)).date()
     cli("lists", "set", LIST, "column.deadlines", deadline.strftime("%m-%d"))

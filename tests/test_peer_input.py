@@ -205,7 +205,7 @@ def test_chair_moves_and_edits_a_request(cli, members, two_meetings, daemon, sin
 def test_cancelled_meeting_moves_its_requests_on(cli, members, two_meetings, daemon, sink):
     first, second = two_meetings
     ask(daemon, sink, JANE, "Tool library", "Help.\nminutes: 20\n")
-    cli("meetings", "cancel", first["id"])
+    cli("meetings", "cancel", first["id"], "--yes")
     sink.wait_for(lambda s: len(s.messages_for(JANE)) >= 4, description="cancel + move")
     told = [m for m in replies(sink, JANE) if "cancelled" in str(m["Subject"])]
     assert told and when_of(second) in text_of(told[0])
@@ -233,7 +233,7 @@ def test_approved_slot_shows_in_meeting_and_reminder_without_the_help_wanted(
     assert slot == {**slot, "requester": "Jane Doe", "project": "Tenants union", "minutes": 20}
     assert shown["peer_input_free"] == 10
 
-    cli("meetings", "remind", first["id"])
+    cli("meetings", "remind", first["id"], "--yes")
     sink.wait_for(lambda s: meeting_mails(s, KEN), description="reminder")
     [reminder] = meeting_mails(sink, KEN)
     body = reminder.get_body(("plain",)).get_content()

@@ -24,6 +24,7 @@ from listserv.mail.headers import from_name
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
+from listserv.membership.bans import is_banned
 from listserv.membership.subscriptions import find_member, subscribe
 from listserv.posting.distribute import distribute, headers_only
 from listserv.posting.dmarc import look_up_ahead
@@ -149,7 +150,7 @@ def list_info(ml: MailingList) -> dict[str, Any]:
 
 def member_dict(ml: MailingList, member: Member) -> dict[str, str]:
     return {"email": member.email, "name": member.name, "delivery": member.delivery,
-            "status": member.status, "list": ml.address}
+            "language": member.language, "status": member.status, "list": ml.address}
 
 
 def iter_members(session: Session, ml: MailingList, batch: int = 1000) -> Iterator[Member]:
@@ -180,6 +181,8 @@ def add_member(session: Session, renderer: Renderer, ml: MailingList, email: str
         raise ListservError(f"{email!r} is not an email address")
     if find_member(session, ml, checked) is not None:
         raise ListservError(f"{checked} is already a member of {ml.address}")
+    if is_banned(session, ml, checked):
+        raise ListservError(f"{checked} is banned on {ml.address} (see `members bans`)")
     name = " ".join(name.split())
     if len(name) > MAX_NAME_LENGTH:
         raise ListservError(f"the name is longer than {MAX_NAME_LENGTH} characters")
@@ -441,13 +444,19 @@ def retry_inbound(session: Session, ref: str, now: datetime, actor: str) -> Inbo
     return row
 
 
-def log_entries(session: Session, limit: int) -> list[dict[str, str]]:
-    """The newest `limit` audit entries, oldest first."""
-    rows = session.execute(
-        select(AuditEntry, MailingList.name, MailingList.domain)
-        .outerjoin(MailingList, MailingList.id == AuditEntry.list_id)
-        .order_by(AuditEntry.id.desc()).limit(limit)
-    ).all()
+def log_entries(session: Session, limit: int, *, ml: MailingList | None = None,
+                since: datetime | None = None, action: str = "") -> list[dict[str, str]]:
+    """The newest `limit` audit entries, oldest first; only those of list `ml`, from `since`
+    on, or whose action starts with `action` (`held` finds held, held-approved, …), if given."""
+    query = (select(AuditEntry, MailingList.name, MailingList.domain)
+             .outerjoin(MailingList, MailingList.id == AuditEntry.list_id))
+    if ml is not None:
+        query = query.where(AuditEntry.list_id == ml.id)
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    if action:
+        query = query.where(AuditEntry.action.startswith(action, autoescape=True))
+    rows = session.execute(query.order_by(AuditEntry.id.desc()).limit(limit)).all()
     return [{"id": str(e.id), "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
              "list": f"{name}@{domain}" if name else "", "detail": e.detail}
             for e, name, domain in reversed(rows)]

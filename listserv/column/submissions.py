@@ -236,7 +236,7 @@ def _hold_follow_up(session: Session, renderer: Renderer, data_dir: Path, ml: Ma
     audit(session, now, DAEMON, "column-follow-up-held",
           f"{target.tracking_id}: a follow-up from {incoming.sender}: {why}", ml.id)
     context = notice_context(ml, target, revision)
-    notify(session, renderer, ml, "notice-column-held.txt", [o.email for o in ml.owners],
+    notify(session, renderer, ml, "notice-column-held.txt", ml.deciders,
            now, kind="notice", author_unproven=author_unproven, **context)
     # Once a day per submission: forged follow-ups must not use up the author's cap on
     # automatic mail (which her own confirmations need).

@@ -46,11 +46,14 @@ def list_context(mailing_list: MailingList) -> dict[str, Any]:
     return {
         "list": mailing_list,
         "list_name": mailing_list.name,
+        "display_name": mailing_list.display,
         "list_address": mailing_list.address,
         "owner_address": mailing_list.role_address(Role.OWNER),
         "request_address": mailing_list.role_address(Role.REQUEST),
         "join_address": mailing_list.role_address(Role.JOIN),
         "leave_address": mailing_list.role_address(Role.LEAVE),
+        # Every role's public address, by role ("peer-input", "column", …).
+        "addresses": {role.value: mailing_list.role_address(role) for role in Role},
         "description": mailing_list.description,
         "resources": [r for r in mailing_list.resources.splitlines() if r.strip()],
     }
@@ -114,7 +117,7 @@ def notify(
     `with_change` (a goodbye, a mute: see above). A notice to the owners counts once against
     the list's hourly cap on chair notices; past it they get nothing (see above).
     """
-    owners = {normalize(o.email) for o in mailing_list.owners}
+    owners = {normalize(o) for o in mailing_list.deciders}  # owners and moderators
     wanted = list(dict.fromkeys(normalize(r) for r in recipients))
     if (template != SUMMARY_TEMPLATE and owners.intersection(wanted)
             and charge_chair_notice(session, mailing_list, now)):

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from email.message import EmailMessage
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.orm import Session
 
 from listserv.mail.addresses import Role, normalize
@@ -70,6 +70,19 @@ def enqueue(
     return queued
 
 
+def _receiving(mailing_list: MailingList) -> tuple[ColumnElement[bool], ...]:
+    """The members who get a list copy: active, with regular delivery."""
+    return (Member.list_id == mailing_list.id, Member.status == "active",
+            Member.delivery == "regular")
+
+
+def audience(session: Session, mailing_list: MailingList) -> int:
+    """How many members `enqueue_to_members` would queue a copy for now (what a command that
+    mails the whole list tells the chair before it asks)."""
+    return int(session.scalar(select(func.count(Member.id)).where(
+        *_receiving(mailing_list))) or 0)
+
+
 def enqueue_to_members(
     session: Session, mailing_list: MailingList, copy: bytes, *, now: datetime,
     kind: str = "post", eightbit: bool = False,
@@ -90,10 +103,7 @@ def enqueue_to_members(
     session.flush()
     due = literal(now, OutRecipient.next_attempt_at.type)
     members = select(literal(message.id), Member.id, Member.email, due).where(
-        Member.list_id == mailing_list.id,
-        Member.status == "active",
-        Member.delivery == "regular",
-    )
+        *_receiving(mailing_list))
     insert = OutRecipient.__table__.insert().from_select(
         ["message_id", "member_id", "email", "next_attempt_at"], members
     )

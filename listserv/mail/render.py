@@ -40,6 +40,13 @@ def one_line(value: object) -> str:
     return " ".join(str(value).split())
 
 
+def mailbox(name: object, address: str) -> str:
+    """Template filter: `"Name" <address>`, the name a quoted string (one line, `"` and `\\`
+    escaped); the message's policy encodes a name that is not ASCII when it is written."""
+    quoted = one_line(name).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{address}>' if quoted else address
+
+
 class Renderer:
     """The one jinja2 Environment: StrictUndefined, operator overrides, then our templates.
 
@@ -60,6 +67,7 @@ class Renderer:
             autoescape=False,
         )
         self.env.filters["one_line"] = one_line
+        self.env.filters["mailbox"] = mailbox
 
     def text(self, name: str, lang: str = "en", **context: Any) -> str:
         """The rendered text of template `name` in `lang` (English when it has none)."""

@@ -214,7 +214,7 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, email: str, name
     session.flush()
     audit(session, now, DAEMON, "peer-input-held",
           f"#{request.id} from {email}: the sender is not a member", ml.id)
-    notify(session, renderer, ml, "notice-peer-input-held.txt", [o.email for o in ml.owners],
+    notify(session, renderer, ml, "notice-peer-input-held.txt", ml.deciders,
            now, kind="notice", expires=now + timedelta(days=ml.held_expiry_days),
            **_context(request))
     return request

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,7 +40,7 @@ from listserv.meetings.ics import calendar
 from listserv.meetings.times import moment, time_lines, when, zone
 from listserv.store.audit import DAEMON, audit
 from listserv.store.list_settings import declare, duration_minutes, duration_text, durations, items
-from listserv.store.models.core import MailingList, Member
+from listserv.store.models.core import MailingList
 from listserv.store.models.features import Meeting, MeetingReminder, PeerInput
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ def send_to_members(session: Session, renderer: Renderer, meeting: Meeting, temp
     reminder is never re-injected as a post.
     """
     ml = meeting.mailing_list
+    meeting.announced_at = meeting.announced_at or now
     context = meeting_context(session, ml, meeting, now)
     msg = renderer.mail(template, domain=ml.domain, now=now, **list_context(ml), **context,
                         **extra)
@@ -112,13 +113,8 @@ def send_to_members(session: Session, renderer: Renderer, meeting: Meeting, temp
     del msg.get_payload()[-1]["MIME-Version"]
     copy = distribution_copy(message_bytes(msg), list_headers(ml), ml.prefix,
                              footer_text(renderer, ml))
-    count = enqueue_to_members(session, ml, copy, now=now, kind="meeting",
-                               eightbit=renderer.eightbit)
-    if count < 0:  # the driver did not say (INSERT … SELECT on PostgreSQL): count them
-        count = session.scalar(select(func.count()).select_from(Member).where(
-            Member.list_id == ml.id, Member.status == "active",
-            Member.delivery == "regular")) or 0
-    return count
+    return enqueue_to_members(session, ml, copy, now=now, kind="meeting",
+                              eightbit=renderer.eightbit)
 
 
 def remind(session: Session, renderer: Renderer, meeting: Meeting, now: datetime,
@@ -135,11 +131,13 @@ def remind(session: Session, renderer: Renderer, meeting: Meeting, now: datetime
 
 
 def move(session: Session, renderer: Renderer, meeting: Meeting, start: datetime,
-         now: datetime, actor: str) -> int:
+         now: datetime, actor: str, *, quiet: bool = False) -> int:
     """Move a meeting: SEQUENCE rises, the members get an update; returns how many.
 
     Reminders not yet sent are planned from the new time; one whose new moment has already
-    passed is recorded as superseded by the update (which says everything it would).
+    passed is recorded as superseded by the update (which says everything it would). `quiet`
+    (`meetings move --quiet`): the members are not mailed; requesters of peer-input time
+    that moves up are still told, each on their own.
     """
     if meeting.status != "scheduled":
         raise ListservError(f"meeting {meeting.id} is {meeting.status}")
@@ -150,7 +148,7 @@ def move(session: Session, renderer: Renderer, meeting: Meeting, start: datetime
     meeting.sequence += 1
     meeting.updated_at = now
     audit(session, now, actor, "meeting-moved", f"#{meeting.id} from {before} to "
-          f"{when(meeting)}", meeting.list_id)
+          f"{when(meeting)}" + (" (without mail)" if quiet else ""), meeting.list_id)
     ml = meeting.mailing_list
     done = {r.offset_minutes for r in meeting.reminders}
     for minutes in reminder_offsets(ml):
@@ -163,15 +161,19 @@ def move(session: Session, renderer: Renderer, meeting: Meeting, start: datetime
                         due_at=due, at=now, detail="missed: superseded by the notice of the move"))
             except IntegrityError:
                 pass  # the scheduler recorded it meanwhile
-    count = send_to_members(session, renderer, meeting, "meeting-moved.txt", now,
-                            previous=before)
+    count = 0 if quiet else send_to_members(session, renderer, meeting, "meeting-moved.txt",
+                                            now, previous=before)
     tell_moved(session, renderer, ml, reflow(session, ml, now), now, "moved-up")
     return count
 
 
 def cancel(session: Session, renderer: Renderer, meeting: Meeting, now: datetime,
-           actor: str) -> int:
-    """Cancel a meeting: METHOD:CANCEL to the members; its peer-input requests move on."""
+           actor: str, *, quiet: bool = False) -> int:
+    """Cancel a meeting: METHOD:CANCEL to the members; its peer-input requests move on.
+
+    `quiet` (`meetings cancel --quiet`, or a meeting never announced): the members are not
+    mailed; the requesters whose peer-input time moves are still told, each on their own.
+    """
     if meeting.status == "cancelled":
         raise ListservError(f"meeting {meeting.id} was already cancelled")
     if meeting.start + timedelta(minutes=meeting.duration) <= now:
@@ -181,10 +183,10 @@ def cancel(session: Session, renderer: Renderer, meeting: Meeting, now: datetime
     meeting.status = "cancelled"
     meeting.sequence += 1
     meeting.updated_at = now
-    audit(session, now, actor, "meeting-cancelled", f"#{meeting.id} at {when(meeting)}",
-          meeting.list_id)
-    count = send_to_members(session, renderer, meeting, "meeting-cancelled.txt", now,
-                            method="CANCEL")
+    audit(session, now, actor, "meeting-cancelled", f"#{meeting.id} at {when(meeting)}"
+          + (" (without mail)" if quiet else ""), meeting.list_id)
+    count = 0 if quiet else send_to_members(session, renderer, meeting,
+                                            "meeting-cancelled.txt", now, method="CANCEL")
     displaced = list(session.scalars(select(PeerInput).where(
         PeerInput.meeting_id == meeting.id, PeerInput.status.in_(("reserved", "approved"))
     ).order_by(PeerInput.id)))

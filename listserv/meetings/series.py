@@ -9,6 +9,7 @@ requests (`booking`); each series and each meeting is its own unit of work.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,8 +23,8 @@ from sqlalchemy.orm import Session
 from listserv.errors import ListservError
 from listserv.mail.render import Renderer
 from listserv.meetings.booking import expire_held_requests, reflow, tell_moved
-from listserv.meetings.reminders import MAX_OFFSET, send_due_reminders
-from listserv.meetings.times import when, zone
+from listserv.meetings.reminders import MAX_OFFSET, cancel, send_due_reminders
+from listserv.meetings.times import parse_at, when, zone
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
 from listserv.store.models.core import MailingList
@@ -73,6 +74,32 @@ def series_starts(rule: str, first: datetime, after: datetime | None = None) -> 
     return parsed.xafter(after, inc=False) if after is not None else iter(parsed)
 
 
+def first_start(rule: str, at: str, tz: str, now: datetime) -> datetime:
+    """The series' first start (DTSTART) from the chair's `--at`, aware in zone `tz`.
+
+    `HH:MM`: the rule's first occurrence after now, at that time. `YYYY-MM-DD HH:MM`: that
+    moment, which must be an occurrence of the rule (dateutil would silently begin at the next
+    one, and a quarter would be lost).
+    """
+    if re.fullmatch(r"\d{1,2}:\d{2}", at.strip()):
+        seed = parse_at(f"{now.astimezone(zone(tz)):%Y-%m-%d} {at.strip()}", tz)
+        start = next(series_starts(check_rrule(rule, seed), seed, now), None)
+        if start is None:
+            raise ListservError(f"{rule}: the series has no meeting after now")
+        return start
+    start = parse_at(at, tz)
+    rule = check_rrule(rule, start)
+    if next(series_starts(rule, start), None) != start:
+        # The nearest occurrence, before or after: most often the day the chair meant.
+        seed = start - timedelta(days=366)
+        near = min(islice(series_starts(rule, seed, seed), 800),
+                   key=lambda s: abs(s - start), default=None)
+        hint = f"; the nearest is {near:%A %Y-%m-%d %H:%M}" if near else ""
+        raise ListservError(f"--at {start:%A %Y-%m-%d %H:%M} is not an occurrence of "
+                            f"{rule}{hint}")
+    return start
+
+
 def _uid(ml: MailingList) -> str:
     return f"meeting-{uuid.uuid4().hex}@{ml.domain}"
 
@@ -106,10 +133,21 @@ def schedule(session: Session, renderer: Renderer, ml: MailingList, start: datet
     return meeting
 
 
+def current_series(session: Session, ml: MailingList) -> MeetingSeries | None:
+    """The list's active series, if it has one."""
+    return session.scalars(select(MeetingSeries).where(
+        MeetingSeries.list_id == ml.id, MeetingSeries.active).order_by(MeetingSeries.id)).first()
+
+
 def create_series(session: Session, renderer: Renderer, ml: MailingList, rule: str,
                   first: datetime, duration: int, dial_in: str, now: datetime, actor: str,
-                  *, replace: bool = False) -> tuple[MeetingSeries, list[Meeting]]:
-    """The list's recurring series from DTSTART `first`; its next meetings are made at once."""
+                  *, replace: bool = False,
+                  changes: list[str] | None = None) -> tuple[MeetingSeries, list[Meeting]]:
+    """The list's recurring series from DTSTART `first`; its next meetings are made at once.
+
+    With `replace`, the current series ends (`_retire`); `changes` gets a line for each of
+    its meetings that was removed, kept or taken over by the new series.
+    """
     dial_in = _check_details(duration, dial_in)
     rule = check_rrule(rule, first)
     if next(series_starts(rule, first, now), None) is None:
@@ -119,18 +157,56 @@ def create_series(session: Session, renderer: Renderer, ml: MailingList, rule: s
     ).all()
     if current and not replace:
         raise ListservError(f"{ml.address} has a series already (#{current[0].id}); add "
-                            "--replace to end it (its meetings stay; cancel them if needed)")
-    for old in current:
-        old.active = False
-        audit(session, now, actor, "meeting-series-ended", f"#{old.id}", ml.id)
+                            "--replace to end it")
     series = MeetingSeries(list_id=ml.id, rrule=rule, first_start=first.astimezone(UTC),
                            tz=str(first.tzinfo), duration=duration, dial_in=dial_in,
                            active=True, created_at=now)
     session.add(series)
     session.flush()
+    for old in current:
+        old.active = False
+        audit(session, now, actor, "meeting-series-ended", f"#{old.id}", ml.id)
+        retired = _retire(session, renderer, old, series, now, actor)
+        if changes is not None:
+            changes.extend(retired)
     audit(session, now, actor, "meeting-series", f"#{series.id}: {rule} from "
           f"{first:%Y-%m-%d %H:%M} {series.tz}, {duration} minutes", ml.id)
     return series, keep_series_ahead(session, renderer, series, now)
+
+
+def _retire(session: Session, renderer: Renderer, old: MeetingSeries, new: MeetingSeries,
+            now: datetime, actor: str) -> list[str]:
+    """The old series' meetings still ahead, when a new series replaces it.
+
+    One never announced to the members is removed without mail (it was a mistake nobody
+    heard of). One they were told of stays, and is not doubled: at an instant of the new
+    series it becomes that occurrence; elsewhere it stays for the chair to keep or cancel.
+    Requesters of peer-input time in a removed meeting are told where their request went.
+    """
+    first = new.first_start.astimezone(zone(new.tz))
+    lines: list[str] = []
+    ahead = session.scalars(select(Meeting).where(
+        Meeting.series_id == old.id, Meeting.status == "scheduled", Meeting.start > now,
+    ).order_by(Meeting.start)).all()
+    for meeting in ahead:
+        if meeting.announced_at is None:
+            cancel(session, renderer, meeting, now, actor, quiet=True)
+            audit(session, now, actor, "meeting-removed",
+                  f"#{meeting.id} at {when(meeting)}: never announced, replaced by series "
+                  f"#{new.id}", meeting.list_id)
+            lines.append(f"removed meeting {meeting.id} ({when(meeting)}): never announced, "
+                         "nobody mailed")
+            session.delete(meeting)
+        elif next(series_starts(new.rrule, first, meeting.start - timedelta(seconds=1)),
+                  None) == meeting.start:
+            meeting.series_id, meeting.occurrence = new.id, meeting.start
+            lines.append(f"kept meeting {meeting.id} ({when(meeting)}): announced, and an "
+                         f"occurrence of the new series")
+        else:
+            lines.append(f"kept meeting {meeting.id} ({when(meeting)}): the members were told "
+                         f"of it; `listserv meetings cancel {meeting.id}` if it is not wanted")
+    session.flush()
+    return lines
 
 
 def keep_series_ahead(session: Session, renderer: Renderer, series: MeetingSeries,

@@ -177,7 +177,7 @@ def confirm(session: Session, renderer: Renderer, request: Request, now: datetim
         request.status = "waiting"
         audit(session, now, DAEMON, "subscription-waiting",
               f"request #{request.id} for {request.email}", ml.id)
-        notify(session, renderer, ml, "notice-request-waiting.txt", [o.email for o in ml.owners],
+        notify(session, renderer, ml, "notice-request-waiting.txt", ml.deciders,
                now, kind="notice", request=request)
         notify(session, renderer, ml, "notice-waiting-for-approval.txt", [request.email], now,
                kind="reply", lang=request.lang)

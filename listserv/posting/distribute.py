@@ -83,7 +83,7 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound
     session.flush()
     audit(session, now, DAEMON, "held", f"#{held.id} from {sender}: {reason}", ml.id)
     notify(
-        session, renderer, ml, "notice-held-post.txt", [o.email for o in ml.owners], now,
+        session, renderer, ml, "notice-held-post.txt", ml.deciders, now,
         kind="notice", held=held,
     )
     return held

@@ -36,6 +36,7 @@ from listserv.mail.dns import DnsFailure
 from listserv.mail.headers import from_address
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
+from listserv.membership.bans import patterns_of
 from listserv.posting.dmarc import look_up_ahead
 from listserv.router import guards
 from listserv.store.audit import DAEMON, audit
@@ -161,6 +162,7 @@ def guard_facts(ctx: Context, administrivia: Guard | None) -> guards.Facts:
         owner_address=ml.role_address(Role.OWNER),
         own_addresses=frozenset(request.own_addresses(ml) | {normalize(ml.address)}),
         max_post_kb=ml.max_post_kb, administrivia=administrivia,
+        bans=tuple(patterns_of(ctx.session, ml)),
     )
 
 

@@ -28,6 +28,7 @@ from listserv.intent.guard import Guard
 from listserv.mail.addresses import Role, normalize
 from listserv.mail.automatic import automatic
 from listserv.mail.headers import header_values, raw_header_values
+from listserv.membership.bans import banning
 from listserv.posting.distribute import headers_only, too_big
 
 #: More `Received` headers than this: the message has been going round in a loop (SPEC §3).
@@ -57,6 +58,7 @@ class Facts:
     own_addresses: frozenset[str]  # every address of the list, normalized
     max_post_kb: int
     administrivia: Guard | None = None  # the administrivia guard's verdict on a post
+    bans: tuple[str, ...] = ()  # the list's ban patterns (`members ban`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,15 @@ class Rule:
     name: str
     check: Callable[[Facts], str | None]
     actions: Mapping[Role, Action]
+
+
+def banned(facts: Facts) -> str | None:
+    """The author (any From mailbox) or the envelope sender is banned on this list."""
+    if not facts.bans:
+        return None
+    authors = [a for _, a in getaddresses(raw_header_values(facts.msg, "From")) if "@" in a]
+    hit = banning(facts.bans, [*authors, facts.mail_from])
+    return f"the sender {hit[0]} is banned ({hit[1]})" if hit else None
 
 
 def own_loop(facts: Facts) -> str | None:
@@ -150,6 +161,11 @@ _ANSWERING = (Role.REQUEST, Role.JOIN, Role.LEAVE, Role.CONFIRM, Role.COLUMN, Ro
 _HOLD_OR_IGNORE = {Role.POST: Action.HOLD, **{role: Action.IGNORE for role in _ANSWERING}}
 
 RULES: tuple[Rule, ...] = (
+    # A banned sender's posts and requests are dropped (and logged); leaving, the owner
+    # address and bounce reports stay open to them, as in Mailman.
+    Rule("banned", banned, {role: Action.DISCARD for role in (Role.POST, Role.REQUEST,
+                                                               Role.JOIN, Role.CONFIRM,
+                                                               Role.COLUMN, Role.PEER_INPUT)}),
     Rule("own-loop", own_loop,
          {Role.POST: Action.DISCARD, Role.COLUMN: Action.IGNORE, Role.PEER_INPUT: Action.IGNORE}),
     Rule("owner-loop", owner_loop, {Role.OWNER: Action.DISCARD}),

@@ -102,6 +102,14 @@ class ListSetting(Generic[T]):
             ml.extra = {**ml.extra, self.key: list(value) if isinstance(value, tuple) else value}
         return value
 
+    def reset(self, ml: HasSettings) -> T:
+        """Bring back the default (`lists set LIST KEY --default`); returns it."""
+        if self.column:
+            setattr(ml, self.key, self.default)
+        else:
+            ml.extra = {k: v for k, v in ml.extra.items() if k != self.key}
+        return self.default
+
 
 def _as_kind(stored: Any, kind: type) -> Any:
     """`stored` (a JSON value) as `kind`, or None when it is something else."""

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from listserv.mail.addresses import Role, role_address
 from listserv.store.list_settings import (
     ADDRESS,
+    ADDRESSES,
     BOOLEAN,
     ONE_LINE,
     TEXT,
@@ -26,6 +27,9 @@ from listserv.store.models.base import Base, utcnow
 
 # -- the core list settings (SPEC §4): columns of `lists` ---------------------------------------
 
+DISPLAY_NAME = declare("display_name", ONE_LINE, "",
+                       'the list\'s name in mail: notices come from "NAME (list owner)" '
+                       '(`""` = the list\'s name in capitals)')
 DESCRIPTION = declare("description", ONE_LINE, "", "what the list is for (`info`, `help`)",
                       column=True)
 POLICY = declare("policy", choice("confirm", "confirm+approve"), "confirm",
@@ -60,6 +64,9 @@ ROLE_ADDRESSES = {
                   f"the public address of the {role.value} role (`\"\"` = the list's own)")
     for role in Role
 }
+#: Co-chairs who decide on held items with the owners (`owners` is the `owners` table).
+MODERATORS = declare("moderators", ADDRESSES, (),
+                     "moderators: get the notices that ask for a decision, as the owners do")
 
 
 class MailingList(Base):
@@ -102,6 +109,16 @@ class MailingList(Base):
         return role_address(self.address, role, token, ROLE_ADDRESSES[role].get(self))
 
     @property
+    def display(self) -> str:
+        """The list's name as mail shows it (`display_name`, else NAME in capitals)."""
+        return DISPLAY_NAME.get(self) or self.name.upper()
+
+    @property
+    def deciders(self) -> list[str]:
+        """Who decides on held items and waiting requests: the owners, then the moderators."""
+        return list(dict.fromkeys([*(o.email for o in self.owners), *MODERATORS.get(self)]))
+
+    @property
     def prefix(self) -> str:
         return f"[{self.name}]" if self.subject_prefix is None else self.subject_prefix
 
@@ -140,6 +157,25 @@ class Member(Base):
     bounce_token: Mapped[str] = mapped_column(String(40), unique=True)
     leave_token: Mapped[str] = mapped_column(String(40), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The member's language (`members set --language`); "" = the list's.
+    language: Mapped[str] = mapped_column(String(8), default="")
+
+
+class Ban(Base):
+    """A pattern of senders whose posts and requests to a list are discarded (`members ban`).
+
+    `pattern` is an address, `*@domain`, or a regular expression starting with `^`
+    (listserv/membership/bans.py matches them).
+    """
+
+    __tablename__ = "bans"
+    __table_args__ = (UniqueConstraint("list_id", "pattern"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    pattern: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(320), default="")
 
 
 class Inbound(Base):

@@ -75,6 +75,9 @@ class Meeting(Base):
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the members were first mailed about it (a reminder, a move); None = never, so a
+    # `series --replace` may drop it without a word.
+    announced_at: Mapped[datetime | None] = mapped_column(default=None)
 
     mailing_list: Mapped[MailingList] = relationship()
     reminders: Mapped[list[MeetingReminder]] = relationship(
