@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from listserv.delivery.listmail import list_headers
@@ -35,6 +35,7 @@ from listserv.store.models.core import (
     AuditEntry,
     Held,
     Inbound,
+    InboundRaw,
     MailingList,
     Member,
     Owner,
@@ -212,7 +213,10 @@ def _forget(session: Session, address: str) -> None:
     ))))
     session.execute(delete(Held).where(
         or_(Held.sender == address, Held.inbound_id.in_(inbound_ids))))
+    raw_ids = set(session.scalars(select(Inbound.raw_id).where(Inbound.id.in_(inbound_ids))))
     session.execute(delete(Inbound).where(Inbound.id.in_(inbound_ids)))
+    session.execute(delete(InboundRaw).where(  # a transaction's bytes go with its last row
+        InboundRaw.id.in_(raw_ids), ~exists().where(Inbound.raw_id == InboundRaw.id)))
     session.execute(delete(OutRecipient).where(func.lower(OutRecipient.email) == address))
     # Mail that was only for the address (its To: names it) has no recipients left now, and
     # mail already handled that names it (notices about its held posts, copies of its posts)

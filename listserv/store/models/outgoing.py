@@ -1,8 +1,9 @@
 """The outgoing mail's tables: the queue, the sending limits' ledger, the automatic-mail cap.
 
 `out_messages` holds each message's wire bytes once and `out_recipients` one row per recipient
-with its result (docs/delivery.md); `send_usage` is what the relay's sending limits count, and
-`auto_mail` what the cap on automatic mail to one address counts (SPEC §2).
+with its result (docs/delivery.md), until retention compacts them into the message's counts;
+`send_usage` is what the relay's sending limits count, and `auto_mail` what the cap on
+automatic mail to one address counts (SPEC §2).
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ class OutMessage(Base):
     # Per-recipient envelope NAME-bounces+TOKEN@ and List-Unsubscribe, one transaction each.
     personalize: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Recipients compacted away by retention (store/retention.py), by their result; the rows
+    # still in out_recipients are counted there.
+    sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dropped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class OutRecipient(Base):
