@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 from listserv.store.engine import Store
 from listserv.store.models.core import Held, Inbound, InboundRaw, Request
 from listserv.store.models.features import ImapMessage
-from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient, SendUsage
+from listserv.store.models.outgoing import (
+    RESULTS,
+    AutoMail,
+    OutMessage,
+    OutRecipient,
+    SendUsage,
+)
 
 #: Rows per unit of work.
 BATCH = 500
@@ -41,8 +47,6 @@ class Pruned:
     requests: int = 0
 
 
-#: The results a recipient row ends with, each counted in the `out_messages` column of its name.
-RESULTS = ("sent", "failed", "dropped")
 #: Requests no longer open: their token answers nothing (`lookup.open_request_for_token`).
 CLOSED_REQUESTS = ("done", "denied", "expired")
 

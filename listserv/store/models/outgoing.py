@@ -15,6 +15,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from listserv.store.models.base import Base, utcnow
 
+#: The results a recipient ends with (`out_recipients.status` other than queued); retention
+#: compacts delivered recipients into the `out_messages` column of each name.
+RESULTS = ("sent", "failed", "dropped")
+
 
 class OutMessage(Base):
     """A message to send: the copy's bytes once, its recipients in OutRecipient rows."""
