@@ -85,7 +85,7 @@ def downgrade() -> None:
         else:
             op.drop_column('out_messages', name)
     op.add_column('inbound', sa.Column('raw', sa.LargeBinary(), nullable=False,
-                                       server_default=sa.text("''") if _sqlite()
+                                       server_default=sa.text("X''") if _sqlite()
                                        else sa.text("''::bytea")))
     op.execute(inbound.update().where(inbound.c.raw_id.is_not(None)).values(
         raw=sa.select(inbound_raw.c.raw).where(inbound_raw.c.id == inbound.c.raw_id)
