@@ -110,6 +110,7 @@ def test_the_sender_limit_frees_up_after_an_hour(shma, daemon, store, clock):
 
 
 @pytest.mark.slow  # 50 MB through the router and 20 MB of notices: with the other heavy tests
+@pytest.mark.timeout(600)
 @pytest.mark.both_backends
 def test_one_megabyte_to_200_recipients_stores_50_rows_the_bytes_once_and_20_notices(
         shma, daemon, store, sink):
@@ -138,7 +139,7 @@ def test_one_megabyte_to_200_recipients_stores_50_rows_the_bytes_once_and_20_not
         assert session.scalar(select(func.count(func.distinct(Inbound.raw_id)))) == 1
         assert session.scalar(select(func.count()).select_from(InboundRaw)) == 1
         assert session.scalar(select(func.sum(func.length(InboundRaw.raw)))) == len(message)
-    wait_settled(store, timeout=120)
+    wait_settled(store, timeout=500)
     # The held-post notice and 19 of the 49 reports; the other 30 wait for no one.
     assert len(sink.messages_for("chair@example.org")) == 20
     with store.reading() as session:
