@@ -26,6 +26,7 @@ from listserv.chair import actions as services
 from listserv.chair import forget as forgetting
 from listserv.chair import housekeeping, privacy
 from listserv.chair.roster_csv import read_roster
+from listserv.chair.sent import sent_items
 from listserv.clock import Clock, SystemClock
 from listserv.column import desk
 from listserv.column.export import export as export_submissions
@@ -1266,14 +1267,24 @@ def submissions_export(app: App, submission_ids: tuple[str, ...], deadline: str 
 @click.option("--failed", is_flag=True,
               help="Show the final failures instead: recipients given up on or refused, and "
                    "incoming mail whose handling failed.")
+@click.option("--sent", is_flag=True,
+              help="Show delivered mail instead: the newest 100 messages nothing waits for, "
+                   "with how many recipients each was sent to, failed for or dropped (kept "
+                   "as counts after [retention] outgoing_days).")
 @json_option
 @click.pass_context
-def queue(ctx: click.Context, failed: bool, as_json: bool) -> None:
+def queue(ctx: click.Context, failed: bool, sent: bool, as_json: bool) -> None:
     """What is still to be done: mail not yet delivered (with reasons), mail not yet handled."""
     if ctx.invoked_subcommand is not None:
         return
+    if failed and sent:
+        raise click.UsageError("--failed and --sent are two different listings: choose one")
     app: App = ctx.obj
     with app.reading() as session:
+        if sent:
+            emit(sent_items(session), as_json,
+                 ("id", "kind", "list", "queued_at", "sent", "failed", "dropped", "bytes"))
+            return
         rows = services.queue_items(session, failed)
     emit(rows, as_json, ("id", "direction", "kind", "list", "recipients", "next_attempt",
                          "reason"))

@@ -3,7 +3,7 @@
 It builds a data folder outside the repository with the real command line (`lists create`,
 `members import`, `lists set LIST personalize false`), runs the daemon in this process on a
 fake clock with SMTP delivery to a counting sink (tests/smtp_sink.py), sends N posts over LMTP
-from a member and waits until the sink has counted N x M recipients and every result is
+from the members in turn and waits until the sink has counted N x M recipients and every result is
 recorded. Then it moves the clock past the retention (`[retention]` defaults: 30 and 14 days),
 runs the scheduler once (`Daemon.run_scheduler`) and measures the file again. Sizes are taken
 after a WAL checkpoint (TRUNCATE), so the figure is the database file alone.
@@ -40,7 +40,6 @@ from listserv.store.models.outgoing import OutRecipient  # noqa: E402
 from tests.helpers import LIST, lmtp_send, make_message, write_config  # noqa: E402
 from tests.smtp_sink import SmtpSink  # noqa: E402
 
-SENDER = "member0@example.net"
 #: A post of a usual size: a few paragraphs, about 4 KB.
 BODY = "".join(f"Paragraph {n}: the agenda, the minutes and what we decided.\n" * 12
                for n in range(6))
@@ -87,8 +86,11 @@ def run(posts: int, members: int) -> None:
         try:
             start = time.monotonic()
             for n in range(posts):
-                lmtp_send(daemon.ports["lmtp"], SENDER, [LIST],
-                          make_message(sender=SENDER, subject=f"Post {n}", body=BODY))
+                # Members take turns: one sender's 121st post in an hour would get 451 (the
+                # per-sender limit of [intake], SPEC §7).
+                sender = f"member{n % members}@example.net"
+                lmtp_send(daemon.ports["lmtp"], sender, [LIST],
+                          make_message(sender=sender, subject=f"Post {n}", body=BODY))
             wait(lambda: sink.recipients >= posts * members, "every copy delivered")
 
             def recorded() -> bool:

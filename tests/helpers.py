@@ -121,7 +121,7 @@ def unfinished_work(store: Any) -> tuple[int, int]:
     from listserv.store.models.core import Inbound
     from listserv.store.models.outgoing import OutRecipient
 
-    with store.unit_of_work() as session:
+    with store.reading() as session:  # a read: it never waits for the daemon's write lock
         new = session.scalar(select(func.count()).select_from(Inbound)
                              .where(Inbound.status == "new"))
         queued = session.scalar(select(func.count()).select_from(OutRecipient)

@@ -1,4 +1,5 @@
-"""Intake limits (SPEC §7): recipients per transaction, messages per sender and hour."""
+"""Intake limits (SPEC §7): recipients per transaction, messages per sender and hour, the raw
+message stored once per transaction, chair notices capped per list and hour."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from listserv.store.models.core import Inbound
+from listserv.store.models.core import AuditEntry, Inbound, InboundRaw
 
-from .helpers import LIST, lmtp_send, make_message, smtp_send, write_config
+from .helpers import LIST, lmtp_send, make_message, smtp_send, wait_settled, write_config
 from .smtp_sink import SmtpSink
 from .test_intake import Dialogue, count_inbound
 
@@ -21,8 +22,13 @@ SENDER_LIMIT = 3
 
 @pytest.fixture
 def config_path(tmp_path: Path, db_url: str, sink: SmtpSink) -> Path:
-    """The test config with a per-sender limit small enough to reach."""
-    path = write_config(tmp_path / "listserv.toml", tmp_path / "data", db_url, sink.port)
+    """The test config with a per-sender limit small enough to reach.
+
+    The lease outlasts sending a 1 MB notice on a busy machine (the 2 s of the other tests
+    would let a second worker send it again).
+    """
+    path = write_config(tmp_path / "listserv.toml", tmp_path / "data", db_url, sink.port,
+                        claim_lease_seconds=60)
     with path.open("a") as config:
         config.write(f"[intake]\nmax_messages_per_sender_per_hour = {SENDER_LIMIT}\n")
     return path
@@ -101,3 +107,42 @@ def test_the_sender_limit_frees_up_after_an_hour(shma, daemon, store, clock):
         smtp_send(port, "jane@example.org", [LIST], make_message())
     clock.advance(timedelta(hours=1, minutes=1))
     assert smtp_send(port, "jane@example.org", [LIST], make_message()) == {}
+
+
+@pytest.mark.slow  # 50 MB through the router and 20 MB of notices: with the other heavy tests
+@pytest.mark.timeout(600)
+@pytest.mark.both_backends
+def test_one_megabyte_to_200_recipients_stores_50_rows_the_bytes_once_and_20_notices(
+        shma, daemon, store, sink):
+    """Issue 14, acceptance 3: the attack that wrote 458 MB and 102 chair notices."""
+    # A non-member's post (held: a notice) and reports to made-up bounce tokens (each one a
+    # report the bounce handler cannot use: forwarded to the chair, attached).
+    rcpts = [LIST] + [f"shma-bounces+junk{n}@lists.example.org" for n in range(199)]
+    line = "All work and no play makes a very large message indeed, again and again.\n"
+    message = make_message(sender="mallory@example.org", subject="Big",
+                           body=line * (1024 * 1024 // len(line) + 1))
+    assert len(message) > 1024 * 1024
+    talk = Dialogue(daemon.ports["lmtp"])
+    talk.command("LHLO mta.example.org")
+    talk.command("MAIL FROM:<mallory@example.org>")
+    answers = [talk.command(f"RCPT TO:<{rcpt}>")[0] for rcpt in rcpts]
+    assert [a[:9] for a in answers] == ["250 2.1.5"] * 50 + ["452 4.5.3"] * 150
+    assert talk.command("DATA")[0].startswith("354")
+    talk.sock.sendall(message + b".\r\n")
+    replies = talk.replies(50)
+    assert all(r.startswith("250") for r in replies), replies
+    talk.command("QUIT")
+    talk.close()
+
+    with store.reading() as session:
+        assert session.scalar(select(func.count()).select_from(Inbound)) == 50
+        assert session.scalar(select(func.count(func.distinct(Inbound.raw_id)))) == 1
+        assert session.scalar(select(func.count()).select_from(InboundRaw)) == 1
+        assert session.scalar(select(func.sum(func.length(InboundRaw.raw)))) == len(message)
+    wait_settled(store, timeout=500)
+    # The held-post notice and 19 of the 49 reports; the other 30 wait for no one.
+    assert len(sink.messages_for("chair@example.org")) == 20
+    with store.reading() as session:
+        capped = session.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "chair-notice-capped"))
+    assert capped == 30

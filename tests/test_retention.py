@@ -1,7 +1,9 @@
 """Retention (SPEC §7): after the retention period a scheduler run prunes what handled mail left.
 
-The raw bytes of handled incoming mail and of delivered outgoing mail go; a held post keeps its
-bytes while it waits; the queue and the outcomes stay; on SQLite the file shrinks.
+The raw bytes of handled incoming mail (one copy per transaction) and of delivered outgoing
+mail go; a held post keeps its bytes while it waits; delivered recipients become per-message
+counts (`queue --sent`); closed requests past their token's expiry go; the queue and the
+outcomes stay; on SQLite the file shrinks.
 """
 
 from __future__ import annotations
@@ -17,12 +19,19 @@ from sqlalchemy import func, select, update
 from listserv.config import load_settings
 from listserv.errors import ConfigError
 from listserv.store.engine import INCREMENTAL, Store
-from listserv.store.models.core import Held, Inbound, MailingList, SeenMessage
+from listserv.store.models.core import (
+    Held,
+    Inbound,
+    InboundRaw,
+    MailingList,
+    Request,
+    SeenMessage,
+)
 from listserv.store.models.features import ImapMessage
 from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient, SendUsage
 from listserv.store.retention import prune
 
-from .helpers import LIST, lmtp_send, make_message, wait_until
+from .helpers import LIST, lmtp_send, make_message, smtp_send, wait_settled, wait_until
 
 MEMBERS = ("jane@example.org", "ann@example.net", "bob@example.net")
 #: Big enough that dropping the bytes frees many pages.
@@ -41,6 +50,10 @@ def queue(cli):
 
 def held(cli):
     return json.loads(cli("held", "list", "--json").output)
+
+
+def sent(cli):
+    return {item["id"]: item for item in json.loads(cli("queue", "--sent", "--json").output)}
 
 
 def file_pages(store: Store) -> tuple[int, int]:
@@ -175,3 +188,90 @@ def test_retention_settings_have_defaults_and_refuse_zero(tmp_path: Path):
     config.write_text("[retention]\ninbound_days = 0\n")
     with pytest.raises(ConfigError, match="retention.inbound_days"):
         load_settings(config)
+
+
+@pytest.mark.both_backends
+@pytest.mark.sink_refusals
+def test_delivered_recipients_are_compacted_into_counts_the_chair_still_sees(
+        cli, members, daemon, sink, store):
+    sink.rcpt_responses["bob@example.net"] = "550 5.1.1 No such user"
+    lmtp_send(daemon.ports["lmtp"], "jane@example.org", [LIST], make_message(body=BODY))
+    wait_settled(store)  # every copy delivered or refused
+    with store.reading() as session:
+        [post] = session.scalars(select(OutMessage.id).where(OutMessage.kind == "post"))
+        recipients = session.scalar(select(func.count()).select_from(OutRecipient).where(
+            OutRecipient.message_id == post))
+    before = sent(cli)[f"out-{post}"]
+    assert (before["sent"], before["failed"], before["dropped"], before["bytes"]) == (
+        "2", "1", "0", "kept")
+
+    daemon.clock.advance(timedelta(days=15))
+    daemon.run_scheduler()
+
+    with store.reading() as session:
+        assert not session.scalars(select(OutRecipient).where(
+            OutRecipient.message_id == post)).all()
+        message = session.get(OutMessage, post)
+        assert (message.sent, message.failed, message.dropped, message.raw) == (2, 1, 0, b"")
+    assert recipients == 3
+    after = sent(cli)[f"out-{post}"]
+    assert after == {**before, "bytes": "pruned"}
+    del sink.rcpt_responses["bob@example.net"]
+
+
+@pytest.mark.both_backends
+def test_a_transactions_bytes_stay_until_every_recipient_row_is_past_the_retention(
+        cli, members, daemon, store):
+    owner = "shma-owner@lists.example.org"
+    message = make_message()
+    smtp_send(daemon.ports["smtp"], "jane@example.org", [LIST, owner], message)
+    wait_until(lambda: queue(cli) == [], what="both handled")
+    with store.unit_of_work() as session:  # the owner's copy failed: the chair may retry it
+        session.execute(update(Inbound).where(Inbound.rcpt == owner).values(status="failed"))
+        assert session.scalar(select(func.count()).select_from(InboundRaw)) == 1
+    assert prune(store, daemon.clock.now() + timedelta(days=31), 30, 14).inbound_raw == 0
+    with store.reading() as session:
+        assert [row.raw for row in session.scalars(select(Inbound))] == [message, message]
+    with store.unit_of_work() as session:  # handled in the end, ten days later
+        session.execute(update(Inbound).where(Inbound.rcpt == owner).values(
+            status="done", processed_at=daemon.clock.now() + timedelta(days=10)))
+    assert prune(store, daemon.clock.now() + timedelta(days=31), 30, 14).inbound_raw == 0
+    assert prune(store, daemon.clock.now() + timedelta(days=41), 30, 14).inbound_raw == 1
+    with store.reading() as session:
+        assert session.scalar(select(func.count()).select_from(InboundRaw)) == 0
+        assert {(row.raw, row.raw_id) for row in session.scalars(select(Inbound))} == {
+            (b"", None)}
+
+
+@pytest.mark.both_backends
+def test_closed_requests_are_pruned_with_their_tokens_once_expired(store, clock):
+    now = clock.now()
+    past, future = now - timedelta(days=1), now + timedelta(days=1)
+    with store.unit_of_work() as session:
+        ml = MailingList(name="shma", domain="lists.example.org")
+        session.add(ml)
+        session.flush()
+        for n, (status, expires_at) in enumerate(
+                [("done", past), ("denied", past), ("expired", past), ("expired", past),
+                 ("done", future), ("confirming", future), ("waiting", past)]):
+            session.add(Request(list_id=ml.id, kind="subscribe", email=f"p{n}@example.org",
+                                status=status, token=f"token{n}", expires_at=expires_at))
+    pruned = prune(store, now, 30, 14, batch=3)
+    assert pruned.requests == 4
+    with store.reading() as session:
+        assert sorted(session.scalars(select(Request.token))) == ["token4", "token5", "token6"]
+
+
+@pytest.mark.both_backends
+def test_an_unanswered_confirmation_is_gone_after_its_expiry(cli, shma, daemon, sink, store):
+    stranger = "stranger@else.org"
+    lmtp_send(daemon.ports["lmtp"], stranger, ["shma-join@lists.example.org"],
+              make_message(sender=stranger, to="shma-join@lists.example.org", subject=""))
+    sink.wait_for(lambda s: s.messages_for(stranger), description="the confirmation")
+    with store.reading() as session:
+        [token] = session.scalars(select(Request.token))
+    assert token
+    daemon.clock.advance(timedelta(days=15))  # past TOKEN_DAYS: expired, then pruned
+    daemon.run_scheduler()
+    with store.reading() as session:
+        assert session.scalars(select(Request)).all() == []

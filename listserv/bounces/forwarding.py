@@ -1,5 +1,6 @@
 """Reports the bounce handler could not use, forwarded to the list's owners as attachments,
-at most CHAIR_REPORTS_PER_DAY a day per list."""
+at most CHAIR_REPORTS_PER_DAY a day per list, and each one a chair notice under the list's hourly
+cap (SPEC §7: one transaction to many `-bounces+TOKEN` addresses is not a flood of notices)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from listserv.delivery.notices import list_context
+from listserv.delivery.notices import charge_chair_notice, list_context
 from listserv.delivery.outbox import enqueue
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
@@ -24,7 +25,7 @@ CHAIR_REPORTS_PER_DAY = 20
 
 def report_to_chair(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
                     now: datetime, why: str, inbound_id: int) -> bool:
-    """Send a report we could not use to the owners, attached; False past the daily cap.
+    """Send a report we could not use to the owners, attached; False past either cap.
 
     The cap keeps a flood of odd reports (or our own notices bouncing back) from becoming a
     flood of notices.
@@ -37,6 +38,10 @@ def report_to_chair(session: Session, renderer: Renderer, ml: MailingList, raw: 
         audit(session, now, DAEMON, "bounce-ignored",
               f"inbound #{inbound_id}: {why}; not sent to the chair (over "
               f"{CHAIR_REPORTS_PER_DAY} a day)", ml.id)
+        return False
+    if charge_chair_notice(session, ml, now):
+        audit(session, now, DAEMON, "chair-notice-capped", f"inbound #{inbound_id}: {why}",
+              ml.id)
         return False
     report = email.message_from_bytes(raw, policy=email.policy.default)
     for owner in ml.owners:

@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Select, delete, func, or_, select, update
+from sqlalchemy import JSON, Select, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from listserv.chair.privacy import (
@@ -47,7 +47,17 @@ from listserv.mail.addresses import untagged
 from listserv.store.audit import audit
 from listserv.store.engine import Store
 from listserv.store.models.base import Base
-from listserv.store.models.core import AuditEntry, Held, Inbound, Member, Owner, Request
+from listserv.store.models.core import (
+    AuditEntry,
+    Ban,
+    Held,
+    Inbound,
+    InboundRaw,
+    MailingList,
+    Member,
+    Owner,
+    Request,
+)
 from listserv.store.models.features import (
     BounceEvent,
     BounceProbe,
@@ -153,6 +163,12 @@ def forget(session: Session, data_dir: Path, outbox: Path, email: str, list_id: 
                               "an owner's address is a setting of the list: change the "
                               "owners first", [f"owners #{owner.id}"]))
         kept_rows.add(("owners", owner.id))
+    for ban in session.scalars(select(Ban).where(func.lower(Ban.pattern) == address)):
+        banned_on = session.get(MailingList, ban.list_id)
+        done.kept.append(Kept(f"the ban of {address} on {banned_on.address if banned_on else '?'}",
+                              "the chair's decision to keep them out: lift it first with "
+                              "`members unban`", [f"bans #{ban.id}"]))
+        kept_rows.add(("bans", ban.id))
     inbound_ids = _forget_member_rows(session, done, address)
     inbound_ids |= _forget_submissions(session, done, data_dir, address, alias, kept_rows)
     _forget_mail(session, done, address, inbound_ids, ahead)
@@ -291,8 +307,11 @@ def _forget_mail(session: Session, done: Forgotten, address: str, inbound_ids: s
     # Held rows first (the database would cascade, but then they would go uncounted).
     done.count("held", session.execute(delete(Held).where(
         or_(Held.inbound_id.in_(inbound_ids), func.lower(Held.sender) == address))).rowcount)
+    raw_ids = set(session.scalars(select(Inbound.raw_id).where(Inbound.id.in_(inbound_ids))))
     done.count("inbound", session.execute(
         delete(Inbound).where(Inbound.id.in_(inbound_ids))).rowcount)
+    session.execute(delete(InboundRaw).where(  # a transaction's bytes go with its last row
+        InboundRaw.id.in_(raw_ids), ~exists().where(Inbound.raw_id == InboundRaw.id)))
 
     message_ids = set(ahead.naming(session, OutMessage, address)) | set(session.scalars(
         select(OutRecipient.message_id).where(func.lower(OutRecipient.email) == address)))

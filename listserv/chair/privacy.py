@@ -30,6 +30,7 @@ from listserv.mail.addresses import untagged, valid_address
 from listserv.store.models.base import Base
 from listserv.store.models.core import (
     AuditEntry,
+    Ban,
     Held,
     Inbound,
     MailingList,
@@ -50,7 +51,7 @@ from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient, S
 KEY_FILE = "pseudonym.key"
 #: The columns holding whole messages ("table.column"): `raw_mentions` reads them through the
 #: `raw` attribute of `Inbound` and `OutMessage`, whatever table keeps the bytes.
-MESSAGE_BYTES = ("inbound.raw", "out_messages.raw")
+MESSAGE_BYTES = ("inbound_raw.raw", "out_messages.raw")
 #: Column types whose text `mentions` scans (every other column holds numbers, times, flags).
 TEXT_TYPES = (String, Text, JSON)
 #: Messages read per query while scanning the stored mail.
@@ -186,6 +187,11 @@ def person_data(session: Session, data_dir: Path, outbox: Path, email: str) -> d
     data["owner_of"] = [
         {"id": o.id, "list": _list_address(session, o.list_id)}
         for o in session.scalars(select(Owner).where(lower(Owner.email) == a))]
+    data["bans"] = [
+        {"id": b.id, "list": _list_address(session, b.list_id), "pattern": b.pattern,
+         "since": _at(b.created_at), "by": b.created_by}
+        for b in session.scalars(select(Ban).where(
+            or_(lower(Ban.pattern) == a, lower(Ban.created_by) == a)).order_by(Ban.id))]
     data["requests"] = [
         {"id": r.id, "list": _list_address(session, r.list_id), "kind": r.kind,
          "status": r.status, "email": r.email, "requested_by": r.requested_by, "name": r.name,
@@ -228,7 +234,8 @@ def person_data(session: Session, data_dir: Path, outbox: Path, email: str) -> d
         select(Inbound.id).where(lower(Inbound.mail_from) == a)))
     data["inbound"] = [
         {"id": i.id, "received": _at(i.received_at), "mail_from": i.mail_from, "rcpt": i.rcpt,
-         "role": i.role, "status": i.status, "size": i.size, "outcome": i.outcome}
+         "role": i.role, "status": i.status, "size": i.size, "outcome": i.outcome,
+         "raw": i.raw_id}
         for i in session.scalars(select(Inbound).where(Inbound.id.in_(inbound_ids))
                                  .order_by(Inbound.id))]
     data["outgoing"] = [
@@ -280,7 +287,7 @@ def _log(session: Session, address: str, alias: str | None) -> list[dict[str, An
 
 #: Which section of `person_data` lists the rows of each table (bounce rows are keyed by member).
 SECTIONS = {
-    "members": "memberships", "owners": "owner_of", "requests": "requests",
+    "members": "memberships", "owners": "owner_of", "bans": "bans", "requests": "requests",
     "column_submissions": "submissions", "peer_input": "peer_input", "held": "held",
     "auto_mail": "automatic_mail", "inbound": "inbound", "out_recipients": "outgoing",
     "out_messages": "outgoing_mentions", "sent_only_to": "sent_only_to", "audit_log": "log",
@@ -294,6 +301,7 @@ def listed(data: dict[str, Any]) -> set[tuple[str, int]]:
     rows |= {("column_revisions", r["id"]) for s in data["submissions"]
              for r in s["revisions"]}
     rows |= {("column_revisions", r["id"]) for r in data["revisions_of_others"]}
+    rows |= {("inbound_raw", i["raw"]) for i in data["inbound"] if i["raw"]}
     rows |= {("bounce_events", e["id"]) for e in data["bounces"]["events"]}
     rows |= {("bounce_scores", s["member"]) for s in data["bounces"]["scores"]}
     rows |= {("bounce_probes", p["id"]) for p in data["bounces"]["probes"]}

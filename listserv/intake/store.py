@@ -9,7 +9,7 @@ from sqlalchemy import distinct, func, select
 
 from listserv.mail.addresses import Destination, normalize, resolve
 from listserv.store.engine import Store
-from listserv.store.models.core import Inbound, MailingList
+from listserv.store.models.core import Inbound, InboundRaw, MailingList
 
 from ..clock import Clock
 
@@ -42,7 +42,7 @@ def lookup(store: Store, address: str) -> Destination | None:
 def store_message(
     store: Store, clock: Clock, mail_from: str, accepted: list[Accepted], raw: bytes
 ) -> list[int]:
-    """Commit one row per recipient with the raw bytes; all of them or none.
+    """Commit one row per recipient and the raw bytes once (SPEC §7); all of them or none.
 
     The rows share one `received_at`: it marks them as one transaction for `messages_since`.
     """
@@ -53,11 +53,13 @@ def store_message(
             for ml in session.scalars(select(MailingList)).all()
             if any(a.destination.list_address == ml.address for a in accepted)
         }
+        stored = InboundRaw(raw=raw)
         rows = [
             Inbound(
                 received_at=now, mail_from=normalize(mail_from) if mail_from else "",
                 rcpt=a.rcpt, list_id=lists.get(a.destination.list_address),
-                role=a.destination.role.value, token=a.destination.token, raw=raw, size=len(raw),
+                role=a.destination.role.value, token=a.destination.token, raw_message=stored,
+                size=len(raw),
             )
             for a in accepted
         ]

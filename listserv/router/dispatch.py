@@ -41,7 +41,7 @@ from listserv.posting.dmarc import look_up_ahead
 from listserv.router import guards
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
-from listserv.store.models.core import Inbound, MailingList
+from listserv.store.models.core import Inbound, InboundRaw, MailingList
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ def prepare_next(store: Store, now: datetime) -> Prepared | None:
     """
     with store.reading() as session:
         row = session.execute(
-            select(Inbound.id, Inbound.raw, Inbound.role, MailingList.name)
+            select(Inbound.id, InboundRaw.raw, Inbound.role, MailingList.name)
+            .outerjoin(InboundRaw, InboundRaw.id == Inbound.raw_id)
             .outerjoin(MailingList, MailingList.id == Inbound.list_id)
             .where(_due(now))
             .order_by(Inbound.id)
@@ -142,7 +143,7 @@ def prepare_next(store: Store, now: datetime) -> Prepared | None:
         return None
     try:
         role = Role(row.role)
-        prepared = prepare(row.id, row.raw, role, row.name)
+        prepared = prepare(row.id, row.raw or b"", role, row.name)
         if role in (Role.POST, Role.OWNER):
             look_up_ahead(prepared.msg)
         dkim.look_up_ahead(prepared.msg, from_address(prepared.msg))

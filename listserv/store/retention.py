@@ -3,7 +3,8 @@
 Each batch is its own unit of work of at most `BATCH` rows, so the write lock is never held
 long and intake, the router and the workers go on between batches. What is kept and why is in
 `docs/retention.md`: rows keep their outcome and status (the chair's `queue` listing stays
-right); only the bytes go, and bookkeeping rows no window counts any more.
+right); the bytes go, delivered recipient rows become per-message counts, and bookkeeping rows
+no window counts any more and closed requests past their token's expiry are deleted.
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy import Select, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from listserv.store.engine import Store
-from listserv.store.models.core import SEEN_MESSAGE_DAYS, Held, Inbound, Request, SeenMessage
+from listserv.store.models.core import (
+    SEEN_MESSAGE_DAYS,
+    Held,
+    Inbound,
+    InboundRaw,
+    Request,
+    SeenMessage,
+)
 from listserv.store.models.features import ImapMessage
 from listserv.store.models.outgoing import (
     REPLY_PROOF_DAYS,
+    RESULTS,
     AutoMail,
     OutMessage,
     OutRecipient,
@@ -46,6 +55,11 @@ class Pruned:
     imap_messages: int = 0
     sent_only_to: int = 0
     seen_messages: int = 0
+    requests: int = 0
+
+
+#: Requests no longer open: their token answers nothing (`lookup.open_request_for_token`).
+CLOSED_REQUESTS = ("done", "denied", "expired", "revoked")
 
 
 def _in_batches(store: Store, ids: Select[tuple[int]],
@@ -63,10 +77,20 @@ def _in_batches(store: Store, ids: Select[tuple[int]],
 
 
 def _drop_inbound_raw(session: Session, ids: list[int]) -> None:
-    session.execute(update(Inbound).where(Inbound.id.in_(ids)).values(raw=b""))
+    session.execute(update(Inbound).where(Inbound.raw_id.in_(ids)).values(raw_id=None))
+    session.execute(delete(InboundRaw).where(InboundRaw.id.in_(ids)))
 
 
-def _delete_recipients(session: Session, ids: list[int]) -> None:
+def _compact_recipients(session: Session, ids: list[int]) -> None:
+    """Add the results of recipient rows `ids` to their messages' counts, then delete them."""
+    counted = session.execute(
+        select(OutRecipient.message_id, OutRecipient.status, func.count())
+        .where(OutRecipient.id.in_(ids)).group_by(OutRecipient.message_id, OutRecipient.status)
+    ).all()
+    for message_id, status, count in counted:
+        column = getattr(OutMessage, status)
+        session.execute(update(OutMessage).where(OutMessage.id == message_id)
+                        .values({column: column + count}))
     session.execute(delete(OutRecipient).where(OutRecipient.id.in_(ids)))
 
 
@@ -84,13 +108,14 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
           batch: int = BATCH) -> Pruned:
     """Prune what is past its retention at `now`; returns what was pruned.
 
-    - incoming mail handled (`done`) more than `inbound_days` ago loses its raw bytes; a failed
-      one keeps them (the chair may `queue retry` it), and so does a post held and waiting, and
-      a request waiting for its confirmation (a peer-input request is read again when
-      confirmed);
+    - a transaction's raw bytes (`inbound_raw`, shared by its recipients' rows) are deleted
+      once every row that uses them was handled (`done`) more than `inbound_days` ago; a
+      failed row keeps them (the chair may `queue retry` it), and so does a post held and
+      waiting, and a request waiting for its confirmation (a peer-input request is read again
+      when confirmed);
     - recipient rows with a result (sent, failed, dropped) of messages queued more than
-      `outgoing_days` ago are deleted; such a message loses its bytes once none of its
-      recipients is still queued;
+      `outgoing_days` ago are compacted: counted in their message's `sent`/`failed`/`dropped`
+      and deleted; such a message loses its bytes once none of its recipients is still queued;
     - the automatic-mail cap's and the sending limits' ledgers (windows of a day at most) keep
       `outgoing_days` of rows;
     - IMAP rows that are marked on the server and older than `inbound_days` are deleted (an
@@ -99,21 +124,26 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
       to them no longer proves anything (`REPLY_PROOF_DAYS`, whatever the settings say).
     - Message-IDs that proved their sender are forgotten after `SEEN_MESSAGE_DAYS`, when a
       replay would fail the proof's Date window anyway.
+    - closed requests (done, denied, expired, revoked) whose token has expired are deleted with
+      it (the audit log keeps what was decided); open ones stay for the confirmation or the
+      chair.
     """
     inbound_before = now - timedelta(days=inbound_days)
     outgoing_before = now - timedelta(days=outgoing_days)
     waiting = (exists().where(Held.inbound_id == Inbound.id, Held.status == "waiting")
                | exists().where(Request.inbound_id == Inbound.id,
                                 Request.status == "confirming"))
+    still_needed = exists().where(Inbound.raw_id == InboundRaw.id, or_(
+        Inbound.status != "done", Inbound.processed_at.is_(None),
+        Inbound.processed_at >= inbound_before, waiting))
     queued = exists().where(OutRecipient.message_id == OutMessage.id,
                             OutRecipient.status == "queued")
     pruned = Pruned()
-    pruned.inbound_raw = _in_batches(store, select(Inbound.id).where(
-        Inbound.status == "done", Inbound.processed_at < inbound_before,
-        Inbound.raw != b"", ~waiting), _drop_inbound_raw, batch)
+    pruned.inbound_raw = _in_batches(store, select(InboundRaw.id).where(~still_needed),
+                                     _drop_inbound_raw, batch)
     pruned.out_recipients = _in_batches(store, select(OutRecipient.id).join(
         OutMessage).where(OutMessage.created_at < outgoing_before,
-                          OutRecipient.status != "queued"), _delete_recipients, batch)
+                          OutRecipient.status.in_(RESULTS)), _compact_recipients, batch)
     pruned.out_messages_raw = _in_batches(store, select(OutMessage.id).where(
         OutMessage.created_at < outgoing_before, OutMessage.raw != b"", ~queued),
         _drop_message_raw, batch)
@@ -129,6 +159,9 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
     pruned.seen_messages = _in_batches(store, select(SeenMessage.id).where(
         SeenMessage.seen_at < now - timedelta(days=SEEN_MESSAGE_DAYS)),
         _deleting(SeenMessage), batch)
+    pruned.requests = _in_batches(store, select(Request.id).where(
+        Request.status.in_(CLOSED_REQUESTS), Request.expires_at <= now),
+        _deleting(Request), batch)
     return pruned
 
 

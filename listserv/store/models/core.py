@@ -178,14 +178,30 @@ class Ban(Base):
     created_by: Mapped[str] = mapped_column(String(320), default="")
 
 
+class InboundRaw(Base):
+    """The bytes of one accepted transaction, stored once however many recipients it had."""
+
+    __tablename__ = "inbound_raw"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    raw: Mapped[bytes]
+
+
 class Inbound(Base):
-    """One accepted message for one recipient, stored before the MTA heard 250."""
+    """One accepted message for one recipient, stored before the MTA heard 250.
+
+    The recipients of one transaction share one InboundRaw row (SPEC §7: the raw message is
+    stored once per transaction); retention deletes it once every one of them is handled and
+    past `inbound_days`, and `raw` is then empty.
+    """
 
     __tablename__ = "inbound"
     __table_args__ = (
         Index("ix_inbound_status", "status", "id"),
         # The per-sender hourly limit at MAIL FROM (listserv.intake.store.messages_since).
         Index("ix_inbound_sender", "mail_from", "received_at"),
+        # Retention asks which rows still need a transaction's bytes.
+        Index("ix_inbound_raw_id", "raw_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -195,7 +211,12 @@ class Inbound(Base):
     list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
     role: Mapped[str] = mapped_column(String(20))
     token: Mapped[str] = mapped_column(String(80), default="")
-    raw: Mapped[bytes]
+    # No ON DELETE: bytes a row points at cannot be deleted; retention (and `--forget`) first
+    # let go of them. (SQLite added this column by ALTER TABLE, whose ON DELETE no reflection
+    # reads back.)
+    raw_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_raw.id"), default=None)
+    # The size of the message as received (for IMAP, larger than `raw` when only the header
+    # section of a huge message was fetched).
     size: Mapped[int] = mapped_column(Integer)
     # new -> done | failed; a transient failure leaves it new, due again at next_attempt_at
     status: Mapped[str] = mapped_column(String(10), default="new")
@@ -205,6 +226,18 @@ class Inbound(Base):
     # Transient failures since it came (or since the chair's `queue retry`); None = due now.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    raw_message: Mapped[InboundRaw | None] = relationship()
+
+    @property
+    def raw(self) -> bytes:
+        """The message's bytes; empty once retention pruned them."""
+        return self.raw_message.raw if self.raw_message is not None else b""
+
+    @raw.setter
+    def raw(self, value: bytes) -> None:
+        # A row of its own (IMAP, tests); intake shares one among a transaction's recipients.
+        self.raw_message = InboundRaw(raw=value)
 
 
 class Held(Base):

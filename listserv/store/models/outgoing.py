@@ -1,9 +1,10 @@
 """The outgoing mail's tables: the queue, the sending limits' ledger, the automatic-mail cap.
 
 `out_messages` holds each message's wire bytes once and `out_recipients` one row per recipient
-with its result (docs/delivery.md); `send_usage` is what the relay's sending limits count, and
-`auto_mail` what the cap on automatic mail to one address counts (SPEC §2); `sent_only_to` the
-Message-IDs of mail queued for one address, whose replies prove their sender (SPEC §2).
+with its result (docs/delivery.md), until retention compacts them into the message's counts;
+`send_usage` is what the relay's sending limits count, and `auto_mail` what the cap on
+automatic mail to one address counts (SPEC §2); `sent_only_to` the Message-IDs of mail queued
+for one address, whose replies prove their sender (SPEC §2).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from listserv.store.models.base import Base, utcnow
+
+#: The results a recipient ends with (`out_recipients.status` other than queued); retention
+#: compacts delivered recipients into the `out_messages` column of each name.
+RESULTS = ("sent", "failed", "dropped")
 
 
 class OutMessage(Base):
@@ -29,6 +34,11 @@ class OutMessage(Base):
     # Per-recipient envelope NAME-bounces+TOKEN@ and List-Unsubscribe, one transaction each.
     personalize: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Recipients compacted away by retention (store/retention.py), by their result; the rows
+    # still in out_recipients are counted there.
+    sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dropped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class OutRecipient(Base):
