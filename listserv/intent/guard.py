@@ -101,7 +101,7 @@ def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Under
         parsed = parse_command(p.subject, list_name, p.token)
         if isinstance(parsed, Command) and parsed.kind is not Kind.CONFIRM:
             return Guard.REQUEST, Understanding(p.lang, (parsed,))
-    reading = free_text(own, p.subject, p.subject_is_reply, list_name)
+    reading = free_text(own, p.subject, p.subject_is_reply, list_name, p.lang)
     hits = reading.hits
     # request words about something else ("add me to the panel") make it a discussion post;
     # a negation ("pause it, don't remove me") is part of the request, not a discussion

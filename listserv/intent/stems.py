@@ -1,0 +1,288 @@
+"""Requests read from word stems: a verb of joining or leaving, its subject, its object.
+
+The phrase files' ``[request]`` patterns are whole phrasings; this reader generalizes beyond
+them. Each language's ``[stems]`` table lists plain words, and a word of the text matches an
+entry when both have the same Snowball stem (so "include" covers "included", "including";
+"retirer" covers "retire", "retirons"). A sentence asks to join or to leave when it has
+
+* a verb of joining (``join``: add, include, subscribe, sign up, put on ...) or of leaving
+  (``leave``: remove, take off, unsubscribe, delete ...), not inside "double quotes";
+* a subject that is the sender: a word for the sender right by the verb ("add *me*", "*mich*
+  ... abmelden", "inscreva-*me*", Spanish "agregar*me*"), an address in the sentence, or a
+  first-person wish ("I'd love to be included", "would it be possible to join");
+* the form of a request: a wish or a polite word in the sentence ("please", "could you",
+  "would it be possible", "me gustaría", "bitte"), or the verb opening its clause (an
+  imperative: "Remove me from the list").
+
+A negation just before the verb ("please don't remove me") cancels a join or leave verb; it
+turns a verb of getting the mail (``receive``: "I no longer wish to receive", "ya no quiero
+recibir", "möchte keine Mails mehr bekommen") into a leave, while without negation such a verb
+is a join only with a wish ("I'd like to receive the list"). Whether a sentence names a list
+(``list``) is recorded, not required: the administrivia guard needs it, -request does not. The
+other-object check ("add me to the panel") is the free-text reader's, as for phrases.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import snowballstemmer
+
+from listserv.mail.text import fold
+
+#: Most words allowed between the words of one entry ("sign me up", "take my address off").
+DEFAULT_GAP = 3
+#: How far (in words) a word for the sender may be from the verb ("remove my old address").
+SELF_WINDOW = 3
+#: How far before the verb a negation still negates it ("I don't want to be removed").
+NEGATION_WINDOW = 4
+
+_WORD = re.compile(r"[^\W\d_]+")
+_QUOTED = re.compile(r'"[^"\n]{1,120}"')
+_CLAUSE = re.compile(r"[.?!;:,()\n]| - ")
+
+
+@lru_cache(maxsize=8)
+def _stemmer(name: str) -> Any:
+    return snowballstemmer.stemmer(name)
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str, language: str) -> str:
+    """The Snowball stem of `word` (folded, lower-case) in `language` ("english", "german")."""
+    return str(_stemmer(language).stemWord(fold(word).lower()))
+
+
+@dataclass(frozen=True)
+class _Term:
+    """One word of an entry: a stem, a prefix ("retir*") or a suffix ("-liste")."""
+
+    text: str
+    how: str  # "stem" | "prefix" | "suffix"
+
+    def matches(self, word: str, stemmed: str) -> bool:
+        if self.how == "prefix":
+            return word.startswith(self.text)
+        if self.how == "suffix":
+            return word.endswith(self.text) and word != self.text
+        return stemmed == self.text
+
+
+def _terms(entry: str, language: str) -> tuple[_Term, ...]:
+    out = []
+    for w in fold(entry).lower().split():
+        if w.endswith("*"):
+            out.append(_Term(w[:-1], "prefix"))
+        elif w.startswith("-"):
+            out.append(_Term(w[1:], "suffix"))
+        else:
+            out.append(_Term(stem(w, language), "stem"))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """One language's ``[stems]`` table, compiled (see the module docstring and ``en.toml``)."""
+
+    language: str  # the Snowball stemmer's name
+    gap: int
+    join: tuple[tuple[_Term, ...], ...]
+    join_alone: tuple[tuple[_Term, ...], ...]
+    leave: tuple[tuple[_Term, ...], ...]
+    leave_alone: tuple[tuple[_Term, ...], ...]
+    receive: tuple[tuple[_Term, ...], ...]
+    belong: tuple[tuple[_Term, ...], ...]
+    mail: tuple[tuple[_Term, ...], ...]
+    list_words: tuple[tuple[_Term, ...], ...]
+    self_words: tuple[tuple[_Term, ...], ...]
+    clitics: tuple[str, ...]
+    passive: tuple[tuple[_Term, ...], ...]
+    wish: tuple[tuple[_Term, ...], ...]
+    polite: tuple[tuple[_Term, ...], ...]
+    opener: tuple[tuple[_Term, ...], ...]
+    negation: tuple[tuple[_Term, ...], ...]
+    others: tuple[tuple[_Term, ...], ...]
+    past: tuple[tuple[_Term, ...], ...]
+    idioms: tuple[tuple[_Term, ...], ...]
+    verb_final: bool
+
+
+def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
+    """A phrase file's ``[stems]`` table compiled, or None when it has none."""
+    if not table.get("stemmer"):
+        return None
+    language = str(table["stemmer"])
+
+    def entries(key: str) -> tuple[tuple[_Term, ...], ...]:
+        return tuple(t for e in table.get(key, []) if (t := _terms(e, language)))
+
+    return Lexicon(
+        language=language, gap=int(table.get("gap", DEFAULT_GAP)),
+        join=entries("join"), join_alone=entries("join_alone"),
+        leave=entries("leave"), leave_alone=entries("leave_alone"),
+        receive=entries("receive"), belong=entries("belong"), mail=entries("mail"),
+        list_words=entries("list"), self_words=entries("self"),
+        clitics=tuple(fold(c).lower() for c in table.get("clitics", [])),
+        passive=entries("passive"), wish=entries("wish"), polite=entries("polite"),
+        opener=entries("opener"), negation=entries("negation"), others=entries("other_agent"),
+        past=entries("past"), idioms=entries("idioms"),
+        verb_final=bool(table.get("verb_final", False)),
+    )
+
+
+@dataclass(frozen=True)
+class StemHit:
+    """A verb of joining or leaving read as a request, with what its sentence says."""
+
+    join: bool  # True: join, False: leave
+    start: int  # the verb's span in the analysed text
+    end: int
+    sent: tuple[int, int]
+    listed: bool  # the sentence names a list
+    receive: bool  # a verb of getting the mail ("no longer receive")
+
+
+@dataclass
+class _Words:
+    """The words of one sentence: folded text, stems, spans, clause numbers, quoted flags."""
+
+    words: list[str]
+    stems: list[str]
+    spans: list[tuple[int, int]]
+    clause: list[int]
+    quoted: list[bool]
+    where: dict[str, list[int]] = field(default_factory=dict)  # stem -> word indexes
+
+
+def _words(text: str, s0: int, s1: int, language: str) -> _Words:
+    sent = text[s0:s1]
+    quoted = [(m.start(), m.end()) for m in _QUOTED.finditer(sent)]
+    cuts = [m.start() for m in _CLAUSE.finditer(sent)]
+    out = _Words([], [], [], [], [])
+    for m in _WORD.finditer(sent):
+        w = m.group().lower()
+        out.words.append(w)
+        out.stems.append(stem(w, language))
+        out.spans.append((s0 + m.start(), s0 + m.end()))
+        out.clause.append(sum(1 for c in cuts if c < m.start()))
+        out.quoted.append(any(a < m.start() < b for a, b in quoted))
+        out.where.setdefault(out.stems[-1], []).append(len(out.words) - 1)
+    return out
+
+
+def _find(entries: Iterable[tuple[_Term, ...]], ws: _Words, gap: int,
+          lo: int = 0, hi: int | None = None) -> list[tuple[int, int]]:
+    """(first, last) word indexes of every match of any entry in words lo..hi."""
+    hi = len(ws.words) if hi is None else hi
+    found = []
+    for terms in entries:
+        head = terms[0]
+        starts = (ws.where.get(head.text, ()) if head.how == "stem" else range(lo, hi))
+        for i in starts:
+            if not lo <= i < hi or not head.matches(ws.words[i], ws.stems[i]):
+                continue
+            j, ok = i, True
+            for term in terms[1:]:
+                nxt = next((k for k in range(j + 1, min(hi, j + gap + 2))
+                            if term.matches(ws.words[k], ws.stems[k])), None)
+                if nxt is None:
+                    ok = False
+                    break
+                j = nxt
+            if ok:
+                found.append((i, j))
+    return found
+
+
+def _has(entries: Iterable[tuple[_Term, ...]], ws: _Words, lo: int, hi: int,
+         gap: int = 0) -> list[tuple[int, int]]:
+    return _find(entries, ws, gap, max(0, lo), min(len(ws.words), hi))
+
+
+def _clause_span(ws: _Words, i: int) -> tuple[int, int]:
+    c = ws.clause[i]
+    lo = i
+    while lo > 0 and ws.clause[lo - 1] == c:
+        lo -= 1
+    hi = i
+    while hi + 1 < len(ws.words) and ws.clause[hi + 1] == c:
+        hi += 1
+    return lo, hi + 1
+
+
+def _clitic(lex: Lexicon, word: str) -> bool:
+    """A verb carrying the sender as a suffix: "agregarme", "quítenme", "inscrivez-moi" is two."""
+    return any(word.endswith(c) and len(word) > len(c) + 3
+               and word[:-len(c)].endswith(("ar", "er", "ir", "ndo", "an", "en", "ad", "ed"))
+               for c in lex.clitics)
+
+
+def read_stems(lex: Lexicon, text: str, sentences: Sequence[tuple[int, int]]) -> list[StemHit]:
+    """Every verb of joining or leaving in `text` that is a request by the sender (see module)."""
+    hits = []
+    for s0, s1 in sentences:
+        ws = _words(text, s0, s1, lex.language)
+        n = len(ws.words)
+        if not n:
+            continue
+        listed = bool(_find(lex.list_words, ws, 1))
+        address = "@@@" in text[s0:s1]
+        # (span, join?, needs no object?, state: "receive" | "belong" | "")
+        verbs = ([(m, True, False, "") for m in _find(lex.join, ws, lex.gap)]
+                 + [(m, True, True, "") for m in _find(lex.join_alone, ws, lex.gap)]
+                 + [(m, False, False, "") for m in _find(lex.leave, ws, lex.gap)]
+                 + [(m, False, True, "") for m in _find(lex.leave_alone, ws, lex.gap)]
+                 + [(m, True, True, "receive") for m in _find(lex.receive, ws, lex.gap)]
+                 + [(m, True, True, "belong") for m in _find(lex.belong, ws, lex.gap)])
+        seen: set[int] = set()
+        for (i, j), join, alone, state in sorted(verbs, key=lambda v: (v[0][0], -v[0][1])):
+            if i in seen or ws.quoted[i]:
+                continue
+            c0, c1 = _clause_span(ws, i)
+            # verb-final languages (German): negation, the sender and the auxiliary may be
+            # anywhere in the clause ("nehmt mich bitte nicht ... raus", "aufgenommen werden")
+            final = lex.verb_final
+            negated = bool(_has(lex.negation, ws, c0 if final else max(c0, i - NEGATION_WINDOW),
+                                c1 if final else i, 1))
+            if _has(lex.past, ws, c0 if final else i - 2, c1 if final else i, 1):
+                continue  # "you added me", "j'ai été ajouté": done, not asked
+            wish = _has(lex.wish, ws, 0, i, 2)
+            polite = bool(_has(lex.polite, ws, 0, n, 2))
+            others = _has(lex.others, ws, min([c0] + [w[1] for w in wish]), i)
+            first_person = bool(wish) and not others
+            in_wish = {k for a, b in wish for k in range(a, b + 1)}  # "*me* gustaría"
+            lo, hi = (c0, c1) if final else (i - SELF_WINDOW, j + SELF_WINDOW + 1)
+            own = (any(a not in in_wish for a, _ in _has(lex.self_words, ws, lo, hi))
+                   or _clitic(lex, ws.words[i]) or _clitic(lex, ws.words[j]) or address)
+            passive = bool(_has(lex.passive, ws, i - 2, i)) or (
+                final and bool(_has(lex.passive, ws, j + 1, j + 3)))
+            # an imperative opens the sentence ("Hi, please remove me"), not a later clause
+            opens = all(any(t[0].matches(ws.words[k], ws.stems[k]) for t in lex.opener)
+                        for k in range(0, i))
+            if any(a == i for a, _ in _find(lex.idioms, ws, 0, i, n)):
+                continue  # "join us for the launch", "add that", "leave a comment"
+            if state:
+                # getting the mail / being on the list: not any more -> leave; being on the
+                # list with a wish -> join (wanting to receive something is too often the digest,
+                # the instructions or the slides to be a join)
+                if not (first_person or own) or (state == "receive" and not negated):
+                    continue
+                if state == "receive" and not (listed or _has(
+                        lex.mail, ws, c0 if final else j + 1, c1 if final else j + 7)):
+                    continue  # "I no longer want to receive criticism": not the list's mail
+                join, negated = not negated, False
+                if join and not first_person:
+                    continue
+            if negated:
+                continue
+            subject = own or (first_person and (alone or passive))
+            request = first_person or polite or opens
+            if subject and request:
+                seen.update(range(i, j + 1))
+                hits.append(StemHit(join, ws.spans[i][0], ws.spans[j][1], (s0, s1), listed,
+                                    bool(state) and not join))
+    return hits
