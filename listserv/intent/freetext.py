@@ -25,7 +25,7 @@ from listserv.intent.phrases import (
     Phrases,
     languages,
 )
-from listserv.intent.stems import StemHit, read_stems
+from listserv.intent.stems import StemHit, mention, read_stems
 from listserv.intent.understanding import Command, Kind
 from listserv.mail.text import fold, match_any
 
@@ -58,10 +58,11 @@ class Hit:
     keyword: bool = False  # a whole line / whole subject keyword
     other_in_sentence: bool = False  # the sentence names another object (a network, a panel)
     stem: bool = False  # read from word stems (listserv.intent.stems), not a phrase
+    mentioned: bool = False  # quoted or done, not asked ("thanks for adding me to the list")
 
     @property
     def valid(self) -> bool:
-        return not self.negated and not self.other
+        return not self.negated and not self.other and not self.mentioned
 
     @property
     def anchored(self) -> bool:
@@ -134,12 +135,15 @@ def _analyse(original: str, list_name: str, *, subject: bool = False,
                         hit = Hit(group, GROUP_KIND[group], s0 + m.start(), s0 + m.end(),
                                    (s0, s1), ph.lang, listed=listed, subject=subject)
                         _judge(hit, text, langs)
+                        if hit.group in OBJECT_GROUPS and ph.lexicon is not None:
+                            hit.mentioned = mention(ph.lexicon, text, original, (s0, s1),
+                                                    hit.start)
                         analysis.hits.append(hit)
         for ph in langs:
             # stems in the author's language (and English, which travels): phrases above are
             # few and cheap in every language, the stem reader reads every word
             if ph.lexicon is not None and ph.lang in (lang, DEFAULT_LANG):
-                for sh in read_stems(ph.lexicon, text, [(s0, s1)]):
+                for sh in read_stems(ph.lexicon, text, original, [(s0, s1)]):
                     analysis.hits.append(_stem_hit(sh, ph.lang, listed, subject, text, langs))
     # whole-line keywords ("UNSUBSCRIBE", "baja", "ABMELDEN!!!"), also as the one clause of a
     # short line that is not a greeting or a closing ("hello, unsubscribe please, thanks!")

@@ -52,35 +52,38 @@ def _stemmer(name: str) -> Any:
 
 
 @lru_cache(maxsize=65536)
-def stem(word: str, language: str) -> str:
-    """The Snowball stem of `word` (folded, lower-case) in `language` ("english", "german")."""
-    return str(_stemmer(language).stemWord(fold(word).lower()))
+def stems(word: str, language: str) -> frozenset[str]:
+    """The Snowball stems of `word` in `language` ("english", "german"), folded: of the word as
+    written and of the word without accents (people drop them: "retiree" for "retirée")."""
+    stemmer = _stemmer(language)
+    lower = word.lower()
+    return frozenset({fold(str(stemmer.stemWord(lower))), str(stemmer.stemWord(fold(lower)))})
 
 
 @dataclass(frozen=True)
 class _Term:
-    """One word of an entry: a stem, a prefix ("retir*") or a suffix ("-liste")."""
+    """One word of an entry: its stems, a prefix ("retir*") or a suffix ("-liste")."""
 
-    text: str
+    texts: frozenset[str]
     how: str  # "stem" | "prefix" | "suffix"
 
-    def matches(self, word: str, stemmed: str) -> bool:
+    def matches(self, word: str, stemmed: frozenset[str]) -> bool:
         if self.how == "prefix":
-            return word.startswith(self.text)
+            return any(word.startswith(t) for t in self.texts)
         if self.how == "suffix":
-            return word.endswith(self.text) and word != self.text
-        return stemmed == self.text
+            return any(word.endswith(t) and word != t for t in self.texts)
+        return not self.texts.isdisjoint(stemmed)
 
 
 def _terms(entry: str, language: str) -> tuple[_Term, ...]:
     out = []
-    for w in fold(entry).lower().split():
+    for w in entry.lower().split():
         if w.endswith("*"):
-            out.append(_Term(w[:-1], "prefix"))
+            out.append(_Term(frozenset({fold(w[:-1])}), "prefix"))
         elif w.startswith("-"):
-            out.append(_Term(w[1:], "suffix"))
+            out.append(_Term(frozenset({fold(w[1:])}), "suffix"))
         else:
-            out.append(_Term(stem(w, language), "stem"))
+            out.append(_Term(stems(w, language), "stem"))
     return tuple(out)
 
 
@@ -151,26 +154,33 @@ class _Words:
     """The words of one sentence: folded text, stems, spans, clause numbers, quoted flags."""
 
     words: list[str]
-    stems: list[str]
+    stems: list[frozenset[str]]
     spans: list[tuple[int, int]]
     clause: list[int]
     quoted: list[bool]
     where: dict[str, list[int]] = field(default_factory=dict)  # stem -> word indexes
 
 
-def _words(text: str, s0: int, s1: int, language: str) -> _Words:
+def _words(lex: Lexicon, text: str, original: str, s0: int, s1: int) -> _Words:
+    """The words of the sentence text[s0:s1] (`original`: the same positions as written)."""
     sent = text[s0:s1]
     quoted = [(m.start(), m.end()) for m in _QUOTED.finditer(sent)]
     cuts = [m.start() for m in _CLAUSE.finditer(sent)]
     out = _Words([], [], [], [], [])
     for m in _WORD.finditer(sent):
         w = m.group().lower()
+        written = original[s0 + m.start():s0 + m.end()]
+        stemmed = stems(written, lex.language)
+        bare = _clitic(lex, w)
+        if bare:  # "agréguenme": also the verb without the sender
+            stemmed |= stems(written[:len(bare)], lex.language)
         out.words.append(w)
-        out.stems.append(stem(w, language))
+        out.stems.append(stemmed)
         out.spans.append((s0 + m.start(), s0 + m.end()))
         out.clause.append(sum(1 for c in cuts if c < m.start()))
         out.quoted.append(any(a < m.start() < b for a, b in quoted))
-        out.where.setdefault(out.stems[-1], []).append(len(out.words) - 1)
+        for st in stemmed:
+            out.where.setdefault(st, []).append(len(out.words) - 1)
     return out
 
 
@@ -181,7 +191,8 @@ def _find(entries: Iterable[tuple[_Term, ...]], ws: _Words, gap: int,
     found = []
     for terms in entries:
         head = terms[0]
-        starts = (ws.where.get(head.text, ()) if head.how == "stem" else range(lo, hi))
+        starts = (sorted({i for t in head.texts for i in ws.where.get(t, ())})
+                  if head.how == "stem" else range(lo, hi))
         for i in starts:
             if not lo <= i < hi or not head.matches(ws.words[i], ws.stems[i]):
                 continue
@@ -214,18 +225,43 @@ def _clause_span(ws: _Words, i: int) -> tuple[int, int]:
     return lo, hi + 1
 
 
-def _clitic(lex: Lexicon, word: str) -> bool:
-    """A verb carrying the sender as a suffix: "agregarme", "quítenme", "inscrivez-moi" is two."""
-    return any(word.endswith(c) and len(word) > len(c) + 3
-               and word[:-len(c)].endswith(("ar", "er", "ir", "ndo", "an", "en", "ad", "ed"))
-               for c in lex.clitics)
+def _clitic(lex: Lexicon, word: str) -> str:
+    """The verb of a word carrying the sender as a suffix ("agregar" of "agregarme", "quiten"
+    of "quítenme"), or ""."""
+    for c in lex.clitics:
+        bare = word[:-len(c)]
+        if word.endswith(c) and len(bare) > 3 and bare.endswith(
+                ("ar", "er", "ir", "ndo", "an", "en", "ad", "ed")):
+            return bare
+    return ""
 
 
-def read_stems(lex: Lexicon, text: str, sentences: Sequence[tuple[int, int]]) -> list[StemHit]:
-    """Every verb of joining or leaving in `text` that is a request by the sender (see module)."""
+def _done(lex: Lexicon, ws: _Words, i: int, c0: int, c1: int) -> bool:
+    """Is the verb at word `i` something done, not asked ("thanks for adding me", "j'ai été
+    ajoutée", "dass ihr mich aufgenommen habt")?"""
+    if lex.verb_final:
+        return bool(_has(lex.past, ws, c0, c1, 1))
+    return any(b >= i - 2 for _, b in _has(lex.past, ws, max(c0, i - 4), i, 1))
+
+
+def mention(lex: Lexicon, text: str, original: str, sent: tuple[int, int], start: int) -> bool:
+    """Is the request phrase starting at `start` (in sentence `sent`) quoted or done, not asked
+    ("thanks for including me in the list")? The phrase reader asks this of its phrases."""
+    ws = _words(lex, text, original, *sent)
+    i = next((k for k, (a, b) in enumerate(ws.spans) if b > start), None)
+    if i is None:
+        return False
+    c0, c1 = _clause_span(ws, i)
+    return ws.quoted[i] or _done(lex, ws, i, c0, c1)
+
+
+def read_stems(lex: Lexicon, text: str, original: str,
+               sentences: Sequence[tuple[int, int]]) -> list[StemHit]:
+    """Every verb of joining or leaving in `text` (folded and masked; `original` as written, at
+    the same positions) that is a request by the sender (see the module docstring)."""
     hits = []
     for s0, s1 in sentences:
-        ws = _words(text, s0, s1, lex.language)
+        ws = _words(lex, text, original, s0, s1)
         n = len(ws.words)
         if not n:
             continue
@@ -248,8 +284,8 @@ def read_stems(lex: Lexicon, text: str, sentences: Sequence[tuple[int, int]]) ->
             final = lex.verb_final
             negated = bool(_has(lex.negation, ws, c0 if final else max(c0, i - NEGATION_WINDOW),
                                 c1 if final else i, 1))
-            if _has(lex.past, ws, c0 if final else i - 2, c1 if final else i, 1):
-                continue  # "you added me", "j'ai été ajouté": done, not asked
+            if _done(lex, ws, i, c0, c1):
+                continue
             wish = _has(lex.wish, ws, 0, i, 2)
             polite = bool(_has(lex.polite, ws, 0, n, 2))
             others = _has(lex.others, ws, min([c0] + [w[1] for w in wish]), i)
@@ -257,7 +293,7 @@ def read_stems(lex: Lexicon, text: str, sentences: Sequence[tuple[int, int]]) ->
             in_wish = {k for a, b in wish for k in range(a, b + 1)}  # "*me* gustaría"
             lo, hi = (c0, c1) if final else (i - SELF_WINDOW, j + SELF_WINDOW + 1)
             own = (any(a not in in_wish for a, _ in _has(lex.self_words, ws, lo, hi))
-                   or _clitic(lex, ws.words[i]) or _clitic(lex, ws.words[j]) or address)
+                   or bool(_clitic(lex, ws.words[i]) or _clitic(lex, ws.words[j])) or address)
             passive = bool(_has(lex.passive, ws, i - 2, i)) or (
                 final and bool(_has(lex.passive, ws, j + 1, j + 3)))
             # an imperative opens the sentence ("Hi, please remove me"), not a later clause
