@@ -1,0 +1,120 @@
+"""Request understanding on the fresh corpus, written blind (issue 21, acceptance 1 and 2).
+
+tests/data/requests-fresh/ was written by helpers who never saw the phrase files, the intent
+code or the first corpus; it is split into a tuning half (read while tuning) and a sealed half,
+frozen by the hashes in sealed-{lang}.sha256 and scored once after tuning. Mails are read the
+way the daemon reads them (tests/intent_scoring.py, shared with tests/test_intent_corpus.py).
+
+Printed: precision and recall per language for the first corpus, the tuning half and the sealed
+half (the sealed half in figures only: no per-mail result of it is ever printed). Asserted on
+each half of the fresh corpus, per language:
+
+* recall >= 0.95 on joins and leaves together (a request to the list address counts only when
+  the guard routes it as a request: UNSURE -- held for the chair -- is a miss);
+* zero subscribe <-> unsubscribe confusions;
+* every ordinary post recognised as a post: the guard says POST. A post held as UNSURE (for the
+  chair) is not counted as recognised, since the sender waits for a moderator for nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tests.intent_scoring import (
+    FRESH,
+    LANGS,
+    Outcome,
+    confusions,
+    fresh_corpus,
+    old_corpus,
+    recall,
+    table,
+)
+
+TARGET_RECALL = 0.95
+#: Where the sealed half missed a target when it was scored once after tuning (issue 21: never
+#: tuned on). Filled in with the measured figures; empty when every target was met.
+SEALED_MISSES: dict[tuple[str, str], str] = {}
+
+
+@pytest.fixture(scope="module")
+def tuning() -> list[Outcome]:
+    return fresh_corpus("tuning")
+
+
+@pytest.fixture(scope="module")
+def sealed() -> list[Outcome]:
+    return fresh_corpus("sealed")
+
+
+def _hashes(lang: str) -> dict[str, str]:
+    recorded = {}
+    for line in (FRESH / f"sealed-{lang}.sha256").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            recorded[name.lstrip("*")] = digest
+    return recorded
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_sealed_half_is_untouched(lang: str) -> None:
+    """Every sealed file has the hash recorded at the freeze; none is missing, none added."""
+    recorded = _hashes(lang)
+    present = {f"sealed/{lang}/{p.name}" for p in (FRESH / "sealed" / lang).glob("*")}
+    assert recorded, f"no hashes for {lang}"
+    assert sorted(present - set(recorded)) == [], "files added to the sealed half"
+    assert sorted(set(recorded) - present) == [], "files missing from the sealed half"
+    changed = [name for name, digest in recorded.items()
+               if hashlib.sha256((FRESH / name).read_bytes()).hexdigest() != digest]
+    assert len(changed) == 0, f"{len(changed)} sealed files changed since the freeze"
+
+
+def test_print_tables(tuning: list[Outcome], sealed: list[Outcome],
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    intents = ("subscribe", "unsubscribe")
+    with capsys.disabled():
+        print(table(old_corpus(), "First corpus (tests/data/requests)",
+                    ("subscribe", "unsubscribe", "help", "info", "set"), misses=False))
+        print(table(tuning, "Fresh corpus, tuning half", intents))
+        print(table(sealed, "Fresh corpus, sealed half (figures only)", intents, misses=False))
+    assert len(tuning) + len(sealed) == sum(
+        1 for lang in LANGS for _ in (FRESH / "tuning" / lang).glob("*.eml")) + sum(
+        1 for lang in LANGS for _ in (FRESH / "sealed" / lang).glob("*.eml"))
+
+
+def _check(outcomes: list[Outcome], lang: str, what: str, *, sealed: bool) -> None:
+    mine = [o for o in outcomes if o.lang == lang]
+    requests = [o for o in mine if o.is_request]
+    posts = [o for o in mine if not o.is_request]
+    # the sealed half's failures say how many, never which mail
+    if what == "recall":
+        got = recall(requests)
+        missed = [] if sealed else [(o.path, o.want, o.got) for o in requests if not o.correct]
+        assert got >= TARGET_RECALL, f"{lang} recall {got:.3f} on {len(requests)} {missed}"
+    elif what == "confusions":
+        confused = confusions(mine)
+        assert len(confused) == 0, f"{lang}: {len(confused)} {[] if sealed else confused}"
+    else:
+        wrong = [(o.path, o.got) for o in posts if o.got != "post"]
+        assert len(wrong) == 0, (f"{lang}: {len(wrong)} of {len(posts)} posts not read as "
+                                 f"posts {[] if sealed else wrong}")
+
+
+CHECKS = ("recall", "confusions", "posts")
+
+
+@pytest.mark.parametrize("what", CHECKS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_tuning_half(tuning: list[Outcome], lang: str, what: str) -> None:
+    _check(tuning, lang, what, sealed=False)
+
+
+@pytest.mark.parametrize("what", CHECKS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_sealed_half(sealed: list[Outcome], lang: str, what: str,
+                     request: pytest.FixtureRequest) -> None:
+    if (lang, what) in SEALED_MISSES:
+        request.applymarker(pytest.mark.xfail(reason=SEALED_MISSES[(lang, what)], strict=True))
+    _check(sealed, lang, what, sealed=True)
