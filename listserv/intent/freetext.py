@@ -59,6 +59,7 @@ class Hit:
     other_in_sentence: bool = False  # the sentence names another object (a network, a panel)
     stem: bool = False  # read from word stems (listserv.intent.stems), not a phrase
     mentioned: bool = False  # quoted or done, not asked ("thanks for adding me to the list")
+    mail: bool = False  # a stem hit whose sentence names the mail ("stop sending me these emails")
 
     @property
     def valid(self) -> bool:
@@ -70,8 +71,8 @@ class Hit:
         (for help and info: a sentence naming a list and no other object)."""
         if self.kind in (Kind.HELP, Kind.INFO, Kind.PEER_INPUT):
             return (self.listed and not self.other_in_sentence) or self.keyword
-        if self.stem:
-            return self.listed
+        if self.stem:  # a leave that names the mail needs no list: a misread asks to confirm
+            return self.listed or (self.mail and self.kind is Kind.UNSUBSCRIBE)
         return self.group not in WEAK or self.listed or self.keyword
 
 
@@ -142,7 +143,7 @@ def _analyse(original: str, list_name: str, *, subject: bool = False,
         for ph in langs:
             # stems in the author's language (and English, which travels): phrases above are
             # few and cheap in every language, the stem reader reads every word
-            if ph.lexicon is not None and ph.lang in (lang, DEFAULT_LANG):
+            if ph.lexicon is not None:
                 for sh in read_stems(ph.lexicon, text, original, [(s0, s1)]):
                     analysis.hits.append(_stem_hit(sh, ph.lang, listed, subject, text, langs))
     # whole-line keywords ("UNSUBSCRIBE", "baja", "ABMELDEN!!!"), also as the one clause of a
@@ -195,7 +196,7 @@ def _stem_hit(sh: StemHit, lang: str, listed: bool, subject: bool, text: str,
     already read (a negated "receive" is the leave itself)."""
     group = ("subscribe_weak" if sh.join else "stop_mail" if sh.receive else "unsubscribe_weak")
     hit = Hit(group, GROUP_KIND[group], sh.start, sh.end, sh.sent, lang,
-              listed=listed or sh.listed, subject=subject, stem=True)
+              listed=listed, subject=subject, stem=True, mail=sh.mail)
     _judge(hit, text, langs)
     hit.negated = False
     return hit

@@ -41,6 +41,11 @@ SELF_WINDOW = 3
 #: How far before the verb a negation still negates it ("I don't want to be removed").
 NEGATION_WINDOW = 4
 
+#: Verbs and list words this long also match with one typo ("unsubcribe", "mailng"); wishes and
+#: polite words from this length ("plese"). Shorter words have too many real neighbours.
+VERB_TYPOS = 7
+WORD_TYPOS = 6
+
 _WORD = re.compile(r"[^\W\d_]+")
 _QUOTED = re.compile(r'"[^"\n]{1,120}"')
 _CLAUSE = re.compile(r"[.?!;:,()\n]| - ")
@@ -66,16 +71,32 @@ class _Term:
 
     texts: frozenset[str]
     how: str  # "stem" | "prefix" | "suffix"
+    word: str = ""  # the entry's word, folded, when a one-letter typo of it also matches
 
     def matches(self, word: str, stemmed: frozenset[str]) -> bool:
         if self.how == "prefix":
             return any(word.startswith(t) for t in self.texts)
         if self.how == "suffix":
             return any(word.endswith(t) and word != t for t in self.texts)
-        return not self.texts.isdisjoint(stemmed)
+        return not self.texts.isdisjoint(stemmed) or bool(self.word) and _typo(word, self.word)
 
 
-def _terms(entry: str, language: str) -> tuple[_Term, ...]:
+def _typo(a: str, b: str) -> bool:
+    """Is `a` `b` with one letter left out, added, changed or two swapped ("unsubcribe",
+    "lsit")? The first letter must be right: typos rarely fall there."""
+    if a == b or abs(len(a) - len(b)) > 1 or not a or a[0] != b[0]:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        return a[i + 1:] == b[i + 1:] or (a[i + 1:i + 2] == b[i:i + 1] and a[i:i + 1] == b[i + 1:i + 2]
+                                          and a[i + 2:] == b[i + 2:])
+    return a[i + 1:] == b[i:] if len(a) > len(b) else a[i:] == b[i + 1:]
+
+
+def _terms(entry: str, language: str, typos: int = 0) -> tuple[_Term, ...]:
+    """An entry's words; `typos`: words this long or longer also match with one typo."""
     out = []
     for w in entry.lower().split():
         if w.endswith("*"):
@@ -83,7 +104,8 @@ def _terms(entry: str, language: str) -> tuple[_Term, ...]:
         elif w.startswith("-"):
             out.append(_Term(frozenset({fold(w[1:])}), "suffix"))
         else:
-            out.append(_Term(stems(w, language), "stem"))
+            typo = fold(w) if typos and len(w) >= typos else ""
+            out.append(_Term(stems(w, language), "stem", typo))
     return tuple(out)
 
 
@@ -99,6 +121,7 @@ class Lexicon:
     leave_alone: tuple[tuple[_Term, ...], ...]
     receive: tuple[tuple[_Term, ...], ...]
     belong: tuple[tuple[_Term, ...], ...]
+    stay: tuple[tuple[_Term, ...], ...]
     mail: tuple[tuple[_Term, ...], ...]
     list_words: tuple[tuple[_Term, ...], ...]
     self_words: tuple[tuple[_Term, ...], ...]
@@ -120,17 +143,17 @@ def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
         return None
     language = str(table["stemmer"])
 
-    def entries(key: str) -> tuple[tuple[_Term, ...], ...]:
-        return tuple(t for e in table.get(key, []) if (t := _terms(e, language)))
+    def entries(key: str, typos: int = 0) -> tuple[tuple[_Term, ...], ...]:
+        return tuple(t for e in table.get(key, []) if (t := _terms(e, language, typos)))
 
     return Lexicon(
         language=language, gap=int(table.get("gap", DEFAULT_GAP)),
-        join=entries("join"), join_alone=entries("join_alone"),
-        leave=entries("leave"), leave_alone=entries("leave_alone"),
-        receive=entries("receive"), belong=entries("belong"), mail=entries("mail"),
-        list_words=entries("list"), self_words=entries("self"),
+        join=entries("join", VERB_TYPOS), join_alone=entries("join_alone", VERB_TYPOS),
+        leave=entries("leave", VERB_TYPOS), leave_alone=entries("leave_alone", VERB_TYPOS),
+        receive=entries("receive"), belong=entries("belong"), stay=entries("stay"), mail=entries("mail"),
+        list_words=entries("list", VERB_TYPOS), self_words=entries("self"),
         clitics=tuple(fold(c).lower() for c in table.get("clitics", [])),
-        passive=entries("passive"), wish=entries("wish"), polite=entries("polite"),
+        passive=entries("passive"), wish=entries("wish", WORD_TYPOS), polite=entries("polite", WORD_TYPOS),
         opener=entries("opener"), negation=entries("negation"), others=entries("other_agent"),
         past=entries("past"), idioms=entries("idioms"),
         verb_final=bool(table.get("verb_final", False)),
@@ -147,6 +170,7 @@ class StemHit:
     sent: tuple[int, int]
     listed: bool  # the sentence names a list
     receive: bool  # a verb of getting the mail ("no longer receive")
+    mail: bool  # the sentence names the mail ("these emails", "esses e-mails")
 
 
 @dataclass
@@ -192,7 +216,7 @@ def _find(entries: Iterable[tuple[_Term, ...]], ws: _Words, gap: int,
     for terms in entries:
         head = terms[0]
         starts = (sorted({i for t in head.texts for i in ws.where.get(t, ())})
-                  if head.how == "stem" else range(lo, hi))
+                  if head.how == "stem" and not head.word else range(lo, hi))
         for i in starts:
             if not lo <= i < hi or not head.matches(ws.words[i], ws.stems[i]):
                 continue
@@ -266,6 +290,7 @@ def read_stems(lex: Lexicon, text: str, original: str,
         if not n:
             continue
         listed = bool(_find(lex.list_words, ws, 1))
+        mail = bool(_find(lex.mail, ws, 1))
         address = "@@@" in text[s0:s1]
         # (span, join?, needs no object?, state: "receive" | "belong" | "")
         verbs = ([(m, True, False, "") for m in _find(lex.join, ws, lex.gap)]
@@ -302,16 +327,17 @@ def read_stems(lex: Lexicon, text: str, original: str,
             if any(a == i for a, _ in _find(lex.idioms, ws, 0, i, n)):
                 continue  # "join us for the launch", "add that", "leave a comment"
             if state:
-                # getting the mail / being on the list: not any more -> leave; being on the
-                # list with a wish -> join (wanting to receive something is too often the digest,
-                # the instructions or the slides to be a join)
-                if not (first_person or own) or (state == "receive" and not negated):
+                # getting the mail / being on the list: not any more -> leave; wanting it -> a
+                # join, if the list is named ("receive the list's messages": wanting to receive
+                # the digest, the instructions or the slides is no join) and not "stay on"
+                if not (first_person or own):
                     continue
                 if state == "receive" and not (listed or _has(
                         lex.mail, ws, c0 if final else j + 1, c1 if final else j + 7)):
                     continue  # "I no longer want to receive criticism": not the list's mail
                 join, negated = not negated, False
-                if join and not first_person:
+                if join and (not first_person or _has(lex.stay, ws, c0, c1)
+                             or (state == "receive" and not listed)):
                     continue
             if negated:
                 continue
@@ -320,5 +346,5 @@ def read_stems(lex: Lexicon, text: str, original: str,
             if subject and request:
                 seen.update(range(i, j + 1))
                 hits.append(StemHit(join, ws.spans[i][0], ws.spans[j][1], (s0, s1), listed,
-                                    bool(state) and not join))
+                                    bool(state) and not join, mail))
     return hits
