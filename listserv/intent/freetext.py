@@ -196,7 +196,7 @@ def _stem_hit(sh: StemHit, lang: str, listed: bool, subject: bool, text: str,
     already read (a negated "receive" is the leave itself)."""
     group = ("subscribe_weak" if sh.join else "stop_mail" if sh.receive else "unsubscribe_weak")
     hit = Hit(group, GROUP_KIND[group], sh.start, sh.end, sh.sent, lang,
-              listed=listed, subject=subject, stem=True, mail=sh.mail)
+              listed=listed or sh.named, subject=subject, stem=True, mail=sh.mail)
     _judge(hit, text, langs)
     hit.negated = False
     return hit
@@ -297,13 +297,25 @@ def _keep_cue(analyses: Sequence[_Analysis], lang: str) -> bool:
 
 def _address_for(analysis: _Analysis, hit: Hit, list_name: str) -> str | None:
     """An address named in the request sentence, else in the sentences just before it ("her
-    account x@y still gets the list. Please remove that address.")."""
+    account x@y still gets the list. Please remove that address."), else one introduced as
+    another person's just after it."""
     s0, s1 = hit.sent
     found = _addresses(analysis.original[s0:s1], list_name)
     if found:
         return found[0]
     before = _addresses(analysis.original[max(0, s0 - 400):s0], list_name)
-    return before[-1] if before else None
+    if before:
+        return before[-1]
+    # "My supervisor would also like to join. Her email is x@y": an address after the request
+    # only when it is introduced as someone else's
+    after = analysis.text[s1:s1 + 300]
+    for ph in languages():
+        m = ph.their_address.search(after) if ph.their_address is not None else None
+        if m:
+            found = _addresses(analysis.original[s1 + m.start():s1 + 300], list_name)
+            if found:
+                return found[0]
+    return None
 
 
 def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str,

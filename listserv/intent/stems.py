@@ -90,8 +90,8 @@ def _typo(a: str, b: str) -> bool:
     while i < min(len(a), len(b)) and a[i] == b[i]:
         i += 1
     if len(a) == len(b):
-        return a[i + 1:] == b[i + 1:] or (a[i + 1:i + 2] == b[i:i + 1] and a[i:i + 1] == b[i + 1:i + 2]
-                                          and a[i + 2:] == b[i + 2:])
+        swapped = a[i:i + 2] == b[i:i + 2][::-1] and a[i + 2:] == b[i + 2:]
+        return a[i + 1:] == b[i + 1:] or swapped
     return a[i + 1:] == b[i:] if len(a) > len(b) else a[i:] == b[i + 1:]
 
 
@@ -124,6 +124,7 @@ class Lexicon:
     stay: tuple[tuple[_Term, ...], ...]
     mail: tuple[tuple[_Term, ...], ...]
     list_words: tuple[tuple[_Term, ...], ...]
+    named: tuple[tuple[_Term, ...], ...]
     self_words: tuple[tuple[_Term, ...], ...]
     clitics: tuple[str, ...]
     passive: tuple[tuple[_Term, ...], ...]
@@ -150,10 +151,12 @@ def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
         language=language, gap=int(table.get("gap", DEFAULT_GAP)),
         join=entries("join", VERB_TYPOS), join_alone=entries("join_alone", VERB_TYPOS),
         leave=entries("leave", VERB_TYPOS), leave_alone=entries("leave_alone", VERB_TYPOS),
-        receive=entries("receive"), belong=entries("belong"), stay=entries("stay"), mail=entries("mail"),
-        list_words=entries("list", VERB_TYPOS), self_words=entries("self"),
+        receive=entries("receive"), belong=entries("belong"), stay=entries("stay"),
+        mail=entries("mail"), list_words=entries("list", VERB_TYPOS), named=entries("named"),
+        self_words=entries("self"),
         clitics=tuple(fold(c).lower() for c in table.get("clitics", [])),
-        passive=entries("passive"), wish=entries("wish", WORD_TYPOS), polite=entries("polite", WORD_TYPOS),
+        passive=entries("passive"), wish=entries("wish", WORD_TYPOS),
+        polite=entries("polite", WORD_TYPOS),
         opener=entries("opener"), negation=entries("negation"), others=entries("other_agent"),
         past=entries("past"), idioms=entries("idioms"),
         verb_final=bool(table.get("verb_final", False)),
@@ -171,6 +174,7 @@ class StemHit:
     listed: bool  # the sentence names a list
     receive: bool  # a verb of getting the mail ("no longer receive")
     mail: bool  # the sentence names the mail ("these emails", "esses e-mails")
+    named: bool  # the sentence names this list ("this group")
 
 
 @dataclass
@@ -291,6 +295,7 @@ def read_stems(lex: Lexicon, text: str, original: str,
             continue
         listed = bool(_find(lex.list_words, ws, 1))
         mail = bool(_find(lex.mail, ws, 1))
+        named = bool(_find(lex.named, ws, 0))
         address = "@@@" in text[s0:s1]
         # (span, join?, needs no object?, state: "receive" | "belong" | "")
         verbs = ([(m, True, False, "") for m in _find(lex.join, ws, lex.gap)]
@@ -346,5 +351,5 @@ def read_stems(lex: Lexicon, text: str, original: str,
             if subject and request:
                 seen.update(range(i, j + 1))
                 hits.append(StemHit(join, ws.spans[i][0], ws.spans[j][1], (s0, s1), listed,
-                                    bool(state) and not join, mail))
+                                    bool(state) and not join, mail, named))
     return hits
