@@ -25,7 +25,7 @@ from listserv.intent.phrases import (
     Phrases,
     languages,
 )
-from listserv.intent.stems import StemHit, mention, read_stems
+from listserv.intent.stems import StemHit, elsewhere, mention, read_stems
 from listserv.intent.understanding import Command, Kind
 from listserv.mail.text import fold, match_any
 
@@ -60,6 +60,7 @@ class Hit:
     stem: bool = False  # read from word stems (listserv.intent.stems), not a phrase
     mentioned: bool = False  # quoted or done, not asked ("thanks for adding me to the list")
     mail: bool = False  # a stem hit whose sentence names the mail ("stop sending me these emails")
+    elsewhere: bool = False  # no list named, and the verb goes on to somewhere ("in the panel")
 
     @property
     def valid(self) -> bool:
@@ -139,13 +140,16 @@ def _analyse(original: str, list_name: str, *, subject: bool = False,
                         if hit.group in OBJECT_GROUPS and ph.lexicon is not None:
                             hit.mentioned = mention(ph.lexicon, text, original, (s0, s1),
                                                     hit.start)
+                            hit.elsewhere = not listed and elsewhere(
+                                ph.lexicon, text, original, (s0, s1), hit.start, hit.end)
                         analysis.hits.append(hit)
         for ph in langs:
-            # stems in the author's language (and English, which travels): phrases above are
-            # few and cheap in every language, the stem reader reads every word
+            # stems in every language, like the phrases: a short mail's language may be
+            # misread ("PAREM DE ME MANDAR ESSES EMAILS")
             if ph.lexicon is not None:
                 for sh in read_stems(ph.lexicon, text, original, [(s0, s1)]):
-                    analysis.hits.append(_stem_hit(sh, ph.lang, listed, subject, text, langs))
+                    analysis.hits.append(
+                        _stem_hit(sh, ph.lang, listed, subject, text, original, langs))
     # whole-line keywords ("UNSUBSCRIBE", "baja", "ABMELDEN!!!"), also as the one clause of a
     # short line that is not a greeting or a closing ("hello, unsubscribe please, thanks!")
     pos = 0
@@ -189,7 +193,7 @@ def _keyword_spans(line: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _stem_hit(sh: StemHit, lang: str, listed: bool, subject: bool, text: str,
+def _stem_hit(sh: StemHit, lang: str, listed: bool, subject: bool, text: str, original: str,
               langs: Sequence[Phrases]) -> Hit:
     """A request read from stems as a Hit: a weak phrase (it anchors on the list address only
     when its sentence names a list), judged for another object like a phrase; its negation was
@@ -199,6 +203,9 @@ def _stem_hit(sh: StemHit, lang: str, listed: bool, subject: bool, text: str,
               listed=listed or sh.named, subject=subject, stem=True, mail=sh.mail)
     _judge(hit, text, langs)
     hit.negated = False
+    lexicon = next(ph.lexicon for ph in langs if ph.lang == lang)
+    if lexicon is not None and not hit.listed:
+        hit.elsewhere = elsewhere(lexicon, text, original, sh.sent, sh.start, sh.end)
     return hit
 
 

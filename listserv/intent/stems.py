@@ -125,6 +125,7 @@ class Lexicon:
     mail: tuple[tuple[_Term, ...], ...]
     list_words: tuple[tuple[_Term, ...], ...]
     named: tuple[tuple[_Term, ...], ...]
+    prepositions: tuple[tuple[_Term, ...], ...]
     self_words: tuple[tuple[_Term, ...], ...]
     clitics: tuple[str, ...]
     passive: tuple[tuple[_Term, ...], ...]
@@ -153,6 +154,7 @@ def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
         leave=entries("leave", VERB_TYPOS), leave_alone=entries("leave_alone", VERB_TYPOS),
         receive=entries("receive"), belong=entries("belong"), stay=entries("stay"),
         mail=entries("mail"), list_words=entries("list", VERB_TYPOS), named=entries("named"),
+        prepositions=entries("prepositions"),
         self_words=entries("self"),
         clitics=tuple(fold(c).lower() for c in table.get("clitics", [])),
         passive=entries("passive"), wish=entries("wish", WORD_TYPOS),
@@ -281,6 +283,24 @@ def mention(lex: Lexicon, text: str, original: str, sent: tuple[int, int], start
         return False
     c0, c1 = _clause_span(ws, i)
     return ws.quoted[i] or _done(lex, ws, i, c0, c1)
+
+
+def elsewhere(lex: Lexicon, text: str, original: str, sent: tuple[int, int],
+              start: int, end: int) -> bool:
+    """Does the request verb at `start`..`end` go on to somewhere ("included *in* the next round
+    of interviews", "mich *zum* Workshop anmelden")? Asked when its sentence names no list:
+    then that somewhere is not this list."""
+    ws = _words(lex, text, original, *sent)
+    i = next((k for k, (a, b) in enumerate(ws.spans) if b > start), None)
+    if i is None:
+        return False
+    c0, c1 = _clause_span(ws, i)
+    if lex.verb_final:
+        return bool(_has(lex.prepositions, ws, c0, c1))
+    k = next((k for k in range(i, c1) if ws.spans[k][0] >= end), c1)
+    while k < c1 and _has(lex.self_words, ws, k, k + 1):
+        k += 1
+    return k < c1 and bool(_has(lex.prepositions, ws, k, k + 1))
 
 
 def read_stems(lex: Lexicon, text: str, original: str,
