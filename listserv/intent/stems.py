@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -110,33 +110,71 @@ def _terms(entry: str, language: str, typos: int = 0) -> tuple[_Term, ...]:
 
 
 @dataclass(frozen=True)
+class Entries:
+    """Entries (word sequences) indexed by their first word, so that a sentence is read in one
+    pass over its words whatever the number of entries."""
+
+    by_stem: dict[str, list[tuple[_Term, ...]]]
+    by_initial: dict[str, list[tuple[_Term, ...]]]  # prefix heads, heads that match with a typo
+    others: list[tuple[_Term, ...]]  # suffix heads: tried on every word
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[_Term, ...]]) -> Entries:
+        by_stem: dict[str, list[tuple[_Term, ...]]] = {}
+        by_initial: dict[str, list[tuple[_Term, ...]]] = {}
+        others = []
+        for terms in entries:
+            head = terms[0]
+            if head.how == "suffix":
+                others.append(terms)
+                continue
+            if head.how == "prefix":
+                for t in head.texts:
+                    by_initial.setdefault(t[:1], []).append(terms)
+                continue
+            for t in head.texts:
+                by_stem.setdefault(t, []).append(terms)
+            if head.word:
+                by_initial.setdefault(head.word[0], []).append(terms)
+        return cls(by_stem, by_initial, others)
+
+    def starting(self, word: str, stemmed: frozenset[str]) -> list[tuple[_Term, ...]]:
+        """The entries whose first word matches `word` (stems `stemmed`)."""
+        out = [e for st in stemmed for e in self.by_stem.get(st, ())]
+        out += [e for e in self.by_initial.get(word[:1], ()) if e[0].matches(word, stemmed)]
+        out += [e for e in self.others if e[0].matches(word, stemmed)]
+        return out
+
+
+@dataclass(frozen=True)
 class Lexicon:
     """One language's ``[stems]`` table, compiled (see the module docstring and ``en.toml``)."""
 
     language: str  # the Snowball stemmer's name
     gap: int
-    join: tuple[tuple[_Term, ...], ...]
-    join_alone: tuple[tuple[_Term, ...], ...]
-    leave: tuple[tuple[_Term, ...], ...]
-    leave_alone: tuple[tuple[_Term, ...], ...]
-    receive: tuple[tuple[_Term, ...], ...]
-    belong: tuple[tuple[_Term, ...], ...]
-    stay: tuple[tuple[_Term, ...], ...]
-    mail: tuple[tuple[_Term, ...], ...]
-    list_words: tuple[tuple[_Term, ...], ...]
-    named: tuple[tuple[_Term, ...], ...]
-    prepositions: tuple[tuple[_Term, ...], ...]
-    self_words: tuple[tuple[_Term, ...], ...]
+    join: Entries
+    join_alone: Entries
+    leave: Entries
+    leave_alone: Entries
+    receive: Entries
+    belong: Entries
+    stay: Entries
+    mail: Entries
+    list_words: Entries
+    named: Entries
+    prepositions: Entries
+    self_words: Entries
     clitics: tuple[str, ...]
-    passive: tuple[tuple[_Term, ...], ...]
-    wish: tuple[tuple[_Term, ...], ...]
-    polite: tuple[tuple[_Term, ...], ...]
-    opener: tuple[tuple[_Term, ...], ...]
-    negation: tuple[tuple[_Term, ...], ...]
-    others: tuple[tuple[_Term, ...], ...]
-    past: tuple[tuple[_Term, ...], ...]
-    idioms: tuple[tuple[_Term, ...], ...]
+    passive: Entries
+    wish: Entries
+    polite: Entries
+    opener: Entries
+    negation: Entries
+    others: Entries
+    past: Entries
+    idioms: Entries
     verb_final: bool
+    verbs: Entries  # every verb entry above: a sentence with none of them is skipped at once
 
 
 def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
@@ -145,8 +183,8 @@ def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
         return None
     language = str(table["stemmer"])
 
-    def entries(key: str, typos: int = 0) -> tuple[tuple[_Term, ...], ...]:
-        return tuple(t for e in table.get(key, []) if (t := _terms(e, language, typos)))
+    def entries(key: str, typos: int = 0) -> Entries:
+        return Entries.of(t for e in table.get(key, []) if (t := _terms(e, language, typos)))
 
     return Lexicon(
         language=language, gap=int(table.get("gap", DEFAULT_GAP)),
@@ -162,6 +200,10 @@ def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
         opener=entries("opener"), negation=entries("negation"), others=entries("other_agent"),
         past=entries("past"), idioms=entries("idioms"),
         verb_final=bool(table.get("verb_final", False)),
+        verbs=Entries.of(t for key in ("join", "join_alone", "leave", "leave_alone", "receive",
+                                       "belong")
+                         for e in table.get(key, [])
+                         if (t := _terms(e, language, VERB_TYPOS if key[0] in "jl" else 0))),
     )
 
 
@@ -188,7 +230,6 @@ class _Words:
     spans: list[tuple[int, int]]
     clause: list[int]
     quoted: list[bool]
-    where: dict[str, list[int]] = field(default_factory=dict)  # stem -> word indexes
 
 
 def _words(lex: Lexicon, text: str, original: str, s0: int, s1: int) -> _Words:
@@ -209,23 +250,16 @@ def _words(lex: Lexicon, text: str, original: str, s0: int, s1: int) -> _Words:
         out.spans.append((s0 + m.start(), s0 + m.end()))
         out.clause.append(sum(1 for c in cuts if c < m.start()))
         out.quoted.append(any(a < m.start() < b for a, b in quoted))
-        for st in stemmed:
-            out.where.setdefault(st, []).append(len(out.words) - 1)
     return out
 
 
-def _find(entries: Iterable[tuple[_Term, ...]], ws: _Words, gap: int,
+def _find(entries: Entries, ws: _Words, gap: int,
           lo: int = 0, hi: int | None = None) -> list[tuple[int, int]]:
     """(first, last) word indexes of every match of any entry in words lo..hi."""
     hi = len(ws.words) if hi is None else hi
-    found = []
-    for terms in entries:
-        head = terms[0]
-        starts = (sorted({i for t in head.texts for i in ws.where.get(t, ())})
-                  if head.how == "stem" and not head.word else range(lo, hi))
-        for i in starts:
-            if not lo <= i < hi or not head.matches(ws.words[i], ws.stems[i]):
-                continue
+    found = set()
+    for i in range(max(0, lo), hi):
+        for terms in entries.starting(ws.words[i], ws.stems[i]):
             j, ok = i, True
             for term in terms[1:]:
                 nxt = next((k for k in range(j + 1, min(hi, j + gap + 2))
@@ -235,11 +269,11 @@ def _find(entries: Iterable[tuple[_Term, ...]], ws: _Words, gap: int,
                     break
                 j = nxt
             if ok:
-                found.append((i, j))
-    return found
+                found.add((i, j))
+    return sorted(found)
 
 
-def _has(entries: Iterable[tuple[_Term, ...]], ws: _Words, lo: int, hi: int,
+def _has(entries: Entries, ws: _Words, lo: int, hi: int,
          gap: int = 0) -> list[tuple[int, int]]:
     return _find(entries, ws, gap, max(0, lo), min(len(ws.words), hi))
 
@@ -311,7 +345,7 @@ def read_stems(lex: Lexicon, text: str, original: str,
     for s0, s1 in sentences:
         ws = _words(lex, text, original, s0, s1)
         n = len(ws.words)
-        if not n:
+        if not _find(lex.verbs, ws, lex.gap):
             continue
         listed = bool(_find(lex.list_words, ws, 1))
         mail = bool(_find(lex.mail, ws, 1))
@@ -347,8 +381,7 @@ def read_stems(lex: Lexicon, text: str, original: str,
             passive = bool(_has(lex.passive, ws, i - 2, i)) or (
                 final and bool(_has(lex.passive, ws, j + 1, j + 3)))
             # an imperative opens the sentence ("Hi, please remove me"), not a later clause
-            opens = all(any(t[0].matches(ws.words[k], ws.stems[k]) for t in lex.opener)
-                        for k in range(0, i))
+            opens = all(lex.opener.starting(ws.words[k], ws.stems[k]) for k in range(0, i))
             if any(a == i for a, _ in _find(lex.idioms, ws, 0, i, n)):
                 continue  # "join us for the launch", "add that", "leave a comment"
             if state:
