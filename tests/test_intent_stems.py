@@ -10,6 +10,7 @@ must route a short request that names the list, and every post must stay a post.
 from __future__ import annotations
 
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
@@ -144,6 +145,12 @@ POSTS = {
 }
 
 
+#: More examples, one a line: want|to|text (tests/data/understanding-dev/cases.txt).
+CASES = [tuple(line.split("|", 2)) for line in
+         (Path(__file__).parent / "data" / "understanding-dev" / "cases.txt")
+         .read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+
+
 def _mail(body: str, to: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = "someone@uni.example.org"
@@ -180,6 +187,16 @@ def test_a_request_naming_the_list_on_the_list_address_is_a_request(lang: str, t
 @pytest.mark.parametrize(("lang", "text"), _cases(POSTS))
 def test_posts_stay_posts(lang: str, text: str) -> None:
     assert guard(_mail(text, "shma"), LIST)[0] is Guard.POST
+
+
+@pytest.mark.parametrize(("want", "to", "text"), CASES)
+def test_development_cases(want: str, to: str, text: str) -> None:
+    if to == "post":
+        decision, u = guard(_mail(text, "shma"), LIST)
+        got = u.commands[0].kind.value if decision is Guard.REQUEST else decision.value
+    else:
+        got = understand(_mail(text, "shma-request"), LIST).commands[0].kind.value
+    assert got == want
 
 
 def test_one_stem_covers_the_inflections() -> None:
