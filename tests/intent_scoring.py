@@ -49,6 +49,13 @@ class Outcome:
         return self.want != "post"
 
     @property
+    def recognised_post(self) -> bool:
+        """A post left alone: distributed by the guard (POST), or -- sent to -request by
+        mistake, where nothing is distributed -- read as unclear, so nothing is acted on (the
+        sender gets the help text, the chair sees it)."""
+        return not self.is_request and self.got == ("post" if self.to == "post" else "unclear")
+
+    @property
     def correct(self) -> bool:
         if self.got != self.want:
             return False
@@ -101,6 +108,14 @@ def fresh_corpus(half: str) -> list[Outcome]:
     return out
 
 
+class Sealed(list[Outcome]):
+    """The sealed half's outcomes: a list that never shows its items (a failing test prints its
+    arguments; the sealed half's per-mail results are never printed)."""
+
+    def __repr__(self) -> str:
+        return f"<the sealed half: {len(self)} mails>"
+
+
 def ratio(a: int, b: int) -> float:
     """a / b, and 1.0 for nothing out of nothing."""
     return a / b if b else 1.0
@@ -141,8 +156,8 @@ def table(outcomes: Sequence[Outcome], title: str, intents: Sequence[str], *,
         posts = [o for o in mine if not o.is_request]
         lines.append(f"{lang:<5}{'ALL':<13}{len(requests):>4}"
                      f"{precision(mine, intents):>8.3f}{recall(requests):>8.3f}")
-        lines.append(f"{lang:<5}{'posts':<13}{len(posts):>4}  as post "
-                     f"{sum(o.got == 'post' for o in posts)}/{len(posts)}")
+        lines.append(f"{lang:<5}{'posts':<13}{len(posts):>4}  left alone "
+                     f"{sum(o.recognised_post for o in posts)}/{len(posts)}")
     on_list = [o for o in outcomes if o.to == "post"]
     intercepted = [o for o in on_list if o.guard is Guard.REQUEST]
     posts = [o for o in outcomes if not o.is_request]
@@ -171,7 +186,7 @@ def table(outcomes: Sequence[Outcome], title: str, intents: Sequence[str], *,
         f"/{len(digest_subscribe)} right")
     if misses:
         for o in outcomes:
-            if (o.is_request and not o.correct) or (not o.is_request and o.guard is not Guard.POST):
+            if (o.is_request and not o.correct) or (not o.is_request and not o.recognised_post):
                 lines.append(f"  miss {o.path}: want {o.want}/{o.want_delivery}, "
                              f"got {o.got}/{o.got_delivery}")
     return "\n".join(lines)

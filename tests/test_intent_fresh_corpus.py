@@ -12,8 +12,10 @@ each half of the fresh corpus, per language:
 * recall >= 0.95 on joins and leaves together (a request to the list address counts only when
   the guard routes it as a request: UNSURE -- held for the chair -- is a miss);
 * zero subscribe <-> unsubscribe confusions;
-* every ordinary post recognised as a post: the guard says POST. A post held as UNSURE (for the
-  chair) is not counted as recognised, since the sender waits for a moderator for nothing.
+* every ordinary post recognised as a post: on the list address the guard says POST (a post
+  held as UNSURE for the chair is not counted as recognised: its sender waits for a moderator
+  for nothing); a post sent to -request by mistake, where nothing is distributed, is recognised
+  when it is read as unclear (nothing acted on: the help text, and the chair's list).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.intent_scoring import (
     FRESH,
     LANGS,
     Outcome,
+    Sealed,
     confusions,
     fresh_corpus,
     old_corpus,
@@ -34,9 +37,19 @@ from tests.intent_scoring import (
 )
 
 TARGET_RECALL = 0.95
-#: Where the sealed half missed a target when it was scored once after tuning (issue 21: never
-#: tuned on). Filled in with the measured figures; empty when every target was met.
-SEALED_MISSES: dict[tuple[str, str], str] = {}
+#: Where the sealed half missed a target when it was scored once after tuning (issue 21: it is
+#: never tuned on), with the figures measured then. docs/understanding.md has the whole table.
+SEALED_MISSES: dict[tuple[str, str], str] = {
+    ("en", "recall"): "measured once after tuning: recall 0.773 (17 of 22; 0 confusions, "
+                      "the misses read as unclear)",
+    ("es", "recall"): "measured once after tuning: recall 0.864 (19 of 22; 0 confusions, "
+                      "the misses read as unclear)",
+    ("fr", "recall"): "measured once after tuning: recall 0.850 (17 of 20; 0 confusions, "
+                      "the misses read as unclear)",
+    ("pt", "confusions"): "measured once after tuning: 1 leave read as a join",
+    ("pt", "posts"): "measured once after tuning: 16 of 17 posts left alone, one post to the "
+                     "list routed as a join",
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +59,7 @@ def tuning() -> list[Outcome]:
 
 @pytest.fixture(scope="module")
 def sealed() -> list[Outcome]:
-    return fresh_corpus("sealed")
+    return Sealed(fresh_corpus("sealed"))
 
 
 def _hashes(lang: str) -> dict[str, str]:
@@ -88,18 +101,22 @@ def _check(outcomes: list[Outcome], lang: str, what: str, *, sealed: bool) -> No
     mine = [o for o in outcomes if o.lang == lang]
     requests = [o for o in mine if o.is_request]
     posts = [o for o in mine if not o.is_request]
-    # the sealed half's failures say how many, never which mail
+    # only counts are asserted (the assertion shows its operands); the tuning half's failures
+    # also name the mails, the sealed half's never do
     if what == "recall":
         got = recall(requests)
-        missed = [] if sealed else [(o.path, o.want, o.got) for o in requests if not o.correct]
-        assert got >= TARGET_RECALL, f"{lang} recall {got:.3f} on {len(requests)} {missed}"
+        missed = "" if sealed else str([(o.path, o.want, o.got)
+                                        for o in requests if not o.correct])
+        assert got >= TARGET_RECALL, f"{lang} recall {got:.3f} of {len(requests)} {missed}"
     elif what == "confusions":
-        confused = confusions(mine)
-        assert len(confused) == 0, f"{lang}: {len(confused)} {[] if sealed else confused}"
+        confused = len(confusions(mine))
+        named = "" if sealed else str(confusions(mine))
+        assert confused == 0, f"{lang}: {confused} confusions {named}"
     else:
-        wrong = [(o.path, o.got) for o in posts if o.got != "post"]
-        assert len(wrong) == 0, (f"{lang}: {len(wrong)} of {len(posts)} posts not read as "
-                                 f"posts {[] if sealed else wrong}")
+        wrong = sum(not o.recognised_post for o in posts)
+        named = "" if sealed else str([(o.path, o.to, o.got)
+                                       for o in posts if not o.recognised_post])
+        assert wrong == 0, f"{lang}: {wrong} of {len(posts)} posts not left alone {named}"
 
 
 CHECKS = ("recall", "confusions", "posts")
@@ -116,5 +133,6 @@ def test_tuning_half(tuning: list[Outcome], lang: str, what: str) -> None:
 def test_sealed_half(sealed: list[Outcome], lang: str, what: str,
                      request: pytest.FixtureRequest) -> None:
     if (lang, what) in SEALED_MISSES:
-        request.applymarker(pytest.mark.xfail(reason=SEALED_MISSES[(lang, what)], strict=True))
+        request.applymarker(pytest.mark.xfail(reason=SEALED_MISSES[(lang, what)], strict=True,
+                                              run=True))
     _check(sealed, lang, what, sealed=True)
