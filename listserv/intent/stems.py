@@ -3,7 +3,8 @@
 The phrase files' ``[request]`` patterns are whole phrasings; this reader generalizes beyond
 them. Each language's ``[stems]`` table lists plain words, and a word of the text matches an
 entry when both have the same Snowball stem (so "include" covers "included", "including";
-"retirer" covers "retire", "retirons"). A sentence asks to join or to leave when it has
+"incluir" covers "incluida"), or with one typo for long words. A sentence asks to join or to
+leave when it has
 
 * a verb of joining (``join``: add, include, subscribe, sign up, put on ...) or of leaving
   (``leave``: remove, take off, unsubscribe, delete ...), not inside "double quotes";
@@ -11,15 +12,17 @@ entry when both have the same Snowball stem (so "include" covers "included", "in
   ... abmelden", "inscreva-*me*", Spanish "agregar*me*"), an address in the sentence, or a
   first-person wish ("I'd love to be included", "would it be possible to join");
 * the form of a request: a wish or a polite word in the sentence ("please", "could you",
-  "would it be possible", "me gustaría", "bitte"), or the verb opening its clause (an
-  imperative: "Remove me from the list").
+  "would it be possible", "me gustaría", "bitte"), or the verb opening the sentence (an
+  imperative: "Hi, remove me from the list");
+* and is not something done ("thanks for adding me") or an idiom ("join us for the launch").
 
 A negation just before the verb ("please don't remove me") cancels a join or leave verb; it
 turns a verb of getting the mail (``receive``: "I no longer wish to receive", "ya no quiero
 recibir", "möchte keine Mails mehr bekommen") into a leave, while without negation such a verb
-is a join only with a wish ("I'd like to receive the list"). Whether a sentence names a list
-(``list``) is recorded, not required: the administrivia guard needs it, -request does not. The
-other-object check ("add me to the panel") is the free-text reader's, as for phrases.
+is a join only with a wish and a list named ("I'd like to receive the list's emails"). Whether
+the sentence names this list (``named``) or the mail (``mail``) is recorded, not required: the
+administrivia guard needs it, -request does not. The other-object check ("add me to the panel")
+is the free-text reader's, as for phrases. docs/understanding.md explains it all with examples.
 """
 
 from __future__ import annotations
@@ -215,7 +218,6 @@ class StemHit:
     start: int  # the verb's span in the analysed text
     end: int
     sent: tuple[int, int]
-    listed: bool  # the sentence names a list
     receive: bool  # a verb of getting the mail ("no longer receive")
     mail: bool  # the sentence names the mail ("these emails", "esses e-mails")
     named: bool  # the sentence names this list ("this group")
@@ -403,6 +405,6 @@ def read_stems(lex: Lexicon, text: str, original: str,
             request = first_person or polite or opens
             if subject and request:
                 seen.update(range(i, j + 1))
-                hits.append(StemHit(join, ws.spans[i][0], ws.spans[j][1], (s0, s1), listed,
+                hits.append(StemHit(join, ws.spans[i][0], ws.spans[j][1], (s0, s1),
                                     bool(state) and not join, mail, named))
     return hits
