@@ -25,6 +25,7 @@ from listserv.intent.phrases import (
     Phrases,
     languages,
 )
+from listserv.intent.stems import StemHit, elsewhere, mention, read_stems
 from listserv.intent.understanding import Command, Kind
 from listserv.mail.text import fold, match_any
 
@@ -56,10 +57,14 @@ class Hit:
     subject: bool = False  # found in the Subject
     keyword: bool = False  # a whole line / whole subject keyword
     other_in_sentence: bool = False  # the sentence names another object (a network, a panel)
+    stem: bool = False  # read from word stems (listserv.intent.stems), not a phrase
+    mentioned: bool = False  # quoted or done, not asked ("thanks for adding me to the list")
+    mail: bool = False  # a stem hit whose sentence names the mail ("stop sending me these emails")
+    elsewhere: bool = False  # no list named, and the verb goes on to somewhere ("in the panel")
 
     @property
     def valid(self) -> bool:
-        return not self.negated and not self.other
+        return not self.negated and not self.other and not self.mentioned
 
     @property
     def anchored(self) -> bool:
@@ -67,6 +72,8 @@ class Hit:
         (for help and info: a sentence naming a list and no other object)."""
         if self.kind in (Kind.HELP, Kind.INFO, Kind.PEER_INPUT):
             return (self.listed and not self.other_in_sentence) or self.keyword
+        if self.stem:  # a leave that names the mail needs no list: a misread asks to confirm
+            return self.listed or (self.mail and self.kind is Kind.UNSUBSCRIBE)
         return self.group not in WEAK or self.listed or self.keyword
 
 
@@ -108,7 +115,8 @@ def _list_pattern(list_name: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w@.-]){local}(?![\w@-])", re.I)
 
 
-def _analyse(original: str, list_name: str, *, subject: bool = False) -> _Analysis:
+def _analyse(original: str, list_name: str, *, subject: bool = False,
+             lang: str = DEFAULT_LANG) -> _Analysis:
     original = original[:MAX_FREE_TEXT]
     text = _mask(fold(original)).replace("\n", " ") if original else ""
     # paragraph breaks survive as sentence ends: compute sentences on the text with newlines
@@ -129,7 +137,19 @@ def _analyse(original: str, list_name: str, *, subject: bool = False) -> _Analys
                         hit = Hit(group, GROUP_KIND[group], s0 + m.start(), s0 + m.end(),
                                    (s0, s1), ph.lang, listed=listed, subject=subject)
                         _judge(hit, text, langs)
+                        if hit.group in OBJECT_GROUPS and ph.lexicon is not None:
+                            hit.mentioned = mention(ph.lexicon, text, original, (s0, s1),
+                                                    hit.start)
+                            hit.elsewhere = not listed and elsewhere(
+                                ph.lexicon, text, original, (s0, s1), hit.start, hit.end)
                         analysis.hits.append(hit)
+        for ph in langs:
+            # stems in every language, like the phrases: a short mail's language may be
+            # misread ("PAREM DE ME MANDAR ESSES EMAILS")
+            if ph.lexicon is not None:
+                for sh in read_stems(ph.lexicon, text, original, [(s0, s1)]):
+                    analysis.hits.append(
+                        _stem_hit(sh, ph.lang, listed, subject, text, original, langs))
     # whole-line keywords ("UNSUBSCRIBE", "baja", "ABMELDEN!!!"), also as the one clause of a
     # short line that is not a greeting or a closing ("hello, unsubscribe please, thanks!")
     pos = 0
@@ -171,6 +191,22 @@ def _keyword_spans(line: str) -> list[tuple[int, int]]:
     if len(clauses) > 1 and len(rest) == 1:
         spans.append(rest[0])
     return spans
+
+
+def _stem_hit(sh: StemHit, lang: str, listed: bool, subject: bool, text: str, original: str,
+              langs: Sequence[Phrases]) -> Hit:
+    """A request read from stems as a Hit: a weak phrase (it anchors on the list address only
+    when its sentence names a list), judged for another object like a phrase; its negation was
+    already read (a negated "receive" is the leave itself)."""
+    group = ("subscribe_weak" if sh.join else "stop_mail" if sh.receive else "unsubscribe_weak")
+    hit = Hit(group, GROUP_KIND[group], sh.start, sh.end, sh.sent, lang,
+              listed=listed or sh.named, subject=subject, stem=True, mail=sh.mail)
+    _judge(hit, text, langs)
+    hit.negated = False
+    lexicon = next(ph.lexicon for ph in langs if ph.lang == lang)
+    if lexicon is not None and not hit.listed:
+        hit.elsewhere = elsewhere(lexicon, text, original, sh.sent, sh.start, sh.end)
+    return hit
 
 
 def _judge(hit: Hit, text: str, langs: Sequence[Phrases]) -> None:
@@ -268,21 +304,35 @@ def _keep_cue(analyses: Sequence[_Analysis], lang: str) -> bool:
 
 def _address_for(analysis: _Analysis, hit: Hit, list_name: str) -> str | None:
     """An address named in the request sentence, else in the sentences just before it ("her
-    account x@y still gets the list. Please remove that address.")."""
+    account x@y still gets the list. Please remove that address."), else one introduced as
+    another person's just after it."""
     s0, s1 = hit.sent
     found = _addresses(analysis.original[s0:s1], list_name)
     if found:
         return found[0]
     before = _addresses(analysis.original[max(0, s0 - 400):s0], list_name)
-    return before[-1] if before else None
+    if before:
+        return before[-1]
+    # "My supervisor would also like to join. Her email is x@y": an address after the request
+    # only when it is introduced as someone else's
+    after = analysis.text[s1:s1 + 300]
+    for ph in languages():
+        m = ph.their_address.search(after) if ph.their_address is not None else None
+        if m:
+            found = _addresses(analysis.original[s1 + m.start():s1 + 300], list_name)
+            if found:
+                return found[0]
+    return None
 
 
-def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str) -> Reading:
-    """The one request in the author's own words `own` (and the Subject unless it is a reply):
-    every phrase found, and the dominant request as a Command (None when there is none)."""
-    analyses = [_analyse(own, list_name)]
+def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str,
+              lang: str = DEFAULT_LANG) -> Reading:
+    """The one request in the author's own words `own` (and the Subject unless it is a reply)
+    written in `lang`: every phrase found, and the dominant request as a Command (None when
+    there is none)."""
+    analyses = [_analyse(own, list_name, lang=lang)]
     if subject and not subject_is_reply:
-        analyses.append(_analyse(subject, list_name, subject=True))
+        analyses.append(_analyse(subject, list_name, subject=True, lang=lang))
     hits = [h for a in analyses for h in a.hits]
     valid = [(a, h) for a in analyses for h in a.hits if h.valid]
 
@@ -293,14 +343,12 @@ def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str) ->
     delivery: str | None = None
     pause = first(lambda a, h: h.group == "pause" or (
         h.group == "stop_mail" and _keep_cue(analyses, h.lang)))
-    member = first(lambda a, h: h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE))
+    # a request phrase first; the stem reader only where no phrase asks for anything
+    member = first(lambda a, h: h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE) and not h.stem)
     if pause:
         chosen, delivery = pause, "nomail"
     elif member:
         chosen = member
-        if member[1].kind is Kind.SUBSCRIBE:
-            delivery = _delivery(*member)
-            delivery = None if delivery == "nomail" else delivery
     else:
         for kind in (Kind.SET, Kind.HELP, Kind.INFO, Kind.PEER_INPUT):
             chosen = first(lambda a, h, k=kind: h.kind is k and (
@@ -308,6 +356,11 @@ def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str) ->
             if chosen:
                 delivery = _delivery(*chosen) if kind is Kind.SET else None
                 break
+        if chosen is None:
+            chosen = first(lambda a, h: h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE))
+    if chosen is not None and delivery is None and chosen[1].kind is Kind.SUBSCRIBE:
+        delivery = _delivery(*chosen)
+        delivery = None if delivery == "nomail" else delivery
     if chosen is None:
         return Reading(None, None, hits, analyses)
     analysis, hit = chosen

@@ -101,7 +101,7 @@ def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Under
         parsed = parse_command(p.subject, list_name, p.token)
         if isinstance(parsed, Command) and parsed.kind is not Kind.CONFIRM:
             return Guard.REQUEST, Understanding(p.lang, (parsed,))
-    reading = free_text(own, p.subject, p.subject_is_reply, list_name)
+    reading = free_text(own, p.subject, p.subject_is_reply, list_name, p.lang)
     hits = reading.hits
     # request words about something else ("add me to the panel") make it a discussion post;
     # a negation ("pause it, don't remove me") is part of the request, not a discussion
@@ -120,8 +120,12 @@ def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Under
         if words <= GUARD_MAX_WORDS and not discussion:
             return Guard.REQUEST, candidate
         return Guard.UNSURE, candidate
-    if (p.subject_is_reply or words > GUARD_BARE_MAX_WORDS or discussion
-            or hit.kind in (Kind.HELP, Kind.INFO)):  # a question to the list is discussion
+    # a request read from stems that does not name the list ("I'd love to be included in
+    # the next round") is too weak to hold a post for: a non-member's post is held anyway
+    # and so is a bare request that goes on to somewhere else ("included in the next round");
+    # a question to the list is discussion
+    if (p.subject_is_reply or words > GUARD_BARE_MAX_WORDS or discussion or hit.stem
+            or hit.elsewhere or hit.kind in (Kind.HELP, Kind.INFO)):
         return Guard.POST, nothing
     return Guard.UNSURE, candidate
 

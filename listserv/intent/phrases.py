@@ -17,6 +17,7 @@ from functools import lru_cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from listserv.intent.stems import Lexicon, compile_lexicon
 from listserv.intent.understanding import Kind
 from listserv.mail.text import PHRASES_DIR, Markers, compile_patterns, fold, read_markers
 
@@ -68,7 +69,9 @@ class Phrases(Markers):
     other_object: re.Pattern[str] | None
     negation: re.Pattern[str] | None
     keep: re.Pattern[str] | None
+    their_address: re.Pattern[str] | None
     object_before: bool = False
+    lexicon: Lexicon | None = None  # the [stems] table (listserv.intent.stems)
 
 
 def _parse_phrase_file(path: Traversable) -> Phrases:
@@ -99,7 +102,9 @@ def _parse_phrase_file(path: Traversable) -> Phrases:
         other_object=compile_patterns(context.get("other_object", [])),
         negation=compile_patterns(context.get("negation", [])),
         keep=compile_patterns(context.get("keep", [])),
+        their_address=compile_patterns(context.get("their_address", [])),
         object_before=bool(context.get("object_before", False)),
+        lexicon=compile_lexicon(data.get("stems", {})),
     )
 
 
@@ -114,7 +119,10 @@ def load_phrases(directory: str | Path | None = None) -> dict[str, Phrases]:
     ``[request]`` request phrases per group (see ``GROUPS``) and one-line confirmations;
     ``[keywords]`` words that are a request when they are a whole line or the whole Subject;
     ``[delivery]`` words for digest / regular / nomail and "instead of" phrases;
-    ``[context]`` words naming the list, other objects, negations and keep-membership cues.
+    ``[context]`` words naming the list, other objects, negations, keep-membership cues and
+    how another person's address is introduced ("her email is");
+    ``[stems]`` words of joining, leaving, the list, the sender, wishes and negations, compared
+    by their Snowball stems (:mod:`listserv.intent.stems`).
     Patterns are Python regular expressions, matched case- and accent-insensitively.
     """
     folder: Traversable = Path(directory) if directory else PHRASES_DIR

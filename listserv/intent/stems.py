@@ -1,0 +1,410 @@
+"""Requests read from word stems: a verb of joining or leaving, its subject, its object.
+
+The phrase files' ``[request]`` patterns are whole phrasings; this reader generalizes beyond
+them. Each language's ``[stems]`` table lists plain words, and a word of the text matches an
+entry when both have the same Snowball stem (so "include" covers "included", "including";
+"incluir" covers "incluida"), or with one typo for long words. A sentence asks to join or to
+leave when it has
+
+* a verb of joining (``join``: add, include, subscribe, sign up, put on ...) or of leaving
+  (``leave``: remove, take off, unsubscribe, delete ...), not inside "double quotes";
+* a subject that is the sender: a word for the sender right by the verb ("add *me*", "*mich*
+  ... abmelden", "inscreva-*me*", Spanish "agregar*me*"), an address in the sentence, or a
+  first-person wish ("I'd love to be included", "would it be possible to join");
+* the form of a request: a wish or a polite word in the sentence ("please", "could you",
+  "would it be possible", "me gustaría", "bitte"), or the verb opening the sentence (an
+  imperative: "Hi, remove me from the list");
+* and is not something done ("thanks for adding me") or an idiom ("join us for the launch").
+
+A negation just before the verb ("please don't remove me") cancels a join or leave verb; it
+turns a verb of getting the mail (``receive``: "I no longer wish to receive", "ya no quiero
+recibir", "möchte keine Mails mehr bekommen") into a leave, while without negation such a verb
+is a join only with a wish and a list named ("I'd like to receive the list's emails"). Whether
+the sentence names this list (``named``) or the mail (``mail``) is recorded, not required: the
+administrivia guard needs it, -request does not. The other-object check ("add me to the panel")
+is the free-text reader's, as for phrases. docs/understanding.md explains it all with examples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import snowballstemmer
+
+from listserv.mail.text import fold
+
+#: Most words allowed between the words of one entry ("sign me up", "take my address off").
+DEFAULT_GAP = 3
+#: How far (in words) a word for the sender may be from the verb ("remove my old address").
+SELF_WINDOW = 3
+#: How far before the verb a negation still negates it ("I don't want to be removed").
+NEGATION_WINDOW = 4
+
+#: Verbs and list words this long also match with one typo ("unsubcribe", "mailng"); wishes and
+#: polite words from this length ("plese"). Shorter words have too many real neighbours.
+VERB_TYPOS = 7
+WORD_TYPOS = 6
+
+_WORD = re.compile(r"[^\W\d_]+")
+_QUOTED = re.compile(r'"[^"\n]{1,120}"')
+_CLAUSE = re.compile(r"[.?!;:,()\n]| - ")
+
+
+@lru_cache(maxsize=8)
+def _stemmer(name: str) -> Any:
+    return snowballstemmer.stemmer(name)
+
+
+@lru_cache(maxsize=65536)
+def stems(word: str, language: str) -> frozenset[str]:
+    """The Snowball stems of `word` in `language` ("english", "german"), folded: of the word as
+    written and of the word without accents (people drop them: "retiree" for "retirée")."""
+    stemmer = _stemmer(language)
+    lower = word.lower()
+    return frozenset({fold(str(stemmer.stemWord(lower))), str(stemmer.stemWord(fold(lower)))})
+
+
+@dataclass(frozen=True)
+class _Term:
+    """One word of an entry: its stems, a prefix ("retir*") or a suffix ("-liste")."""
+
+    texts: frozenset[str]
+    how: str  # "stem" | "prefix" | "suffix"
+    word: str = ""  # the entry's word, folded, when a one-letter typo of it also matches
+
+    def matches(self, word: str, stemmed: frozenset[str]) -> bool:
+        if self.how == "prefix":
+            return any(word.startswith(t) for t in self.texts)
+        if self.how == "suffix":
+            return any(word.endswith(t) and word != t for t in self.texts)
+        return not self.texts.isdisjoint(stemmed) or bool(self.word) and _typo(word, self.word)
+
+
+def _typo(a: str, b: str) -> bool:
+    """Is `a` `b` with one letter left out, added, changed or two swapped ("unsubcribe",
+    "lsit")? The first letter must be right: typos rarely fall there."""
+    if a == b or abs(len(a) - len(b)) > 1 or not a or a[0] != b[0]:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        swapped = a[i:i + 2] == b[i:i + 2][::-1] and a[i + 2:] == b[i + 2:]
+        return a[i + 1:] == b[i + 1:] or swapped
+    return a[i + 1:] == b[i:] if len(a) > len(b) else a[i:] == b[i + 1:]
+
+
+def _terms(entry: str, language: str, typos: int = 0) -> tuple[_Term, ...]:
+    """An entry's words; `typos`: words this long or longer also match with one typo."""
+    out = []
+    for w in entry.lower().split():
+        if w.endswith("*"):
+            out.append(_Term(frozenset({fold(w[:-1])}), "prefix"))
+        elif w.startswith("-"):
+            out.append(_Term(frozenset({fold(w[1:])}), "suffix"))
+        else:
+            typo = fold(w) if typos and len(w) >= typos else ""
+            out.append(_Term(stems(w, language), "stem", typo))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Entries:
+    """Entries (word sequences) indexed by their first word, so that a sentence is read in one
+    pass over its words whatever the number of entries."""
+
+    by_stem: dict[str, list[tuple[_Term, ...]]]
+    by_initial: dict[str, list[tuple[_Term, ...]]]  # prefix heads, heads that match with a typo
+    others: list[tuple[_Term, ...]]  # suffix heads: tried on every word
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[_Term, ...]]) -> Entries:
+        by_stem: dict[str, list[tuple[_Term, ...]]] = {}
+        by_initial: dict[str, list[tuple[_Term, ...]]] = {}
+        others = []
+        for terms in entries:
+            head = terms[0]
+            if head.how == "suffix":
+                others.append(terms)
+                continue
+            if head.how == "prefix":
+                for t in head.texts:
+                    by_initial.setdefault(t[:1], []).append(terms)
+                continue
+            for t in head.texts:
+                by_stem.setdefault(t, []).append(terms)
+            if head.word:
+                by_initial.setdefault(head.word[0], []).append(terms)
+        return cls(by_stem, by_initial, others)
+
+    def starting(self, word: str, stemmed: frozenset[str]) -> list[tuple[_Term, ...]]:
+        """The entries whose first word matches `word` (stems `stemmed`)."""
+        out = [e for st in stemmed for e in self.by_stem.get(st, ())]
+        out += [e for e in self.by_initial.get(word[:1], ()) if e[0].matches(word, stemmed)]
+        out += [e for e in self.others if e[0].matches(word, stemmed)]
+        return out
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """One language's ``[stems]`` table, compiled (see the module docstring and ``en.toml``)."""
+
+    language: str  # the Snowball stemmer's name
+    gap: int
+    join: Entries
+    join_alone: Entries
+    leave: Entries
+    leave_alone: Entries
+    receive: Entries
+    belong: Entries
+    stay: Entries
+    mail: Entries
+    list_words: Entries
+    named: Entries
+    prepositions: Entries
+    self_words: Entries
+    clitics: tuple[str, ...]
+    passive: Entries
+    wish: Entries
+    polite: Entries
+    opener: Entries
+    negation: Entries
+    others: Entries
+    past: Entries
+    idioms: Entries
+    verb_final: bool
+    verbs: Entries  # every verb entry above: a sentence with none of them is skipped at once
+
+
+def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
+    """A phrase file's ``[stems]`` table compiled, or None when it has none."""
+    if not table.get("stemmer"):
+        return None
+    language = str(table["stemmer"])
+
+    def entries(key: str, typos: int = 0) -> Entries:
+        return Entries.of(t for e in table.get(key, []) if (t := _terms(e, language, typos)))
+
+    return Lexicon(
+        language=language, gap=int(table.get("gap", DEFAULT_GAP)),
+        join=entries("join", VERB_TYPOS), join_alone=entries("join_alone", VERB_TYPOS),
+        leave=entries("leave", VERB_TYPOS), leave_alone=entries("leave_alone", VERB_TYPOS),
+        receive=entries("receive"), belong=entries("belong"), stay=entries("stay"),
+        mail=entries("mail"), list_words=entries("list", VERB_TYPOS), named=entries("named"),
+        prepositions=entries("prepositions"),
+        self_words=entries("self"),
+        clitics=tuple(fold(c).lower() for c in table.get("clitics", [])),
+        passive=entries("passive"), wish=entries("wish", WORD_TYPOS),
+        polite=entries("polite", WORD_TYPOS),
+        opener=entries("opener"), negation=entries("negation"), others=entries("other_agent"),
+        past=entries("past"), idioms=entries("idioms"),
+        verb_final=bool(table.get("verb_final", False)),
+        verbs=Entries.of(t for key in ("join", "join_alone", "leave", "leave_alone", "receive",
+                                       "belong")
+                         for e in table.get(key, [])
+                         if (t := _terms(e, language, VERB_TYPOS if key[0] in "jl" else 0))),
+    )
+
+
+@dataclass(frozen=True)
+class StemHit:
+    """A verb of joining or leaving read as a request, with what its sentence says."""
+
+    join: bool  # True: join, False: leave
+    start: int  # the verb's span in the analysed text
+    end: int
+    sent: tuple[int, int]
+    receive: bool  # a verb of getting the mail ("no longer receive")
+    mail: bool  # the sentence names the mail ("these emails", "esses e-mails")
+    named: bool  # the sentence names this list ("this group")
+
+
+@dataclass
+class _Words:
+    """The words of one sentence: folded text, stems, spans, clause numbers, quoted flags."""
+
+    words: list[str]
+    stems: list[frozenset[str]]
+    spans: list[tuple[int, int]]
+    clause: list[int]
+    quoted: list[bool]
+
+
+def _words(lex: Lexicon, text: str, original: str, s0: int, s1: int) -> _Words:
+    """The words of the sentence text[s0:s1] (`original`: the same positions as written)."""
+    sent = text[s0:s1]
+    quoted = [(m.start(), m.end()) for m in _QUOTED.finditer(sent)]
+    cuts = [m.start() for m in _CLAUSE.finditer(sent)]
+    out = _Words([], [], [], [], [])
+    for m in _WORD.finditer(sent):
+        w = m.group().lower()
+        written = original[s0 + m.start():s0 + m.end()]
+        stemmed = stems(written, lex.language)
+        bare = _clitic(lex, w)
+        if bare:  # "agréguenme": also the verb without the sender
+            stemmed |= stems(written[:len(bare)], lex.language)
+        out.words.append(w)
+        out.stems.append(stemmed)
+        out.spans.append((s0 + m.start(), s0 + m.end()))
+        out.clause.append(sum(1 for c in cuts if c < m.start()))
+        out.quoted.append(any(a < m.start() < b for a, b in quoted))
+    return out
+
+
+def _find(entries: Entries, ws: _Words, gap: int,
+          lo: int = 0, hi: int | None = None) -> list[tuple[int, int]]:
+    """(first, last) word indexes of every match of any entry in words lo..hi."""
+    hi = len(ws.words) if hi is None else hi
+    found = set()
+    for i in range(max(0, lo), hi):
+        for terms in entries.starting(ws.words[i], ws.stems[i]):
+            j, ok = i, True
+            for term in terms[1:]:
+                nxt = next((k for k in range(j + 1, min(hi, j + gap + 2))
+                            if term.matches(ws.words[k], ws.stems[k])), None)
+                if nxt is None:
+                    ok = False
+                    break
+                j = nxt
+            if ok:
+                found.add((i, j))
+    return sorted(found)
+
+
+def _has(entries: Entries, ws: _Words, lo: int, hi: int,
+         gap: int = 0) -> list[tuple[int, int]]:
+    return _find(entries, ws, gap, max(0, lo), min(len(ws.words), hi))
+
+
+def _clause_span(ws: _Words, i: int) -> tuple[int, int]:
+    c = ws.clause[i]
+    lo = i
+    while lo > 0 and ws.clause[lo - 1] == c:
+        lo -= 1
+    hi = i
+    while hi + 1 < len(ws.words) and ws.clause[hi + 1] == c:
+        hi += 1
+    return lo, hi + 1
+
+
+def _clitic(lex: Lexicon, word: str) -> str:
+    """The verb of a word carrying the sender as a suffix ("agregar" of "agregarme", "quiten"
+    of "quítenme"), or ""."""
+    for c in lex.clitics:
+        bare = word[:-len(c)]
+        if word.endswith(c) and len(bare) > 3 and bare.endswith(
+                ("ar", "er", "ir", "ndo", "an", "en", "ad", "ed")):
+            return bare
+    return ""
+
+
+def _done(lex: Lexicon, ws: _Words, i: int, c0: int, c1: int) -> bool:
+    """Is the verb at word `i` something done, not asked ("thanks for adding me", "j'ai été
+    ajoutée", "dass ihr mich aufgenommen habt")?"""
+    if lex.verb_final:
+        return bool(_has(lex.past, ws, c0, c1, 1))
+    return any(b >= i - 2 for _, b in _has(lex.past, ws, max(c0, i - 4), i, 1))
+
+
+def mention(lex: Lexicon, text: str, original: str, sent: tuple[int, int], start: int) -> bool:
+    """Is the request phrase starting at `start` (in sentence `sent`) quoted or done, not asked
+    ("thanks for including me in the list")? The phrase reader asks this of its phrases."""
+    ws = _words(lex, text, original, *sent)
+    i = next((k for k, (a, b) in enumerate(ws.spans) if b > start), None)
+    if i is None:
+        return False
+    c0, c1 = _clause_span(ws, i)
+    return ws.quoted[i] or _done(lex, ws, i, c0, c1)
+
+
+def elsewhere(lex: Lexicon, text: str, original: str, sent: tuple[int, int],
+              start: int, end: int) -> bool:
+    """Does the request verb at `start`..`end` go on to somewhere ("included *in* the next round
+    of interviews", "mich *zum* Workshop anmelden")? Asked when its sentence names no list:
+    then that somewhere is not this list."""
+    ws = _words(lex, text, original, *sent)
+    i = next((k for k, (a, b) in enumerate(ws.spans) if b > start), None)
+    if i is None:
+        return False
+    c0, c1 = _clause_span(ws, i)
+    if lex.verb_final:
+        return bool(_has(lex.prepositions, ws, c0, c1))
+    k = next((k for k in range(i, c1) if ws.spans[k][0] >= end), c1)
+    while k < c1 and _has(lex.self_words, ws, k, k + 1):
+        k += 1
+    return k < c1 and bool(_has(lex.prepositions, ws, k, k + 1))
+
+
+def read_stems(lex: Lexicon, text: str, original: str,
+               sentences: Sequence[tuple[int, int]]) -> list[StemHit]:
+    """Every verb of joining or leaving in `text` (folded and masked; `original` as written, at
+    the same positions) that is a request by the sender (see the module docstring)."""
+    hits = []
+    for s0, s1 in sentences:
+        ws = _words(lex, text, original, s0, s1)
+        n = len(ws.words)
+        if not _find(lex.verbs, ws, lex.gap):
+            continue
+        listed = bool(_find(lex.list_words, ws, 1))
+        mail = bool(_find(lex.mail, ws, 1))
+        named = bool(_find(lex.named, ws, 0))
+        address = "@@@" in text[s0:s1]
+        # (span, join?, needs no object?, state: "receive" | "belong" | "")
+        verbs = ([(m, True, False, "") for m in _find(lex.join, ws, lex.gap)]
+                 + [(m, True, True, "") for m in _find(lex.join_alone, ws, lex.gap)]
+                 + [(m, False, False, "") for m in _find(lex.leave, ws, lex.gap)]
+                 + [(m, False, True, "") for m in _find(lex.leave_alone, ws, lex.gap)]
+                 + [(m, True, True, "receive") for m in _find(lex.receive, ws, lex.gap)]
+                 + [(m, True, True, "belong") for m in _find(lex.belong, ws, lex.gap)])
+        seen: set[int] = set()
+        for (i, j), join, alone, state in sorted(verbs, key=lambda v: (v[0][0], -v[0][1])):
+            if i in seen or ws.quoted[i]:
+                continue
+            c0, c1 = _clause_span(ws, i)
+            # verb-final languages (German): negation, the sender and the auxiliary may be
+            # anywhere in the clause ("nehmt mich bitte nicht ... raus", "aufgenommen werden")
+            final = lex.verb_final
+            negated = bool(_has(lex.negation, ws, c0 if final else max(c0, i - NEGATION_WINDOW),
+                                c1 if final else i, 1))
+            if _done(lex, ws, i, c0, c1):
+                continue
+            wish = _has(lex.wish, ws, 0, i, 2)
+            polite = bool(_has(lex.polite, ws, 0, n, 2))
+            others = _has(lex.others, ws, min([c0] + [w[1] for w in wish]), i)
+            first_person = bool(wish) and not others
+            in_wish = {k for a, b in wish for k in range(a, b + 1)}  # "*me* gustaría"
+            lo, hi = (c0, c1) if final else (i - SELF_WINDOW, j + SELF_WINDOW + 1)
+            own = (any(a not in in_wish for a, _ in _has(lex.self_words, ws, lo, hi))
+                   or bool(_clitic(lex, ws.words[i]) or _clitic(lex, ws.words[j])) or address)
+            passive = bool(_has(lex.passive, ws, i - 2, i)) or (
+                final and bool(_has(lex.passive, ws, j + 1, j + 3)))
+            # an imperative opens the sentence ("Hi, please remove me"), not a later clause
+            opens = all(lex.opener.starting(ws.words[k], ws.stems[k]) for k in range(0, i))
+            if any(a == i for a, _ in _find(lex.idioms, ws, 0, i, n)):
+                continue  # "join us for the launch", "add that", "leave a comment"
+            if state:
+                # getting the mail / being on the list: not any more -> leave; wanting it -> a
+                # join, if the list is named ("receive the list's messages": wanting to receive
+                # the digest, the instructions or the slides is no join) and not "stay on"
+                if not (first_person or own):
+                    continue
+                if state == "receive" and not (listed or _has(
+                        lex.mail, ws, c0 if final else j + 1, c1 if final else j + 7)):
+                    continue  # "I no longer want to receive criticism": not the list's mail
+                join, negated = not negated, False
+                if join and (not first_person or _has(lex.stay, ws, c0, c1)
+                             or (state == "receive" and not listed)):
+                    continue
+            if negated:
+                continue
+            subject = own or (first_person and (alone or passive))
+            request = first_person or polite or opens
+            if subject and request:
+                seen.update(range(i, j + 1))
+                hits.append(StemHit(join, ws.spans[i][0], ws.spans[j][1], (s0, s1),
+                                    bool(state) and not join, mail, named))
+    return hits

@@ -1,0 +1,138 @@
+"""Request understanding on the fresh corpus, written blind (issue 21, acceptance 1 and 2).
+
+tests/data/requests-fresh/ was written by helpers who never saw the phrase files, the intent
+code or the first corpus; it is split into a tuning half (read while tuning) and a sealed half,
+frozen by the hashes in sealed-{lang}.sha256 and scored once after tuning. Mails are read the
+way the daemon reads them (tests/intent_scoring.py, shared with tests/test_intent_corpus.py).
+
+Printed: precision and recall per language for the first corpus, the tuning half and the sealed
+half (the sealed half in figures only: no per-mail result of it is ever printed). Asserted on
+each half of the fresh corpus, per language:
+
+* recall >= 0.95 on joins and leaves together (a request to the list address counts only when
+  the guard routes it as a request: UNSURE -- held for the chair -- is a miss);
+* zero subscribe <-> unsubscribe confusions;
+* every ordinary post recognised as a post: on the list address the guard says POST (a post
+  held as UNSURE for the chair is not counted as recognised: its sender waits for a moderator
+  for nothing); a post sent to -request by mistake, where nothing is distributed, is recognised
+  when it is read as unclear (nothing acted on: the help text, and the chair's list).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tests.intent_scoring import (
+    FRESH,
+    LANGS,
+    Outcome,
+    Sealed,
+    confusions,
+    fresh_corpus,
+    old_corpus,
+    recall,
+    table,
+)
+
+TARGET_RECALL = 0.95
+#: Where the sealed half missed a target when it was scored once after tuning (issue 21: it is
+#: never tuned on), with the figures measured then. docs/understanding.md has the whole table.
+SEALED_MISSES: dict[tuple[str, str], str] = {
+    ("en", "recall"): "measured once after tuning: recall 0.773 (17 of 22; 0 confusions, "
+                      "the misses read as unclear)",
+    ("es", "recall"): "measured once after tuning: recall 0.864 (19 of 22; 0 confusions, "
+                      "the misses read as unclear)",
+    ("fr", "recall"): "measured once after tuning: recall 0.850 (17 of 20; 0 confusions, "
+                      "the misses read as unclear)",
+    ("pt", "confusions"): "measured once after tuning: 1 leave read as a join",
+    ("pt", "posts"): "measured once after tuning: 16 of 17 posts left alone, one post to the "
+                     "list routed as a join",
+}
+
+
+@pytest.fixture(scope="module")
+def tuning() -> list[Outcome]:
+    return fresh_corpus("tuning")
+
+
+@pytest.fixture(scope="module")
+def sealed() -> list[Outcome]:
+    return Sealed(fresh_corpus("sealed"))
+
+
+def _hashes(lang: str) -> dict[str, str]:
+    recorded = {}
+    for line in (FRESH / f"sealed-{lang}.sha256").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            recorded[name.lstrip("*")] = digest
+    return recorded
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_sealed_half_is_untouched(lang: str) -> None:
+    """Every sealed file has the hash recorded at the freeze; none is missing, none added."""
+    recorded = _hashes(lang)
+    present = {f"sealed/{lang}/{p.name}" for p in (FRESH / "sealed" / lang).glob("*")}
+    assert recorded, f"no hashes for {lang}"
+    assert sorted(present - set(recorded)) == [], "files added to the sealed half"
+    assert sorted(set(recorded) - present) == [], "files missing from the sealed half"
+    changed = [name for name, digest in recorded.items()
+               if hashlib.sha256((FRESH / name).read_bytes()).hexdigest() != digest]
+    assert len(changed) == 0, f"{len(changed)} sealed files changed since the freeze"
+
+
+def test_print_tables(tuning: list[Outcome], sealed: list[Outcome],
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    intents = ("subscribe", "unsubscribe")
+    with capsys.disabled():
+        print(table(old_corpus(), "First corpus (tests/data/requests)",
+                    ("subscribe", "unsubscribe", "help", "info", "set"), misses=False))
+        print(table(tuning, "Fresh corpus, tuning half", intents))
+        print(table(sealed, "Fresh corpus, sealed half (figures only)", intents, misses=False))
+    assert len(tuning) + len(sealed) == sum(
+        1 for lang in LANGS for _ in (FRESH / "tuning" / lang).glob("*.eml")) + sum(
+        1 for lang in LANGS for _ in (FRESH / "sealed" / lang).glob("*.eml"))
+
+
+def _check(outcomes: list[Outcome], lang: str, what: str, *, sealed: bool) -> None:
+    mine = [o for o in outcomes if o.lang == lang]
+    requests = [o for o in mine if o.is_request]
+    posts = [o for o in mine if not o.is_request]
+    # only counts are asserted (the assertion shows its operands); the tuning half's failures
+    # also name the mails, the sealed half's never do
+    if what == "recall":
+        got = recall(requests)
+        missed = "" if sealed else str([(o.path, o.want, o.got)
+                                        for o in requests if not o.correct])
+        assert got >= TARGET_RECALL, f"{lang} recall {got:.3f} of {len(requests)} {missed}"
+    elif what == "confusions":
+        confused = len(confusions(mine))
+        named = "" if sealed else str(confusions(mine))
+        assert confused == 0, f"{lang}: {confused} confusions {named}"
+    else:
+        wrong = sum(not o.recognised_post for o in posts)
+        named = "" if sealed else str([(o.path, o.to, o.got)
+                                       for o in posts if not o.recognised_post])
+        assert wrong == 0, f"{lang}: {wrong} of {len(posts)} posts not left alone {named}"
+
+
+CHECKS = ("recall", "confusions", "posts")
+
+
+@pytest.mark.parametrize("what", CHECKS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_tuning_half(tuning: list[Outcome], lang: str, what: str) -> None:
+    _check(tuning, lang, what, sealed=False)
+
+
+@pytest.mark.parametrize("what", CHECKS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_sealed_half(sealed: list[Outcome], lang: str, what: str,
+                     request: pytest.FixtureRequest) -> None:
+    if (lang, what) in SEALED_MISSES:
+        request.applymarker(pytest.mark.xfail(reason=SEALED_MISSES[(lang, what)], strict=True,
+                                              run=True))
+    _check(sealed, lang, what, sealed=True)

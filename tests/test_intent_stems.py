@@ -1,0 +1,207 @@
+"""Requests read from word stems (listserv/intent/stems.py, issue 21): everyday phrasings of
+joining and leaving that no phrase file spells out, in all five languages.
+
+These development examples were written for the stem reader; they are neither the old corpus
+(tests/data/requests) nor the fresh one (tests/data/requests-fresh), which are scored
+separately. A join or leave to -request must be read as such; on the list address the guard
+must route a short request that names the list, and every post must stay a post.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from listserv.intent.guard import Guard, guard
+from listserv.intent.request import understand
+from listserv.intent.stems import stems
+
+LIST = "shma"
+
+JOINS = {
+    "en": [
+        "Would it be possible to be added to the mailing list? My colleague forwarded me a post.",
+        "I'd love to be included in the group's emails.",
+        "Hello, I recently started my PhD on peer support and would be grateful to be included.",
+        "Could you put me on the distribution list, please?",
+        "I was wondering whether I could join the listserv.",
+        "Please enrol me on the list.",
+        "Can I become a member of this list?",
+        "I would like to be part of the mailing list.",
+        "Hi there, my supervisor suggested I sign up for this list. Thanks!",
+        "Please include jamie.ng@uni.example.org in your list.",
+    ],
+    "es": [
+        "Quisiera formar parte de la lista de correo.",
+        "¿Sería posible que me incluyan en la lista de distribución?",
+        "Me encantaría sumarme al grupo.",
+        "Por favor, agréguenme a la lista.",
+        "Les escribo para pedir que me añadan a la lista de correos.",
+        "Me gustaría estar en la lista, gracias.",
+        "¿Me podrían inscribir en la lista?",
+    ],
+    "fr": [
+        "Pourriez-vous m'ajouter à la liste de diffusion ?",
+        "J'aimerais faire partie de la liste.",
+        "Je souhaiterais être inscrite sur votre liste de diffusion.",
+        "Serait-il possible de m'intégrer au groupe ?",
+        "Merci de bien vouloir m'inscrire à la liste.",
+        "Je voudrais rejoindre la liste de diffusion.",
+    ],
+    "de": [
+        "Könnten Sie mich bitte in den Verteiler aufnehmen?",
+        "Ich würde gerne in die Mailingliste eingetragen werden.",
+        "Bitte nehmt mich in den E-Mail-Verteiler auf.",
+        "Ich möchte gern Mitglied der Liste werden.",
+        "Hiermit melde ich mich für die Liste an.",
+        "Ich möchte der Liste beitreten.",
+        "Können Sie mich bitte zum Verteiler hinzufügen?",
+    ],
+    "pt": [
+        "Gostaria de fazer parte da lista de e-mails.",
+        "Poderiam me incluir na lista de distribuição?",
+        "Por favor, adicionem-me à lista.",
+        "Seria possível me cadastrar na lista?",
+        "Gostaria de ser incluída na lista de discussão.",
+        "Quero entrar na lista, por favor.",
+    ],
+}
+
+LEAVES = {
+    "en": [
+        "I have retired and would be grateful if you could take me off the list.",
+        "Please remove my address from your distribution list.",
+        "I no longer wish to receive emails from this group.",
+        "Time for me to leave the list - please unsubscribe me.",
+        "Could you please delete me from the listserv?",
+        "I'd like to opt out of these emails.",
+        "Please stop sending me messages from the list.",
+        "I don't want to be on this list anymore.",
+    ],
+    "es": [
+        "Por favor, quítenme de la lista de distribución.",
+        "Ya no quiero recibir correos de esta lista.",
+        "Quisiera salir de la lista, gracias.",
+        "¿Me podrían sacar del grupo?",
+        "Les pido que me eliminen de la lista de correo.",
+        "No deseo seguir recibiendo mensajes.",
+    ],
+    "fr": [
+        "Merci de me retirer de la liste de diffusion.",
+        "Je ne souhaite plus recevoir les messages de la liste.",
+        "Pourriez-vous me désinscrire ?",
+        "Je voudrais quitter la liste.",
+        "Veuillez supprimer mon adresse de votre liste.",
+        "Je ne veux plus faire partie de la liste.",
+    ],
+    "de": [
+        "Bitte nehmen Sie mich aus dem Verteiler.",
+        "Ich möchte keine E-Mails mehr von der Liste bekommen.",
+        "Könnten Sie mich bitte von der Mailingliste entfernen?",
+        "Bitte tragt mich aus der Liste aus.",
+        "Ich möchte mich von der Liste abmelden.",
+        "Bitte löschen Sie meine Adresse aus dem Verteiler.",
+    ],
+    "pt": [
+        "Por favor, me retirem da lista.",
+        "Não quero mais receber os e-mails da lista.",
+        "Gostaria de sair da lista de e-mails.",
+        "Poderiam remover meu endereço da lista?",
+        "Quero deixar de receber as mensagens, obrigada.",
+        "Peço que me excluam da lista de distribuição.",
+    ],
+}
+
+POSTS = {
+    "en": [
+        "Please don't remove me from the list when I move institutions next month - "
+        "my new address will forward. Meanwhile, here is the reading list we discussed.",
+        "Join us for the online launch of the report on Thursday. All welcome!",
+        "Could you add me to the panel on peer-run crisis services?",
+        "Thanks for adding me to the list last year, it has been so useful for my thesis.",
+        'The poster said "please remove me from your mailing list" in big letters, which '
+        "I thought was a funny choice for a conference about outreach.",
+        "How do I unsubscribe from the other newsletter? It keeps arriving twice.",
+        "I want to add that the list has been a lifeline for our members during the winter.",
+    ],
+    "es": [
+        "¿Me pueden agregar al panel del congreso?",
+        "Gracias por incluirme en la lista el año pasado, me ha servido mucho.",
+    ],
+    "fr": [
+        "Merci de m'avoir ajoutée à la liste, je suis ravie de vous lire.",
+        "Pourriez-vous m'ajouter au panel du colloque ?",
+    ],
+    "de": [
+        "Danke, dass ihr mich in die Liste aufgenommen habt!",
+        "Bitte nehmt mich in die Arbeitsgruppe auf, ich helfe gern.",
+    ],
+    "pt": [
+        "Obrigada por me incluir na lista, tem sido muito útil.",
+        "Podem me adicionar como debatedora na mesa-redonda?",
+    ],
+}
+
+
+#: More examples, one a line: want|to|text (tests/data/understanding-dev/cases.txt).
+CASES = [tuple(line.split("|", 2)) for line in
+         (Path(__file__).parent / "data" / "understanding-dev" / "cases.txt")
+         .read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _mail(body: str, to: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "someone@uni.example.org"
+    msg["To"] = f"{to}@lists.example.org"
+    msg["Subject"] = "Hello"
+    msg.set_content(body + "\n\nSam\n")
+    return msg
+
+
+def _cases(table: dict[str, list[str]]) -> list[tuple[str, str]]:
+    return [(lang, text) for lang, texts in table.items() for text in texts]
+
+
+@pytest.mark.parametrize(("lang", "text"), _cases(JOINS))
+def test_joins_are_read(lang: str, text: str) -> None:
+    assert understand(_mail(text, "shma-request"), LIST).commands[0].kind == "subscribe"
+
+
+@pytest.mark.parametrize(("lang", "text"), _cases(LEAVES))
+def test_leaves_are_read(lang: str, text: str) -> None:
+    assert understand(_mail(text, "shma-request"), LIST).commands[0].kind == "unsubscribe"
+
+
+@pytest.mark.parametrize(("lang", "text"),
+                         [c for c in _cases(JOINS) + _cases(LEAVES) if "list" in c[1].lower()
+                          or "verteiler" in c[1].lower()])
+def test_a_request_naming_the_list_on_the_list_address_is_a_request(lang: str, text: str
+                                                                   ) -> None:
+    decision, u = guard(_mail(text, "shma"), LIST)
+    assert decision is Guard.REQUEST
+    assert u.commands[0].kind in ("subscribe", "unsubscribe")
+
+
+@pytest.mark.parametrize(("lang", "text"), _cases(POSTS))
+def test_posts_stay_posts(lang: str, text: str) -> None:
+    assert guard(_mail(text, "shma"), LIST)[0] is Guard.POST
+
+
+@pytest.mark.parametrize(("want", "to", "text"), CASES)
+def test_development_cases(want: str, to: str, text: str) -> None:
+    if to == "post":
+        decision, u = guard(_mail(text, "shma"), LIST)
+        got = u.commands[0].kind.value if decision is Guard.REQUEST else decision.value
+    else:
+        got = understand(_mail(text, "shma-request"), LIST).commands[0].kind.value
+    assert got == want
+
+
+def test_one_stem_covers_the_inflections() -> None:
+    assert stems("included", "english") == stems("include", "english") == stems("including",
+                                                                                "english")
+    assert stems("retirée", "french") & stems("retirer", "french")
+    assert stems("Mailinglisten", "german") == stems("Mailingliste", "german")
+    assert stems("incluída", "portuguese") & stems("incluir", "portuguese")
