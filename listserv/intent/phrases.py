@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -69,6 +69,9 @@ class Phrases(Markers):
     negation: re.Pattern[str] | None
     keep: re.Pattern[str] | None
     object_before: bool = False
+    #: The chair's answers ([chair] table: approve, reject, discard, … and "all"), each
+    #: matching the first words of a line (`intent.decision`).
+    chair: dict[str, re.Pattern[str]] = field(default_factory=dict)
 
 
 def _parse_phrase_file(path: Traversable) -> Phrases:
@@ -100,7 +103,14 @@ def _parse_phrase_file(path: Traversable) -> Phrases:
         negation=compile_patterns(context.get("negation", [])),
         keep=compile_patterns(context.get("keep", [])),
         object_before=bool(context.get("object_before", False)),
+        chair={verb: _first_words(words) for verb, words in data.get("chair", {}).items()},
     )
+
+
+def _first_words(words: Iterable[str]) -> re.Pattern[str]:
+    """One pattern for the start of a line: any of `words` (folded), as whole words."""
+    body = "|".join(f"(?:{fold(w)})" for w in words if w)
+    return re.compile(rf"\W*(?:{body})(?!\w)", re.I)
 
 
 @lru_cache(maxsize=8)
@@ -114,7 +124,8 @@ def load_phrases(directory: str | Path | None = None) -> dict[str, Phrases]:
     ``[request]`` request phrases per group (see ``GROUPS``) and one-line confirmations;
     ``[keywords]`` words that are a request when they are a whole line or the whole Subject;
     ``[delivery]`` words for digest / regular / nomail and "instead of" phrases;
-    ``[context]`` words naming the list, other objects, negations and keep-membership cues.
+    ``[context]`` words naming the list, other objects, negations and keep-membership cues;
+    ``[chair]`` the chair's answers to notices and summaries (approve, reject, discard, …).
     Patterns are Python regular expressions, matched case- and accent-insensitively.
     """
     folder: Traversable = Path(directory) if directory else PHRASES_DIR

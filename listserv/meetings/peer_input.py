@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listserv.delivery.notices import notify
+from listserv.delivery.notices import notify, notify_chair
 from listserv.errors import ListservError
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
@@ -174,9 +174,9 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, email: str, name
     session.flush()
     audit(session, now, DAEMON, "peer-input-held",
           f"#{request.id} from {email}: the sender is not a member", ml.id)
-    notify(session, renderer, ml, "notice-peer-input-held.txt", [o.email for o in ml.owners],
-           now, kind="notice", expires=now + timedelta(days=ml.held_expiry_days),
-           **_context(request))
+    notify_chair(session, renderer, ml, "notice-peer-input-held.txt", now, decide="peer_input",
+                 item_id=request.id, expires=now + timedelta(days=ml.held_expiry_days),
+                 **_context(request))
     return request
 
 
