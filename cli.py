@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from listserv.bounces.scoring import enable_member
 from listserv.bounces.views import bounce_detail, bounce_rows
 from listserv.chair import actions as services
+from listserv.chair import decisions
 from listserv.clock import Clock, SystemClock
 from listserv.column import desk
 from listserv.column.export import export as export_submissions
@@ -495,13 +496,37 @@ def requests_list(app: App, list_ref: str | None, as_json: bool) -> None:
 
 @requests.command("approve")
 @click.argument("request_id", metavar="ID")
+@click.option("--as", "read_as", type=click.Choice(["subscribe", "unsubscribe"]),
+              help="For a request we could not read: what it asks (a confirmation goes to "
+                   "the requester).")
 @pass_app
-def requests_approve(app: App, request_id: str) -> None:
-    """Approve a confirmed subscription: the person becomes a member and is welcomed."""
+def requests_approve(app: App, request_id: str, read_as: str | None) -> None:
+    """Approve a confirmed subscription: the person becomes a member and is welcomed.
+
+    An unclear request needs --as: the requester is sent a confirmation, as if they had asked
+    clearly (nobody joins or leaves without confirming)."""
     with app.unit_of_work() as session:
         request = services.find_membership_request(session, request_id)
+        if read_as is not None or request.kind == "unclear":
+            if read_as is None:
+                raise ListservError(f"request {request_id} could not be read: say what it asks "
+                                    "with --as subscribe or --as unsubscribe")
+            click.echo(decisions.answer_unclear(session, app.renderer, request, read_as,
+                                                app.clock.now(), app.actor))
+            return
         click.echo(membership.approve(session, app.renderer, request, app.clock.now(),
                                       app.actor))
+
+
+@requests.command("ignore")
+@click.argument("request_id", metavar="ID")
+@pass_app
+def requests_ignore(app: App, request_id: str) -> None:
+    """Close a request we could not read, without mail."""
+    with app.unit_of_work() as session:
+        request = services.find_membership_request(session, request_id)
+        click.echo(decisions.answer_unclear(session, app.renderer, request, "ignore",
+                                            app.clock.now(), app.actor))
 
 
 @requests.command("deny")

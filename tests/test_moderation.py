@@ -45,7 +45,7 @@ def test_nonmember_post_is_held_and_announced_to_the_owner(cli, members, daemon,
     text = parse(notice.data)
     assert text["Subject"] == "shma: message #1 held for your approval"
     assert text["Auto-Submitted"] == "auto-generated"
-    body = text.get_content()
+    body = text.get_body(("plain",)).get_content()
     assert "stranger@else.org" in body and "Conference announcement" in body
     assert "listserv held approve 1" in body
     [item] = held_items(cli)
@@ -141,7 +141,7 @@ def test_expired_post_notifies_the_sender_and_summary_reaches_owner(
     sink.wait_for(lambda s: len(s.messages_for("chair@example.org")) == 2,
                   description="daily summary")
     summary = parse(sink.messages_for("chair@example.org")[1].data)
-    assert summary["Subject"] == "shma: 1 message waiting for your decision"
+    assert summary["Subject"] == "shma: 1 item is waiting for your decision"
     assert "#1  from stranger@else.org" in summary.get_content()
     # The same day brings no second summary.
     daemon.run_scheduler()
@@ -189,7 +189,7 @@ def test_chair_notices_are_capped_per_hour_and_the_rest_wait_for_the_summary(
     sink.wait_for(lambda s: len(s.messages_for("chair@example.org")) == 21,
                   description="daily summary")
     summary = parse(sink.messages_for("chair@example.org")[-1].data)
-    assert summary["Subject"] == "shma: 30 messages waiting for your decision"
+    assert summary["Subject"] == "shma: 30 items are waiting for your decision"
     assert "from stranger29@else.org" in summary.get_content()
     # A new hour brings new notices.
     post_from_stranger(daemon, sink)

@@ -85,7 +85,7 @@ def answer(session: Session, renderer: Renderer, ml: MailingList, token: ChairTo
     notify(session, renderer, ml, RESULTS_TEMPLATE, [sender], now, kind="reply",
            results=results, not_understood=not_understood, problem=problem,
            summary=token.kind == "summary", used_by=token.used_by,
-           subject=header_text(msg, "Subject"))
+           subject=_reply_subject(header_text(msg, "Subject")))
     done = sum(r.done for r in results)
     return (f"chair reply from {sender}: {done} done, {len(results) - done} not done"
             + (f" ({problem})" if problem else ""))
@@ -118,7 +118,11 @@ def _summary_decision(reply: Reply, decision: Decision) -> list[Result]:
         return [_one(reply, decision, kind, i, f"{decision.verb} {i}") for kind, i in targets]
     results = []
     for item_id in decision.ids:
-        matches = [kind for kind in kinds if item_id in listed[kind]]
+        listed_as = [kind for kind in kinds if item_id in listed[kind]]
+        # A post and a request may share a number: the verb tells them apart where it can.
+        matches = [kind for kind in listed_as
+                   if decision.verb in APPLIES[kind_of(reply.session, kind, item_id)]]
+        matches = matches or listed_as[:1]  # none applies: `decide` says why
         label = f"{decision.verb.replace('_', ' and ')} {item_id}"
         if not matches:
             results.append(Result(label, f"{item_id} is not in this summary", False))
@@ -136,3 +140,10 @@ def _waiting(session: Session, kind: str, item_id: int) -> bool:
     if row is None:
         return False
     return row.status == ("held" if kind == "peer_input" else "waiting")
+
+
+def _reply_subject(subject: str) -> str:
+    """The subject of an answer to the chair's reply: hers, with one "Re:"."""
+    if not subject:
+        return "Re: your reply"
+    return subject if subject.lower().startswith("re:") else f"Re: {subject}"
