@@ -4,7 +4,7 @@ replies"; issue 16 acceptance 1-3, issue 21 acceptance 3): real LMTP in, the str
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,6 +14,7 @@ CHAIR = "chair@example.org"
 STRANGER = "stranger@else.org"
 MEMBERS = ["ann@example.net", "ben@example.net"]
 REQUEST = "shma-request@lists.example.org"
+PEER_INPUT = "shma-peer-input@lists.example.org"
 
 
 @pytest.fixture
@@ -297,3 +298,41 @@ def test_unclear_request_answered_on_its_notice_and_by_the_cli(cli, shma, daemon
     assert "leave" in str(confirmation["Subject"])
     emails = [m["email"] for m in json.loads(cli("members", "list", LIST, "--json").output)]
     assert emails == ["member@else.org"]
+
+
+def test_approve_and_add_subscribes_the_sender(cli, members, daemon, sink):
+    [notice] = hold_posts(daemon, sink, ["Hello from a new colleague"])
+    reply(daemon, notice, "Approve and add")
+    sink.wait_for(lambda s: len(s.messages_for(MEMBERS[0])) == 1, description="the copy")
+    emails = [m["email"] for m in json.loads(cli("members", "list", LIST, "--json").output)]
+    assert STRANGER in emails
+    welcome = wait_mails(sink, STRANGER, 1, "welcome")[0]
+    assert welcome["Subject"] == "Welcome to the shma list"
+
+
+def test_an_old_notice_cannot_be_answered(cli, shma, daemon, sink, clock, store):
+    cli("lists", "set", LIST, "policy", "confirm+approve")
+    join_and_confirm(daemon, sink, "jane@example.org")
+    [notice] = wait_mails(sink, CHAIR, 1, "join notice")
+    clock.advance(timedelta(days=15))  # chair tokens expire like confirmations (14 days)
+    reply(daemon, notice, "approve")
+    answer = wait_mails(sink, CHAIR, 2, "answer")[1]
+    assert "too old" in text_of(answer)
+    [waiting] = json.loads(cli("requests", "list", "--json").output)
+    assert waiting["status"] == "waiting"
+
+
+def test_held_peer_input_request_approved_by_reply(cli, members, daemon, sink):
+    at = (datetime.now(UTC) + timedelta(days=20)).strftime("%Y-%m-%d 16:00")
+    meeting = cli("meetings", "schedule", LIST, "--at", at, "--tz", "UTC",
+                  "--duration", "60").output.strip()
+    lmtp_send(daemon.ports["lmtp"], STRANGER, [PEER_INPUT],
+              make_message(sender=f"Sam <{STRANGER}>", to=PEER_INPUT, subject="Repair cafe",
+                           body="Volunteers?\nminutes: 15\n"))
+    [notice] = wait_mails(sink, CHAIR, 1, "held notice")
+    assert str(notice["Reply-To"]).startswith("shma-confirm+")
+    reply(daemon, notice, "yes")
+    approval = wait_mails(sink, STRANGER, 1, "approval")[0]
+    assert "Confirmed" in str(approval["Subject"])
+    [booked] = json.loads(cli("peer-input", "list", "--json").output)
+    assert (booked["status"], booked["meeting_id"]) == ("approved", meeting)
