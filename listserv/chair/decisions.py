@@ -89,11 +89,11 @@ def decide(session: Session, renderer: Renderer, ml: MailingList, kind: str, ite
     Raises `ListservError` when the verb does not apply or the item is not waiting.
     """
     ref = str(item_id)
-    if verb not in APPLIES[kind_of(session, kind, item_id)]:
+    applies_to = kind_of(session, kind, item_id)
+    if verb not in APPLIES[applies_to]:
         what = {"held": "a held post", "request": "a join request",
                 "unclear": "an unclear request", "peer_input": "a peer-input request"}
-        raise ListservError(f"{verb.replace('_', ' and ')} does not apply to "
-                            f"{what[kind_of(session, kind, item_id)]}")
+        raise ListservError(f"{verb.replace('_', ' and ')} does not apply to {what[applies_to]}")
     if kind == "held":
         held = find_held(session, ref)
         _same_list(held.list_id, ml, f"held message {ref}")

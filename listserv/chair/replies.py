@@ -58,10 +58,10 @@ def answer(session: Session, renderer: Renderer, ml: MailingList, token: ChairTo
     """Act on the chair's reply `msg` to the notice or summary of `token`; returns the outcome
     for the log. `sender` is the reply's From address (`ctx.identity.address`)."""
     if token.list_id != ml.id or sender not in deciders(ml):
+        why = "another list's token" if token.list_id != ml.id else "not from an owner"
         audit(session, now, DAEMON, "chair-reply-refused",
-              f"a reply to a {token.kind} notice from {sender or '(no sender)'}, "
-              "who is not an owner", ml.id)
-        return "ignored: a reply to a chair notice from someone who is not an owner"
+              f"a reply to a {token.kind} notice from {sender or '(no sender)'}: {why}", ml.id)
+        return f"ignored: a reply to a chair notice, {why}"
     reply = Reply(session, renderer, ml, token, sender, now, hosted)
     problem = ""
     results: list[Result] = []

@@ -200,7 +200,7 @@ class Request(Base):
 
     `kind` is subscribe, unsubscribe, resubscribe (the undo offered by a goodbye), unclear or
     peer_input; `status` is confirming (the token went out), waiting (for the chair), done,
-    denied or expired.
+    denied, ignored (an unclear request the chair closed) or expired.
     """
 
     __tablename__ = "requests"
