@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 
 import pytest
+
+from listserv.intent.decision import item_reply, summary_reply
 
 from .helpers import LIST, lmtp_send, make_message, parse, wait_handled
 
@@ -336,3 +339,36 @@ def test_held_peer_input_request_approved_by_reply(cli, members, daemon, sink):
     assert "Confirmed" in str(approval["Subject"])
     [booked] = json.loads(cli("peer-input", "list", "--json").output)
     assert (booked["status"], booked["meeting_id"]) == ("approved", meeting)
+
+
+def composed(body: str):
+    """A reply as the chair's client writes it: plain text, or HTML for a body in tags."""
+    msg = EmailMessage()
+    msg["From"] = CHAIR
+    msg.set_content(body, subtype="html" if body.startswith("<") else "plain")
+    return msg
+
+
+@pytest.mark.parametrize(("body", "verb", "reason"), [
+    ("Approve\n\nSent from my iPhone", "approve", ""),
+    ("Sí, adelante.", "approve", "adelante"),
+    ("Rejeter : hors sujet\n\nCordialement,\nMarie", "reject", "hors sujet"),
+    ("Verwerfen", "discard", ""),
+    ("Aprovar e adicionar", "approve_add", ""),
+    ("<div>Reject <b>off topic</b></div><blockquote>approve</blockquote>", "reject",
+     "off topic"),
+    ("Who is this?\n\n> approve", None, None),
+])
+def test_the_first_words_of_a_reply_decide(body, verb, reason):
+    decision = item_reply(composed(body))
+    assert (decision.verb, decision.reason) == (verb, reason) if verb else decision is None
+
+
+def test_a_summary_reply_is_read_line_by_line():
+    decisions, not_understood = summary_reply(composed(
+        "Approve all.\nDiscard #3, #4\nreject post 5 spam, obviously\nhurry please\n\n"
+        "On Monday, the list wrote:\n> approve 9\n"))
+    assert [(d.verb, d.ids, d.kind, d.reason) for d in decisions] == [
+        ("approve", None, "", ""), ("discard", (3, 4), "", ""),
+        ("reject", (5,), "held", "spam, obviously")]
+    assert not_understood == ["hurry please"]

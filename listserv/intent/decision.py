@@ -59,7 +59,8 @@ def _verb(line: str) -> tuple[str, str] | None:
 
 
 def _is_all(word: str) -> bool:
-    return any((p := language.chair.get("all")) is not None and p.fullmatch(fold(word))
+    word = fold(word).strip(".,;:!")
+    return any((p := language.chair.get("all")) is not None and p.fullmatch(word)
                for language in languages())
 
 
