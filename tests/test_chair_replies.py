@@ -12,6 +12,7 @@ import pytest
 from listserv.intent.decision import item_reply, summary_reply
 
 from .helpers import LIST, lmtp_send, make_message, parse, wait_handled
+from .smtp_sink import mime_defects
 
 CHAIR = "chair@example.org"
 STRANGER = "stranger@else.org"
@@ -92,6 +93,25 @@ def test_the_held_post_notice_shows_the_post_and_attaches_it(cli, members, daemo
     original = attached.get_payload()[0]
     assert original["Subject"] == "Conference announcement"
     assert original["From"] == f"Stranger <{STRANGER}>"
+
+
+def test_an_8bit_post_is_attached_clean_for_the_wire(cli, members, daemon, sink):
+    raw = ("From: Zoë <zoe@else.org>\r\nTo: shma@lists.example.org\r\n"
+           "Subject: =?utf-8?q?R=C3=A9union?=\r\nMessage-ID: <r1@else.org>\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           "Content-Transfer-Encoding: 8bit\r\n\r\nOrdre du jour : café à 16 h.\r\n"
+           ).encode()
+    lmtp_send(daemon.ports["lmtp"], "zoe@else.org", [LIST], raw)
+    sink.wait_for(lambda s: s.messages_for(CHAIR), description="held notice")
+    [delivery] = sink.messages_for(CHAIR)
+    assert sink.refusals == [] and mime_defects(delivery.data) == []
+    assert delivery.data.isascii()  # the relay has no 8BITMIME: re-encoded inside the part
+    notice = parse(delivery.data)
+    assert "Ordre du jour : café à 16 h." in text_of(notice)
+    [attached] = [p for p in notice.walk() if p.get_content_type() == "message/rfc822"]
+    original = attached.get_payload()[0]
+    assert original.get_content().rstrip() == "Ordre du jour : café à 16 h."
+    assert original["Message-ID"] == "<r1@else.org>"
 
 
 def test_the_notice_shows_only_the_first_40_lines(cli, members, daemon, sink):
