@@ -11,7 +11,7 @@ import pytest
 
 from listserv.intent.decision import item_reply, summary_reply
 
-from .helpers import LIST, lmtp_send, make_message, parse, wait_handled
+from .helpers import LIST, lmtp_send, make_message, parse, wait_settled
 from .smtp_sink import mime_defects
 
 CHAIR = "chair@example.org"
@@ -162,7 +162,7 @@ def test_replies_that_must_change_nothing(cli, members, daemon, sink, store, bac
     reply(daemon, first, "Who is this person?")
     # A made-up token: nothing.
     reply(daemon, first, "approve", to="shma-confirm+aaaaaaaaaaaaaaaaaaaaaaaa@lists.example.org")
-    wait_handled(sink, store, 4)
+    wait_settled(store)
     assert held(cli) == {"1": "waiting", "2": "waiting"}
     assert mails(sink, "mallory@else.org") == []
     [not_understood] = wait_mails(sink, CHAIR, 3, "the answer to an unclear reply")[2:]
@@ -181,7 +181,7 @@ def test_replies_that_must_change_nothing(cli, members, daemon, sink, store, bac
     other_notice = wait_mails(sink, CHAIR, 6, "the other list's notice")[5]
     token = str(other_notice["Reply-To"]).split("+")[1].split("@")[0]
     reply(daemon, first, "approve", to=f"shma-confirm+{token}@lists.example.org")
-    wait_handled(sink, store, 8)
+    wait_settled(store)
     assert held(cli)["1"] == "waiting"
     assert sink.messages_for(MEMBERS[0]) == []
 
