@@ -9,6 +9,7 @@ from email.message import EmailMessage
 
 import pytest
 
+from listserv.chair.replies import posts_it_may_approve
 from listserv.intent.decision import item_reply, summary_reply
 
 from .helpers import LIST, lmtp_send, make_message, parse, wait_settled
@@ -397,3 +398,22 @@ def test_a_summary_reply_is_read_line_by_line():
         ("approve", None, "", ""), ("discard", (3, 4), "", ""),
         ("reject", (5,), "held", "spam, obviously")]
     assert not_understood == ["hurry please"]
+
+
+def test_the_posts_a_reply_may_approve_are_looked_up_before_its_transaction(
+        cli, members, daemon, sink, store, dns_zone):
+    """The router looks up the DMARC policy of the held posts a chair's reply may approve
+    before the reply's write transaction (as `held approve` does, issue 13): those are the
+    waiting posts its token names, and none once the token is spent."""
+    dns_zone.records["_dmarc.else.org"] = ["v=DMARC1; p=reject"]
+    [notice] = hold_posts(daemon, sink, ["Conference"])
+    token = str(notice["Reply-To"]).split("+")[1].split("@")[0]
+    with store.reading() as session:
+        [raw] = posts_it_may_approve(session, token)
+    assert b"Subject: Conference" in raw
+    reply(daemon, notice, "approve")
+    sink.wait_for(lambda s: s.messages_for(MEMBERS[0]), description="the post")
+    copy = parse(sink.messages_for(MEMBERS[0])[0].data)
+    assert copy["From"] == "Stranger via SHMA <shma@lists.example.org>"
+    with store.reading() as session:
+        assert posts_it_may_approve(session, token) == []

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listserv.chair.decisions import APPLIES, decide, kind_of
@@ -22,8 +23,9 @@ from listserv.errors import ListservError
 from listserv.intent.decision import Decision, item_reply, summary_reply
 from listserv.mail.headers import header_text
 from listserv.mail.render import Renderer
+from listserv.store import chair_tokens
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models.core import ChairToken, Held, MailingList, Request
+from listserv.store.models.core import ChairToken, Held, Inbound, MailingList, Request
 from listserv.store.models.features import PeerInput
 
 _MODELS: dict[str, type[Held] | type[Request] | type[PeerInput]] = {
@@ -51,6 +53,20 @@ class Reply:
     sender: str
     now: datetime
     hosted: bool
+
+
+def posts_it_may_approve(session: Session, token: str) -> list[bytes]:
+    """The held posts a reply to the chair token `token` may approve, as stored. The router
+    looks their authors' DMARC policies up (`actions.before_approving`) before the reply's
+    write transaction opens, as `listserv held approve` does, so that approving answers from
+    the cache instead of holding the store's write lock through a DNS lookup."""
+    row = chair_tokens.find(session, token)
+    if row is None or row.used_at is not None:
+        return []
+    ids = [row.item_id] if row.kind == "held" else row.items.get("held", [])
+    waiting = (select(Inbound.raw).join(Held, Held.inbound_id == Inbound.id)
+               .where(Held.id.in_(ids), Held.status == "waiting"))
+    return list(session.scalars(waiting))
 
 
 def answer(session: Session, renderer: Renderer, ml: MailingList, token: ChairToken,
