@@ -417,3 +417,12 @@ def test_the_posts_a_reply_may_approve_are_looked_up_before_its_transaction(
     assert copy["From"] == "Stranger via SHMA <shma@lists.example.org>"
     with store.reading() as session:
         assert posts_it_may_approve(session, token) == []
+
+
+def test_an_unclear_request_left_alone_expires_like_a_held_post(cli, shma, daemon, sink, clock):
+    send_unclear(daemon, sink, "visitor@else.org")
+    assert len(json.loads(cli("requests", "list", "--json").output)) == 1
+    clock.advance(timedelta(days=15))  # held_expiry_days is 14
+    daemon.run_scheduler()
+    assert json.loads(cli("requests", "list", "--json").output) == []
+    assert len(sink.messages_for("visitor@else.org")) == 1  # only the help text, then nothing

@@ -9,6 +9,7 @@ list itself or a mailer daemon.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify, notify_chair
 from listserv.intent.request import understand
@@ -235,7 +236,8 @@ def _unclear(ctx: Context, lang: str, sender: str, results: Results) -> None:
     request = Request(
         list_id=ml.id, kind="unclear", email=sender, lang=lang, status="waiting", token=None,
         requested_by=sender, summary=header_text(ctx.msg, "Subject"),
-        inbound_id=ctx.inbound.id, created_at=ctx.now, expires_at=ctx.now,
+        inbound_id=ctx.inbound.id, created_at=ctx.now,
+        expires_at=ctx.now + timedelta(days=ml.held_expiry_days),
     )
     ctx.session.add(request)
     ctx.session.flush()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from listserv.delivery.notices import notify, notify_chair
@@ -161,9 +161,12 @@ def deny(session: Session, renderer: Renderer, request: Request, now: datetime, 
 
 
 def expire_requests(session: Session, now: datetime) -> int:
-    """Close confirmations nobody answered in time."""
+    """Close confirmations nobody answered in time, and unclear requests the chair left for
+    the list's `held_expiry_days` (the sender had the help text; nobody else is told)."""
     due = session.scalars(
-        select(Request).where(Request.status == "confirming", Request.expires_at <= now)
+        select(Request).where(Request.expires_at <= now, or_(
+            Request.status == "confirming",
+            and_(Request.kind == "unclear", Request.status == "waiting")))
     ).all()
     for request in due:
         request.status = "expired"
