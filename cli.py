@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from listserv.bounces.scoring import enable_member
 from listserv.bounces.views import bounce_detail, bounce_rows
 from listserv.chair import actions as services
+from listserv.chair import decisions, housekeeping, privacy
 from listserv.chair import forget as forgetting
-from listserv.chair import housekeeping, privacy
 from listserv.chair.roster_csv import read_roster
 from listserv.chair.sent import sent_items
 from listserv.clock import Clock, SystemClock
@@ -775,19 +775,42 @@ def _waiting_requests(app: App, ids: Sequence[str], everything: bool,
 
 @requests.command("approve")
 @click.argument("request_ids", metavar="ID...", nargs=-1)
+@click.option("--as", "read_as", type=click.Choice(["subscribe", "unsubscribe"]),
+              help="For a request we could not read: what it asks (a confirmation goes to "
+                   "the requester).")
 @all_option
 @scope_option
 @pass_app
-def requests_approve(app: App, request_ids: tuple[str, ...], everything: bool,
-                     list_ref: str | None) -> None:
-    """Approve confirmed subscriptions: each person becomes a member and is welcomed."""
+def requests_approve(app: App, request_ids: tuple[str, ...], read_as: str | None,
+                     everything: bool, list_ref: str | None) -> None:
+    """Approve confirmed subscriptions: each person becomes a member and is welcomed.
+
+    An unclear request needs --as: the requester is sent a confirmation, as if they had asked
+    clearly (nobody joins or leaves without confirming)."""
     def approve(request_id: str) -> str:
         with app.unit_of_work() as session:
             request = services.find_membership_request(session, request_id)
+            if read_as is not None or request.kind == "unclear":
+                if read_as is None:
+                    raise ListservError(f"request {request_id} could not be read: say what "
+                                        "it asks with --as subscribe or --as unsubscribe")
+                return decisions.answer_unclear(session, app.renderer, request, read_as,
+                                                app.clock.now(), app.actor)
             return membership.approve(session, app.renderer, request, app.clock.now(),
                                       app.actor)
 
     each(_waiting_requests(app, request_ids, everything, list_ref), approve)
+
+
+@requests.command("ignore")
+@click.argument("request_id", metavar="ID")
+@pass_app
+def requests_ignore(app: App, request_id: str) -> None:
+    """Close a request we could not read, without mail."""
+    with app.unit_of_work() as session:
+        request = services.find_membership_request(session, request_id)
+        click.echo(decisions.answer_unclear(session, app.renderer, request, "ignore",
+                                            app.clock.now(), app.actor))
 
 
 @requests.command("deny")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listserv.bounces import steps as bounces
+from listserv.chair.summary import send_daily_summaries
 from listserv.column import calls as column
 from listserv.config import RetentionSettings
 from listserv.delivery.notices import notify
@@ -23,12 +24,11 @@ from listserv.meetings import series as meetings
 from listserv.membership.subscriptions import expire_requests
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
-from listserv.store.models.core import Held, MailingList
+from listserv.store.models.core import Held
 from listserv.store.retention import give_back_space, prune
 
 from .clock import Clock
 from .mail.automatic import may_auto_reply
-from .store.once import claim_once
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +53,6 @@ def expire_held(session: Session, renderer: Renderer, now: datetime) -> int:
     return len(due)
 
 
-def summarize_held(session: Session, renderer: Renderer, now: datetime) -> int:
-    """Once a day per list, tell the owners what has been waiting since before today."""
-    start_of_day = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
-    sent = 0
-    for ml in session.scalars(select(MailingList)).all():
-        waiting = session.scalars(
-            select(Held).where(Held.list_id == ml.id, Held.status == "waiting")
-            .order_by(Held.id)
-        ).all()
-        if not any(h.created_at < start_of_day for h in waiting):
-            continue
-        if not claim_once(session, "held-summary", f"{ml.id}:{now.date().isoformat()}", now):
-            continue
-        notify(session, renderer, ml, "notice-held-summary.txt", ml.deciders,
-               now, kind="notice", waiting=waiting)
-        sent += 1
-    return sent
-
-
 class Pruning:
     """Retention's pruning (SPEC §7), at most once per `PRUNE_EVERY` of the clock."""
 
@@ -90,7 +71,7 @@ class Pruning:
 
 def run_due(store: Store, renderer: Renderer, clock: Clock, pruning: Pruning) -> None:
     """Everything due now, each kind of work in its own unit of work."""
-    for job in (expire_held, summarize_held):
+    for job in (expire_held, send_daily_summaries):
         with store.unit_of_work() as session:
             job(session, renderer, clock.now())
     with store.unit_of_work() as session:

@@ -16,6 +16,7 @@ from listserv.store.engine import Store
 
 from .helpers import LIST, lmtp_send, make_message, parse, wait_settled
 
+REQUEST = "shma-request@lists.example.org"
 MEMBERS = ["ann@example.net", "ben@example.net", "cat@example.net"]
 
 
@@ -45,7 +46,7 @@ def test_nonmember_post_is_held_and_announced_to_the_owner(cli, members, daemon,
     text = parse(notice.data)
     assert text["Subject"] == "shma: message #1 held for your approval"
     assert text["Auto-Submitted"] == "auto-generated"
-    body = text.get_content()
+    body = text.get_body(("plain",)).get_content()
     assert "stranger@else.org" in body and "Conference announcement" in body
     assert "listserv held approve 1" in body
     [item] = held_items(cli)
@@ -141,7 +142,7 @@ def test_expired_post_notifies_the_sender_and_summary_reaches_owner(
     sink.wait_for(lambda s: len(s.messages_for("chair@example.org")) == 2,
                   description="daily summary")
     summary = parse(sink.messages_for("chair@example.org")[1].data)
-    assert summary["Subject"] == "shma: 1 message waiting for your decision"
+    assert summary["Subject"] == "shma: 1 item is waiting for your decision"
     assert "#1  from stranger@else.org" in summary.get_content()
     # The same day brings no second summary.
     daemon.run_scheduler()
@@ -174,23 +175,35 @@ def test_nonmember_reject_policy_replies_and_discard_policy_is_silent(cli, membe
 
 def test_chair_notices_are_capped_per_hour_and_the_rest_wait_for_the_summary(
         cli, members, store, daemon, sink, clock):
+    def notices() -> list:
+        """The chair's mail, each once: on a loaded machine the tests' 2 s delivery lease can
+        lapse while a copy is being recorded, and the copy is then sent again."""
+        seen = {}
+        for delivery in sink.messages_for("chair@example.org"):
+            msg = parse(delivery.data)
+            seen.setdefault(str(msg["Message-ID"]), msg)
+        return list(seen.values())
+
     for n in range(30):
         post = make_message(sender=f"Stranger {n} <stranger{n}@else.org>", subject=f"Ad {n}")
         assert lmtp_send(daemon.ports["lmtp"], f"stranger{n}@else.org", [LIST], post) == {}
     wait_settled(store)
     assert len(held_items(cli)) == 30
-    assert len(sink.messages_for("chair@example.org")) == 20
+    assert len(notices()) == 20
     capped = [e for e in json.loads(cli("log", "--json").output)
               if e["action"] == "chair-notice-capped"]
     assert len(capped) == 10
     # The next day's summary names all 30, the ten never announced among them.
     clock.advance(timedelta(days=1))
     daemon.run_scheduler()
-    sink.wait_for(lambda s: len(s.messages_for("chair@example.org")) == 21,
-                  description="daily summary")
-    summary = parse(sink.messages_for("chair@example.org")[-1].data)
-    assert summary["Subject"] == "shma: 30 messages waiting for your decision"
+    sink.wait_for(lambda s: len(notices()) == 21, description="daily summary")
+    summary = notices()[-1]
+    assert summary["Subject"] == "shma: 30 items are waiting for your decision"
     assert "from stranger29@else.org" in summary.get_content()
-    # A new hour brings new notices.
+    # A new hour brings new notices. (First one round trip through the router: a pass that
+    # began before the clock's jump may still hold the old time.)
+    probe = make_message(sender="probe@example.net", to=REQUEST, subject="help", body="help")
+    lmtp_send(daemon.ports["lmtp"], "probe@example.net", [REQUEST], probe)
+    sink.wait_for(lambda s: s.messages_for("probe@example.net"), description="help")
     post_from_stranger(daemon, sink)
-    assert len(sink.messages_for("chair@example.org")) == 22
+    assert len(notices()) == 22

@@ -76,7 +76,7 @@ REQUEST_ROW = NS(id=17, token="k3n5q2x7w4r6t8y9u2i4o6p1", email=ZOE.email, name=
                  kind="subscribe", status="confirming", expires_at=NOW + timedelta(days=7),
                  project=PROJECT, minutes=20, requested_minutes=30, help="Ideas to find "
                  "drivers in the evenings; how other groups insure volunteers.",
-                 meeting=NS(id=3), py=None)
+                 meeting=NS(id=3), py=None, created_at=NOW)
 HELD = NS(id=42, sender=ZOE.email, subject="Réunion de jeudi : ordre du jour",
           reason="the sender zoe@example.net is not a member", created_at=NOW,
           expires_at=NOW + timedelta(days=14))
@@ -102,6 +102,13 @@ RESULTS = NS(done=[NS(code=code, address=ZOE.email, detail="nomail") for code in
     not_understood=["subscribe adresse=zoe@example.net s'il vous plaît"],
     ignored=["info"] * 12, texts={"help": "Commands: help, info, subscribe, unsubscribe."})
 LIST_TEXT = {"is_member": True, "meetings": MEETINGS}
+DECIDE = "shma-confirm+d3c1d3d3c1d3d3c1d3d3c1d3@lists.example.org"
+UNCLEAR_ROW = NS(id=18, email=ZOE.email, summary="Pregunta sobre el grupo — ¿horario?",
+                 created_at=NOW)
+CHAIR_RESULTS = [NS(line="approve 42", outcome="post 42 from zoe@example.net: approved, "
+                    "queued for 200 members", done=True),
+                 NS(line="reject 43 " + LONG_REASON, outcome="held message 43 was already "
+                    "approved", done=False)]
 
 
 def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -153,12 +160,20 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                       "submissions": [SUBMISSION], "received": 1,
                                       "accepted": 0, "declined": 0, "pending": 1},
         "notice-held-expired.txt": {"held": HELD},
-        "notice-held-post.txt": {"held": HELD},
-        "notice-held-summary.txt": {"waiting": [HELD, HELD]},
+        "notice-held-post.txt": {"held": HELD, "reply_address": DECIDE, "attached": True,
+                                 "text_lines": ["Bonjour à tous,", LONG_REASON],
+                                 "more_lines": 12},
+        "notice-held-summary.txt": {"waiting": [HELD, HELD], "joins": [REQUEST_ROW],
+                                    "unclear": [UNCLEAR_ROW], "peer_input": [REQUEST_ROW],
+                                    "count": 5, "reply_address": DECIDE},
         "notice-member-disabled.txt": bounce,
-        "notice-peer-input-held.txt": {**peer, "expires": NOW + timedelta(days=14)},
+        "notice-peer-input-held.txt": {**peer, "expires": NOW + timedelta(days=14),
+                                       "reply_address": DECIDE},
         "notice-peer-input-request.txt": peer,
-        "notice-request-waiting.txt": {"request": REQUEST_ROW},
+        "notice-request-unclear.txt": {"request": UNCLEAR_ROW, "reply_address": DECIDE,
+                                       "text_lines": ["¿Qué hora es allí?", LONG_REASON],
+                                       "more_lines": True},
+        "notice-request-waiting.txt": {"request": REQUEST_ROW, "reply_address": DECIDE},
         "notice-waiting-for-approval.txt": {},
         "peer-input-approved.txt": peer,
         "peer-input-declined.txt": {**peer, "reason": LONG_REASON},
@@ -168,6 +183,9 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                  "previous_when": "Thursday 9 July 2026, 12:00"},
         "peer-input-nonmember.txt": peer,
         "peer-input-received.txt": {**peer, "duplicate": False, "note": "capped"},
+        "reply-chair-results.txt": {"results": CHAIR_RESULTS, "not_understood": ["¿y eso?"],
+                                    "problem": "", "summary": True, "used_by": "",
+                                    "subject": "Re: shma: 5 items are waiting"},
         "reply-command-results.txt": {"results": RESULTS,
                                       "subject": "Re: Inscription à la liste, s'il vous plaît"},
         "reply-help.txt": LIST_TEXT,

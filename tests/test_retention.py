@@ -20,6 +20,7 @@ from listserv.config import load_settings
 from listserv.errors import ConfigError
 from listserv.store.engine import INCREMENTAL, Store
 from listserv.store.models.core import (
+    ChairToken,
     Held,
     Inbound,
     InboundRaw,
@@ -260,6 +261,23 @@ def test_closed_requests_are_pruned_with_their_tokens_once_expired(store, clock)
     assert pruned.requests == 4
     with store.reading() as session:
         assert sorted(session.scalars(select(Request.token))) == ["token4", "token5", "token6"]
+
+
+def test_expired_chair_tokens_are_pruned_used_or_not(store, clock):
+    now = clock.now()
+    past, future = now - timedelta(days=1), now + timedelta(days=1)
+    with store.unit_of_work() as session:
+        ml = MailingList(name="shma", domain="lists.example.org")
+        session.add(ml)
+        session.flush()
+        for n, (expires_at, used_at) in enumerate(
+                [(past, None), (past, past), (future, None), (future, past)]):
+            session.add(ChairToken(list_id=ml.id, token=f"chair{n}", kind="held", item_id=n,
+                                   expires_at=expires_at, used_at=used_at))
+    pruned = prune(store, now, 30, 14, batch=1)
+    assert pruned.chair_tokens == 2
+    with store.reading() as session:
+        assert sorted(session.scalars(select(ChairToken.token))) == ["chair2", "chair3"]
 
 
 @pytest.mark.both_backends

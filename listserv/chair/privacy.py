@@ -31,6 +31,7 @@ from listserv.store.models.base import Base
 from listserv.store.models.core import (
     AuditEntry,
     Ban,
+    ChairToken,
     Held,
     Inbound,
     MailingList,
@@ -248,6 +249,11 @@ def person_data(session: Session, data_dir: Path, outbox: Path, email: str) -> d
          "created": _at(m.created_at)}
         for m in session.scalars(select(OutMessage).where(
             OutMessage.id.in_(raw_mentions(session, OutMessage, a))).order_by(OutMessage.id))]
+    data["chair_replies"] = [
+        {"id": t.id, "list": _list_address(session, t.list_id), "kind": t.kind,
+         "used": _at(t.used_at)}
+        for t in session.scalars(select(ChairToken).where(lower(ChairToken.used_by) == a)
+                                 .order_by(ChairToken.id))]
     data["sent_only_to"] = [
         {"id": s.id, "message_id": s.message_id, "at": _at(s.at)}
         for s in session.scalars(select(SentOnlyTo).where(lower(SentOnlyTo.address) == a)
@@ -290,7 +296,8 @@ SECTIONS = {
     "members": "memberships", "owners": "owner_of", "bans": "bans", "requests": "requests",
     "column_submissions": "submissions", "peer_input": "peer_input", "held": "held",
     "auto_mail": "automatic_mail", "inbound": "inbound", "out_recipients": "outgoing",
-    "out_messages": "outgoing_mentions", "sent_only_to": "sent_only_to", "audit_log": "log",
+    "out_messages": "outgoing_mentions", "sent_only_to": "sent_only_to",
+    "chair_tokens": "chair_replies", "audit_log": "log",
 }
 
 

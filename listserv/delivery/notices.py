@@ -25,7 +25,10 @@ from sqlalchemy.orm import Session
 
 from listserv.delivery.outbox import enqueue
 from listserv.mail.addresses import Role, normalize, untagged
+from listserv.mail.mime.copies import with_attached
 from listserv.mail.render import Renderer
+from listserv.mail.wire import message_bytes
+from listserv.store import chair_tokens
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import MailingList
 from listserv.store.models.outgoing import AutoMail
@@ -37,6 +40,10 @@ CHAIR_NOTICE = "chair-notice"
 """The `AutoMail.kind` of a notice to a list's chair, counted for the list's owner address."""
 SUMMARY_TEMPLATE = "notice-held-summary.txt"
 """The daily summary is where capped notices end up, so it is never capped itself."""
+RESULTS_TEMPLATE = "reply-chair-results.txt"
+"""The answer to the chair's own reply to a notice: she asked for it, so it is never capped."""
+PREVIEW_LINES = 40
+"""A notice that asks the chair to decide shows this many lines of the text (SPEC §2)."""
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +115,21 @@ def notify(
     kind: str,
     lang: str = "en",
     with_change: bool = False,
+    attachment: bytes | None = None,
     **context: Any,
 ) -> list[str]:
     """Render `template` once per recipient and queue it; returns who it was queued for.
+
+    `attachment`: a message to attach, as it came (message/rfc822), to a held post's notice.
 
     Owners of the list are exempt from the per-address cap; anyone else past it gets nothing,
     and the suppression is recorded for the chair to see, unless the notice goes
     `with_change` (a goodbye, a mute: see above). A notice to the owners counts once against
     the list's hourly cap on chair notices; past it they get nothing (see above).
     """
-    owners = {normalize(o) for o in mailing_list.deciders}  # owners and moderators
+    owners = set(deciders(mailing_list))
     wanted = list(dict.fromkeys(normalize(r) for r in recipients))
-    if (template != SUMMARY_TEMPLATE and owners.intersection(wanted)
+    if (template not in (SUMMARY_TEMPLATE, RESULTS_TEMPLATE) and owners.intersection(wanted)
             and charge_chair_notice(session, mailing_list, now)):
         audit(session, now, DAEMON, "chair-notice-capped", template, mailing_list.id)
         log.info("%s: over %d chair notices an hour, %s not sent", mailing_list.address,
@@ -137,10 +147,30 @@ def notify(
             template, domain=mailing_list.domain, now=now, lang=lang, to=recipient,
             **list_context(mailing_list), **context,
         )
+        message = msg if attachment is None else with_attached(message_bytes(msg), attachment)
         enqueue(
-            session, msg, [recipient],
+            session, message, [recipient],
             envelope_from=mailing_list.role_address(Role.BOUNCES),
             kind=kind, list_id=mailing_list.id, now=now, eightbit=renderer.eightbit,
         )
         queued.append(recipient)
     return queued
+
+
+def deciders(mailing_list: MailingList) -> list[str]:
+    """Who decides for a list and may answer its notices: its owners, then its moderators
+    (this is the one place both the notices and the replies ask)."""
+    return [normalize(address) for address in mailing_list.deciders]
+
+
+def notify_chair(session: Session, renderer: Renderer, mailing_list: MailingList,
+                 template: str, now: datetime, *, decide: str, item_id: int | None = None,
+                 items: dict[str, list[int]] | None = None, attachment: bytes | None = None,
+                 **context: Any) -> list[str]:
+    """A notice that asks the chair to decide (SPEC §2, "The chair replies"), to everyone in
+    `deciders`, with `Reply-To: NAME-confirm+TOKEN@`: a new token for the held item `decide`
+    `item_id`, or for the `items` a daily summary lists. The template gets `reply_address`."""
+    token = chair_tokens.issue(session, mailing_list, decide, now, item_id=item_id, items=items)
+    return notify(session, renderer, mailing_list, template, deciders(mailing_list), now,
+                  kind="notice", attachment=attachment,
+                  reply_address=mailing_list.role_address(Role.CONFIRM, token.token), **context)

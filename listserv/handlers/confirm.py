@@ -1,14 +1,17 @@
-"""Replies to `NAME-confirm+TOKEN@`: complete the confirmation or the undo the token names.
+"""Replies to `NAME-confirm+TOKEN@`: complete the confirmation or the undo the token names, or,
+for a chair token, the chair's decision on a notice or a daily summary (`chair.replies`).
 
-Automatic mail (an out-of-office answer to a confirmation or a goodbye) never confirms or
-undoes anything: the router's guards ignore it before it gets here.
+Automatic mail (an out-of-office answer to a confirmation or a goodbye) never confirms, undoes
+or decides anything: the router's guards ignore it before it gets here.
 """
 
 from __future__ import annotations
 
+from listserv.chair import replies
 from listserv.mail.headers import from_name
 from listserv.meetings.peer_input import CONFIRM_KIND as PEER_INPUT
 from listserv.membership import subscriptions as membership
+from listserv.store import chair_tokens
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import open_request_for_token
 from listserv.store.models.core import Request
@@ -18,8 +21,12 @@ from .context import Context
 
 
 def handle(ctx: Context) -> str:
-    """A human reply to a confirmation or a goodbye: do what it confirms."""
+    """A human reply to a confirmation, a goodbye or a chair notice: do what it says."""
     ml = ctx.mailing_list
+    chair_token = chair_tokens.find(ctx.session, ctx.destination.token)
+    if chair_token is not None:
+        return replies.answer(ctx.session, ctx.renderer, ml, chair_token, ctx.msg,
+                              ctx.identity.address, ctx.now, hosted=ctx.settings.hosted)
     request = open_request_for_token(ctx.session, ctx.destination.token, ctx.now)
     if request is None or request.list_id != ml.id:
         audit(ctx.session, ctx.now, DAEMON, "confirm-unknown", f"inbound #{ctx.inbound.id}",

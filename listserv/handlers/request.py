@@ -9,12 +9,14 @@ list itself or a mailer daemon.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from listserv.delivery.notices import list_context, notify
+from listserv.delivery.notices import PREVIEW_LINES, list_context, notify, notify_chair
 from listserv.intent.request import understand
 from listserv.intent.understanding import Command, Kind, Understanding
 from listserv.mail.addresses import Role, normalize, valid_address
 from listserv.mail.headers import from_address, from_name, header_text
+from listserv.mail.text import message_text
 from listserv.meetings import queries as meetings
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import DAEMON, audit
@@ -243,13 +245,21 @@ def _set(ctx: Context, command: Command, lang: str, sender: str, results: Result
 
 
 def _unclear(ctx: Context, lang: str, sender: str, results: Results) -> None:
+    """Help for the sender; for the chair, a notice she answers with one word (issue 21)."""
     ml = ctx.mailing_list
-    ctx.session.add(Request(
+    request = Request(
         list_id=ml.id, kind="unclear", email=sender, lang=lang, status="waiting", token=None,
         requested_by=sender, summary=header_text(ctx.msg, "Subject"),
-        inbound_id=ctx.inbound.id, created_at=ctx.now, expires_at=ctx.now,
-    ))
+        inbound_id=ctx.inbound.id, created_at=ctx.now,
+        expires_at=ctx.now + timedelta(days=ml.held_expiry_days),
+    )
+    ctx.session.add(request)
+    ctx.session.flush()
     audit(ctx.session, ctx.now, DAEMON, "request-unclear", f"inbound #{ctx.inbound.id}", ml.id)
+    lines = message_text(ctx.msg).splitlines()
+    notify_chair(ctx.session, ctx.renderer, ml, "notice-request-unclear.txt", ctx.now,
+                 decide="request", item_id=request.id, request=request,
+                 text_lines=lines[:PREVIEW_LINES], more_lines=len(lines) > PREVIEW_LINES)
     if may_answer(ctx, sender):
         member = membership.find_member(ctx.session, ml, sender)
         notify(ctx.session, ctx.renderer, ml, "reply-help.txt", [sender], ctx.now, kind="reply",

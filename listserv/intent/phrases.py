@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -72,6 +72,9 @@ class Phrases(Markers):
     their_address: re.Pattern[str] | None
     object_before: bool = False
     lexicon: Lexicon | None = None  # the [stems] table (listserv.intent.stems)
+    #: The chair's answers ([chair] table: approve, reject, discard, … and "all"), each
+    #: matching the first words of a line (`intent.decision`).
+    chair: dict[str, re.Pattern[str]] = field(default_factory=dict)
 
 
 def _parse_phrase_file(path: Traversable) -> Phrases:
@@ -105,7 +108,14 @@ def _parse_phrase_file(path: Traversable) -> Phrases:
         their_address=compile_patterns(context.get("their_address", [])),
         object_before=bool(context.get("object_before", False)),
         lexicon=compile_lexicon(data.get("stems", {})),
+        chair={verb: _first_words(words) for verb, words in data.get("chair", {}).items()},
     )
+
+
+def _first_words(words: Iterable[str]) -> re.Pattern[str]:
+    """One pattern for the start of a line: any of `words` (folded), as whole words."""
+    body = "|".join(f"(?:{fold(w)})" for w in words if w)
+    return re.compile(rf"\W*(?:{body})(?!\w)", re.I)
 
 
 @lru_cache(maxsize=8)
@@ -123,6 +133,7 @@ def load_phrases(directory: str | Path | None = None) -> dict[str, Phrases]:
     how another person's address is introduced ("her email is");
     ``[stems]`` words of joining, leaving, the list, the sender, wishes and negations, compared
     by their Snowball stems (:mod:`listserv.intent.stems`).
+    ``[chair]`` the chair's answers to notices and summaries (approve, reject, discard, …).
     Patterns are Python regular expressions, matched case- and accent-insensitively.
     """
     folder: Traversable = Path(directory) if directory else PHRASES_DIR

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import secrets
 
+#: Confirmation and chair-decision tokens expire after this many days (SPEC §2).
+TOKEN_DAYS = 14
+
 
 def new_token() -> str:
     """120 random bits as 24 lower-case base32 characters, safe in an address's local part."""

@@ -19,13 +19,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listserv.delivery.notices import notify
+from listserv.delivery.notices import notify, notify_chair
 from listserv.errors import ListservError
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
 from listserv.mail.render import Renderer, one_line
 from listserv.mail.text import message_text
-from listserv.mail.tokens import new_token
+from listserv.mail.tokens import TOKEN_DAYS, new_token
 from listserv.meetings.booking import (
     MAX_PEER_MINUTES,
     first_with_room,
@@ -39,7 +39,7 @@ from listserv.meetings.queries import find_meeting
 from listserv.meetings.times import when
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import required
-from listserv.store.models.core import CONFIRMATION_DAYS, MAX_NAME_LENGTH, MailingList, Request
+from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Request
 from listserv.store.models.features import Meeting, PeerInput
 
 MAX_PROJECT = 200
@@ -185,7 +185,7 @@ def ask_to_confirm(session: Session, renderer: Renderer, ml: MailingList, email:
     request = Request(list_id=ml.id, kind=CONFIRM_KIND, email=email, lang=lang,
                       status="confirming", token=new_token(), requested_by=email,
                       inbound_id=inbound_id, created_at=now,
-                      expires_at=now + timedelta(days=CONFIRMATION_DAYS))
+                      expires_at=now + timedelta(days=TOKEN_DAYS))
     session.add(request)
     session.flush()
     sent = notify(session, renderer, ml, "confirm-peer-input.txt", [email], now, kind="confirm",
@@ -214,9 +214,9 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, email: str, name
     session.flush()
     audit(session, now, DAEMON, "peer-input-held",
           f"#{request.id} from {email}: the sender is not a member", ml.id)
-    notify(session, renderer, ml, "notice-peer-input-held.txt", ml.deciders,
-           now, kind="notice", expires=now + timedelta(days=ml.held_expiry_days),
-           **_context(request))
+    notify_chair(session, renderer, ml, "notice-peer-input-held.txt", now, decide="peer_input",
+                 item_id=request.id, expires=now + timedelta(days=ml.held_expiry_days),
+                 **_context(request))
     return request
 
 

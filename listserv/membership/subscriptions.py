@@ -8,26 +8,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from listserv.delivery.notices import notify
+from listserv.delivery.notices import notify, notify_chair
 from listserv.errors import ListservError
 from listserv.mail.addresses import Role, normalize
 from listserv.mail.render import Renderer
-from listserv.mail.tokens import new_token
+from listserv.mail.tokens import TOKEN_DAYS, new_token
 from listserv.meetings.queries import upcoming
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import revoke_open_requests
-from listserv.store.models.core import (
-    CONFIRMATION_DAYS,
-    MAX_NAME_LENGTH,
-    MailingList,
-    Member,
-    Request,
-)
-
-TOKEN_DAYS = CONFIRMATION_DAYS
+from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Member, Request
 
 
 def find_member(session: Session, ml: MailingList, email: str) -> Member | None:
@@ -177,8 +169,8 @@ def confirm(session: Session, renderer: Renderer, request: Request, now: datetim
         request.status = "waiting"
         audit(session, now, DAEMON, "subscription-waiting",
               f"request #{request.id} for {request.email}", ml.id)
-        notify(session, renderer, ml, "notice-request-waiting.txt", ml.deciders,
-               now, kind="notice", request=request)
+        notify_chair(session, renderer, ml, "notice-request-waiting.txt", now,
+                     decide="request", item_id=request.id, request=request)
         notify(session, renderer, ml, "notice-waiting-for-approval.txt", [request.email], now,
                kind="reply", lang=request.lang)
         return f"{request.email} confirmed; waiting for the chair's approval"
@@ -202,21 +194,27 @@ def approve(session: Session, renderer: Renderer, request: Request, now: datetim
 
 
 def deny(session: Session, renderer: Renderer, request: Request, now: datetime, actor: str,
-         reason: str) -> None:
-    """The chair refuses a waiting request; the person is told, with the reason if given."""
+         reason: str, *, tell: bool = True) -> None:
+    """The chair refuses a waiting request; the person is told, with the reason if given
+    (unless not `tell`: the chair's `discard`)."""
     if request.status != "waiting":
         raise ListservError(f"request {request.id} is not waiting for you (it is {request.status})")
     request.status, request.decided_at, request.decided_by = "denied", now, actor
-    audit(session, now, actor, "request-denied", f"#{request.id} for {request.email}: {reason}",
-          request.list_id)
+    audit(session, now, actor, "request-denied" if tell else "request-discarded",
+          f"#{request.id} for {request.email}: {reason}", request.list_id)
+    if not tell:
+        return
     notify(session, renderer, request.mailing_list, "deny-request.txt", [request.email], now,
            kind="reply", lang=request.lang, request=request, reason=reason)
 
 
 def expire_requests(session: Session, now: datetime) -> int:
-    """Close confirmations nobody answered in time."""
+    """Close confirmations nobody answered in time, and unclear requests the chair left for
+    the list's `held_expiry_days` (the sender had the help text; nobody else is told)."""
     due = session.scalars(
-        select(Request).where(Request.status == "confirming", Request.expires_at <= now)
+        select(Request).where(Request.expires_at <= now, or_(
+            Request.status == "confirming",
+            and_(Request.kind == "unclear", Request.status == "waiting")))
     ).all()
     for request in due:
         request.status = "expired"

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from listserv.delivery.listmail import footer_text, list_headers
-from listserv.delivery.notices import list_context, notify
+from listserv.delivery.notices import PREVIEW_LINES, list_context, notify_chair
 from listserv.delivery.outbox import enqueue, enqueue_to_members
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
@@ -21,6 +21,7 @@ from listserv.mail.mime.headers import author_of
 from listserv.mail.mime.raw import RawMessage
 from listserv.mail.mime.sender_rewrite import SenderRewrite
 from listserv.mail.render import Renderer, one_line
+from listserv.mail.text import body_text
 from listserv.posting.dmarc import PolicyLookup, default_lookup, domain_of, mitigation
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import Held, Inbound, MailingList
@@ -71,10 +72,16 @@ def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes
     return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit)
 
 
+#: A held post larger than this is not attached to its notice (`listserv held show` has it).
+MAX_ATTACHED = 5 * 1024 * 1024
+
+
 def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound,
          sender: str, reason: str, now: datetime) -> Held:
-    """Hold a message for the chair, and tell the owners."""
-    subject = header_text(parse(inbound.raw), "Subject")
+    """Hold a message for the chair, and tell the owners: sender, subject, reason, the first
+    lines of its text, and the message itself attached; a reply decides (SPEC §2)."""
+    msg = parse(inbound.raw)
+    subject = header_text(msg, "Subject")
     held = Held(
         list_id=ml.id, inbound_id=inbound.id, sender=sender, subject=subject, reason=reason,
         created_at=now, expires_at=now + timedelta(days=ml.held_expiry_days),
@@ -82,9 +89,13 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound
     session.add(held)
     session.flush()
     audit(session, now, DAEMON, "held", f"#{held.id} from {sender}: {reason}", ml.id)
-    notify(
-        session, renderer, ml, "notice-held-post.txt", ml.deciders, now,
-        kind="notice", held=held,
+    lines = body_text(msg).splitlines()
+    attached = len(inbound.raw) <= MAX_ATTACHED
+    notify_chair(
+        session, renderer, ml, "notice-held-post.txt", now, decide="held", item_id=held.id,
+        attachment=inbound.raw if attached else None, held=held,
+        text_lines=lines[:PREVIEW_LINES], more_lines=max(0, len(lines) - PREVIEW_LINES),
+        attached=attached,
     )
     return held
 

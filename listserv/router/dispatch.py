@@ -22,6 +22,8 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy import exc as db_errors
 from sqlalchemy.orm import Session
 
+from listserv.chair import replies
+from listserv.chair.actions import before_approving
 from listserv.clock import Clock
 from listserv.config import Settings
 from listserv.delivery.listmail import list_id
@@ -132,7 +134,7 @@ def prepare_next(store: Store, now: datetime) -> Prepared | None:
     """
     with store.reading() as session:
         row = session.execute(
-            select(Inbound.id, InboundRaw.raw, Inbound.role, MailingList.name)
+            select(Inbound.id, InboundRaw.raw, Inbound.role, Inbound.token, MailingList.name)
             .outerjoin(InboundRaw, InboundRaw.id == Inbound.raw_id)
             .outerjoin(MailingList, MailingList.id == Inbound.list_id)
             .where(_due(now))
@@ -146,6 +148,11 @@ def prepare_next(store: Store, now: datetime) -> Prepared | None:
         prepared = prepare(row.id, row.raw or b"", role, row.name)
         if role in (Role.POST, Role.OWNER):
             look_up_ahead(prepared.msg)
+        elif role is Role.CONFIRM and row.token:
+            with store.reading() as session:
+                held = replies.posts_it_may_approve(session, row.token)
+            for raw in held:
+                before_approving(raw)
         dkim.look_up_ahead(prepared.msg, from_address(prepared.msg))
     except Exception:
         log.warning("inbound %s: reading it before its transaction failed", row.id,

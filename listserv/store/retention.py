@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from listserv.store.engine import Store
 from listserv.store.models.core import (
     SEEN_MESSAGE_DAYS,
+    ChairToken,
     Held,
     Inbound,
     InboundRaw,
@@ -56,6 +57,7 @@ class Pruned:
     sent_only_to: int = 0
     seen_messages: int = 0
     requests: int = 0
+    chair_tokens: int = 0
 
 
 #: Requests no longer open: their token answers nothing (`lookup.open_request_for_token`).
@@ -126,7 +128,9 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
       replay would fail the proof's Date window anyway.
     - closed requests (done, denied, expired, revoked) whose token has expired are deleted with
       it (the audit log keeps what was decided); open ones stay for the confirmation or the
-      chair.
+      chair;
+    - the chair's notice tokens are deleted once expired (used or not: they answer nothing
+      then).
     """
     inbound_before = now - timedelta(days=inbound_days)
     outgoing_before = now - timedelta(days=outgoing_days)
@@ -162,6 +166,8 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
     pruned.requests = _in_batches(store, select(Request.id).where(
         Request.status.in_(CLOSED_REQUESTS), Request.expires_at <= now),
         _deleting(Request), batch)
+    pruned.chair_tokens = _in_batches(store, select(ChairToken.id).where(
+        ChairToken.expires_at <= now), _deleting(ChairToken), batch)
     return pruned
 
 

@@ -1,5 +1,5 @@
 """The copies the list sends of a message (SPEC §3): the members' copy, the owners' copy,
-and one member's personalised copy.
+one member's personalised copy, and a notice with the message attached for the chair.
 
 The original bytes are kept. Added headers are prepended; only Subject, From, Reply-To/Cc and
 the one part that carries the footer are rewritten; every other header, part, boundary,
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from listserv.mail.mime.footer import append_footer
 from listserv.mail.mime.headers import author_of, decoded_subject, prefix_subject
-from listserv.mail.mime.raw import RawMessage, header_bytes
+from listserv.mail.mime.parts import new_boundary
+from listserv.mail.mime.raw import RawMessage, field_name, header_bytes
 from listserv.mail.mime.sender_rewrite import SenderRewrite, dmarc_wrapped, munged
 
 
@@ -88,3 +89,30 @@ def personalize(copy: bytes, unsubscribe: str) -> bytes:
     """One member's copy: its own List-Unsubscribe prepended to a copy made without one."""
     eol = b"\r\n" if b"\r\n" in copy[:4096] else b"\n"
     return header_bytes("List-Unsubscribe", f"<mailto:{unsubscribe}>", eol) + copy
+
+
+# The fields of a composed notice that describe its body: they move into its text part.
+_CONTENT = ("content-type", "content-transfer-encoding", "mime-version")
+
+
+def with_attached(notice: bytes, original: bytes) -> bytes:
+    """`notice` (a single-part text message we composed) as multipart/mixed: its text, then
+    `original` attached as message/rfc822, byte for byte (the wire serializer re-encodes an
+    8-bit part inside it where the relay needs 7-bit)."""
+    msg = RawMessage.parse(notice)
+    eol = msg.eol
+    text = RawMessage(tuple(f for f in msg.fields if field_name(f) in _CONTENT
+                            and field_name(f) != "mime-version"), eol, msg.body).to_bytes()
+    attached = RawMessage((), eol, original).prepended(
+        [("Content-Type", "message/rfc822"),
+         ("Content-Disposition", 'attachment; filename="original.eml"')]
+        + ([] if original.isascii() else [("Content-Transfer-Encoding", "8bit")])
+    ).to_bytes()
+    boundary = new_boundary(text, attached)
+    delimiter = b"--" + boundary.encode("ascii")
+    body = (delimiter + eol + text + eol + delimiter + eol + attached + eol
+            + delimiter + b"--" + eol)
+    outer = tuple(f for f in msg.fields if field_name(f) not in _CONTENT)
+    mime = (header_bytes("MIME-Version", "1.0", eol),
+            header_bytes("Content-Type", f'multipart/mixed; boundary="{boundary}"', eol))
+    return RawMessage(outer + mime, eol, body).to_bytes()

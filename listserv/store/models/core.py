@@ -1,4 +1,5 @@
-"""The core tables: lists and their settings, owners, members, inbound, held, requests, audit.
+"""The core tables: lists and their settings, owners, members, inbound, held, requests, the
+chair's decision tokens, audit.
 
 Also the `once` table, and the core list settings (the columns of `lists`, SPEC §4) declared in
 the one typed registry (`store/list_settings.py`).
@@ -263,16 +264,12 @@ class Held(Base):
     mailing_list: Mapped[MailingList] = relationship()
 
 
-#: How long a confirmation token lasts (SPEC §2: 14 days).
-CONFIRMATION_DAYS = 14
-
-
 class Request(Base):
     """A membership request: waiting for its confirmation, for the chair, or unclear.
 
     `kind` is subscribe, unsubscribe, resubscribe (the undo offered by a goodbye), unclear or
     peer_input; `status` is confirming (the token went out), waiting (for the chair), done,
-    denied or expired.
+    denied, ignored (an unclear request the chair closed) or expired.
     """
 
     __tablename__ = "requests"
@@ -297,6 +294,28 @@ class Request(Base):
     expires_at: Mapped[datetime]
     decided_at: Mapped[datetime | None] = mapped_column(default=None)
     decided_by: Mapped[str] = mapped_column(String(320), default="")
+
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class ChairToken(Base):
+    """The `NAME-confirm+TOKEN@` of a notice that asks the chair to decide (SPEC §2, "The chair
+    replies"): one per item (`kind` held, request or peer_input, and its `item_id`), or one per
+    daily summary (`kind` summary) with the ids it listed in `items` ({"held": [12, 13], …}),
+    so that its "approve all" never reaches an item that came later. Single use: `used_at`."""
+
+    __tablename__ = "chair_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    token: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    item_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    items: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+    used_by: Mapped[str] = mapped_column(String(320), default="")
 
     mailing_list: Mapped[MailingList] = relationship()
 

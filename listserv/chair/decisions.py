@@ -1,0 +1,133 @@
+"""One decision of the chair on one waiting item, whichever way she gives it (SPEC §2, §4).
+
+The chair's replies by mail (`chair.replies`) and the command line (`listserv requests approve
+ID --as …`, `requests ignore`) come here; each verb calls the one function that already does
+that decision (`chair.actions` for held posts, `membership.subscriptions` for requests,
+`meetings.peer_input` for peer-input requests), so no decision is written twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from listserv.chair.actions import (
+    approve_held,
+    discard_held,
+    find_held,
+    find_membership_request,
+    reject_held,
+)
+from listserv.errors import ListservError
+from listserv.mail.render import Renderer
+from listserv.meetings import peer_input
+from listserv.membership import subscriptions as membership
+from listserv.store.audit import audit
+from listserv.store.models.core import MailingList, Request
+
+#: What an unclear request can be read as (`subscribe 12`, `--as unsubscribe`), or `ignore`.
+UNCLEAR_ANSWERS = ("subscribe", "unsubscribe", "ignore")
+#: The verbs that act on each kind of item (a summary's `all` reaches only these).
+APPLIES = {
+    "held": ("approve", "approve_add", "reject", "discard"),
+    "request": ("approve", "reject", "discard"),
+    "unclear": (*UNCLEAR_ANSWERS, "discard"),
+    "peer_input": ("approve", "reject"),
+}
+
+
+def answer_unclear(session: Session, renderer: Renderer, request: Request, answer: str,
+                   now: datetime, actor: str) -> str:
+    """The chair reads an unclear request as `subscribe` or `unsubscribe`, or `ignore`s it.
+
+    Reading it sends the confirmation to the requester, as if they had asked clearly: nobody
+    joins or leaves without confirming. `ignore` closes it without mail.
+    """
+    if answer not in UNCLEAR_ANSWERS:
+        raise ListservError(f"an unclear request is read as {', '.join(UNCLEAR_ANSWERS)}")
+    if request.kind != "unclear" or request.status != "waiting":
+        raise ListservError(f"request {request.id} is not an unclear request waiting for you")
+    ml = request.mailing_list
+    request.decided_at, request.decided_by = now, actor
+    if answer == "ignore":
+        request.status = "ignored"
+        audit(session, now, actor, "request-ignored", f"#{request.id} from {request.email}",
+              ml.id)
+        return f"request {request.id} from {request.email}: ignored"
+    request.status = "done"
+    audit(session, now, actor, f"request-read-as-{answer}", f"#{request.id} from "
+          f"{request.email}", ml.id)
+    member = membership.find_member(session, ml, request.email) is not None
+    if answer == "subscribe" and member:
+        return f"request {request.id}: {request.email} is already a member"
+    if answer == "unsubscribe" and not member:
+        return f"request {request.id}: {request.email} is not a member"
+    sent = membership.ask_to_confirm(session, renderer, ml, answer, request.email, now,
+                                     lang=request.lang, requested_by=request.email,
+                                     name=request.name, inbound_id=request.inbound_id)
+    if not sent:
+        return (f"request {request.id}: no confirmation could be sent to {request.email} "
+                "today (too much mail to that address)")
+    return f"request {request.id}: {answer} confirmation sent to {request.email}"
+
+
+def kind_of(session: Session, kind: str, item_id: int) -> str:
+    """The kind of item for `APPLIES`: an unclear request is told from a waiting join."""
+    if kind == "request":
+        request = session.get(Request, item_id)
+        if request is not None and request.kind == "unclear":
+            return "unclear"
+    return kind
+
+
+def decide(session: Session, renderer: Renderer, ml: MailingList, kind: str, item_id: int,
+           verb: str, reason: str, now: datetime, actor: str, *, hosted: bool = False) -> str:
+    """Do `verb` (approve, approve_add, reject, discard, subscribe, unsubscribe, ignore) to the
+    item `kind` `item_id` of `ml`; returns what was done, in one line.
+
+    Raises `ListservError` when the verb does not apply or the item is not waiting.
+    """
+    ref = str(item_id)
+    applies_to = kind_of(session, kind, item_id)
+    if verb not in APPLIES[applies_to]:
+        what = {"held": "a held post", "request": "a join request",
+                "unclear": "an unclear request", "peer_input": "a peer-input request"}
+        raise ListservError(f"{verb.replace('_', ' and ')} does not apply to {what[applies_to]}")
+    if kind == "held":
+        held = find_held(session, ref)
+        _same_list(held.list_id, ml, f"held message {ref}")
+        if verb == "discard":
+            discard_held(session, held, now, actor)
+            return f"post {ref} from {held.sender}: discarded"
+        if verb == "reject":
+            reject_held(session, renderer, held, now, actor, reason)
+            return f"post {ref} from {held.sender}: rejected" + (f" ({reason})" if reason else "")
+        count = approve_held(session, renderer, held, now, actor,
+                             add_member_too=verb == "approve_add", hosted=hosted)
+        added = ", and the sender subscribed" if verb == "approve_add" else ""
+        return f"post {ref} from {held.sender}: approved, queued for {count} members{added}"
+    if kind == "request":
+        request = find_membership_request(session, ref)
+        _same_list(request.list_id, ml, f"request {ref}")
+        if request.kind == "unclear":
+            answer = "ignore" if verb == "discard" else verb
+            return answer_unclear(session, renderer, request, answer, now, actor)
+        if verb == "approve":
+            return f"request {ref}: " + membership.approve(session, renderer, request, now,
+                                                           actor)
+        membership.deny(session, renderer, request, now, actor, reason, tell=verb == "reject")
+        return f"request {ref} from {request.email}: " + (
+            "refused" if verb == "reject" else "discarded (not told)")
+    request_pi = peer_input.find_peer_input(session, ref)
+    _same_list(request_pi.list_id, ml, f"peer-input request {ref}")
+    if request_pi.status != "held":
+        raise ListservError(f"peer-input request {ref} is {request_pi.status}")
+    if verb == "approve":
+        return "peer input " + peer_input.approve(session, renderer, request_pi, now, actor)
+    return "peer input " + peer_input.decline(session, renderer, request_pi, now, actor, reason)
+
+
+def _same_list(list_id: int, ml: MailingList, what: str) -> None:
+    if list_id != ml.id:
+        raise ListservError(f"{what} is not on {ml.address}")
