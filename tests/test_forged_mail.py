@@ -188,3 +188,25 @@ def test_a_signed_set_nomail_mutes_her_at_once_with_a_notice_past_her_cap(
     assert pending(store, JANE) == Counter()
     with store.reading() as session:
         assert session.scalar(select(Member.delivery).where(Member.email == JANE)) == "nomail"
+
+
+def test_a_forged_requests_own_words_are_not_mailed_to_the_address_it_names(
+        cli, jane, jane_domain, daemon, sink, store):
+    """SPEC §2: text a requester chose is never copied into mail to a different address. A
+    forged From is such an address: the results go there without the subject or the lines;
+    the same mail signed by Jane's domain gets them repeated (it is hers)."""
+    words = "Visit www.pills.example"
+    forged = mail(REQUEST, f"info\n{words}\n", subject="Cheap pills www.pills.example")
+    lmtp_send(daemon.ports["lmtp"], "mallory@else.example", [REQUEST], forged)
+    [reply] = wait_mails_about(sink, "the results of your request")[:1]
+    assert "pills" not in str(reply["Subject"])
+    assert "pills" not in reply.get_body(("plain",)).get_content()
+    assert "1 line, not repeated here" in reply.get_body(("plain",)).get_content()
+
+    lmtp_send(daemon.ports["lmtp"], JANE, [REQUEST], signed(jane_domain, mail(
+        REQUEST, f"info\n{words}\n", subject="Cheap pills www.pills.example")))
+    sink.wait_for(lambda s: len([m for m in distinct(s) if "results" in str(m["Subject"])]) == 2,
+                  description="the second results reply")
+    [proven] = [m for m in distinct(sink) if "results" in str(m["Subject"])
+                and "pills" in str(m["Subject"])]
+    assert words in proven.get_body(("plain",)).get_content()

@@ -186,7 +186,7 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "reply-chair-results.txt": {"results": CHAIR_RESULTS, "not_understood": ["¿y eso?"],
                                     "problem": "", "summary": True, "used_by": "",
                                     "subject": "Re: shma: 5 items are waiting"},
-        "reply-command-results.txt": {"results": RESULTS,
+        "reply-command-results.txt": {"results": RESULTS, "echo": True,
                                       "subject": "Re: Inscription à la liste, s'il vous plaît"},
         "reply-help.txt": LIST_TEXT,
         "reply-info.txt": LIST_TEXT,

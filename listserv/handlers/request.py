@@ -95,9 +95,12 @@ def act(ctx: Context, understood: Understanding) -> str:
     for command in understood.commands:
         _one(ctx, command, understood.lang, sender, results, classic)
     if (classic or not results.answered) and may_answer(ctx, sender):
+        # The requester's own words (subject, lines not understood) go back only to a proven
+        # sender: to a forged From they would be an attacker's text mailed to someone else.
+        echo = ctx.identity.proves(sender)
         notify(ctx.session, ctx.renderer, ctx.mailing_list, "reply-command-results.txt",
                [sender], ctx.now, kind="reply", lang=understood.lang, results=results,
-               subject=header_text(ctx.msg, "Subject"))
+               subject=header_text(ctx.msg, "Subject") if echo else "", echo=echo)
     summary = "; ".join(d.detail or f"{d.code} {d.address}".strip() for d in results.done)
     summary = summary or "nothing done"
     return f"request: {summary}"
