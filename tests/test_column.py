@@ -371,7 +371,11 @@ def test_proven_follow_ups_from_the_author_or_an_editor_are_revisions_the_rest_i
     assert "discarded" in cli("submissions", "discard-follow-up", tid, strangers).output
     [row] = listing(cli)
     assert (row["revision"], row["held_follow_ups"]) == (5, 0)
-    assert "(revision 5)" in _mail_with_subject(sink, EDITOR, "Your submission")[-1]["Subject"]
+    # The CLI queues the acknowledgement; the sink gets it a moment later.
+    sink.wait_for(lambda s: any("Your submission" in str(m["Subject"])
+                                and "(revision 5)" in str(m["Subject"])
+                                for m in replies(s, EDITOR)),
+                  description="the acknowledgement of revision 5")
     again = cli("submissions", "approve-follow-up", tid, strangers, ok=False)
     assert again.exit_code != 0 and f"no held follow-up {strangers}" in again.output
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from listserv.daemon import Daemon
 from listserv.intake.imap import KEYWORD
@@ -106,7 +107,8 @@ def delivered(to: str, raw: bytes) -> bytes:
 
 def inbound_rows(store) -> list[Inbound]:
     with store.unit_of_work() as session:
-        rows = session.scalars(select(Inbound).order_by(Inbound.id)).all()
+        rows = session.scalars(select(Inbound).options(selectinload(Inbound.raw_message))
+                               .order_by(Inbound.id)).all()
         session.expunge_all()
         return list(rows)
 

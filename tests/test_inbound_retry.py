@@ -11,6 +11,7 @@ import dns.exception
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import selectinload
 
 from listserv.handlers.context import Context
 from listserv.mail.addresses import Role
@@ -67,7 +68,8 @@ def post(daemon, subject: str) -> None:
 
 def inbound_rows(store) -> list[Inbound]:
     with store.reading() as session:
-        return list(session.scalars(select(Inbound).order_by(Inbound.id)))
+        return list(session.scalars(select(Inbound).options(selectinload(Inbound.raw_message))
+                                    .order_by(Inbound.id)))
 
 
 def incoming(cli, *options: str) -> list[dict[str, str]]:
