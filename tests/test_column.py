@@ -417,6 +417,71 @@ def test_a_forged_revision_is_held_and_the_author_told_a_reply_to_the_ack_is_rev
         == PDF + b"%v2"
 
 
+# -- issue 16: the chair decides a held follow-up by replying to its notice --------------------
+
+
+def _answer_notice(daemon, sink, store, notice, body: str, sender: str = CHAIR) -> None:
+    """Reply to the chair's notice as a mail client does: the answer on top, the notice
+    quoted below."""
+    address = str(notice["Reply-To"])
+    quoted = "\n".join(f"> {line}" for line in
+                       notice.get_body(("plain",)).get_content().splitlines())
+    msg = make_message(sender=sender, to=address, subject=f"Re: {notice['Subject']}",
+                       body=f"{body}\n\nOn Sunday, the list wrote:\n{quoted}\n",
+                       In_Reply_To=str(notice["Message-ID"]))
+    handled = _handled(store)
+    assert lmtp_send(daemon.ports["lmtp"], sender, [address], msg) == {}
+    wait_handled(sink, store, handled + 1)
+
+
+@pytest.mark.both_backends
+def test_a_held_follow_up_is_approved_or_discarded_by_the_chairs_reply(
+        cli, shma, daemon, sink, store, settings, backend):
+    cli("members", "add", shma, JANE, "--name", "Jane Doe", "--no-welcome")
+    send(daemon, sink, store, submission(JANE, "Our tool library", "The first draft.\n",
+                                         [("draft.pdf", PDF)]), JANE)
+    tid = f"SHMA-{datetime.now(UTC).year}-001"
+    held = f"a follow-up to {tid} is held"
+    send(daemon, sink, store, submission(JANE, f"{tid} revised", "Version two.\n",
+                                         [("v2.pdf", PDF + b"%v2")]), JANE)
+    [first] = _mail_with_subject(sink, CHAIR, held)
+    assert str(first["Reply-To"]).startswith("shma-confirm+")
+    assert "approve" in text_of(first) and "discard" in text_of(first)
+
+    # A reply from someone who is not an owner or moderator changes nothing.
+    _answer_notice(daemon, sink, store, first, "approve", sender=STRANGER)
+    [row] = listing(cli)
+    assert (row["revision"], row["held_follow_ups"]) == (1, 1)
+    assert replies(sink, STRANGER) == []
+
+    before = len(replies(sink, CHAIR))
+    _answer_notice(daemon, sink, store, first, "Approve")
+    [row] = listing(cli)
+    assert (row["revision"], row["held_follow_ups"], row["files"]) == (2, 0, ["v2.pdf"])
+    result = wait_replies(sink, CHAIR, before + 1)[-1]
+    assert "is revision 2" in text_of(result)
+
+    send(daemon, sink, store, submission(JANE, f"{tid} again", "Another forgery.\n", []),
+         JANE)
+    def notices(s) -> list:
+        return [m for m in replies(s, CHAIR) if str(m["Subject"]).startswith(held[:5])
+                or held in str(m["Subject"]) and "Re:" not in str(m["Subject"])]
+
+    sink.wait_for(lambda s: len(notices(s)) == 2, description="the second held notice")
+    second = notices(sink)[-1]
+    assert second["Reply-To"] != first["Reply-To"]
+    before = len(replies(sink, CHAIR))
+    _answer_notice(daemon, sink, store, second, "discard")
+    wait_replies(sink, CHAIR, before + 1)
+    [row] = listing(cli)
+    assert (row["revision"], row["held_follow_ups"]) == (2, 0)
+    shown = json.loads(cli("submissions", "show", tid, "--json").output)
+    assert [r["status"] for r in shown["revisions"]] == ["stored", "stored", "discarded"]
+    log = json.loads(cli("log", "--json", "--limit", "100").output)
+    assert {"column-follow-up-approved", "column-follow-up-discarded"} <= {
+        e["action"] for e in log}
+
+
 # -- files appear with the commit (issue 13) ------------------------------------------------------
 
 

@@ -201,7 +201,7 @@ def test_reminder_at_the_next_tick_then_exactly_one_day_before(cli, members, dae
     sink.wait_for(lambda s: all(meeting_mails(s, m) for m in MEMBERS),
                   description="the 14-day reminder")
     first = meeting_mails(sink, MEMBERS[0])[0]
-    assert first["Subject"].startswith("[shma] Reminder: shma meeting on")
+    assert first["Subject"].startswith("[shma] Reminder: SHMA meeting on")
     assert first["From"] == LIST and first["List-Id"] == "<shma.lists.example.org>"
     assert set(reminder_rows(store, meeting_id)) == {14 * 24 * 60}
 
@@ -240,6 +240,27 @@ def test_reminders_due_together_send_only_the_latest(cli, members, daemon, sink,
     assert rows[14 * 24 * 60].status == "missed"
     assert "superseded" in rows[14 * 24 * 60].detail
     assert all(len(meeting_mails(sink, m)) == 1 for m in MEMBERS)
+
+
+def test_a_reminder_says_the_span_once_and_names_the_list_by_its_display_name(
+        cli, members, daemon, sink, clock):
+    """Issue 16 (texts): "16:00–17:00 UTC" once (start–end, the zone named once), and the
+    group called by its display name, in the mail the scheduler sends through the relay."""
+    cli("lists", "set", LIST, "display_name", "Self-Help Mutual Aid")
+    start = (clock.now() + timedelta(days=20)).replace(hour=16, minute=0, second=0,
+                                                       microsecond=0)
+    schedule(cli, start, "UTC", 60)
+    clock.advance(start - timedelta(days=14) - clock.now())
+    daemon.wake_scheduler()
+    sink.wait_for(lambda s: all(meeting_mails(s, m) for m in MEMBERS), description="reminder")
+    [reminder] = meeting_mails(sink, MEMBERS[0])
+    text = reminder.get_body(("plain",)).get_content()
+    whole = f"{reminder['Subject']}\n{text}"
+    assert whole.count("16:00\u201317:00 UTC") == 1, text
+    assert "(UTC)" not in whole and "16:00-17:00" not in whole
+    assert "Reminder: Self-Help Mutual Aid meeting on" in str(reminder["Subject"])
+    assert "next Self-Help Mutual Aid meeting" in text
+    assert "SUMMARY:Self-Help Mutual Aid meeting" in ics(reminder)
 
 
 # -- acceptance 3: the calendar part --------------------------------------------------------
@@ -285,8 +306,10 @@ def test_ics_has_organizer_dtstamp_vtimezone_and_utc_start_across_dst(cli, membe
         assert int(found["SEQUENCE"]) == 0 and str(found["STATUS"]) == "CONFIRMED"
         assert "+1 555 0100, code 42" in msg.get_body(("plain",)).get_content()
     utc_lines = [msg.get_body(("plain",)).get_content() for msg in mails]
-    assert f"{before:%H:%M}-" in utc_lines[0] and "18:00-19:00 UTC" in utc_lines[0]
-    assert "17:00-18:00 UTC" in utc_lines[1]
+    assert "12:00\u201313:00 CST (America/Chicago)" in utc_lines[0]
+    assert "18:00\u201319:00 UTC" in utc_lines[0]
+    assert "12:00\u201313:00 CDT (America/Chicago)" in utc_lines[1]
+    assert "17:00\u201318:00 UTC" in utc_lines[1]
 
 
 def test_move_raises_the_sequence_and_cancel_sends_method_cancel(cli, members, daemon, sink):

@@ -153,7 +153,7 @@ def test_kill_restart_and_second_daemon_send_each_reminder_once(cli, members, st
     for member in MEMBERS:
         subjects = [m["Subject"] for m in meeting_mails(sink, member)]
         assert len(subjects) == 2, subjects
-        assert all(s.startswith("[shma] Reminder: shma meeting on") for s in subjects)
+        assert all(s.startswith("[shma] Reminder: SHMA meeting on") for s in subjects)
 
 
 @pytest.mark.both_backends

@@ -149,7 +149,7 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "notice-bounce-warning.txt": {**bounce, "warning": 2},
         "notice-delivery-set.txt": {"delivery": "nomail"},
         "notice-column-held.txt": {**column, "submission": SUBMISSION, "revision": REVISION,
-                                   "author_unproven": True},
+                                   "author_unproven": True, "reply_address": DECIDE},
         "column-follow-up-held.txt": {**column, "submission": SUBMISSION, "revision": REVISION,
                                       "received": NOW},
         "confirm-peer-input.txt": {"request": REQUEST_ROW, "minutes": 20, "received": NOW,

@@ -3,7 +3,8 @@
 The chair's replies by mail (`chair.replies`) and the command line (`listserv requests approve
 ID --as …`, `requests ignore`) come here; each verb calls the one function that already does
 that decision (`chair.actions` for held posts, `membership.subscriptions` for requests,
-`meetings.peer_input` for peer-input requests), so no decision is written twice.
+`meetings.peer_input` for peer-input requests, `column.desk` for held column follow-ups, as
+`submissions approve-follow-up` / `discard-follow-up` do), so no decision is written twice.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from listserv.chair.actions import (
     find_membership_request,
     reject_held,
 )
+from listserv.column import desk
 from listserv.errors import ListservError
 from listserv.mail.render import Renderer
 from listserv.meetings import peer_input
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import audit
 from listserv.store.models.core import MailingList, Request
+from listserv.store.models.features import SubmissionRevision
 
 #: What an unclear request can be read as (`subscribe 12`, `--as unsubscribe`), or `ignore`.
 UNCLEAR_ANSWERS = ("subscribe", "unsubscribe", "ignore")
@@ -34,6 +37,7 @@ APPLIES = {
     "request": ("approve", "reject", "discard"),
     "unclear": (*UNCLEAR_ANSWERS, "discard"),
     "peer_input": ("approve", "reject"),
+    "follow_up": ("approve", "discard"),
 }
 
 
@@ -92,7 +96,8 @@ def decide(session: Session, renderer: Renderer, ml: MailingList, kind: str, ite
     applies_to = kind_of(session, kind, item_id)
     if verb not in APPLIES[applies_to]:
         what = {"held": "a held post", "request": "a join request",
-                "unclear": "an unclear request", "peer_input": "a peer-input request"}
+                "unclear": "an unclear request", "peer_input": "a peer-input request",
+                "follow_up": "a held column follow-up"}
         raise ListservError(f"{verb.replace('_', ' and ')} does not apply to {what[applies_to]}")
     if kind == "held":
         held = find_held(session, ref)
@@ -119,6 +124,8 @@ def decide(session: Session, renderer: Renderer, ml: MailingList, kind: str, ite
         membership.deny(session, renderer, request, now, actor, reason, tell=verb == "reject")
         return f"request {ref} from {request.email}: " + (
             "refused" if verb == "reject" else "discarded (not told)")
+    if kind == "follow_up":
+        return _follow_up(session, renderer, ml, ref, verb, now, actor)
     request_pi = peer_input.find_peer_input(session, ref)
     _same_list(request_pi.list_id, ml, f"peer-input request {ref}")
     if request_pi.status != "held":
@@ -126,6 +133,20 @@ def decide(session: Session, renderer: Renderer, ml: MailingList, kind: str, ite
     if verb == "approve":
         return "peer input " + peer_input.approve(session, renderer, request_pi, now, actor)
     return "peer input " + peer_input.decline(session, renderer, request_pi, now, actor, reason)
+
+
+def _follow_up(session: Session, renderer: Renderer, ml: MailingList, ref: str, verb: str,
+               now: datetime, actor: str) -> str:
+    """A held column follow-up made the next revision (`approve`) or dropped (`discard`)."""
+    row = session.get(SubmissionRevision, int(ref))
+    if row is None:
+        raise ListservError(f"no held follow-up {ref}")
+    _same_list(row.submission.list_id, ml, f"follow-up {ref}")
+    # The command line's own lookup: only a follow-up still held is found.
+    revision = desk.find_follow_up(row.submission, ref)
+    if verb == "approve":
+        return desk.approve_follow_up(session, renderer, revision, now, actor)
+    return desk.discard_follow_up(session, revision, now, actor)
 
 
 def _same_list(list_id: int, ml: MailingList, what: str) -> None:

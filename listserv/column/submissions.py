@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from listserv.column.deadlines import deadline_for, deadline_text
 from listserv.column.settings import EDITORS, MAX_FILE_KB, MAX_TOTAL_KB, TYPES, column_name, prefix
-from listserv.delivery.notices import notify
+from listserv.delivery.notices import notify, notify_chair
 from listserv.identity.replies import quoted_ids
 from listserv.mail import attachments as attachments
 from listserv.mail.addresses import Role
@@ -236,8 +236,9 @@ def _hold_follow_up(session: Session, renderer: Renderer, data_dir: Path, ml: Ma
     audit(session, now, DAEMON, "column-follow-up-held",
           f"{target.tracking_id}: a follow-up from {incoming.sender}: {why}", ml.id)
     context = notice_context(ml, target, revision)
-    notify(session, renderer, ml, "notice-column-held.txt", ml.deciders,
-           now, kind="notice", author_unproven=author_unproven, **context)
+    # The chair decides by replying "approve" or "discard" (`chair.decisions`, kind follow_up).
+    notify_chair(session, renderer, ml, "notice-column-held.txt", now, decide="follow_up",
+                 item_id=revision.id, author_unproven=author_unproven, **context)
     # Once a day per submission: forged follow-ups must not use up the author's cap on
     # automatic mail (which her own confirmations need).
     told_lately = session.scalar(select(func.count()).where(

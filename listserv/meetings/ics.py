@@ -34,9 +34,9 @@ def calendar(ml: MailingList, meeting: Meeting, now: datetime, method: str,
     event.add("dtstamp", now.astimezone(UTC))
     event.add("dtstart", start)
     event.add("dtend", (meeting.start + timedelta(minutes=meeting.duration)).astimezone(where))
-    event.add("summary", f"{ml.name} meeting")
+    event.add("summary", f"{ml.display} meeting")
     organizer = vCalAddress(f"mailto:{ml.role_address(Role.OWNER)}")
-    organizer.params["cn"] = ml.name
+    organizer.params["cn"] = ml.display
     event.add("organizer", organizer)
     event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
     if meeting.dial_in:

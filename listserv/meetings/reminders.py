@@ -37,7 +37,7 @@ from listserv.meetings.booking import (
     tell_moved,
 )
 from listserv.meetings.ics import calendar
-from listserv.meetings.times import moment, time_lines, when, zone
+from listserv.meetings.times import moment, span, time_lines, when, zone
 from listserv.store.audit import DAEMON, audit
 from listserv.store.list_settings import declare, duration_minutes, duration_text, durations, items
 from listserv.store.models.core import MailingList
@@ -78,6 +78,7 @@ def meeting_context(session: Session, ml: MailingList, meeting: Meeting,
     return {
         "meeting": meeting,
         "when": when(meeting),
+        "span": span(meeting),
         "times": time_lines(meeting, EXTRA_ZONES.get(ml)),
         "dial_in": meeting.dial_in,
         "agenda": [{"name": display_name(r), "project": r.project, "minutes": r.minutes}

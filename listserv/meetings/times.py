@@ -44,16 +44,24 @@ def local_start(meeting: Meeting) -> datetime:
 
 
 def _span(start: datetime, minutes: int, where: ZoneInfo, label: str) -> str:
+    """`Thursday 21 January 2027, 16:00–17:00 UTC`: start–end (an en dash), the zone named
+    once; `label` (the IANA name) follows in brackets only where the abbreviation differs."""
     begin = start.astimezone(where)
     end = (start + timedelta(minutes=minutes)).astimezone(where)
     until = f"{end:%H:%M}" if end.date() == begin.date() else f"{end:%A} {end:%H:%M}"
-    line = f"{begin:%A} {begin.day} {begin:%B %Y}, {begin:%H:%M}-{until} {begin.tzname()}"
-    return f"{line} ({label})" if label else line
+    abbreviation = begin.tzname() or label
+    line = f"{begin:%A} {begin.day} {begin:%B %Y}, {begin:%H:%M}\u2013{until} {abbreviation}"
+    return f"{line} ({label})" if label and label != abbreviation else line
+
+
+def span(meeting: Meeting) -> str:
+    """The meeting's start–end in its own zone, in one line (`time_lines`' first)."""
+    return _span(meeting.start, meeting.duration, ZoneInfo(meeting.tz), meeting.tz)
 
 
 def time_lines(meeting: Meeting, zones: Iterable[str]) -> list[str]:
     """The meeting's time in its zone, in UTC, then in each extra zone."""
-    lines = [_span(meeting.start, meeting.duration, ZoneInfo(meeting.tz), meeting.tz)]
+    lines = [span(meeting)]
     if meeting.tz != "UTC":
         lines.append(_span(meeting.start, meeting.duration, ZoneInfo("UTC"), ""))
     for name in zones:

@@ -2,8 +2,8 @@
 notice that asks for a decision, and of each daily summary.
 
 Issued here, below the features that send those notices (posting holds a post, membership
-makes a join wait, meetings hold a peer-input request); read by the confirm handler, which
-hands a reply to `chair.replies`.
+makes a join wait, meetings hold a peer-input request, the column holds a follow-up); read by
+the confirm handler, which hands a reply to `chair.replies`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from listserv.mail.tokens import TOKEN_DAYS, new_token
 from listserv.store.models.core import ChairToken, MailingList
 
 #: What one token decides on: a held post, a membership request (waiting join or unclear),
-#: a held peer-input request, or everything a daily summary listed.
-KINDS = ("held", "request", "peer_input", "summary")
+#: a held peer-input request, a held column follow-up, or everything a daily summary listed.
+KINDS = ("held", "request", "peer_input", "follow_up", "summary")
 
 
 def issue(session: Session, ml: MailingList, kind: str, now: datetime, *,

@@ -300,9 +300,10 @@ class Request(Base):
 
 class ChairToken(Base):
     """The `NAME-confirm+TOKEN@` of a notice that asks the chair to decide (SPEC §2, "The chair
-    replies"): one per item (`kind` held, request or peer_input, and its `item_id`), or one per
-    daily summary (`kind` summary) with the ids it listed in `items` ({"held": [12, 13], …}),
-    so that its "approve all" never reaches an item that came later. Single use: `used_at`."""
+    replies"): one per item (`kind` held, request, peer_input or follow_up, and its `item_id`),
+    or one per daily summary (`kind` summary) with the ids it listed in `items` ({"held":
+    [12, 13], …}), so that its "approve all" never reaches an item that came later. Single
+    use: `used_at`."""
 
     __tablename__ = "chair_tokens"
 
