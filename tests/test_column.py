@@ -734,3 +734,22 @@ def test_a_single_part_pdf_mail_keeps_the_pdf():
                               b"Content-Type: text/html\r\n\r\n<p>Hello</p>\r\n",
                               policy=policy.default)
     assert _leaf_parts(html) == []
+
+
+def test_a_held_follow_up_is_listed_in_the_chairs_daily_summary(cli, shma, daemon, sink, store,
+                                                                 clock):
+    """SPEC §2: every held item appears in the daily summary while it waits; a held follow-up
+    is listed there with how to decide it (its own notice, or the command line)."""
+    cli("members", "add", shma, JANE, "--name", "Jane Doe", "--no-welcome")
+    send(daemon, sink, store, submission(JANE, "Our tool library", "The first draft.\n", []),
+         JANE)
+    tid = f"SHMA-{datetime.now(UTC).year}-001"
+    send(daemon, sink, store, submission(JANE, f"{tid} revised", "Version two.\n", []), JANE)
+    _mail_with_subject(sink, CHAIR, f"a follow-up to {tid} is held")
+    [held] = [r for r in json.loads(cli("submissions", "show", tid, "--json").output)["revisions"]
+              if r["status"] == "held"]
+    clock.advance(timedelta(days=1))
+    daemon.run_scheduler()
+    [summary] = _mail_with_subject(sink, CHAIR, "waiting for your decision")
+    assert f"{tid} follow-up {held['id']} from {JANE}" in text_of(summary)
+    assert "approve-follow-up" in text_of(summary)

@@ -3,7 +3,9 @@
 Once a day per list, while anything has been waiting since before today: held posts, join
 requests waiting for approval, requests nobody could read, and non-members' peer-input
 requests, each under its stable id (the command line's). The summary's own token records the
-ids it listed, so a reply acts on those only (`chair.replies`).
+ids it listed, so a reply acts on those only (`chair.replies`). Held column follow-ups are
+listed too, for her to see, but decided by replying to their own notice or on the command
+line: their numbers are a submission's, and would clash with the others'.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session
 from listserv.delivery.notices import SUMMARY_TEMPLATE, notify_chair
 from listserv.mail.render import Renderer
 from listserv.store.models.core import Held, MailingList, Request
-from listserv.store.models.features import PeerInput
+from listserv.store.models.features import PeerInput, Submission, SubmissionRevision
 from listserv.store.once import claim_once
 
 
@@ -28,7 +30,11 @@ def _waiting(session: Session, ml: MailingList) -> dict[str, list[Any]]:
         Request.list_id == ml.id, Request.status == "waiting").order_by(Request.id)).all()
     peer = session.scalars(select(PeerInput).where(
         PeerInput.list_id == ml.id, PeerInput.status == "held").order_by(PeerInput.id)).all()
+    follow_ups = session.scalars(select(SubmissionRevision).join(Submission).where(
+        Submission.list_id == ml.id, SubmissionRevision.status == "held")
+        .order_by(SubmissionRevision.id)).all()
     return {"waiting": list(held),
+            "follow_ups": list(follow_ups),
             "joins": [r for r in requests if r.kind != "unclear"],
             "unclear": [r for r in requests if r.kind == "unclear"],
             "peer_input": list(peer)}
@@ -41,8 +47,9 @@ def send_daily_summaries(session: Session, renderer: Renderer, now: datetime) ->
     sent = 0
     for ml in session.scalars(select(MailingList)).all():
         found = _waiting(session, ml)
-        items = [item for rows in found.values() for item in rows]
-        if not any(item.created_at < start_of_day for item in items):
+        since = [item.created_at for key, rows in found.items() if key != "follow_ups"
+                 for item in rows] + [r.received_at for r in found["follow_ups"]]
+        if not any(at < start_of_day for at in since):
             continue
         if not claim_once(session, "held-summary", f"{ml.id}:{now.date().isoformat()}", now):
             continue
@@ -50,6 +57,6 @@ def send_daily_summaries(session: Session, renderer: Renderer, now: datetime) ->
                   "request": [r.id for r in found["joins"] + found["unclear"]],
                   "peer_input": [p.id for p in found["peer_input"]]}
         notify_chair(session, renderer, ml, SUMMARY_TEMPLATE, now, decide="summary",
-                     items=listed, count=len(items), **found)
+                     items=listed, count=len(since), **found)
         sent += 1
     return sent
