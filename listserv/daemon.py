@@ -19,6 +19,7 @@ from listserv.delivery.transports import make_transport
 from listserv.delivery.worker import DeliveryWorker
 from listserv.errors import ListservError
 from listserv.files import private_folder, replace_private, tighten
+from listserv.intake.group_commit import GroupCommit
 from listserv.intake.listening import cannot_listen
 from listserv.mail.render import Renderer
 from listserv.router.dispatch import Router
@@ -149,11 +150,12 @@ class Daemon:
         intake = self.settings.intake
         hostname = self.settings.daemon.hostname or socket.getfqdn()
         servers = []
+        committer = GroupCommit(self.store)
         for label, conf, lmtp in (("lmtp", intake.lmtp, True), ("smtp", intake.smtp, False)):
             if not conf.enabled:
                 continue
             handler = IntakeHandler(self.store, self.clock, self.route_wake.set, lmtp=lmtp,
-                                    limits=self.settings.intake)
+                                    limits=self.settings.intake, committer=committer)
             try:
                 server = await start_server(loop, handler, conf.host, conf.port,
                                             conf.max_message_kb * 1024, hostname,
