@@ -64,6 +64,8 @@ class Daemon:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.store = Store(settings.database.url)
+        # One for LMTP and SMTP alike: DATA arriving together on either shares a commit.
+        self.committer = GroupCommit(self.store)
         self.renderer = Renderer(settings.templates_dir, settings.outbound.eightbitmime)
         self.stopping = threading.Event()
         self.route_wake = threading.Event()
@@ -150,12 +152,11 @@ class Daemon:
         intake = self.settings.intake
         hostname = self.settings.daemon.hostname or socket.getfqdn()
         servers = []
-        committer = GroupCommit(self.store)
         for label, conf, lmtp in (("lmtp", intake.lmtp, True), ("smtp", intake.smtp, False)):
             if not conf.enabled:
                 continue
             handler = IntakeHandler(self.store, self.clock, self.route_wake.set, lmtp=lmtp,
-                                    limits=self.settings.intake, committer=committer)
+                                    limits=self.settings.intake, committer=self.committer)
             try:
                 server = await start_server(loop, handler, conf.host, conf.port,
                                             conf.max_message_kb * 1024, hostname,

@@ -33,6 +33,11 @@ class GroupCommit:
         self._waiting: list[tuple[Received, asyncio.Future[list[int]]]] = []
         self._writer: asyncio.Task[None] | None = None
 
+    @property
+    def waiting(self) -> int:
+        """How many transactions wait for the next commit (not the one running now)."""
+        return len(self._waiting)
+
     async def store_message(self, received: Received) -> list[int]:
         """Store `received` with whatever else is waiting; its row ids once committed.
 
@@ -49,6 +54,7 @@ class GroupCommit:
         """Commit batches until nothing waits; arrivals during a commit join the next one."""
         while self._waiting:
             batch = self._next_batch()
+            log.debug("storing %d messages in one transaction", len(batch))
             try:
                 ids = await asyncio.to_thread(store_messages, self.store, [r for r, _ in batch])
             except Exception as exc:
