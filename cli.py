@@ -214,13 +214,28 @@ def emit_json_array(rows: Iterable[dict[str, Any]], chunk: int = 1000) -> None:
     pending: list[str] = []
     first = True
     for row in rows:
-        item = json.dumps(row, indent=2, ensure_ascii=False, default=str)
-        pending.append(("[\n" if first else ",\n") + textwrap.indent(item, "  "))
+        pending.append(("[\n" if first else ",\n") + _json_item(row))
         first = False
         if len(pending) >= chunk:
             click.echo("".join(pending), nl=False)
             pending.clear()
     click.echo("".join(pending) + ("[]" if first else "\n]"))
+
+
+def _json_item(row: dict[str, Any]) -> str:
+    """`row` as `json.dumps(rows, indent=2)` writes an item of an array, but built from its
+    values' encodings: the indenting encoder is pure Python, 10x slower on 100,000 rows."""
+    fields = []
+    for key, value in row.items():
+        text = (_JSON.encode(value) if not isinstance(value, dict | list | tuple) else
+                textwrap.indent(json.dumps(value, indent=2, ensure_ascii=False, default=str),
+                                "    ").lstrip())
+        fields.append(f"    {_JSON.encode(str(key))}: {text}")
+    return "  {\n" + ",\n".join(fields) + "\n  }" if fields else "  {}"
+
+
+#: Encodes one value as `emit` does (UTF-8 as is, anything else by its text).
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
 def _text_value(value: Any) -> str:
@@ -416,7 +431,7 @@ def members_list(app: App, list_ref: str, as_json: bool) -> None:
     """Members of a list."""
     with app.reading() as session:
         ml = services.find_list(session, list_ref)
-        rows = (services.member_dict(ml, m) for m in services.iter_members(session, ml))
+        rows = services.member_dicts(session, ml)
         if as_json:  # streamed: a roster of 100,000 is never in memory at once (issue 15)
             emit_json_array(rows)
             return
