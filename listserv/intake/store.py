@@ -81,7 +81,7 @@ def store_messages(store: Store, received: list[Received]) -> list[list[int]]:
 def messages_since(store: Store, mail_from: str, since: datetime) -> int:
     """How many transactions from envelope sender `mail_from` were stored after `since`.
 
-    One transaction's rows share their `received_at` (`store_message`), so each counts once.
+    One transaction's rows share their `received_at` (`store_messages`), so each counts once.
     """
     with store.reading() as session:
         found = select(func.count(distinct(Inbound.received_at))).where(
