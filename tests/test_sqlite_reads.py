@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
 
-from listserv.store.models.core import Inbound, MailingList
+from listserv.store.models.core import Inbound, InboundRaw, MailingList
 
 from .helpers import LIST, lmtp_send, make_message, wait_until
 
@@ -121,3 +121,41 @@ def batches(caplog) -> list[int]:
 def stored_inbound(store) -> int:
     with store.reading() as session:
         return int(session.scalar(select(func.count()).select_from(Inbound)) or 0)
+
+
+def test_a_failed_commit_answers_451_to_its_own_batch_only(cli, shma, daemon, settings, store,
+                                                           caplog):
+    """The first batch (one poisoned message) fails and its client gets 451; the two DATA
+    waiting behind it form the next batch, which commits and gets 250."""
+    caplog.set_level(logging.DEBUG, logger="listserv.intake.group_commit")
+    cli("members", "add", LIST, MEMBER, "--no-welcome")
+    port = daemon.ports["lmtp"]
+    replies: dict[str, object] = {}
+
+    def fail_on_poison(session, _flush_context, _instances) -> None:
+        if any(isinstance(o, InboundRaw) and b"poison" in o.raw for o in session.new):
+            raise RuntimeError("disk on fire")
+
+    def post(subject: str) -> None:
+        try:
+            replies[subject] = lmtp_send(port, MEMBER, [LIST], make_message(subject=subject))
+        except smtplib.SMTPDataError as exc:
+            replies[subject] = exc.smtp_code
+
+    event.listen(daemon.store.sessions, "before_flush", fail_on_poison)
+    try:
+        with write_lock(settings.database.url):
+            threads = [threading.Thread(target=post, args=("poison",))]
+            threads[0].start()
+            wait_until(lambda: batches(caplog) == [1], what="the first commit begun")
+            threads += [threading.Thread(target=post, args=(s,)) for s in ("good 1", "good 2")]
+            for thread in threads[1:]:
+                thread.start()
+            wait_until(lambda: daemon.committer.waiting == 2, what="two DATA waiting")
+        for thread in threads:
+            thread.join(30)
+    finally:
+        event.remove(daemon.store.sessions, "before_flush", fail_on_poison)
+    assert replies == {"poison": 451, "good 1": {}, "good 2": {}}
+    assert batches(caplog) == [1, 2]
+    assert stored_inbound(store) == 2
