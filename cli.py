@@ -11,7 +11,8 @@ import os
 import select
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import textwrap
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -208,6 +209,35 @@ def emit(rows: Sequence[dict[str, Any]] | dict[str, Any], as_json: bool,
         click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
 
 
+def emit_json_array(rows: Iterable[dict[str, Any]], chunk: int = 1000) -> None:
+    """Print `rows` as `emit` prints a JSON array, a chunk of rows at a time as they come."""
+    pending: list[str] = []
+    first = True
+    for row in rows:
+        pending.append(("[\n" if first else ",\n") + _json_item(row))
+        first = False
+        if len(pending) >= chunk:
+            click.echo("".join(pending), nl=False)
+            pending.clear()
+    click.echo("".join(pending) + ("[]" if first else "\n]"))
+
+
+def _json_item(row: dict[str, Any]) -> str:
+    """`row` as `json.dumps(rows, indent=2)` writes an item of an array, but built from its
+    values' encodings: the indenting encoder is pure Python, 10x slower on 100,000 rows."""
+    fields = []
+    for key, value in row.items():
+        text = (_JSON.encode(value) if not isinstance(value, dict | list | tuple) else
+                textwrap.indent(json.dumps(value, indent=2, ensure_ascii=False, default=str),
+                                "    ").lstrip())
+        fields.append(f"    {_JSON.encode(str(key))}: {text}")
+    return "  {\n" + ",\n".join(fields) + "\n  }" if fields else "  {}"
+
+
+#: Encodes one value as `emit` does (UTF-8 as is, anything else by its text).
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 def _text_value(value: Any) -> str:
     if value is None:
         return "(default)"
@@ -401,8 +431,11 @@ def members_list(app: App, list_ref: str, as_json: bool) -> None:
     """Members of a list."""
     with app.reading() as session:
         ml = services.find_list(session, list_ref)
-        rows = [services.member_dict(ml, m) for m in services.iter_members(session, ml)]
-    emit(rows, as_json, ("email", "name", "delivery", "status"))
+        rows = services.member_dicts(session, ml)
+        if as_json:  # streamed: a roster of 100,000 is never in memory at once (issue 15)
+            emit_json_array(rows)
+            return
+        emit(list(rows), as_json, ("email", "name", "delivery", "status"))
 
 
 @members.command("add")

@@ -19,6 +19,7 @@ from listserv.delivery.transports import make_transport
 from listserv.delivery.worker import DeliveryWorker
 from listserv.errors import ListservError
 from listserv.files import private_folder, replace_private, tighten
+from listserv.intake.group_commit import GroupCommit
 from listserv.intake.listening import cannot_listen
 from listserv.mail.render import Renderer
 from listserv.router.dispatch import Router
@@ -63,6 +64,8 @@ class Daemon:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.store = Store(settings.database.url)
+        # One for LMTP and SMTP alike: DATA arriving together on either shares a commit.
+        self.committer = GroupCommit(self.store)
         self.renderer = Renderer(settings.templates_dir, settings.outbound.eightbitmime)
         self.stopping = threading.Event()
         self.route_wake = threading.Event()
@@ -153,7 +156,7 @@ class Daemon:
             if not conf.enabled:
                 continue
             handler = IntakeHandler(self.store, self.clock, self.route_wake.set, lmtp=lmtp,
-                                    limits=self.settings.intake)
+                                    limits=self.settings.intake, committer=self.committer)
             try:
                 server = await start_server(loop, handler, conf.host, conf.port,
                                             conf.max_message_kb * 1024, hostname,
