@@ -53,6 +53,7 @@ from listserv.meetings.show import meeting_dict
 from listserv.meetings.times import parse_at, when
 from listserv.membership import bans
 from listserv.membership import subscriptions as membership
+from listserv.operations.status import status_lines, status_report
 from listserv.store.engine import Store
 
 
@@ -1341,6 +1342,25 @@ def log_command(app: App, limit: int, list_ref: str | None, since: str | None, a
         ml = services.find_list(session, list_ref) if list_ref else None
         rows = services.log_entries(session, limit, ml=ml, since=start, action=action)
     emit(rows, as_json, ("at", "actor", "action", "list", "detail"))
+
+
+# -- operation -------------------------------------------------------------------------------
+
+
+@main.command("status")
+@json_option
+@pass_app
+def status_command(app: App, as_json: bool) -> None:
+    """Health at a glance; exits 2 when something is wrong (for monitoring).
+
+    Wrong: the oldest queued item older than [status] max_queue_age_minutes, an incoming
+    message whose handling failed, an intake port that does not answer, a schema to upgrade.
+    """
+    with _database_errors():
+        report = status_report(app.settings, app.store, app.clock.now())
+    click.echo(json.dumps(report, indent=2) if as_json else "\n".join(status_lines(report)))
+    if not report["ok"]:
+        raise click.exceptions.Exit(2)
 
 
 if __name__ == "__main__":
