@@ -53,6 +53,7 @@ from listserv.meetings.show import meeting_dict
 from listserv.meetings.times import parse_at, when
 from listserv.membership import bans
 from listserv.membership import subscriptions as membership
+from listserv.operations.service import listserv_executable, systemd_unit
 from listserv.operations.status import status_lines, status_report
 from listserv.store.engine import Store
 
@@ -1361,6 +1362,21 @@ def status_command(app: App, as_json: bool) -> None:
     click.echo(json.dumps(report, indent=2) if as_json else "\n".join(status_lines(report)))
     if not report["ok"]:
         raise click.exceptions.Exit(2)
+
+
+@main.group()
+def service() -> None:
+    """Service files to run the daemon at boot."""
+
+
+@service.command("systemd")
+@click.option("--user", default=None, metavar="NAME",
+              help="The account the daemon runs as. Default: whoever runs this command.")
+@pass_app
+def service_systemd(app: App, user: str | None) -> None:
+    """Print a hardened systemd unit for `listserv serve` with the config in use."""
+    click.echo(systemd_unit(app.settings, app.config_path, user or getpass.getuser(),
+                            listserv_executable()), nl=False)
 
 
 if __name__ == "__main__":
