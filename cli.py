@@ -55,6 +55,7 @@ from listserv.membership import bans
 from listserv.membership import subscriptions as membership
 from listserv.operations.service import listserv_executable, systemd_unit
 from listserv.operations.status import status_lines, status_report
+from listserv.operations.upgrade import upgrade
 from listserv.store.engine import Store
 
 
@@ -291,7 +292,7 @@ def init(app: App, force: bool) -> None:
     if tightened:
         click.echo(tightened)
     private_folder(settings.outbox_dir)
-    app.store.migrate()
+    click.echo(upgrade(app.store))
     click.echo(f"listserv is ready in {settings.data_dir} (database: {app.store.safe_url})")
 
 
@@ -305,9 +306,10 @@ def serve(app: App, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # aiosmtpd logs every SMTP command at INFO, and flufl.bounce every detector it runs on a
-    # report (some 30 lines each): debugging detail, shown with -v. Our own lines say enough.
-    for chatty in ("mail.log", "flufl.bounce"):
+    # aiosmtpd logs every SMTP command at INFO, flufl.bounce every detector it runs on a
+    # report (some 30 lines each), Alembic its context on every look at the schema: debugging
+    # detail, shown with -v. Our own lines say enough.
+    for chatty in ("mail.log", "flufl.bounce", "alembic"):
         logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.WARNING)
     Daemon(app.settings, clock=app.clock).run()
 

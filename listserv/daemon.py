@@ -21,6 +21,7 @@ from listserv.errors import ListservError
 from listserv.files import private_folder, replace_private, tighten
 from listserv.intake.listening import cannot_listen
 from listserv.mail.render import Renderer
+from listserv.operations.upgrade import stale_schema
 from listserv.router.dispatch import Router
 from listserv.store.engine import Store
 
@@ -83,7 +84,10 @@ class Daemon:
         tightened = secure_data_folder(self.settings)
         if tightened:
             log.warning("%s", tightened)
-        self.store.migrate()
+        stale = stale_schema(self.store)
+        if stale:
+            raise ListservError(stale)
+        self.store.migrate()  # a first start on an empty database creates the schema
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:

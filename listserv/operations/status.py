@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from listserv.config import ServerSettings, Settings
 from listserv.meetings.reminders import reminder_offsets
+from listserv.operations.upgrade import stale_schema
 from listserv.store.engine import Store
 from listserv.store.models.core import Inbound
 from listserv.store.models.features import Meeting, MeetingReminder
@@ -39,9 +40,9 @@ def status_report(settings: Settings, store: Store, now: datetime) -> dict[str, 
     """Everything `listserv status` shows, with `problems` (empty when all is well)."""
     problems: list[str] = []
     schema = {"revision": store.schema_revision(), "code": store.code_revision()}
-    if schema["revision"] != schema["code"]:
-        problems.append(f"the database schema is at {schema['revision'] or 'nothing'}, the "
-                        f"code at {schema['code']}: run `listserv init`")
+    stale = stale_schema(store)
+    if stale:
+        problems.append(stale)
     intake = intake_ports(settings)
     problems += [f"intake {p['name']} on {p['host']}:{p['port']} does not answer: {p['error']}"
                  for p in intake if not p["answers"]]

@@ -76,7 +76,8 @@ def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
         raise RuntimeError("a reading unit of work tried to write; use unit_of_work()")
 
 
-def _alembic_config() -> Config:
+def alembic_config() -> Config:
+    """Alembic's configuration for this package's migrations."""
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     return config
@@ -120,13 +121,13 @@ class Store:
     @staticmethod
     def code_revision() -> str:
         """The newest schema revision this code knows (what `migrate` upgrades to)."""
-        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         assert head is not None  # the package always ships its migrations
         return head
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest revision (safe to repeat)."""
-        config = _alembic_config()
+        config = alembic_config()
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
