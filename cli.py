@@ -292,8 +292,9 @@ def init(app: App, force: bool) -> None:
     if tightened:
         click.echo(tightened)
     private_folder(settings.outbox_dir)
-    click.echo(upgrade(app.store))
+    schema = upgrade(app.store)
     click.echo(f"listserv is ready in {settings.data_dir} (database: {app.store.safe_url})")
+    click.echo(schema)
 
 
 @main.command()

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from listserv.config import ServerSettings, Settings
-from listserv.meetings.reminders import reminder_offsets
+from listserv.meetings.reminders import MAX_OFFSET, reminder_offsets
 from listserv.operations.upgrade import stale_schema
 from listserv.store.engine import Store
 from listserv.store.models.core import Inbound
@@ -169,8 +169,8 @@ def next_reminder(session: Session, now: datetime) -> dict[str, Any] | None:
     ).all()
     best: tuple[datetime, Meeting] | None = None
     for meeting in meetings:
-        if best is not None and meeting.start >= best[0] + timedelta(days=400):
-            break  # no offset is that long: nothing later can be due sooner
+        if best is not None and meeting.start >= best[0] + MAX_OFFSET:
+            break  # no offset is longer: a later meeting's reminders are all due later
         done = set(session.scalars(select(MeetingReminder.offset_minutes)
                                    .where(MeetingReminder.meeting_id == meeting.id)))
         for offset in reminder_offsets(meeting.mailing_list):
