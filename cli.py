@@ -54,6 +54,9 @@ from listserv.meetings.show import meeting_dict
 from listserv.meetings.times import parse_at, when
 from listserv.membership import bans
 from listserv.membership import subscriptions as membership
+from listserv.operations.service import listserv_executable, systemd_unit
+from listserv.operations.status import status_lines, status_report
+from listserv.operations.upgrade import upgrade
 from listserv.store.engine import Store
 
 
@@ -319,8 +322,9 @@ def init(app: App, force: bool) -> None:
     if tightened:
         click.echo(tightened)
     private_folder(settings.outbox_dir)
-    app.store.migrate()
+    schema = upgrade(app.store)
     click.echo(f"listserv is ready in {settings.data_dir} (database: {app.store.safe_url})")
+    click.echo(schema)
 
 
 @main.command()
@@ -333,9 +337,10 @@ def serve(app: App, verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # aiosmtpd logs every SMTP command at INFO, and flufl.bounce every detector it runs on a
-    # report (some 30 lines each): debugging detail, shown with -v. Our own lines say enough.
-    for chatty in ("mail.log", "flufl.bounce"):
+    # aiosmtpd logs every SMTP command at INFO, flufl.bounce every detector it runs on a
+    # report (some 30 lines each), Alembic its context on every look at the schema: debugging
+    # detail, shown with -v. Our own lines say enough.
+    for chatty in ("mail.log", "flufl.bounce", "alembic"):
         logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.WARNING)
     Daemon(app.settings, clock=app.clock).run()
 
@@ -1374,6 +1379,40 @@ def log_command(app: App, limit: int, list_ref: str | None, since: str | None, a
         ml = services.find_list(session, list_ref) if list_ref else None
         rows = services.log_entries(session, limit, ml=ml, since=start, action=action)
     emit(rows, as_json, ("at", "actor", "action", "list", "detail"))
+
+
+# -- operation -------------------------------------------------------------------------------
+
+
+@main.command("status")
+@json_option
+@pass_app
+def status_command(app: App, as_json: bool) -> None:
+    """Health at a glance; exits 2 when something is wrong (for monitoring).
+
+    Wrong: the oldest queued item older than [status] max_queue_age_minutes, an incoming
+    message whose handling failed, an intake port that does not answer, a schema to upgrade.
+    """
+    with _database_errors():
+        report = status_report(app.settings, app.store, app.clock.now())
+    click.echo(json.dumps(report, indent=2) if as_json else "\n".join(status_lines(report)))
+    if not report["ok"]:
+        raise click.exceptions.Exit(2)
+
+
+@main.group()
+def service() -> None:
+    """Service files to run the daemon at boot."""
+
+
+@service.command("systemd")
+@click.option("--user", default=None, metavar="NAME",
+              help="The account the daemon runs as. Default: whoever runs this command.")
+@pass_app
+def service_systemd(app: App, user: str | None) -> None:
+    """Print a hardened systemd unit for `listserv serve` with the config in use."""
+    click.echo(systemd_unit(app.settings, app.config_path, user or getpass.getuser(),
+                            listserv_executable()), nl=False)
 
 
 if __name__ == "__main__":

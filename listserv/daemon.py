@@ -22,6 +22,7 @@ from listserv.files import private_folder, replace_private, tighten
 from listserv.intake.group_commit import GroupCommit
 from listserv.intake.listening import cannot_listen
 from listserv.mail.render import Renderer
+from listserv.operations.upgrade import stale_schema
 from listserv.router.dispatch import Router
 from listserv.store.engine import Store
 
@@ -86,7 +87,10 @@ class Daemon:
         tightened = secure_data_folder(self.settings)
         if tightened:
             log.warning("%s", tightened)
-        self.store.migrate()
+        stale = stale_schema(self.store)
+        if stale:
+            raise ListservError(stale)
+        self.store.migrate()  # a first start on an empty database creates the schema
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:

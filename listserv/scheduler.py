@@ -25,6 +25,7 @@ from listserv.membership.subscriptions import expire_requests
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
 from listserv.store.models.core import Held
+from listserv.store.once import beat
 from listserv.store.retention import give_back_space, prune
 
 from .clock import Clock
@@ -80,6 +81,8 @@ def run_due(store: Store, renderer: Renderer, clock: Clock, pruning: Pruning) ->
     bounces.due_work(store, renderer, clock.now)  # probes, warnings, removals, score decay
     column.due_work(store, renderer, clock.now)  # calls for submissions, deadline summaries
     pruning(store, clock.now())  # small batches, each its own unit of work
+    with store.unit_of_work() as session:
+        beat(session, "scheduler", clock.now())  # `listserv status` shows the last run
 
 
 class Scheduler(threading.Thread):

@@ -16,6 +16,7 @@ from listserv.config import (
     OutboundSettings,
     RetentionSettings,
     ServerSettings,
+    StatusSettings,
     load_settings,
 )
 from listserv.errors import ConfigError, ListservError
@@ -157,6 +158,7 @@ def accepted_keys() -> set[str]:
         | fields("outbound.", OutboundSettings)
         | fields("daemon.", DaemonSettings)
         | fields("retention.", RetentionSettings)
+        | fields("status.", StatusSettings)
     )
 
 

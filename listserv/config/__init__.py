@@ -29,6 +29,7 @@ from listserv.config.settings import (
     RetentionSettings,
     ServerSettings,
     Settings,
+    StatusSettings,
 )
 
 __all__ = [
@@ -41,5 +42,6 @@ __all__ = [
     "RetentionSettings",
     "ServerSettings",
     "Settings",
+    "StatusSettings",
     "load_settings",
 ]

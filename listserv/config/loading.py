@@ -30,6 +30,7 @@ from listserv.config.settings import (
     RetentionSettings,
     ServerSettings,
     Settings,
+    StatusSettings,
     sqlite_url_parts,
 )
 from listserv.config.tables import Key, Loader, Table, one_line
@@ -96,6 +97,10 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
                            "unless outbound.username is one")
     daemon = _read_daemon(root.table("daemon"), DaemonSettings())
     retention = _read_retention(root.table("retention"), RetentionSettings())
+    status_table = root.table("status")
+    status = StatusSettings(max_queue_age_minutes=status_table.integer(
+        "max_queue_age_minutes", StatusSettings().max_queue_age_minutes, minimum=1))
+    status_table.finish()
     root.finish()
     return Settings(
         config_path=config_path,
@@ -106,6 +111,7 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
         outbound=outbound,
         daemon=daemon,
         retention=retention,
+        status=status,
     )
 
 

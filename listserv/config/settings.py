@@ -146,6 +146,13 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusSettings:
+    """`[status]`: what `listserv status` counts as wrong (a non-zero exit for monitoring)."""
+
+    max_queue_age_minutes: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the daemon and the command line need from the operator.
 
@@ -161,6 +168,7 @@ class Settings:
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
 
     @property
     def hosted(self) -> bool:

@@ -9,6 +9,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -74,6 +76,13 @@ def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
         raise RuntimeError("a reading unit of work tried to write; use unit_of_work()")
 
 
+def alembic_config() -> Config:
+    """Alembic's configuration for this package's migrations."""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    return config
+
+
 class Store:
     """The database: an engine, its sessionmaker and the schema's migrations."""
 
@@ -104,10 +113,21 @@ class Store:
         with self._readers() as session, session.begin():
             yield session
 
+    def schema_revision(self) -> str | None:
+        """The schema revision the database is at; None for a database never migrated."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    @staticmethod
+    def code_revision() -> str:
+        """The newest schema revision this code knows (what `migrate` upgrades to)."""
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert head is not None  # the package always ships its migrations
+        return head
+
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest revision (safe to repeat)."""
-        config = Config()
-        config.set_main_option("script_location", MIGRATIONS)
+        config = alembic_config()
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection

@@ -1,0 +1,1 @@
+"""The operator's commands: health at a glance, the service unit, upgrades (SPEC §4, §7)."""
