@@ -179,6 +179,12 @@ def test_a_missing_table_or_column_is_a_bug_that_fails_at_once(cli, member, stor
     assert "OperationalError" in row.error and message in row.error
 
 
+@pytest.fixture
+def untimed_batches(monkeypatch) -> None:
+    """A batch closes after its messages, not after 50 ms (a loaded test machine is slow)."""
+    monkeypatch.setattr(router, "ROUTE_BATCH_SECONDS", 600.0)
+
+
 def _store_posts(store, subjects: list[str]) -> None:
     with store.unit_of_work() as session:
         list_id = session.scalars(select(MailingList.id)).one()
@@ -189,7 +195,7 @@ def _store_posts(store, subjects: list[str]) -> None:
 
 
 def test_waiting_posts_are_routed_together_and_a_bug_in_one_fails_only_it(
-        cli, member, store, settings, clock, failing_once):
+        cli, member, store, settings, clock, failing_once, untimed_batches):
     _store_posts(store, ["One", "Two", "Three"])
     failing_once(KeyError("role"))
     prepared = prepare_due(store, clock.now())
@@ -200,7 +206,7 @@ def test_waiting_posts_are_routed_together_and_a_bug_in_one_fails_only_it(
 
 
 def test_a_transient_failure_in_a_batch_puts_off_only_that_post(
-        cli, member, store, settings, clock, monkeypatch):
+        cli, member, store, settings, clock, monkeypatch, untimed_batches):
     _store_posts(store, ["One", "Two", "Three"])
     real = router.HANDLERS[Role.POST]
     calls: list[int] = []
