@@ -18,7 +18,14 @@ from listserv.mail.addresses import Role
 from listserv.mail.dns import DnsFailure
 from listserv.mail.render import Renderer
 from listserv.router import dispatch as router
-from listserv.router.dispatch import RETRY_FOR, retry_delay, route_one, transient
+from listserv.router.dispatch import (
+    RETRY_FOR,
+    prepare_due,
+    retry_delay,
+    route_due,
+    route_one,
+    transient,
+)
 from listserv.store.models.core import Inbound, MailingList
 
 from .helpers import LIST, lmtp_send, make_message
@@ -170,6 +177,55 @@ def test_a_missing_table_or_column_is_a_bug_that_fails_at_once(cli, member, stor
     (row,) = inbound_rows(store)
     assert row.status == "failed" and row.next_attempt_at is None and row.attempts == 0
     assert "OperationalError" in row.error and message in row.error
+
+
+@pytest.fixture
+def untimed_batches(monkeypatch) -> None:
+    """A batch closes after its messages, not after 50 ms (a loaded test machine is slow)."""
+    monkeypatch.setattr(router, "ROUTE_BATCH_SECONDS", 600.0)
+
+
+def _store_posts(store, subjects: list[str]) -> None:
+    with store.unit_of_work() as session:
+        list_id = session.scalars(select(MailingList.id)).one()
+        for subject in subjects:
+            raw = make_message(sender=JANE, subject=subject)
+            session.add(Inbound(mail_from=JANE, rcpt=LIST, list_id=list_id, role="post",
+                                raw=raw, size=len(raw)))
+
+
+def test_waiting_posts_are_routed_together_and_a_bug_in_one_fails_only_it(
+        cli, member, store, settings, clock, failing_once, untimed_batches):
+    _store_posts(store, ["One", "Two", "Three"])
+    failing_once(KeyError("role"))
+    prepared = prepare_due(store, clock.now())
+    assert len(prepared) == 3
+    assert route_due(store, settings, Renderer(settings.templates_dir), clock, prepared) == 3
+    assert [r.status for r in inbound_rows(store)] == ["failed", "done", "done"]
+    assert "KeyError" in inbound_rows(store)[0].error
+
+
+def test_a_transient_failure_in_a_batch_puts_off_only_that_post(
+        cli, member, store, settings, clock, monkeypatch, untimed_batches):
+    _store_posts(store, ["One", "Two", "Three"])
+    real = router.HANDLERS[Role.POST]
+    calls: list[int] = []
+
+    def handler(ctx: Context) -> str:  # the second post meets a locked database, once
+        calls.append(ctx.inbound.id)
+        if len(calls) == 2:
+            raise database_locked()
+        return real(ctx)
+
+    monkeypatch.setitem(router.HANDLERS, Role.POST, handler)
+    renderer = Renderer(settings.templates_dir)
+    assert route_due(store, settings, renderer, clock, prepare_due(store, clock.now())) == 2
+    rows = inbound_rows(store)
+    assert [r.status for r in rows] == ["done", "new", "new"]
+    assert (rows[1].attempts, rows[2].attempts) == (1, 0)
+    assert rows[1].next_attempt_at is not None and rows[2].next_attempt_at is None
+    assert route_due(store, settings, renderer, clock) == 1  # the third, the second waits
+    assert [r.status for r in inbound_rows(store)] == ["done", "new", "done"]
 
 
 def test_the_waits_double_from_a_minute_to_an_hour_for_five_days():

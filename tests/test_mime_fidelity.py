@@ -619,3 +619,13 @@ def test_damaged_client_mail_never_makes_the_transform_raise(name, edits):
         copy = distribution_copy(bytes(data), HEADERS, "[shma]", FOOTER, sender)
         for part in message_from_bytes(copy, policy=policy.default).walk():
             part.get_content_type()
+
+
+def test_boundary_lines_are_found_only_at_line_starts() -> None:
+    body = (b"preamble x--BND not a boundary\r\n--BND\r\nfirst, with --BND inside\r\n"
+            b"--BNDX is not one either\r\n--BND  \r\nsecond\r\n--BND--\r\nepilogue\r\n")
+    mp = split_multipart(body, b"BND")
+    assert mp is not None and mp.closed
+    assert [body[p.start:p.end] for p in mp.parts] == [
+        b"first, with --BND inside\r\n--BNDX is not one either", b"second"]
+    assert split_multipart(b"x--BND\r\n", b"BND") is None

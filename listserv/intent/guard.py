@@ -12,7 +12,7 @@ import re
 from enum import StrEnum
 
 from listserv.intent.commands import MAX_COMMANDS, command_mode, parse_command
-from listserv.intent.freetext import MAX_FREE_TEXT, Hit, free_text
+from listserv.intent.freetext import Hit, free_text
 from listserv.intent.phrases import DEFAULT_LANG
 from listserv.intent.request import parse, understand
 from listserv.intent.understanding import Command, Kind, Understanding
@@ -28,6 +28,19 @@ GUARD_BARE_MAX_WORDS = 25
 #: A whole-line keyword ("UNSUBSCRIBE", "help") on the list address is a request only when the
 #: author's own text is at most this many words (the keyword and a signature, say).
 GUARD_KEYWORD_MAX_WORDS = 15
+#: The guard searches at most this many characters of the author's own text for a request
+#: (free text reads up to `MAX_FREE_TEXT` on -request): past `GUARD_MAX_WORDS` words a post is
+#: never a request by its words, only held when a request is clearly about this list, and one
+#: that comes this late (some 400 words in) is a discussion post. Reading 10,000 characters in
+#: every phrase language cost ~70 ms of CPU per long post, inside the routing of each.
+GUARD_FREE_TEXT = 3_000
+#: The guard decodes at most this many characters of a post's first text part (after which
+#: `_enough_for_guard` keeps what can change the verdict): room for `GUARD_FREE_TEXT` characters
+#: of the author's words below a long quote, or a command mail of some 2,000 lines. A request
+#: is a few lines; a post's words past this are discussion whatever they say, so the cost of
+#: the guard does not grow with the post (a 25 MB post is read as its first 64 KB of text).
+#: Attachments and later parts are never decoded.
+GUARD_READ_CHARS = 64 * 1024
 
 
 class Guard(StrEnum):
@@ -44,12 +57,12 @@ def _enough_for_guard(text: str) -> str:
     """The start of a body that can change the guard's verdict.
 
     Past `GUARD_MAX_WORDS` words of the author's own lines a post is never a request by its
-    words (only UNSURE or POST), and free text is read only up to `MAX_FREE_TEXT` characters:
+    words (only UNSURE or POST), and free text is read only up to `GUARD_FREE_TEXT` characters:
     reading stops once both are passed. Quoted lines do not count, so a short reply above a
     long quote is read to its end (they are cheap to skip).
     """
     words = chars = pos = 0
-    while pos < len(text) and (words <= GUARD_MAX_WORDS or chars < MAX_FREE_TEXT):
+    while pos < len(text) and (words <= GUARD_MAX_WORDS or chars < GUARD_FREE_TEXT):
         end = text.find("\n", pos)
         end = len(text) if end < 0 else end
         line = text[pos:end]
@@ -82,7 +95,7 @@ def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Under
     """
     if automatic(msg) is not None:
         return Guard.POST, Understanding(DEFAULT_LANG, ())
-    p = parse(msg, list_name, enough=_enough_for_guard)
+    p = parse(msg, list_name, enough=_enough_for_guard, limit=GUARD_READ_CHARS)
     own = p.body.own
     words = _word_count(own)
     nothing = Understanding(p.lang, ())

@@ -64,17 +64,18 @@ class Parsed:
 
 
 def parse(msg: email.message.EmailMessage, list_name: str, *,
-          enough: Callable[[str], str] | None = None) -> Parsed:
+          enough: Callable[[str], str] | None = None, limit: int | None = None) -> Parsed:
     """The parts of `msg` that say what it asks; `enough`: keeps only as much of the body as can
-    change the verdict (the guard's `_enough_for_guard`)."""
-    text = body_text(msg)
+    change the verdict (the guard's `_enough_for_guard`); `limit`: at most this many characters
+    of the body's text part are decoded at all (the guard's `GUARD_READ_CHARS`)."""
+    text = body_text(msg, limit)
     read = enough(text) if enough is not None else text
     body = split_body(read)
     raw_subject = str(msg.get("Subject", "") or "")
     subject, is_reply = _clean_subject(raw_subject, list_name)
     lang = message_language(body.own, "" if is_reply else subject, body.rest)
     return Parsed(body, subject, is_reply, _subject_token(raw_subject), lang,
-                  cut=len(read) < len(text))
+                  cut=len(read) < len(text) or (limit is not None and len(text) >= limit))
 
 
 def understand(msg: email.message.EmailMessage, list_name: str, *,

@@ -12,6 +12,7 @@ All patterns are matched accent- and case-insensitively (:func:`fold`).
 
 from __future__ import annotations
 
+import copy
 import email.message
 import re
 import tomllib
@@ -244,22 +245,50 @@ def html_to_text(html: str) -> str:
 # The author's own words
 
 
-def _part_text(part: email.message.EmailMessage) -> str:
+#: Encoded characters of a part kept per decoded character wanted: base64 takes 4 for 3,
+#: quoted-printable up to 3 for 1 (mostly about 1); cut at a line end, so decoding is whole.
+_ENCODED_PER_CHAR = 3
+#: HTML characters read per character of text wanted (markup and styles take room).
+_HTML_PER_CHAR = 4
+
+
+def _prefix(part: email.message.EmailMessage, limit: int) -> email.message.EmailMessage:
+    """`part` with only enough of its encoded body to decode `limit` characters: a huge text
+    part is not decoded whole to read its start. The copy shares the headers, not the body."""
+    payload = part.get_payload()
+    keep = limit * _ENCODED_PER_CHAR
+    if not isinstance(payload, str) or len(payload) <= keep:
+        return part
+    cut = payload.rfind("\n", 0, keep) + 1 or keep - keep % 4  # base64 lines end in whole quads
+    trimmed = copy.copy(part)
+    trimmed.set_payload(payload[:cut])
+    return trimmed
+
+
+def _part_text(part: email.message.EmailMessage, limit: int | None = None) -> str:
+    if limit is not None:
+        part = _prefix(part, limit)
     try:
         content = part.get_content()
     except (LookupError, UnicodeError, AssertionError):  # unknown charset, broken encoding
         payload = part.get_payload(decode=True) or b""
         content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    return content if isinstance(content, str) else ""
+    if not isinstance(content, str):
+        return ""
+    return content if limit is None else content[:limit]
 
 
-def body_text(msg: email.message.EmailMessage) -> str:
-    """The message body as plain text: the text/plain part, else the HTML part converted."""
+def body_text(msg: email.message.EmailMessage, limit: int | None = None) -> str:
+    """The message body as plain text: the text/plain part, else the HTML part converted.
+
+    `limit`: only (about) the first `limit` characters are decoded and returned, however big
+    the part; attachments are never decoded either way.
+    """
     try:
         plain = msg.get_body(preferencelist=("plain",))
     except (KeyError, AttributeError):
         plain = None
-    text = _part_text(plain) if plain is not None else ""
+    text = _part_text(plain, limit) if plain is not None else ""
     if text.strip():
         return text.replace("\r\n", "\n").replace("\r", "\n")
     try:
@@ -267,7 +296,9 @@ def body_text(msg: email.message.EmailMessage) -> str:
     except (KeyError, AttributeError):
         html = None
     if html is not None:
-        return html_to_text(_part_text(html))
+        if limit is None:
+            return html_to_text(_part_text(html))
+        return html_to_text(_part_text(html, limit * _HTML_PER_CHAR))[:limit]
     return text
 
 

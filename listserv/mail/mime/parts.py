@@ -14,7 +14,7 @@ import codecs
 import hashlib
 import quopri
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email import policy
 from email.message import Message
@@ -147,12 +147,26 @@ def _line_end_before(body: bytes, index: int) -> int:
     return index
 
 
+def _boundary_lines(body: bytes, boundary: bytes) -> Iterator[re.Match[bytes]]:
+    """The boundary lines of `body` (`--BOUNDARY`, maybe `--` after, at a line start), found
+    with `bytes.find` and then matched: a multiline regex tried at every line start of a 35 MB
+    attachment cost the router 0.17 s per pass."""
+    marker = b"--" + boundary
+    line = re.compile(re.escape(marker) + rb"(--)?[ \t]*\r?$", re.MULTILINE)
+    position = body.find(marker)
+    while position >= 0:
+        if position == 0 or body[position - 1] == 0x0A:  # at a line start
+            match = line.match(body, position)
+            if match is not None:
+                yield match
+        position = body.find(marker, position + 1)
+
+
 def split_multipart(body: bytes, boundary: bytes) -> Multipart | None:
     """The parts of a multipart body by its boundary lines; None when it has none."""
     if not boundary:
         return None
-    line = re.compile(rb"^--" + re.escape(boundary) + rb"(--)?[ \t]*\r?$", re.MULTILINE)
-    matches = line.finditer(body)
+    matches = _boundary_lines(body, boundary)
     first = next(matches, None)
     if first is None or first.group(1):
         return None
