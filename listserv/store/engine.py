@@ -104,14 +104,15 @@ class Store:
         with self._readers() as session, session.begin():
             yield session
 
-    def migrate(self) -> None:
-        """Create or upgrade the schema to the newest revision (safe to repeat)."""
+    def migrate(self, revision: str = "heads") -> None:
+        """Create or upgrade the schema to the newest revision, or to `revision` (safe to
+        repeat)."""
         config = Config()
         config.set_main_option("script_location", MIGRATIONS)
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
-                command.upgrade(config, "heads")
+                command.upgrade(config, revision)
         except Exception as exc:
             raise ListservError(f"cannot prepare the database at {self.safe_url}: {exc}") from exc
         self._make_vacuum_incremental()

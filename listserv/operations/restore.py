@@ -1,0 +1,110 @@
+"""`listserv restore FILE`: a backup into an empty data folder and database (SPEC §4, §7).
+
+The archive is unpacked into a scratch folder beside the data folder and checked against
+its manifest (every file, every sha256) before anything is written where it counts: a
+damaged or truncated backup is refused in one line, leaving no trace. The store is then
+brought forward to the code's schema by the migrations `listserv init` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+
+from listserv.config import Settings
+from listserv.errors import ListservError
+from listserv.files import private_folder
+from listserv.operations import postgres
+from listserv.operations.archive import FILES, PG_MEMBER, SQLITE_MEMBER, Manifest, extract_verified
+from listserv.operations.backup import VERSION_TABLE
+from listserv.store.engine import Store
+
+
+def restore_backup(settings: Settings, archive: Path) -> Manifest:
+    """Restore `archive` for `settings`; a ListservError (one line) when it cannot."""
+    if not archive.is_file():
+        raise ListservError(f"{archive}: no such backup file")
+    _refuse_unless_empty(settings)
+    parent = private_folder(settings.data_dir.parent)
+    scratch = Path(tempfile.mkdtemp(prefix=".listserv-restore.", dir=parent))
+    try:
+        try:
+            manifest = extract_verified(archive, scratch)
+        except ListservError as exc:
+            raise ListservError(f"{archive} is not a usable backup: {exc}") from None
+        _check_backend(settings, manifest)
+        if manifest.backend == "sqlite":
+            _restore_sqlite(settings, scratch / SQLITE_MEMBER)
+        else:
+            _restore_postgresql(settings, scratch / PG_MEMBER, manifest)
+        _move_files(scratch / FILES, settings.data_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    private_folder(settings.outbox_dir)
+    store = Store(settings.database.url)
+    try:
+        store.migrate()
+    finally:
+        store.dispose()
+    return manifest
+
+
+def _refuse_unless_empty(settings: Settings) -> None:
+    data_dir = settings.data_dir
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise ListservError(f"{data_dir} is not empty; restore only into an empty data folder")
+    database = settings.sqlite_path
+    if database is not None:
+        if database.exists() and database.stat().st_size > 0:
+            raise ListservError(f"{database} exists; restore only into a new database")
+        return
+    store = Store(settings.database.url)
+    try:
+        if inspect(store.engine).get_table_names():
+            raise ListservError(f"the database at {store.safe_url} is not empty; restore only "
+                                "into an empty database (schema)")
+    finally:
+        store.dispose()
+
+
+def _check_backend(settings: Settings, manifest: Manifest) -> None:
+    backend = "sqlite" if settings.sqlite_path is not None else "postgresql"
+    if manifest.backend != backend:
+        raise ListservError(f"the backup is of a {manifest.backend} store and this config's "
+                            f"is {backend}; use `members export`/`import` to move between them")
+
+
+def _restore_sqlite(settings: Settings, copy: Path) -> None:
+    database = settings.sqlite_path
+    assert database is not None  # _check_backend
+    private_folder(database.parent)
+    database.unlink(missing_ok=True)  # an empty file left by an earlier command
+    shutil.move(copy, database)  # a rename on one file system; its mode is already 0600
+
+
+def _restore_postgresql(settings: Settings, dump_file: Path, manifest: Manifest) -> None:
+    store = Store(settings.database.url)
+    try:
+        # The tables as they were at the backup's revision; migrate() then goes forward.
+        store.migrate(manifest.schema_revision or "base")
+        with store.engine.connect() as connection:
+            target = connection.execute(text("SELECT current_schema()")).scalar_one()
+    finally:
+        store.dispose()
+    postgres.load_data(settings.database.url, dump_file, str(manifest.extra["pg_schema"]),
+                       target, skip_tables=(VERSION_TABLE,))
+
+
+def _move_files(source: Path, data_dir: Path) -> None:
+    private_folder(data_dir)
+    if not source.is_dir():
+        return
+    for top, _folders, files in os.walk(source):
+        folder = data_dir / Path(top).relative_to(source)
+        private_folder(folder)
+        for name in files:
+            shutil.move(Path(top) / name, folder / name)
