@@ -130,7 +130,7 @@ def extract_verified(archive: Path, into: Path) -> Manifest:
                 raise ListservError("it has no manifest.json at its start")
             manifest = Manifest.from_json(tar.extractfile(first).read())  # type: ignore[union-attr]
             seen: set[str] = set()
-            for member in tar:
+            while (member := tar.next()) is not None:  # on from the manifest, streaming
                 _extract_one(tar, member, manifest, into)
                 seen.add(member.name)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
