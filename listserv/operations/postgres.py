@@ -69,9 +69,10 @@ def dump(connection: Connection, url: str, schema: str, into: Path) -> dict[str,
 
 
 def load_data(url: str, dump_file: Path, source_schema: str, target_schema: str,
-              skip_tables: tuple[str, ...]) -> None:
+              skip_tables: tuple[str, ...], table_order: list[str]) -> None:
     """Load the rows of `dump_file` into the existing tables of `target_schema`, in one
-    transaction (`pg_restore --data-only` piped into `psql`)."""
+    transaction (`pg_restore --data-only` piped into `psql`), table by table in
+    `table_order` (the foreign keys' order)."""
     restore_path, _ = tool("pg_restore")
     psql_path, _ = tool("psql")
     listed = subprocess.run(
@@ -79,7 +80,7 @@ def load_data(url: str, dump_file: Path, source_schema: str, target_schema: str,
          str(dump_file)], capture_output=True, env=dict(os.environ), check=False)
     if listed.returncode != 0:
         raise ListservError(f"pg_restore failed: {_first_line(listed.stderr.decode())}")
-    script = _retarget(listed.stdout, source_schema, target_schema, skip_tables)
+    script = _retarget(listed.stdout, source_schema, target_schema, skip_tables, table_order)
     uri, env = libpq(url)
     done = subprocess.run(
         [psql_path, "--no-psqlrc", "--quiet", "--single-transaction", "--set=ON_ERROR_STOP=1",
@@ -88,28 +89,36 @@ def load_data(url: str, dump_file: Path, source_schema: str, target_schema: str,
         raise ListservError(f"loading the rows failed: {_first_line(done.stderr.decode())}")
 
 
-def _retarget(script: bytes, source: str, target: str, skip: tuple[str, ...]) -> bytes:
+def _retarget(script: bytes, source: str, target: str, skip: tuple[str, ...],
+              order: list[str]) -> bytes:
     """The SQL of a data-only restore with `source.` names changed to `target.` on the
-    statement lines (COPY headers, setval); COPY data is passed through untouched, and the
-    COPY blocks of the `skip` tables are left out."""
+    statement lines (COPY headers, setval), and the COPY blocks put in `order` (parents
+    before the rows that refer to them); COPY data passes through untouched, and the blocks
+    of the `skip` tables are left out."""
     names = rb"(?:\"%s\"|%s)\." % (re.escape(source.encode()), re.escape(source.encode()))
     quoted = b'"' + target.replace('"', '""').encode() + b'".'
-    out: list[bytes] = []
-    in_copy = skipping = False
+    before: list[bytes] = []
+    after: list[bytes] = []
+    blocks: dict[str, list[bytes]] = {}
+    block: list[bytes] | None = None
     for line in script.splitlines(keepends=True):
-        if in_copy:
-            in_copy = line not in (b"\\.\n", b"\\.")
-            if not skipping:
-                out.append(line)
+        if block is not None:
+            block.append(line)
+            if line in (b"\\.\n", b"\\."):
+                block = None
             continue
         if line.startswith(b"COPY "):
-            in_copy = True
             table = re.match(rb"COPY " + names + rb"\"?(\w+)", line)
-            skipping = table is not None and table.group(1).decode() in skip
-            if skipping:
-                continue
-        out.append(re.sub(names, quoted.replace(b"\\", b"\\\\"), line))
-    return b"".join(out)
+            name = table.group(1).decode() if table else line.decode(errors="replace")
+            block = blocks.setdefault(name, [])
+        line = re.sub(names, lambda _: quoted, line)
+        if block is not None:
+            block.append(line)  # the COPY line itself
+        else:
+            (after if blocks else before).append(line)
+    ranked = {name: i for i, name in enumerate(order)}
+    ordered = sorted((n for n in blocks if n not in skip), key=lambda n: ranked.get(n, len(order)))
+    return b"".join(before + [line for n in ordered for line in blocks[n]] + after)
 
 
 def _first_line(stderr: str) -> str:

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import inspect, text
+from sqlalchemy import MetaData, inspect, text
 
 from listserv.config import Settings
 from listserv.errors import ListservError
@@ -93,10 +93,13 @@ def _restore_postgresql(settings: Settings, dump_file: Path, manifest: Manifest)
         store.migrate(manifest.schema_revision or "base")
         with store.engine.connect() as connection:
             target = connection.execute(text("SELECT current_schema()")).scalar_one()
+        tables = MetaData()
+        tables.reflect(store.engine)
+        order = [table.name for table in tables.sorted_tables]
     finally:
         store.dispose()
     postgres.load_data(settings.database.url, dump_file, str(manifest.extra["pg_schema"]),
-                       target, skip_tables=(VERSION_TABLE,))
+                       target, skip_tables=(VERSION_TABLE,), table_order=order)
 
 
 def _move_files(source: Path, data_dir: Path) -> None:
