@@ -195,3 +195,43 @@ def test_restore_refuses_a_folder_that_is_not_empty(cli, shma, tmp_path, other_c
     assert result.exit_code != 0
     assert "not empty" in result.output
     assert (tmp_path / "restored" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.both_backends
+def test_a_backup_of_an_older_schema_is_migrated_forward(config_path, settings, tmp_path,
+                                                         other_config):
+    older = Store(settings.database.url)
+    older.migrate("0013_raw_once")
+    older.dispose()
+    backup = tmp_path / "old.tar.gz"
+    assert invoke(config_path, "backup", str(backup)).exit_code == 0
+    with tarfile.open(backup) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    assert manifest["schema_revision"] == "0013_raw_once"
+
+    result = invoke(other_config, "restore", str(backup))
+
+    assert result.exit_code == 0, result.output
+    restored = Store(load_settings(other_config).database.url)
+    try:
+        with restored.reading() as session:
+            revision = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert revision == "0014_chair_tokens"
+        assert "chair_tokens" in inspect(restored.engine).get_table_names()
+    finally:
+        restored.dispose()
+
+
+@pytest.mark.both_backends
+def test_only_postgresql_needs_pg_dump_and_says_so_in_one_line(cli, tmp_path, monkeypatch,
+                                                               backend):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no PostgreSQL client tools there
+    result = cli("backup", str(tmp_path / "b.tar.gz"), ok=False)
+    if backend == "sqlite":
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code != 0
+    assert len(result.output.strip().splitlines()) == 1
+    assert "pg_dump is not on PATH" in result.output
+    assert not (tmp_path / "b.tar.gz").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b.tar.gz")]

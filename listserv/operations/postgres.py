@@ -22,7 +22,8 @@ from listserv.errors import ListservError
 
 def tool(name: str, server_major: int | None = None) -> tuple[str, int]:
     """The path and major version of `name` on PATH; a ListservError when it is absent or
-    older than the server (`pg_dump` cannot dump a newer server)."""
+    older than `server_major` (`pg_dump` cannot dump a newer server, `pg_restore` cannot
+    read the archive of a newer `pg_dump`)."""
     path = shutil.which(name)
     if path is None:
         raise ListservError(f"{name} is not on PATH; install the PostgreSQL client tools "
@@ -33,8 +34,8 @@ def tool(name: str, server_major: int | None = None) -> tuple[str, int]:
         raise ListservError(f"{path} --version said nothing readable: {out.stdout.strip()}")
     major = int(match.group(1))
     if server_major is not None and major < server_major:
-        raise ListservError(f"{path} is version {major}, older than the server "
-                            f"({server_major}); install the client tools {server_major} or newer")
+        raise ListservError(f"{path} is version {major}, older than needed ({server_major}); "
+                            f"install the PostgreSQL client tools {server_major} or newer")
     return path, major
 
 
@@ -69,11 +70,11 @@ def dump(connection: Connection, url: str, schema: str, into: Path) -> dict[str,
 
 
 def load_data(url: str, dump_file: Path, source_schema: str, target_schema: str,
-              skip_tables: tuple[str, ...], table_order: list[str]) -> None:
+              skip_tables: tuple[str, ...], table_order: list[str], dump_version: int) -> None:
     """Load the rows of `dump_file` into the existing tables of `target_schema`, in one
     transaction (`pg_restore --data-only` piped into `psql`), table by table in
     `table_order` (the foreign keys' order)."""
-    restore_path, _ = tool("pg_restore")
+    restore_path, _ = tool("pg_restore", dump_version)
     psql_path, _ = tool("psql")
     listed = subprocess.run(
         [restore_path, "--data-only", "--no-owner", "--no-privileges", "--file=-",

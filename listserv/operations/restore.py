@@ -21,7 +21,7 @@ from listserv.files import private_folder
 from listserv.operations import postgres
 from listserv.operations.archive import FILES, PG_MEMBER, SQLITE_MEMBER, Manifest, extract_verified
 from listserv.operations.backup import VERSION_TABLE
-from listserv.store.engine import Store
+from listserv.store.engine import Store, known_revision
 
 
 def restore_backup(settings: Settings, archive: Path) -> Manifest:
@@ -37,6 +37,10 @@ def restore_backup(settings: Settings, archive: Path) -> Manifest:
         except ListservError as exc:
             raise ListservError(f"{archive} is not a usable backup: {exc}") from None
         _check_backend(settings, manifest)
+        if manifest.schema_revision and not known_revision(manifest.schema_revision):
+            raise ListservError(f"the backup's schema {manifest.schema_revision} is newer than "
+                                f"this listserv's; restore it with listserv "
+                                f"{manifest.version} or newer")
         if manifest.backend == "sqlite":
             _restore_sqlite(settings, scratch / SQLITE_MEMBER)
         else:
@@ -87,6 +91,8 @@ def _restore_sqlite(settings: Settings, copy: Path) -> None:
 
 
 def _restore_postgresql(settings: Settings, dump_file: Path, manifest: Manifest) -> None:
+    postgres.tool("pg_restore", int(manifest.extra.get("pg_dump_version", 0)))
+    postgres.tool("psql")
     store = Store(settings.database.url)
     try:
         # The tables as they were at the backup's revision; migrate() then goes forward.
@@ -99,7 +105,8 @@ def _restore_postgresql(settings: Settings, dump_file: Path, manifest: Manifest)
     finally:
         store.dispose()
     postgres.load_data(settings.database.url, dump_file, str(manifest.extra["pg_schema"]),
-                       target, skip_tables=(VERSION_TABLE,), table_order=order)
+                       target, skip_tables=(VERSION_TABLE,), table_order=order,
+                       dump_version=int(manifest.extra.get("pg_dump_version", 0)))
 
 
 def _move_files(source: Path, data_dir: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -74,6 +75,19 @@ def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
         raise RuntimeError("a reading unit of work tried to write; use unit_of_work()")
 
 
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    return config
+
+
+def known_revision(revision: str) -> bool:
+    """Whether `revision` is one of this code's schema revisions (a store made by a newer
+    listserv has one it does not know)."""
+    return any(script.revision == revision
+               for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions())
+
+
 class Store:
     """The database: an engine, its sessionmaker and the schema's migrations."""
 
@@ -107,8 +121,7 @@ class Store:
     def migrate(self, revision: str = "heads") -> None:
         """Create or upgrade the schema to the newest revision, or to `revision` (safe to
         repeat)."""
-        config = Config()
-        config.set_main_option("script_location", MIGRATIONS)
+        config = _alembic_config()
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
