@@ -235,3 +235,16 @@ def test_only_postgresql_needs_pg_dump_and_says_so_in_one_line(cli, tmp_path, mo
     assert "pg_dump is not on PATH" in result.output
     assert not (tmp_path / "b.tar.gz").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b.tar.gz")]
+
+
+@pytest.mark.both_backends
+def test_a_backup_into_the_data_folder_does_not_hold_itself(cli, shma, settings):
+    cli("init")  # the data folder (on PostgreSQL the database does not make it)
+    backup = settings.data_dir / "backup.tar.gz"
+    cli("backup", str(backup))
+    cli("backup", str(backup))  # the second one replaces the first, which it leaves out
+    with tarfile.open(backup) as tar:
+        names = tar.getnames()
+    assert "files/backup.tar.gz" not in names
+    assert not [n for n in names if "backup.tar.gz" in n]
+    assert [p.name for p in settings.data_dir.iterdir() if "backup" in p.name] == ["backup.tar.gz"]

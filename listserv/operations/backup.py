@@ -46,7 +46,7 @@ def take_backup(settings: Settings, store: Store, target: Path) -> Manifest:
             with os.fdopen(fd, "wb") as out, open(work / "body.tar", "w+b") as body:
                 writer = ArchiveWriter(out, body)
                 manifest = _database(settings, store, work, writer)
-                _data_files(settings, writer)
+                _data_files(settings, writer, {target, Path(partial)})
                 writer.finish(manifest)
                 out.flush()
                 os.fsync(out.fileno())
@@ -119,8 +119,9 @@ def _revision(revisions: list[str]) -> str | None:
     return revisions[0] if revisions else None
 
 
-def _data_files(settings: Settings, writer: ArchiveWriter) -> None:
-    """Every regular file of the data folder except those left out (module docstring)."""
+def _data_files(settings: Settings, writer: ArchiveWriter, written: set[Path]) -> None:
+    """Every regular file of the data folder except those left out (module docstring) and
+    the backup being `written` (a backup into the data folder must not hold itself)."""
     data_dir = settings.data_dir
     database = settings.sqlite_path
     live = {database.with_name(database.name + s) for s in ("", "-wal", "-shm", "-journal")} \
@@ -131,7 +132,7 @@ def _data_files(settings: Settings, writer: ArchiveWriter) -> None:
             f in SKIPPED_FOLDERS and (folder == data_dir or f == ".staging")))
         for name in sorted(files):
             path = folder / name
-            if path in live or path.is_symlink():
+            if path in live or path in written or path.is_symlink():
                 continue
             try:
                 writer.add_file(FILES + path.relative_to(data_dir).as_posix(), path)

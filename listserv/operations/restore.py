@@ -41,20 +41,56 @@ def restore_backup(settings: Settings, archive: Path) -> Manifest:
             raise ListservError(f"the backup's schema {manifest.schema_revision} is newer than "
                                 f"this listserv's; restore it with listserv "
                                 f"{manifest.version} or newer")
-        if manifest.backend == "sqlite":
-            _restore_sqlite(settings, scratch / SQLITE_MEMBER)
-        else:
-            _restore_postgresql(settings, scratch / PG_MEMBER, manifest)
-        _move_files(scratch / FILES, settings.data_dir)
+        data_dir_existed = settings.data_dir.exists()
+        try:
+            _put_in_place(settings, scratch, manifest)
+        except BaseException:
+            _undo(settings, data_dir_existed)
+            raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return manifest
+
+
+def _put_in_place(settings: Settings, scratch: Path, manifest: Manifest) -> None:
+    """The checked database and files into the empty store and data folder, then the schema
+    brought forward to the code's."""
+    if manifest.backend == "sqlite":
+        _restore_sqlite(settings, scratch / SQLITE_MEMBER)
+    else:
+        _restore_postgresql(settings, scratch / PG_MEMBER, manifest)
+    _move_files(scratch / FILES, settings.data_dir)
     private_folder(settings.outbox_dir)
     store = Store(settings.database.url)
     try:
         store.migrate()
     finally:
         store.dispose()
-    return manifest
+
+
+def _undo(settings: Settings, data_dir_existed: bool) -> None:
+    """Leave the store and the data folder empty again after a restore that failed midway
+    (they were empty before: _refuse_unless_empty)."""
+    if settings.data_dir.exists():
+        for entry in settings.data_dir.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        if not data_dir_existed:
+            settings.data_dir.rmdir()
+    database = settings.sqlite_path
+    if database is not None:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            database.with_name(database.name + suffix).unlink(missing_ok=True)
+        return
+    store = Store(settings.database.url)
+    try:
+        tables = MetaData()
+        tables.reflect(store.engine)
+        tables.drop_all(store.engine)
+    finally:
+        store.dispose()
 
 
 def _refuse_unless_empty(settings: Settings) -> None:
