@@ -14,6 +14,7 @@ import tarfile
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,32 @@ def test_a_backup_into_the_data_folder_does_not_hold_itself(cli, shma, settings)
     assert "files/backup.tar.gz" not in names
     assert not [n for n in names if "backup.tar.gz" in n]
     assert [p.name for p in settings.data_dir.iterdir() if "backup" in p.name] == ["backup.tar.gz"]
+
+
+@pytest.mark.both_backends
+def test_the_daemon_takes_a_backup_every_hours_and_keeps_the_newest(
+        config_path, store, clock, shma, tmp_path):
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a backup")
+    with config_path.open("a") as config:
+        config.write(f'[backup]\nevery_hours = 6\nkeep = 2\nfolder = "{folder}"\n')
+    clock.store = store
+    running = Daemon(load_settings(config_path), clock=clock).start()
+    try:
+        taken, elapsed = [], 0
+        for hours in (0, 1, 6, 12):  # due at once, not an hour later, then every 6 hours
+            if hours > elapsed:
+                clock.advance(timedelta(hours=hours - elapsed))
+                elapsed = hours
+            running.run_scheduler()
+            taken.append(sorted(p.name for p in folder.glob("listserv-*.tar.gz")))
+    finally:
+        running.stop()
+    assert [len(names) for names in taken] == [1, 1, 2, 2]
+    assert taken[3][0] == taken[2][1]  # the oldest went, the newer stayed
+    assert (folder / "notes.txt").read_text() == "not a backup"  # other files are left alone
+    for name in taken[3]:
+        assert (folder / name).stat().st_mode & 0o777 == 0o600
+        with tarfile.open(folder / name) as tar:
+            assert json.loads(tar.extractfile("manifest.json").read())["counts"]["lists"] == 1
