@@ -157,7 +157,7 @@ def test_a_backup_taken_while_posts_arrive_restores_into_an_empty_folder(
 
 
 @pytest.mark.both_backends
-@pytest.mark.parametrize("damage", ["truncated", "bit-flipped"])
+@pytest.mark.parametrize("damage", ["truncated", "bit-flipped", "trailer-flipped"])
 def test_a_damaged_backup_is_refused_in_one_line_and_nothing_is_written(
         cli, shma, store, tmp_path, other_config, damage):
     cli("members", "add", LIST, "someone@example.net", "--no-welcome")
@@ -166,8 +166,10 @@ def test_a_damaged_backup_is_refused_in_one_line_and_nothing_is_written(
     data = bytearray(backup.read_bytes())
     if damage == "truncated":
         data = data[:len(data) * 2 // 3]
-    else:
+    elif damage == "bit-flipped":
         data[len(data) // 2] ^= 0x10
+    else:  # the gzip trailer's length: past tar's end marker, seen only by reading to the end
+        data[-1] ^= 0x01
     backup.write_bytes(bytes(data))
     before = sorted(p.name for p in tmp_path.iterdir())
 

@@ -7,11 +7,13 @@ it). The manifest names every other member with its size and sha256.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
@@ -124,6 +126,11 @@ def extract_verified(archive: Path, into: Path) -> Manifest:
     every file the manifest names must be there. A ListservError says what is wrong.
     """
     try:
+        # The whole gzip stream first, to its CRC and length: tar stops reading at its end
+        # marker, so damage to the padding after it or to the trailer would go unseen.
+        with gzip.open(archive, "rb") as stream:
+            while stream.read(1 << 20):
+                pass
         with tarfile.open(archive, mode="r:gz") as tar:
             first = tar.next()
             if first is None or first.name != MANIFEST or not first.isfile():
@@ -133,9 +140,8 @@ def extract_verified(archive: Path, into: Path) -> Manifest:
             while (member := tar.next()) is not None:  # on from the manifest, streaming
                 _extract_one(tar, member, manifest, into)
                 seen.add(member.name)
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        if isinstance(exc, OSError) and exc.filename == str(archive):
-            raise
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
+        # Other OSErrors (the archive unreadable, the disk full) name what failed themselves.
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ListservError(f"it is damaged or truncated ({reason})") from None
     missing = sorted(set(manifest.files) - seen)
