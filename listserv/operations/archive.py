@@ -40,6 +40,7 @@ class Manifest:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
+        """The manifest as `manifest.json` holds it."""
         data = {"format": FORMAT, "listserv_version": self.version,
                 "schema_revision": self.schema_revision, "backend": self.backend,
                 "created": self.created, "counts": self.counts, **self.extra,

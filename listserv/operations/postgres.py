@@ -50,6 +50,7 @@ def libpq(url: str) -> tuple[str, dict[str, str]]:
 
 
 def server_major(connection: Connection) -> int:
+    """The major version of the server `connection` talks to (15 for 15.4)."""
     return int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
 
 
