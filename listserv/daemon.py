@@ -19,9 +19,11 @@ from listserv.delivery.transports import make_transport
 from listserv.delivery.worker import DeliveryWorker
 from listserv.errors import ListservError
 from listserv.files import private_folder, replace_private, tighten
+from listserv.intake.group_commit import GroupCommit
 from listserv.intake.listening import cannot_listen
 from listserv.mail.render import Renderer
 from listserv.operations.scheduled import ScheduledBackups
+from listserv.operations.upgrade import stale_schema
 from listserv.router.dispatch import Router
 from listserv.store.engine import Store
 
@@ -64,6 +66,8 @@ class Daemon:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.store = Store(settings.database.url)
+        # One for LMTP and SMTP alike: DATA arriving together on either shares a commit.
+        self.committer = GroupCommit(self.store)
         self.renderer = Renderer(settings.templates_dir, settings.outbound.eightbitmime)
         self.stopping = threading.Event()
         self.route_wake = threading.Event()
@@ -84,7 +88,10 @@ class Daemon:
         tightened = secure_data_folder(self.settings)
         if tightened:
             log.warning("%s", tightened)
-        self.store.migrate()
+        stale = stale_schema(self.store)
+        if stale:
+            raise ListservError(stale)
+        self.store.migrate()  # a first start on an empty database creates the schema
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
@@ -154,7 +161,7 @@ class Daemon:
             if not conf.enabled:
                 continue
             handler = IntakeHandler(self.store, self.clock, self.route_wake.set, lmtp=lmtp,
-                                    limits=self.settings.intake)
+                                    limits=self.settings.intake, committer=self.committer)
             try:
                 server = await start_server(loop, handler, conf.host, conf.port,
                                             conf.max_message_kb * 1024, hostname,

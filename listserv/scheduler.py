@@ -27,6 +27,7 @@ from listserv.operations.scheduled import ScheduledBackups
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
 from listserv.store.models.core import Held
+from listserv.store.once import beat
 from listserv.store.retention import give_back_space, prune
 
 from .clock import Clock
@@ -83,6 +84,8 @@ def run_due(store: Store, renderer: Renderer, clock: Clock, pruning: Pruning,
     bounces.due_work(store, renderer, clock.now)  # probes, warnings, removals, score decay
     column.due_work(store, renderer, clock.now)  # calls for submissions, deadline summaries
     pruning(store, clock.now())  # small batches, each its own unit of work
+    with store.unit_of_work() as session:
+        beat(session, "scheduler", clock.now())  # `listserv status` shows the last run
     if backups is not None:
         backups(store, clock.now())  # last: the snapshot holds what this run did
 

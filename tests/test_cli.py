@@ -97,6 +97,21 @@ def test_members_list_json(cli, shma):
 
 
 @pytest.mark.both_backends
+def test_members_list_json_streams_a_roster_of_thousands_as_one_valid_array(
+        cli, shma, tmp_path):
+    """Written in chunks as the rows are read (issue 15); the same JSON as any listing."""
+    roster = [f"member{i:05d}@example.net" for i in range(3500)]
+    csv_file = tmp_path / "members.csv"
+    csv_file.write_text("email,name\n" + "".join(f"{m},Member {m[6:11]}\n" for m in roster))
+    cli("members", "import", shma, str(csv_file))
+    output = cli("members", "list", shma, "--json").stdout
+    rows = json.loads(output)
+    assert [r["email"] for r in rows] == roster  # address order, each once
+    assert all(r["name"] == f"Member {r['email'][6:11]}" and r["list"] == LIST for r in rows)
+    assert output == json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+
+
+@pytest.mark.both_backends
 def test_held_list_and_show_json(cli, shma, daemon):
     post(daemon, "stranger@example.net", "Buy now")
     post(daemon, "other@example.net", "Question")

@@ -17,6 +17,7 @@ from listserv.config import (
     OutboundSettings,
     RetentionSettings,
     ServerSettings,
+    StatusSettings,
     load_settings,
 )
 from listserv.errors import ConfigError, ListservError
@@ -159,6 +160,7 @@ def accepted_keys() -> set[str]:
         | fields("daemon.", DaemonSettings)
         | fields("retention.", RetentionSettings)
         | fields("backup.", BackupSettings)
+        | fields("status.", StatusSettings)
     )
 
 

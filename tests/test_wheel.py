@@ -103,6 +103,9 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_outside_the_source_tree(tmp_path
     for command in (["init"], ["lists", "create", LIST, "--owner", "chair@example.org"],
                     ["members", "add", LIST, "ann@example.net", "--name", "Ann Example"]):
         run(listserv, "--config", config, *command, cwd=site, env=env)
+    # The unit's template is package data: the wheel carries it, and ExecStart names this venv.
+    unit = run(listserv, "--config", config, "service", "systemd", cwd=site, env=env)
+    assert f"ExecStart={listserv} --config {config} serve" in unit.splitlines()
 
     # The daemon delivers the welcome `members add` rendered into the Maildir outbox.
     data_dir = site / "listserv-data"

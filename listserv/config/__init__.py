@@ -30,6 +30,7 @@ from listserv.config.settings import (
     RetentionSettings,
     ServerSettings,
     Settings,
+    StatusSettings,
 )
 
 __all__ = [
@@ -43,5 +44,6 @@ __all__ = [
     "RetentionSettings",
     "ServerSettings",
     "Settings",
+    "StatusSettings",
     "load_settings",
 ]

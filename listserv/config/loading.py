@@ -31,6 +31,7 @@ from listserv.config.settings import (
     RetentionSettings,
     ServerSettings,
     Settings,
+    StatusSettings,
     sqlite_url_parts,
 )
 from listserv.config.tables import Key, Loader, Table, one_line
@@ -98,6 +99,10 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
     daemon = _read_daemon(root.table("daemon"), DaemonSettings())
     retention = _read_retention(root.table("retention"), RetentionSettings())
     backup = _read_backup(root.table("backup"), BackupSettings())
+    status_table = root.table("status")
+    status = StatusSettings(max_queue_age_minutes=status_table.integer(
+        "max_queue_age_minutes", StatusSettings().max_queue_age_minutes, minimum=1))
+    status_table.finish()
     root.finish()
     return Settings(
         config_path=config_path,
@@ -109,6 +114,7 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
         daemon=daemon,
         retention=retention,
         backup=backup,
+        status=status,
     )
 
 

@@ -159,6 +159,13 @@ class BackupSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusSettings:
+    """`[status]`: what `listserv status` counts as wrong (a non-zero exit for monitoring)."""
+
+    max_queue_age_minutes: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the daemon and the command line need from the operator.
 
@@ -175,6 +182,7 @@ class Settings:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
 
     @property
     def hosted(self) -> bool:

@@ -223,7 +223,8 @@ def record(
         session.connection().execute(
             update(RECIPIENTS)
             .where(ids_in(sent))
-            .values(status="sent", sent_at=now, lease_until=None, last_error="")
+            .values(status="sent", sent_at=now, attempted_at=now, lease_until=None,
+                    last_error="")
         )
         feedback.delivered(session, sent, now)  # a probe accepted: its member may be enabled
     if len(sent) == len(results):
@@ -234,6 +235,7 @@ def record(
     for row in rows:
         result = failed[row.id]
         row.attempts += 1
+        row.attempted_at = now
         row.lease_until = None
         row.last_error = result.reason
         # Refused at RCPT TO: final, unless the feedback says to retry (a provider's rate or

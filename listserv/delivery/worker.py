@@ -161,8 +161,8 @@ class DeliveryWorker(threading.Thread):
                 session.execute(
                     update(RECIPIENTS)
                     .where(ids_in(sent), RECIPIENTS.c.status == "queued")
-                    .values(status="sent", sent_at=self.clock.now(), lease_until=None,
-                            last_error="")
+                    .values(status="sent", sent_at=self.clock.now(),
+                            attempted_at=self.clock.now(), lease_until=None, last_error="")
                 )
         except Exception:
             log.exception("delivery worker %s could not mark the %d recipients of message %s "

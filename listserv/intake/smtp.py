@@ -17,7 +17,8 @@ from listserv.mail.addresses import normalize
 from listserv.store.engine import Store
 
 from ..clock import Clock
-from .store import Accepted, lookup, messages_since, store_message
+from .group_commit import GroupCommit
+from .store import Accepted, Received, lookup, messages_since
 
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message; please try again later"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
@@ -28,11 +29,14 @@ class IntakeHandler:
     """aiosmtpd handler: database work runs in threads, never on the event loop.
 
     It logs as `listserv.intake.lmtp` or `listserv.intake.smtp`, the protocol it serves.
+    Messages are stored through `committer`, shared by the LMTP and SMTP handlers so that
+    DATA commands arriving together on either share one commit.
     """
 
     def __init__(self, store: Store, clock: Clock, on_stored: Callable[[], None],
-                 lmtp: bool, limits: IntakeSettings) -> None:
+                 lmtp: bool, limits: IntakeSettings, committer: GroupCommit) -> None:
         self.store = store
+        self.committer = committer
         self.clock = clock
         self.on_stored = on_stored
         self.lmtp = lmtp
@@ -84,9 +88,8 @@ class IntakeHandler:
         accepted: list[Accepted] = getattr(envelope, "accepted", [])
         raw = envelope.original_content or b""
         try:
-            ids = await asyncio.to_thread(
-                store_message, self.store, self.clock, envelope.mail_from or "", accepted, raw
-            )
+            ids = await self.committer.store_message(
+                Received(self.clock.now(), envelope.mail_from or "", accepted, raw))
         except Exception:
             self.log.exception("storing a message from %s failed", envelope.mail_from)
             return self._reply(TEMPORARY_FAILURE, len(envelope.rcpt_tos))

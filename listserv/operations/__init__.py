@@ -1,1 +1,1 @@
-"""Operating the service: backups that restore (SPEC §4, §7)."""
+"""The operator's commands: health, the service unit, upgrades, backups (SPEC §4, §7)."""

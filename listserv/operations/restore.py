@@ -21,7 +21,8 @@ from listserv.files import private_folder
 from listserv.operations import postgres
 from listserv.operations.archive import FILES, PG_MEMBER, SQLITE_MEMBER, Manifest, extract_verified
 from listserv.operations.backup import VERSION_TABLE
-from listserv.store.engine import Store, known_revision
+from listserv.operations.upgrade import known_revision, upgrade
+from listserv.store.engine import Store
 
 
 def restore_backup(settings: Settings, archive: Path) -> Manifest:
@@ -63,7 +64,7 @@ def _put_in_place(settings: Settings, scratch: Path, manifest: Manifest) -> None
     private_folder(settings.outbox_dir)
     store = Store(settings.database.url)
     try:
-        store.migrate()
+        upgrade(store)  # as `listserv init` does: forward to this code's schema
     finally:
         store.dispose()
 

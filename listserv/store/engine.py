@@ -9,6 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -75,17 +76,11 @@ def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
         raise RuntimeError("a reading unit of work tried to write; use unit_of_work()")
 
 
-def _alembic_config() -> Config:
+def alembic_config() -> Config:
+    """Alembic's configuration for this package's migrations."""
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     return config
-
-
-def known_revision(revision: str) -> bool:
-    """Whether `revision` is one of this code's schema revisions (a store made by a newer
-    listserv has one it does not know)."""
-    return any(script.revision == revision
-               for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions())
 
 
 class Store:
@@ -118,10 +113,22 @@ class Store:
         with self._readers() as session, session.begin():
             yield session
 
+    def schema_revision(self) -> str | None:
+        """The schema revision the database is at; None for a database never migrated."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    @staticmethod
+    def code_revision() -> str:
+        """The newest schema revision this code knows (what `migrate` upgrades to)."""
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert head is not None  # the package always ships its migrations
+        return head
+
     def migrate(self, revision: str = "heads") -> None:
         """Create or upgrade the schema to the newest revision, or to `revision` (safe to
         repeat)."""
-        config = _alembic_config()
+        config = alembic_config()
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection

@@ -1,13 +1,15 @@
 """The `once` table: what must happen once (a daily summary, a call for submissions).
 
 A row is claimed in the transaction that does the work, under a unique (kind, key), so a
-restart or a second daemon repeats nothing.
+restart or a second daemon repeats nothing. A heartbeat (`beat`) is one row per (kind, key)
+whose time is moved on each time: when the scheduler last finished a run.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,3 +24,19 @@ def claim_once(session: Session, kind: str, key: str, now: datetime) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+#: The kind of the heartbeat rows (`beat`, `last_beat`).
+HEARTBEAT = "heartbeat"
+
+
+def beat(session: Session, key: str, now: datetime) -> None:
+    """Record that `key` (e.g. "scheduler") last ran now: one row, its time moved on."""
+    if not claim_once(session, HEARTBEAT, key, now):
+        session.execute(update(Once).where(Once.kind == HEARTBEAT, Once.key == key)
+                        .values(at=now))
+
+
+def last_beat(session: Session, key: str) -> datetime | None:
+    """When `key` last ran (`beat`), or None if it never did."""
+    return session.scalar(select(Once.at).where(Once.kind == HEARTBEAT, Once.key == key))

@@ -63,6 +63,8 @@ class OutRecipient(Base):
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str] = mapped_column(Text, default="")
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the latest attempt ended, whatever its result (`listserv status` counts the hour's).
+    attempted_at: Mapped[datetime | None] = mapped_column(default=None)
 
     message: Mapped[OutMessage] = relationship()
 
