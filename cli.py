@@ -54,6 +54,8 @@ from listserv.meetings.show import meeting_dict
 from listserv.meetings.times import parse_at, when
 from listserv.membership import bans
 from listserv.membership import subscriptions as membership
+from listserv.operations.backup import take_backup
+from listserv.operations.restore import restore_backup
 from listserv.operations.service import listserv_executable, systemd_unit
 from listserv.operations.status import status_lines, status_report
 from listserv.operations.upgrade import upgrade
@@ -325,6 +327,36 @@ def init(app: App, force: bool) -> None:
     schema = upgrade(app.store)
     click.echo(f"listserv is ready in {settings.data_dir} (database: {app.store.safe_url})")
     click.echo(schema)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_app
+def backup(app: App, file: Path) -> None:
+    """Write a backup of the store and the data folder's files to FILE (.tar.gz, 0600).
+
+    Safe while the daemon runs: the database is copied in one consistent snapshot.
+    """
+    with _database_errors():
+        manifest = take_backup(app.settings, app.store, file)
+    rows = sum(manifest.counts.values())
+    click.echo(f"wrote {file}: {manifest.backend} store at schema {manifest.schema_revision}, "
+               f"{rows} rows, {len(manifest.files)} files")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_app
+def restore(app: App, file: Path) -> None:
+    """Restore the backup FILE into an empty data folder and database, then migrate forward.
+
+    Refuses a damaged or incomplete backup, and a data folder or database that is not empty.
+    """
+    settings = app.settings
+    with _database_errors():
+        manifest = restore_backup(settings, file)
+    click.echo(f"restored {file} (taken {manifest.created}, schema "
+               f"{manifest.schema_revision}) into {settings.data_dir}")
 
 
 @main.command()

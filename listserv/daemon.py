@@ -22,6 +22,7 @@ from listserv.files import private_folder, replace_private, tighten
 from listserv.intake.group_commit import GroupCommit
 from listserv.intake.listening import cannot_listen
 from listserv.mail.render import Renderer
+from listserv.operations.scheduled import ScheduledBackups
 from listserv.operations.upgrade import stale_schema
 from listserv.router.dispatch import Router
 from listserv.store.engine import Store
@@ -193,7 +194,8 @@ class Daemon:
             Router(self.store, s, self.renderer, self.clock, self.route_wake, self.stopping,
                    self.deliver_wake),
             Scheduler(self.store, self.renderer, self.clock, s.daemon.scheduler_tick_seconds,
-                      self.schedule_wake, self.stopping, self.deliver_wake, s.retention),
+                      self.schedule_wake, self.stopping, self.deliver_wake, s.retention,
+                      ScheduledBackups(s)),
         ]
         limits = SendLimits.of(s.outbound)
         feedback = DeliveryBounces()

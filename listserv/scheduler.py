@@ -1,4 +1,5 @@
-"""Work due by the clock: held messages that expire, the daily summary of what waits, pruning.
+"""Work due by the clock: held messages that expire, the daily summary of what waits, pruning,
+scheduled backups.
 
 Each sending is recorded in the transaction that queues it (a `Once` row under a unique key
 where it must happen once), so a restart or a second daemon repeats nothing.
@@ -22,6 +23,7 @@ from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.meetings import series as meetings
 from listserv.membership.subscriptions import expire_requests
+from listserv.operations.scheduled import ScheduledBackups
 from listserv.store.audit import DAEMON, audit
 from listserv.store.engine import Store
 from listserv.store.models.core import Held
@@ -70,7 +72,8 @@ class Pruning:
         log.info("retention: pruned %s; %d free pages given back", pruned, freed)
 
 
-def run_due(store: Store, renderer: Renderer, clock: Clock, pruning: Pruning) -> None:
+def run_due(store: Store, renderer: Renderer, clock: Clock, pruning: Pruning,
+            backups: ScheduledBackups | None = None) -> None:
     """Everything due now, each kind of work in its own unit of work."""
     for job in (expire_held, send_daily_summaries):
         with store.unit_of_work() as session:
@@ -83,6 +86,8 @@ def run_due(store: Store, renderer: Renderer, clock: Clock, pruning: Pruning) ->
     pruning(store, clock.now())  # small batches, each its own unit of work
     with store.unit_of_work() as session:
         beat(session, "scheduler", clock.now())  # `listserv status` shows the last run
+    if backups is not None:
+        backups(store, clock.now())  # last: the snapshot holds what this run did
 
 
 class Scheduler(threading.Thread):
@@ -91,8 +96,10 @@ class Scheduler(threading.Thread):
     def __init__(self, store: Store, renderer: Renderer, clock: Clock, tick: float,
                  wake: threading.Event, stopping: threading.Event,
                  delivered: threading.Event,
-                 retention: RetentionSettings | None = None) -> None:
+                 retention: RetentionSettings | None = None,
+                 backups: ScheduledBackups | None = None) -> None:
         super().__init__(name="scheduler", daemon=True)
+        self.backups = backups
         self.pruning = Pruning(retention or RetentionSettings())
         self.store, self.renderer, self.clock, self.tick = store, renderer, clock, tick
         self.wake, self.stopping, self.delivered = wake, stopping, delivered
@@ -124,7 +131,7 @@ class Scheduler(threading.Thread):
                 asked = self._asked
             failed = False
             try:
-                run_due(self.store, self.renderer, self.clock, self.pruning)
+                run_due(self.store, self.renderer, self.clock, self.pruning, self.backups)
                 self.delivered.set()
             except Exception:
                 log.exception("scheduler run failed; trying again next tick")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from listserv.config import (
+    BackupSettings,
     DaemonSettings,
     ImapSettings,
     IntakeSettings,
@@ -158,6 +159,7 @@ def accepted_keys() -> set[str]:
         | fields("outbound.", OutboundSettings)
         | fields("daemon.", DaemonSettings)
         | fields("retention.", RetentionSettings)
+        | fields("backup.", BackupSettings)
         | fields("status.", StatusSettings)
     )
 

@@ -21,6 +21,7 @@ reads the file, `tables` checks each table's keys, `passwords` resolves the secr
 from listserv.config.loading import load_settings
 from listserv.config.settings import (
     DEFAULT_DATA_DIR,
+    BackupSettings,
     DaemonSettings,
     DatabaseSettings,
     ImapSettings,
@@ -39,6 +40,7 @@ __all__ = [
     "ImapSettings",
     "IntakeSettings",
     "OutboundSettings",
+    "BackupSettings",
     "RetentionSettings",
     "ServerSettings",
     "Settings",

@@ -22,6 +22,7 @@ from listserv.config.settings import (
     IMAP_TLS,
     OUTBOUND_TLS,
     OUTBOUND_TRANSPORTS,
+    BackupSettings,
     DaemonSettings,
     DatabaseSettings,
     ImapSettings,
@@ -97,6 +98,7 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
                            "unless outbound.username is one")
     daemon = _read_daemon(root.table("daemon"), DaemonSettings())
     retention = _read_retention(root.table("retention"), RetentionSettings())
+    backup = _read_backup(root.table("backup"), BackupSettings())
     status_table = root.table("status")
     status = StatusSettings(max_queue_age_minutes=status_table.integer(
         "max_queue_age_minutes", StatusSettings().max_queue_age_minutes, minimum=1))
@@ -111,6 +113,7 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
         outbound=outbound,
         daemon=daemon,
         retention=retention,
+        backup=backup,
         status=status,
     )
 
@@ -239,6 +242,16 @@ def _read_retention(table: Table, default: RetentionSettings) -> RetentionSettin
     settings = RetentionSettings(
         inbound_days=table.integer("inbound_days", default.inbound_days, minimum=1),
         outgoing_days=table.integer("outgoing_days", default.outgoing_days, minimum=1),
+    )
+    table.finish()
+    return settings
+
+
+def _read_backup(table: Table, default: BackupSettings) -> BackupSettings:
+    settings = BackupSettings(
+        every_hours=table.integer("every_hours", default.every_hours),
+        keep=table.integer("keep", default.keep, minimum=1),
+        folder=table.path("folder", ""),
     )
     table.finish()
     return settings

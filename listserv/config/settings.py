@@ -146,6 +146,19 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BackupSettings:
+    """`[backup]`: backups the scheduler takes (docs/operations.md).
+
+    Every `every_hours` (0 = none) a backup goes into `folder` (default: `listserv-backups`
+    beside the data folder), and only the newest `keep` stay there.
+    """
+
+    every_hours: int = 0
+    keep: int = 7
+    folder: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StatusSettings:
     """`[status]`: what `listserv status` counts as wrong (a non-zero exit for monitoring)."""
 
@@ -168,6 +181,7 @@ class Settings:
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
 
     @property
@@ -191,6 +205,11 @@ class Settings:
     def outbox_dir(self) -> Path:
         """The Maildir that `transport = "maildir"` delivers into."""
         return self.data_dir / "outbox"
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where scheduled backups go: `[backup] folder`, else beside the data folder."""
+        return self.backup.folder or self.data_dir.parent / "listserv-backups"
 
     @property
     def run_dir(self) -> Path:

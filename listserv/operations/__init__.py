@@ -1,1 +1,1 @@
-"""The operator's commands: health at a glance, the service unit, upgrades (SPEC §4, §7)."""
+"""The operator's commands: health, the service unit, upgrades, backups (SPEC §4, §7)."""

@@ -11,7 +11,7 @@ from listserv.errors import ListservError
 from listserv.store.engine import Store, alembic_config
 
 
-def _known(revision: str) -> bool:
+def known_revision(revision: str) -> bool:
     """Whether this code's migrations know the revision (an unknown one is newer)."""
     try:
         return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
@@ -25,7 +25,7 @@ def stale_schema(store: Store) -> str:
     at, code = store.schema_revision(), store.code_revision()
     if at is None or at == code:
         return ""
-    if not _known(at):
+    if not known_revision(at):
         return (f"the database schema is at revision {at}, newer than this listserv "
                 f"({code}): run the listserv that upgraded it (`listserv --version` there)")
     return (f"the database schema is at revision {at}, older than this listserv's ({code}): "
@@ -39,7 +39,7 @@ def upgrade(store: Store) -> str:
     data would be misread.
     """
     before, code = store.schema_revision(), store.code_revision()
-    if before is not None and not _known(before):
+    if before is not None and not known_revision(before):
         raise ListservError(f"the database schema is at revision {before}, newer than this "
                             f"listserv ({code}): install the listserv that upgraded it")
     store.migrate()

@@ -125,13 +125,14 @@ class Store:
         assert head is not None  # the package always ships its migrations
         return head
 
-    def migrate(self) -> None:
-        """Create or upgrade the schema to the newest revision (safe to repeat)."""
+    def migrate(self, revision: str = "heads") -> None:
+        """Create or upgrade the schema to the newest revision, or to `revision` (safe to
+        repeat)."""
         config = alembic_config()
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
-                command.upgrade(config, "heads")
+                command.upgrade(config, revision)
         except Exception as exc:
             raise ListservError(f"cannot prepare the database at {self.safe_url}: {exc}") from exc
         self._make_vacuum_incremental()
