@@ -41,7 +41,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -350,14 +351,14 @@ class Measured:
     import_seconds: float
 
 
-def measure(setup: Setup, sink: SinkProcess, mode: str, data_kb: int,
-            timeout: float) -> tuple[float, float, int, float, bytes]:
-    """One post through a fresh daemon: (seconds, to first, transactions, peak MB, post)."""
-    run_cli(setup, "lists", "set", LIST, "personalize",
-            "true" if mode == "personalized" else "false")
+@contextmanager
+def running_daemon(setup: Setup, log_path: Path) -> Iterator[tuple[subprocess.Popen[bytes],
+                                                                    dict[str, int]]]:
+    """`listserv serve` on `setup` as a subprocess, logging to `log_path`: yields the process
+    and its ports once they are written, and stops it with SIGTERM (then a kill) on the way
+    out, whatever happened."""
     ports_file = setup.directory / "data" / "run" / "ports.json"
     ports_file.unlink(missing_ok=True)
-    log_path = setup.directory / f"daemon-{mode}.log"
     with open(log_path, "wb") as log:
         daemon = subprocess.Popen(
             [*listserv_executable(), "--config", str(setup.config), "serve"],
@@ -369,7 +370,24 @@ def measure(setup: Setup, sink: SinkProcess, mode: str, data_kb: int,
             if daemon.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the daemon did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.05)
-        ports = json.loads(ports_file.read_text())
+        yield daemon, json.loads(ports_file.read_text())
+    finally:
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(60)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+
+
+def measure(setup: Setup, sink: SinkProcess, mode: str, data_kb: int,
+            timeout: float) -> tuple[float, float, int, float, bytes]:
+    """One post through a fresh daemon: (seconds, to first, transactions, peak MB, post)."""
+    run_cli(setup, "lists", "set", LIST, "personalize",
+            "true" if mode == "personalized" else "false")
+    log_path = setup.directory / f"daemon-{mode}.log"
+    with running_daemon(setup, log_path) as (daemon, ports):
         sink.clear()
         sender = member_address(0)
         post = make_post(sender, data_kb)
@@ -389,14 +407,6 @@ def measure(setup: Setup, sink: SinkProcess, mode: str, data_kb: int,
         if after != setup.members:
             raise RuntimeError(f"{mode}: {after} recipients counted for {setup.members} members")
         peak = peak_rss_mb(daemon.pid)
-    finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
     if daemon.returncode != 0:
         raise RuntimeError(f"the daemon exited with {daemon.returncode}:\n"
                            f"{log_path.read_text()[-3000:]}")

@@ -24,13 +24,10 @@ a table and writes nothing into the repository. docs/benchmarks.md has the figur
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import smtplib
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,10 +49,10 @@ from bench.fanout import (  # noqa: E402  (the repository on sys.path first)
     Schemas,
     Setup,
     SinkProcess,
-    listserv_executable,
     machine,
     peak_rss_mb,
     run_cli,
+    running_daemon,
 )
 
 MEMBERS = 10
@@ -160,20 +157,8 @@ def send_burst(port: int, posts: list[bytes], clients: int) -> tuple[float, list
 def measure(setup: Setup, sink: SinkProcess, clients: int, count: int, body_kb: int,
             timeout: float) -> Measured:
     """One burst through a fresh daemon."""
-    ports_file = setup.directory / "data" / "run" / "ports.json"
     log_path = setup.directory / "daemon.log"
-    with open(log_path, "wb") as log:
-        daemon = subprocess.Popen(
-            [*listserv_executable(), "--config", str(setup.config), "serve"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=setup.directory, env=setup.env,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not ports_file.exists():
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the daemon did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.05)
-        ports = json.loads(ports_file.read_text())
+    with running_daemon(setup, log_path) as (daemon, ports):
         sink.clear()
         posts = [make_post(n, body_kb) for n in range(count)]
         wanted = count * MEMBERS  # every member gets every post, the author's own copy too
@@ -186,14 +171,6 @@ def measure(setup: Setup, sink: SinkProcess, clients: int, count: int, body_kb: 
         time.sleep(0.5)  # anything more would be a duplicate
         copies, _ = sink.count()
         peak = peak_rss_mb(daemon.pid)
-    finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     return Measured(clients, count, count / (accepted - start), count / (delivered - start),
                     cuts[49] * 1000, cuts[98] * 1000, peak, copies)
