@@ -269,29 +269,40 @@ def run_cli(setup: Setup, *args: str, stdin: bytes | None = None) -> str:
     return result.stdout.decode(errors="replace")
 
 
-def prepare(base: Path, members: int, sink_port: int, db_url: str) -> Setup:
-    """A fresh data folder, list and roster, made with the command line; the import timed."""
-    directory = base / f"members-{members}"
+def set_up_list(directory: Path, addresses: list[str], db_url: str, sink_port: int, *,
+                intake: str = "", outbound: str = "") -> tuple[Setup, Path]:
+    """A fresh data folder and config in `directory` (intake on free ports, mail to the sink;
+    `intake` and `outbound` add keys to those sections), the list made with the command line
+    and its roster written to a CSV file, not yet imported: returns the setup and the file."""
     directory.mkdir()
     config = directory / "listserv.toml"
     config.write_text(
         f'data_dir = "{directory / "data"}"\n'
         f'[database]\nurl = "{db_url}"\n'
+        f"[intake]\n{intake}"
         "[intake.lmtp]\nport = 0\n"
         "[intake.smtp]\nport = 0\n"
-        f'[outbound]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {sink_port}\n'
-        f"max_recipients_per_transaction = {BATCH}\nmax_connections = {CONNECTIONS}\n"
+        f'[outbound]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {sink_port}\n{outbound}'
         f'[daemon]\nhostname = "{DOMAIN}"\n'
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("LISTSERV_CONFIG", None)
-    setup = Setup(directory, config, members, env=env)
+    setup = Setup(directory, config, len(addresses), env=env)
     run_cli(setup, "init")
     run_cli(setup, "lists", "create", LIST, "--owner", OWNER)
     roster = directory / "members.csv"
     with open(roster, "w", encoding="utf-8") as handle:
         handle.write("email,name\n")
-        handle.writelines(f"{member_address(i)},Member {i}\n" for i in range(members))
+        handle.writelines(f"{address},Member {i}\n" for i, address in enumerate(addresses))
+    return setup, roster
+
+
+def prepare(base: Path, members: int, sink_port: int, db_url: str) -> Setup:
+    """A fresh data folder, list and roster, made with the command line; the import timed."""
+    setup, roster = set_up_list(
+        base / f"members-{members}", [member_address(i) for i in range(members)], db_url,
+        sink_port, outbound=f"max_recipients_per_transaction = {BATCH}\n"
+                            f"max_connections = {CONNECTIONS}\n")
     start = time.monotonic()
     out = run_cli(setup, "members", "import", LIST, str(roster))
     setup.import_seconds = time.monotonic() - start

@@ -24,7 +24,6 @@ a table and writes nothing into the repository. docs/benchmarks.md has the figur
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import smtplib
 import statistics
@@ -43,9 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.fanout import (  # noqa: E402  (the repository on sys.path first)
-    DOMAIN,
     LIST,
-    OWNER,
     Schemas,
     Setup,
     SinkProcess,
@@ -53,6 +50,7 @@ from bench.fanout import (  # noqa: E402  (the repository on sys.path first)
     peak_rss_mb,
     run_cli,
     running_daemon,
+    set_up_list,
 )
 
 MEMBERS = 10
@@ -78,26 +76,8 @@ def make_post(n: int, body_kb: int) -> bytes:
 
 def prepare(base: Path, name: str, sink_port: int, db_url: str) -> Setup:
     """A fresh data folder with a list of 10 members, made with the command line."""
-    directory = base / name
-    directory.mkdir()
-    config = directory / "listserv.toml"
-    config.write_text(
-        f'data_dir = "{directory / "data"}"\n'
-        f'[database]\nurl = "{db_url}"\n'
-        "[intake]\nmax_messages_per_sender_per_hour = 0\n"
-        "[intake.lmtp]\nport = 0\n"
-        "[intake.smtp]\nport = 0\n"
-        f'[outbound]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {sink_port}\n'
-        f'[daemon]\nhostname = "{DOMAIN}"\n'
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("LISTSERV_CONFIG", None)
-    setup = Setup(directory, config, MEMBERS, env=env)
-    run_cli(setup, "init")
-    run_cli(setup, "lists", "create", LIST, "--owner", OWNER)
-    roster = directory / "members.csv"
-    roster.write_text("email,name\n" + "".join(f"{member(i)},Member {i}\n"
-                                               for i in range(MEMBERS)))
+    setup, roster = set_up_list(base / name, [member(i) for i in range(MEMBERS)], db_url,
+                                sink_port, intake="max_messages_per_sender_per_hour = 0\n")
     run_cli(setup, "members", "import", LIST, str(roster))
     return setup
 

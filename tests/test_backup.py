@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import tarfile
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import inspect, select, text
 
 from cli import main
 from listserv.config import load_settings
@@ -27,7 +26,7 @@ from listserv.daemon import Daemon
 from listserv.store.engine import Store
 from listserv.store.models.base import Base
 
-from .conftest import PG_ADMIN_URL
+from .conftest import pg_schema
 from .helpers import LIST, lmtp_send, make_message, wait_settled, write_config
 from .test_privacy import seed
 
@@ -44,14 +43,8 @@ def other_db_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'restored' / 'listserv.db'}"
         return
-    schema = f"r_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with pg_schema("r") as url:
+        yield url
 
 
 @pytest.fixture
