@@ -74,20 +74,25 @@ class Pruning:
 
 def run_due(store: Store, renderer: Renderer, clock: Clock, pruning: Pruning,
             backups: ScheduledBackups | None = None) -> None:
-    """Everything due now, each kind of work in its own unit of work."""
+    """Everything due now, each kind of work in its own unit of work.
+
+    The clock is read once: every job of a run sees the same instant (a clock moved during a
+    run would otherwise let pruning see a later time than the expiry before it).
+    """
+    now = clock.now()
     for job in (expire_held, send_daily_summaries):
         with store.unit_of_work() as session:
-            job(session, renderer, clock.now())
+            job(session, renderer, now)
     with store.unit_of_work() as session:
-        expire_requests(session, clock.now())
-    meetings.due_work(store, renderer, clock.now)  # series ahead, reminders (own units of work)
-    bounces.due_work(store, renderer, clock.now)  # probes, warnings, removals, score decay
-    column.due_work(store, renderer, clock.now)  # calls for submissions, deadline summaries
-    pruning(store, clock.now())  # small batches, each its own unit of work
+        expire_requests(session, now)
+    meetings.due_work(store, renderer, now)  # series ahead, reminders (own units of work)
+    bounces.due_work(store, renderer, now)  # probes, warnings, removals, score decay
+    column.due_work(store, renderer, now)  # calls for submissions, deadline summaries
+    pruning(store, now)  # small batches, each its own unit of work
     with store.unit_of_work() as session:
-        beat(session, "scheduler", clock.now())  # `listserv status` shows the last run
+        beat(session, "scheduler", now)  # `listserv status` shows the last run
     if backups is not None:
-        backups(store, clock.now())  # last: the snapshot holds what this run did
+        backups(store, now)  # last: the snapshot holds what this run did
 
 
 class Scheduler(threading.Thread):

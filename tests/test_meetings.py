@@ -140,14 +140,14 @@ def test_series_command_keeps_two_meetings_ahead(cli, shma, store, settings):
                for m in listed)
     # Once the first has begun, the scheduler makes the next one.
     later = expected[0] + timedelta(minutes=1)
-    due_work(store, Renderer(settings.templates_dir), lambda: later)
+    due_work(store, Renderer(settings.templates_dir), later)
     with store.unit_of_work() as session:
         ahead = [m.start for m in meetings_of(session, None, later)
                  if m.start > later]
     third = [s for s in quarterly_utc if s > expected[1]][:1]
     assert ahead == [expected[1], *third] if third else ahead[0] == expected[1]
     # Running it again makes nothing more, and a second series needs --replace.
-    due_work(store, Renderer(settings.templates_dir), lambda: later)
+    due_work(store, Renderer(settings.templates_dir), later)
     assert len(json.loads(cli("meetings", "list", LIST, "--all", "--json").output)) == 3
     again = cli("meetings", "series", LIST, "--rrule", QUARTERLY, "--at",
                 f"{first:%Y-%m-%d %H:%M}", "--tz", "America/Chicago", "--duration", "60",
@@ -208,7 +208,7 @@ def test_reminder_at_the_next_tick_then_exactly_one_day_before(cli, members, dae
     # Half a minute before the 1-day moment: nothing is due.
     one_day = start - timedelta(days=1)
     clock.advance(one_day - timedelta(seconds=30) - clock.now())
-    due_work(store, Renderer(settings.templates_dir), clock.now)
+    due_work(store, Renderer(settings.templates_dir), clock.now())
     assert set(reminder_rows(store, meeting_id)) == {14 * 24 * 60}
 
     clock.advance(timedelta(seconds=31))
@@ -222,7 +222,7 @@ def test_reminder_at_the_next_tick_then_exactly_one_day_before(cli, members, dae
     assert rows[14 * 24 * 60].detail.startswith("sent")
     # Waking again sends nothing more.
     daemon.wake_scheduler()
-    due_work(store, Renderer(settings.templates_dir), clock.now)
+    due_work(store, Renderer(settings.templates_dir), clock.now())
     assert all(len(meeting_mails(sink, m)) == 2 for m in MEMBERS)
     shown = json.loads(cli("meetings", "show", meeting_id, "--json").output)
     assert [(r["offset"], r["status"]) for r in shown["reminders"]] == [("14d", "sent"),

@@ -4,7 +4,6 @@ notices to the chair about each, and the scheduler's due work (`due_work`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -160,10 +159,10 @@ def _due_steps(session: Session, renderer: Renderer, now: datetime) -> int:
     return done
 
 
-def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> None:
+def due_work(store: Store, renderer: Renderer, now: datetime) -> None:
     """The scheduler's part: probes that succeeded, warnings and removals, score decay."""
     for job in (_probes_succeeded, _due_steps):
         with store.unit_of_work() as session:
-            job(session, renderer, now())
+            job(session, renderer, now)
     with store.unit_of_work() as session:
-        decay(session, now())
+        decay(session, now)

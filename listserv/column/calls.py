@@ -8,7 +8,6 @@ summary. Each is claimed with a `Once` row in the transaction that queues it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
@@ -98,7 +97,7 @@ def due_for_list(session: Session, renderer: Renderer, ml: MailingList, now: dat
                   f"deadline {deadline.isoformat()}: summary to the chair", ml.id)
 
 
-def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> None:
+def due_work(store: Store, renderer: Renderer, now: datetime) -> None:
     """The scheduler's column work, one list per unit of work."""
     with store.reading() as session:
         ids = [ml.id for ml in session.scalars(select(MailingList))
@@ -108,6 +107,6 @@ def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> N
             with store.unit_of_work() as session:
                 ml = session.get(MailingList, list_id)
                 if ml is not None:
-                    due_for_list(session, renderer, ml, now())
+                    due_for_list(session, renderer, ml, now)
         except Exception:
             log.exception("column work of list %s failed; trying again next tick", list_id)

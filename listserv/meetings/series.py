@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
@@ -245,7 +245,7 @@ def keep_series_ahead(session: Session, renderer: Renderer, series: MeetingSerie
     return made
 
 
-def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> None:
+def due_work(store: Store, renderer: Renderer, now: datetime) -> None:
     """The scheduler's meeting work: series kept ahead, reminders, held requests expired.
 
     Each series and each meeting is its own unit of work, so one that fails (and is logged)
@@ -258,10 +258,10 @@ def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> N
             with store.unit_of_work() as session:
                 series = session.get(MeetingSeries, series_id)
                 if series is not None and series.active:
-                    keep_series_ahead(session, renderer, series, now())
+                    keep_series_ahead(session, renderer, series, now)
         except Exception:
             log.exception("keeping series %s ahead failed; trying again next tick", series_id)
-    current = now()
+    current = now
     with store.reading() as session:
         meeting_ids = list(session.scalars(select(Meeting.id).where(
             Meeting.status == "scheduled",
@@ -273,9 +273,9 @@ def due_work(store: Store, renderer: Renderer, now: Callable[[], datetime]) -> N
             with store.unit_of_work() as session:
                 meeting = session.get(Meeting, meeting_id)
                 if meeting is not None and meeting.status == "scheduled":
-                    send_due_reminders(session, renderer, meeting, now())
+                    send_due_reminders(session, renderer, meeting, now)
         except Exception:
             log.exception("reminders of meeting %s failed; trying again next tick", meeting_id)
     with store.unit_of_work() as session:
-        expire_held_requests(session, renderer, now())
-    log.debug("meeting work done at %s", now().isoformat())
+        expire_held_requests(session, renderer, now)
+    log.debug("meeting work done at %s", now.isoformat())
