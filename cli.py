@@ -1273,26 +1273,52 @@ def submissions_show(app: App, submission_id: str, as_json: bool) -> None:
     click.echo(text.rstrip())
 
 
+submission_ids = click.argument("submission_ids", metavar="ID...", nargs=-1)
+
+
+def _waiting_submissions(app: App, ids: Sequence[str], everything: bool, list_ref: str | None,
+                         status: str) -> list[str]:
+    """The tracking ids a decision acts on: those given, or with --all every one in `status`."""
+    _usage(ids, everything)
+    with app.reading() as session:
+        ml = services.find_list(session, list_ref) if list_ref else None
+        waiting = [s.tracking_id for s in desk.submissions_of(session, ml, status=status)
+                   ] if everything else []
+    return housekeeping.chosen(ids, everything, waiting, f"{status} submission")
+
+
 @submissions_group.command("accept")
-@click.argument("submission_id", metavar="ID")
+@submission_ids
+@all_option
+@scope_option
 @pass_app
-def submissions_accept(app: App, submission_id: str) -> None:
-    """Accept a submission for the column."""
-    with app.unit_of_work() as session:
-        click.echo(desk.accept(session, desk.find_submission(session, submission_id),
-                               app.clock.now(), app.actor))
+def submissions_accept(app: App, submission_ids: tuple[str, ...], everything: bool,
+                       list_ref: str | None) -> None:
+    """Accept submissions for the column (--all: every one received and not yet decided)."""
+    def accept(submission_id: str) -> str:
+        with app.unit_of_work() as session:
+            return desk.accept(session, desk.find_submission(session, submission_id),
+                               app.clock.now(), app.actor)
+
+    each(_waiting_submissions(app, submission_ids, everything, list_ref, "received"), accept)
 
 
 @submissions_group.command("decline")
-@click.argument("submission_id", metavar="ID")
-@click.option("--reason", default="", help="Mailed to the author.")
+@submission_ids
+@all_option
+@scope_option
+@click.option("--reason", default="", help="Mailed to each author.")
 @pass_app
-def submissions_decline(app: App, submission_id: str, reason: str) -> None:
-    """Decline a submission; the author gets a courteous reply."""
-    with app.unit_of_work() as session:
-        click.echo(desk.decline(session, app.renderer,
+def submissions_decline(app: App, submission_ids: tuple[str, ...], everything: bool,
+                        list_ref: str | None, reason: str) -> None:
+    """Decline submissions; each author gets a courteous reply (--all: every one received)."""
+    def decline(submission_id: str) -> str:
+        with app.unit_of_work() as session:
+            return desk.decline(session, app.renderer,
                                 desk.find_submission(session, submission_id),
-                                app.clock.now(), app.actor, reason))
+                                app.clock.now(), app.actor, reason)
+
+    each(_waiting_submissions(app, submission_ids, everything, list_ref, "received"), decline)
 
 
 @submissions_group.command("approve-follow-up")
@@ -1319,14 +1345,20 @@ def submissions_discard_follow_up(app: App, submission_id: str, follow_up: str) 
 
 
 @submissions_group.command("publish")
-@click.argument("submission_id", metavar="ID")
-@click.option("--issue", required=True, help='The issue it appears in, e.g. "Winter 2027".')
+@submission_ids
+@all_option
+@scope_option
+@click.option("--issue", required=True, help='The issue they appear in, e.g. "Winter 2027".')
 @pass_app
-def submissions_publish(app: App, submission_id: str, issue: str) -> None:
-    """Record that a submission was published, and in which issue."""
-    with app.unit_of_work() as session:
-        click.echo(desk.publish(session, desk.find_submission(session, submission_id),
-                                issue, app.clock.now(), app.actor))
+def submissions_publish(app: App, submission_ids: tuple[str, ...], everything: bool,
+                        list_ref: str | None, issue: str) -> None:
+    """Record that submissions were published, and in which issue (--all: every accepted one)."""
+    def publish(submission_id: str) -> str:
+        with app.unit_of_work() as session:
+            return desk.publish(session, desk.find_submission(session, submission_id),
+                                issue, app.clock.now(), app.actor)
+
+    each(_waiting_submissions(app, submission_ids, everything, list_ref, "accepted"), publish)
 
 
 @submissions_group.command("export")
