@@ -36,7 +36,7 @@ from listserv.config.discovery import config_for_init, find_config
 from listserv.daemon import Daemon, secure_data_folder
 from listserv.delivery.outbox import audience
 from listserv.errors import ListservError
-from listserv.files import UMASK, open_private, private_folder
+from listserv.files import UMASK, open_private, private_folder, remove_paths
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.meetings import peer_input as peer_input
@@ -447,8 +447,10 @@ def lists_delete(app: App, list_ref: str, yes: bool) -> None:
         address, count = ml.address, housekeeping.member_count(session, ml)
     ask(f"Delete {address} and its {count} members for good?", yes)
     with app.unit_of_work() as session:
-        housekeeping.delete_list(session, services.find_list(session, address),
-                                 app.clock.now(), app.actor)
+        _, folders = housekeeping.delete_list(session, services.find_list(session, address),
+                                              app.clock.now(), app.actor,
+                                              app.settings.data_dir)
+    remove_paths(folders)
     click.echo(f"deleted {address}")
 
 

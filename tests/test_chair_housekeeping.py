@@ -143,8 +143,17 @@ def test_requests_approve_takes_several_ids(cli, shma, daemon, sink):
 
 
 @pytest.mark.both_backends
-def test_lists_delete_asks_and_without_a_terminal_needs_yes(cli, shma):
+def test_lists_delete_asks_and_without_a_terminal_needs_yes(cli, shma, daemon, store,
+                                                            settings):
     cli("members", "add", shma, "ann@example.net", "--no-welcome")
+    post(daemon, "ann@example.net", "My piece", to="shma-column@lists.example.org")
+    folder = settings.data_dir / "submissions"
+
+    def stored() -> list[str]:  # the tracking ids' folders (not the staging area)
+        return [p.name for p in folder.glob("*") if not p.name.startswith(".")]
+
+    wait_until(stored, what="the submission's files")
+    wait_settled(store)
     refused = cli("lists", "delete", shma, ok=False)
     assert refused.exit_code != 0
     assert "1 members" in refused.output and "--yes" in refused.output
@@ -153,6 +162,7 @@ def test_lists_delete_asks_and_without_a_terminal_needs_yes(cli, shma):
     assert "deleted" in cli("lists", "delete", shma, "--yes").output
     assert json.loads(cli("lists", "list", "--json").output) == []
     assert log(cli, "--action", "list-deleted")[0]["detail"].startswith(LIST)
+    assert stored() == []  # the list's submissions went with it
 
 
 @pytest.mark.both_backends
