@@ -82,8 +82,8 @@ def unsubscribe_page(session: Session, token: str) -> Page:
         if well_formed(token) and _spent(session, token):
             return Page("unsubscribed.html", values={"already": True})
         return NOT_FOUND
-    return Page("unsubscribe.html", lang=member.language,
-                values=_about(member.mailing_list, member.email))
+    ml = session.get(MailingList, member.list_id)
+    return Page("unsubscribe.html", lang=member.language, values=_about(ml, member.email))
 
 
 def one_click(session: Session, renderer: Renderer, token: str, now: datetime,
@@ -97,7 +97,7 @@ def one_click(session: Session, renderer: Renderer, token: str, now: datetime,
         if well_formed(token) and _spent(session, token):
             return Page("unsubscribed.html", values={"already": True})
         return NOT_FOUND
-    ml, email = member.mailing_list, member.email
+    ml, email = session.get(MailingList, member.list_id), member.email
     lang = member.language or lang
     claim_once(session, SPENT, _spent_key(token), now)
     audit(session, now, WEB, "one-click-unsubscribe", email, ml.id)
