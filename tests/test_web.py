@@ -3,7 +3,9 @@ pages, over real HTTP to the running daemon on 127.0.0.1."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from listserv.config import load_settings
-from listserv.errors import ConfigError
+from listserv.daemon import Daemon
+from listserv.errors import ConfigError, ListservError
 from listserv.mail.render import Renderer
 from listserv.store.models.core import Member
 from listserv.web.links import one_click_base, public_url
@@ -212,3 +215,15 @@ def test_a_base_url_that_is_not_a_url_is_refused_with_its_key(tmp_path):
     config.write_text('[web]\nenabled = true\nbase_url = "lists.example.org/x"\n')
     with pytest.raises(ConfigError, match=r"web\.base_url"):
         load_settings(config)
+
+
+def test_a_taken_web_port_stops_the_daemon_with_one_line_naming_the_web_table(settings):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = dataclasses.replace(settings,
+                                   web=dataclasses.replace(settings.web, port=port))
+        with pytest.raises(ListservError, match=rf"cannot listen for web on 127\.0\.0\.1:{port}"
+                           r".*\[web\]"):
+            Daemon(busy).start()

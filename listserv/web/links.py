@@ -26,7 +26,9 @@ def one_click_base(settings: Settings) -> str:
     copies carry only the mailto.
 
     The one place that decides it (SPEC §3, RFC 8058): the endpoint is on and its public URL
-    is `https://` (mailbox providers post only to HTTPS).
+    is `https://` (mailbox providers post only to HTTPS). SPEC §3 also asks that DKIM signing
+    be on (RFC 8058 §4: the signature covers both headers): that condition joins this one
+    when signing lands.
     """
     web = settings.web
     if web.enabled and web.base_url.startswith("https://"):

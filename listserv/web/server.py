@@ -104,7 +104,9 @@ class WebEndpoint:
     async def start(self) -> int:
         """Listen on `[web] host:port`; returns the bound port (`port = 0`: a free one).
         Raises OSError when the address cannot be bound."""
-        runner = web.AppRunner(self.application(), access_log=None, handle_signals=False)
+        # A stop waits at most a few seconds for answers under way (each is one short step).
+        runner = web.AppRunner(self.application(), access_log=None, handle_signals=False,
+                               shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.web.host, self.settings.web.port)
         try:
