@@ -23,7 +23,7 @@ from listserv.web.pages import LANGUAGES, choose_language
 
 from .helpers import LIST, lmtp_send, make_message, parse, wait_mail, wait_until
 from .smtp_sink import SmtpSink
-from .web_helpers import confirm_link_in, http, write_web_config
+from .web_helpers import Answer, confirm_link_in, http, write_web_config
 
 ANN = "ann@example.net"
 JANE = "jane@example.org"
@@ -227,3 +227,32 @@ def test_a_taken_web_port_stops_the_daemon_with_one_line_naming_the_web_table(se
         with pytest.raises(ListservError, match=rf"cannot listen for web on 127\.0\.0\.1:{port}"
                            r".*\[web\]"):
             Daemon(busy).start()
+
+
+def press_confirm(link: str) -> Answer:
+    """Open a confirmation page and press its button, as a browser does (cookie and form)."""
+    page = http(link)
+    assert page.status == 200, page.text
+    nonce = page.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+    return http(link, data=f"form_token={nonce}".encode(),
+                headers={"Cookie": f"listserv_form={nonce}"})
+
+
+@pytest.mark.parametrize("to,body,subject,title,done", [
+    ("shma-leave@lists.example.org", "", "Please confirm: leave the shma list",
+     "Leave the SHMA list", "You have left the list"),
+    ("shma-request@lists.example.org", "set nomail", "Please confirm: stop mail",
+     "Stop mail from the SHMA list", "receives none of its messages"),
+])
+def test_an_unproven_leave_or_set_is_completed_on_its_page_as_a_reply_would(
+        cli, shma, daemon, sink, store, to, body, subject, title, done):
+    cli("members", "add", LIST, ANN, "--no-welcome")
+    lmtp_send(daemon.ports["lmtp"], ANN, [to],
+              make_message(sender=ANN, to=to, subject=body or "bye", body=body + "\n"))
+    link = confirm_link_in(wait_mail(sink, ANN, subject))
+    assert title in http(link).text
+    answer = press_confirm(link)
+    assert answer.status == 200 and done in answer.text
+    with store.reading() as session:
+        member = session.scalar(select(Member).where(Member.email == ANN))
+        assert (member is None) if "leave" in to else (member.delivery == "nomail")
