@@ -60,6 +60,7 @@ from listserv.operations.service import listserv_executable, systemd_unit
 from listserv.operations.status import status_lines, status_report
 from listserv.operations.upgrade import upgrade
 from listserv.store.engine import Store
+from listserv.web.links import public_url
 
 
 class App:
@@ -97,7 +98,8 @@ class App:
 
     @property
     def renderer(self) -> Renderer:
-        return Renderer(self.settings.templates_dir, self.settings.outbound.eightbitmime)
+        return Renderer(self.settings.templates_dir, self.settings.outbound.eightbitmime,
+                        web_url=public_url(self.settings))
 
     @property
     def actor(self) -> str:

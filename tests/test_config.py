@@ -18,6 +18,7 @@ from listserv.config import (
     RetentionSettings,
     ServerSettings,
     StatusSettings,
+    WebSettings,
     load_settings,
 )
 from listserv.errors import ConfigError, ListservError
@@ -161,6 +162,7 @@ def accepted_keys() -> set[str]:
         | fields("retention.", RetentionSettings)
         | fields("backup.", BackupSettings)
         | fields("status.", StatusSettings)
+        | fields("web.", WebSettings)
     )
 
 

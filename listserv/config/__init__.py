@@ -31,6 +31,7 @@ from listserv.config.settings import (
     ServerSettings,
     Settings,
     StatusSettings,
+    WebSettings,
 )
 
 __all__ = [
@@ -45,5 +46,6 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StatusSettings",
+    "WebSettings",
     "load_settings",
 ]

@@ -32,6 +32,7 @@ from listserv.config.settings import (
     ServerSettings,
     Settings,
     StatusSettings,
+    WebSettings,
     sqlite_url_parts,
 )
 from listserv.config.tables import Key, Loader, Table, one_line
@@ -103,6 +104,7 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
     status = StatusSettings(max_queue_age_minutes=status_table.integer(
         "max_queue_age_minutes", StatusSettings().max_queue_age_minutes, minimum=1))
     status_table.finish()
+    web = _read_web(root.table("web"), WebSettings())
     root.finish()
     return Settings(
         config_path=config_path,
@@ -115,6 +117,7 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
         retention=retention,
         backup=backup,
         status=status,
+        web=web,
     )
 
 
@@ -252,6 +255,21 @@ def _read_backup(table: Table, default: BackupSettings) -> BackupSettings:
         every_hours=table.integer("every_hours", default.every_hours),
         keep=table.integer("keep", default.keep, minimum=1),
         folder=table.path("folder", ""),
+    )
+    table.finish()
+    return settings
+
+
+def _read_web(table: Table, default: WebSettings) -> WebSettings:
+    base_url = table.string("base_url", default.base_url).strip().rstrip("/")
+    if base_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", base_url):
+        raise table.error("base_url", "expected the public URL the endpoint is reached at, "
+                                      "such as 'https://lists.example.org/listserv'")
+    settings = WebSettings(
+        enabled=table.boolean("enabled", default.enabled),
+        host=table.string("host", default.host, non_empty=True),
+        port=table.port("port", default.port),
+        base_url=base_url,
     )
     table.finish()
     return settings

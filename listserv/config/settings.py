@@ -166,6 +166,22 @@ class StatusSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """`[web]`: the small HTTP endpoint for one-click unsubscribe and confirmation pages.
+
+    Off unless `enabled`. `port = 0` asks for a free port (written to `run/ports.json` as
+    `web`). `base_url` is the public URL a reverse proxy forwards to `host:port`, without a
+    trailing slash; "" means the endpoint's own `http://host:port` (one machine, tests). Only
+    an `https://` `base_url` puts the endpoint into List-Unsubscribe (SPEC §3, RFC 8058).
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the daemon and the command line need from the operator.
 
@@ -183,6 +199,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def hosted(self) -> bool:
