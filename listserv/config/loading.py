@@ -25,6 +25,8 @@ from listserv.config.settings import (
     BackupSettings,
     DaemonSettings,
     DatabaseSettings,
+    DkimKey,
+    DkimSettings,
     ImapSettings,
     IntakeSettings,
     OutboundSettings,
@@ -32,6 +34,7 @@ from listserv.config.settings import (
     ServerSettings,
     Settings,
     StatusSettings,
+    WebSettings,
     sqlite_url_parts,
 )
 from listserv.config.tables import Key, Loader, Table, one_line
@@ -103,6 +106,8 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
     status = StatusSettings(max_queue_age_minutes=status_table.integer(
         "max_queue_age_minutes", StatusSettings().max_queue_age_minutes, minimum=1))
     status_table.finish()
+    dkim = _read_dkim(root.table("dkim"))
+    web = _read_web(root.table("web"), WebSettings())
     root.finish()
     return Settings(
         config_path=config_path,
@@ -115,6 +120,8 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
         retention=retention,
         backup=backup,
         status=status,
+        dkim=dkim,
+        web=web,
     )
 
 
@@ -252,6 +259,38 @@ def _read_backup(table: Table, default: BackupSettings) -> BackupSettings:
         every_hours=table.integer("every_hours", default.every_hours),
         keep=table.integer("keep", default.keep, minimum=1),
         folder=table.path("folder", ""),
+    )
+    table.finish()
+    return settings
+
+
+def _read_dkim(table: Table) -> DkimSettings:
+    default = DkimSettings()
+    keys_table = table.table("keys")
+    keys: dict[str, DkimKey] = {}
+    for domain in keys_table.data:
+        entry = keys_table.table(str(domain))
+        keys[str(domain).strip().rstrip(".").lower()] = DkimKey(
+            selector=entry.string("selector", ""),
+            private_key_file=entry.path("private_key_file", ""))
+        entry.finish()
+    settings = DkimSettings(
+        selector=table.string("selector", default.selector),
+        private_key_file=table.path("private_key_file", ""),
+        domains=tuple(d.rstrip(".").lower() for d in table.strings("domains", default.domains)),
+        arc=table.boolean("arc", default.arc),
+        keys=keys,
+    )
+    table.finish()
+    return settings
+
+
+def _read_web(table: Table, default: WebSettings) -> WebSettings:
+    settings = WebSettings(
+        enabled=table.boolean("enabled", default.enabled),
+        host=table.string("host", default.host),
+        port=table.port("port", default.port),
+        base_url=table.string("base_url", default.base_url),
     )
     table.finish()
     return settings

@@ -166,6 +166,58 @@ class StatusSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DkimKey:
+    """`[dkim.keys."DOMAIN"]`: one domain's own selector and key, in place of `[dkim]`'s.
+
+    An empty `selector` or a None `private_key_file` falls back to `[dkim]`'s value.
+    """
+
+    selector: str = ""
+    private_key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DkimSettings:
+    """`[dkim]`: signing outgoing mail (SPEC §3 "Signing", §7).
+
+    `selector = ""` turns signing off. `domains` names the list domains to sign for (empty:
+    every list domain); `keys` maps a domain (lower case) to its own selector and key file.
+    `arc` adds an ARC set to distributed copies.
+    """
+
+    selector: str = ""
+    private_key_file: Path | None = None
+    domains: tuple[str, ...] = ()
+    arc: bool = True
+    keys: dict[str, DkimKey] = field(default_factory=dict)
+
+    def key_for(self, domain: str) -> tuple[str, Path] | None:
+        """(selector, private key file) that signs mail from `domain`, None when none does."""
+        domain = domain.rstrip(".").lower()
+        if self.domains and domain not in self.domains:
+            return None
+        own = self.keys.get(domain, DkimKey())
+        selector = own.selector or self.selector
+        key_file = own.private_key_file or self.private_key_file
+        if not selector or key_file is None:
+            return None
+        return selector, key_file
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """`[web]`: the small web endpoint (one-click unsubscribe, confirmation pages).
+
+    `base_url` is the public `https://` URL a reverse proxy forwards to `host:port`.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the daemon and the command line need from the operator.
 
@@ -183,6 +235,8 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def hosted(self) -> bool:
