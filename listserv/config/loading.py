@@ -214,12 +214,12 @@ def _read_outbound(table: Table, default: OutboundSettings) -> OutboundSettings:
 def _refuse_clear_text(table: Table, host: str, tls: str) -> None:
     """`tls = "none"` only to this machine: elsewhere the password and the mail would cross
     the network readable by anyone on the way (SPEC §7 "Files")."""
-    if tls == "none" and not _is_loopback(host):
+    if tls == "none" and not is_loopback(host):
         raise table.error("tls", f'"none" (clear text) is refused to {host!r}, which is not '
                                  'this machine; use "starttls" or "implicit"')
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     """Whether `host` names this machine without a lookup: `localhost` (RFC 6761) or a
     loopback address (127.0.0.0/8, ::1, IPv4-mapped 127.x)."""
     name = host.strip().rstrip(".").lower()

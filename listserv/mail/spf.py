@@ -32,7 +32,9 @@ class SpfResult:
     reason: str
 
 
-class _Error(Exception):
+class SpfError(Exception):
+    """An SPF record that cannot be evaluated: `result` is `permerror` or `temperror`."""
+
     def __init__(self, result: str, reason: str) -> None:
         super().__init__(reason)
         self.result = result
@@ -41,10 +43,10 @@ class _Error(Exception):
 
 def spf_record(records: list[str]) -> str | None:
     """The one SPF record among a name's TXT records; None when there is none. Raises
-    `_Error` (permerror) for several, which RFC 7208 §4.5 makes an error."""
+    `SpfError` (permerror) for several, which RFC 7208 §4.5 makes an error."""
     found = [r for r in records if _VERSION.match(r.strip())]
     if len(found) > 1:
-        raise _Error("permerror", f"{len(found)} SPF records (there must be one)")
+        raise SpfError("permerror", f"{len(found)} SPF records (there must be one)")
     return found[0].strip() if found else None
 
 
@@ -53,21 +55,21 @@ def check_host(ip: str, domain: str, queries: DnsQueries) -> SpfResult:
     state = {"lookups": 0}
     try:
         return _check(ipaddress.ip_address(ip), domain.rstrip(".").lower(), queries, state)
-    except _Error as exc:
+    except SpfError as exc:
         return SpfResult(exc.result, exc.reason)
 
 
 def _count(state: dict[str, int]) -> None:
     state["lookups"] += 1
     if state["lookups"] > MAX_LOOKUPS:
-        raise _Error("permerror", f"more than {MAX_LOOKUPS} DNS-querying terms")
+        raise SpfError("permerror", f"more than {MAX_LOOKUPS} DNS-querying terms")
 
 
 def _query(call: str, name: str, queries: DnsQueries) -> list:
     try:
         return getattr(queries, call)(name)
     except DnsFailure as exc:
-        raise _Error("temperror", str(exc)) from exc
+        raise SpfError("temperror", str(exc)) from exc
 
 
 def _check(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, domain: str,
@@ -78,7 +80,7 @@ def _check(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, domain: str,
     redirect = ""
     for term in record.split()[1:]:
         if "%" in term:
-            raise _Error("permerror", f"{domain}: {term!r} uses macros, which this check "
+            raise SpfError("permerror", f"{domain}: {term!r} uses macros, which this check "
                                       "does not expand")
         name, equals, value = term.partition("=")
         if equals and re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", name):
@@ -93,7 +95,7 @@ def _check(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, domain: str,
         _count(state)
         result = _check(ip, redirect.lower(), queries, state)
         if result.result == "none":
-            raise _Error("permerror", f"{domain}: redirect to {redirect}, which has no SPF")
+            raise SpfError("permerror", f"{domain}: redirect to {redirect}, which has no SPF")
         return result
     return SpfResult("neutral", f"{domain}: no term matches {ip}")
 
@@ -111,20 +113,20 @@ def _matches(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, domain: str, mec
         try:
             return ip in ipaddress.ip_network(argument, strict=False)
         except ValueError as exc:
-            raise _Error("permerror", f"{domain}: {mechanism!r} is not a network") from exc
+            raise SpfError("permerror", f"{domain}: {mechanism!r} is not a network") from exc
     if kind == "include":
         _count(state)
         result = _check(ip, argument.lower(), queries, state)
         if result.result in ("permerror", "temperror"):
-            raise _Error(result.result, result.reason)
+            raise SpfError(result.result, result.reason)
         if result.result == "none":
-            raise _Error("permerror", f"{domain}: include:{argument} has no SPF record")
+            raise SpfError("permerror", f"{domain}: include:{argument} has no SPF record")
         return result.result == "pass"
     if kind in ("a", "mx"):
         _count(state)
         parts = _CIDR.match(argument)
         if parts is None:
-            raise _Error("permerror", f"{domain}: {mechanism!r} is malformed")
+            raise SpfError("permerror", f"{domain}: {mechanism!r} is malformed")
         target = (parts["domain"] or domain).lower()
         hosts = [target] if kind == "a" else [h for _, h in _query("mx", target, queries)]
         length = parts["v4"] if ip.version == 4 else parts["v6"]
@@ -141,4 +143,4 @@ def _matches(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, domain: str, mec
     if kind == "ptr":
         _count(state)
         return False  # deprecated (RFC 7208 §5.5): never relied upon here
-    raise _Error("permerror", f"{domain}: unknown mechanism {mechanism!r}")
+    raise SpfError("permerror", f"{domain}: unknown mechanism {mechanism!r}")
