@@ -6,6 +6,7 @@ Postfix itself refuses an address of the list domain that is no list's at RCPT T
 from __future__ import annotations
 
 import json
+import re
 import smtplib
 from pathlib import Path
 
@@ -111,3 +112,38 @@ def test_the_printed_postfix_config_routes_posts_and_dsns_and_refuses_unknown_ad
     assert "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 550 5.1.1 <nobody@" in log
     assert "to=<nobody@lists.example.org>, relay=" not in log
     assert LIST in printed
+
+
+def test_every_address_of_the_list_and_its_tokens_base_is_mapped(cli, shma, tmp_path, db_url):
+    config = tmp_path / "production.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{db_url}"\n'
+                      '[intake.lmtp]\nhost = "0.0.0.0"\nport = 8024\n')
+    printed = cli("--config", str(config), "mta", "postfix", "--map-type", "hash").output
+    assert "postmap /etc/postfix/listserv-transport /etc/postfix/listserv-recipients" in printed
+    assert "relay_recipient_maps = hash:/etc/postfix/listserv-recipients" in printed
+    for local in ("shma", "shma-request", "shma-join", "shma-leave", "shma-owner",
+                  "shma-bounces", "shma-confirm", "shma-column", "shma-peer-input"):
+        assert f"\n{local}@lists.example.org " in printed
+    assert "\nshma-peer-input@lists.example.org lmtp:inet:127.0.0.1:8024\n" in printed
+    assert "\nrecipient_delimiter = +\nrelay_domains = lists.example.org\n" in printed
+
+
+def test_without_a_known_lmtp_port_or_with_a_hosted_mailbox_it_says_why(cli, shma, tmp_path,
+                                                                      db_url):
+    config = tmp_path / "ports-zero.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{db_url}"\n'
+                      "[intake.lmtp]\nport = 0\n[intake.smtp]\nenabled = false\n")
+    result = cli("--config", str(config), "mta", "postfix", ok=False)
+    assert result.exit_code == 1
+    assert "[intake.lmtp] port = 0 and no running daemon has written" in result.output
+
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{db_url}"\n'
+                      "[intake.lmtp]\nenabled = false\n[intake.smtp]\nport = 2525\n")
+    printed = cli("--config", str(config), "mta", "postfix").output
+    assert re.search(r"\nshma@lists\.example\.org +smtp:\[127\.0\.0\.1\]:2525\n", printed)
+
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[database]\nurl = "{db_url}"\n'
+                      '[intake.imap]\nenabled = true\nusername = "group@example.org"\n'
+                      'password_env = "HOME"\n')
+    result = cli("--config", str(config), "mta", "postfix", ok=False)
+    assert result.exit_code == 1 and "lists live on a hosted mailbox" in result.output
