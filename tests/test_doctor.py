@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from cli import main
 
 from .dkim_keys import dkim_record_of, new_dkim_key
-from .helpers import LIST, free_port, write_config, write_secret
+from .helpers import LIST, free_port, lmtp_send, make_message, write_config, write_secret
 from .submission_server import (  # noqa: F401 (fixtures)
     ACCOUNT,
     PASSWORD,
@@ -205,3 +209,37 @@ def test_an_unknown_list_is_one_line(cli, shma):
     result = cli("doctor", "nosuch", ok=False)
     assert result.exit_code == 1
     assert result.output.strip() == "Error: no list named nosuch"
+
+
+def queue_finding(config_path, clock) -> dict:
+    """The queue check of `doctor --json`, on the daemon's clock."""
+    result = CliRunner().invoke(main, ["--config", str(config_path), "doctor", "--json"],
+                                obj=clock)
+    return {f["check"]: f for f in json.loads(result.output)["checks"]}["queue"]
+
+
+@pytest.mark.sink_refusals
+def test_the_queue_fails_on_a_high_failure_rate_and_an_old_item_then_recovers(
+        cli, shma, daemon, sink, config_path, clock):
+    for number in range(10):
+        cli("members", "add", shma, f"m{number}@example.net", "--no-welcome")
+    assert queue_finding(config_path, clock)["status"] == "ok"
+
+    sink.mail_from_response = "421 4.3.0 Service not available"  # the relay is down
+    lmtp_send(daemon.ports["lmtp"], "m0@example.net", [LIST], make_message("m0@example.net"))
+    sink.wait_for(lambda s: "10 failed" in queue_finding(config_path, clock)["detail"],
+                  description="ten temporary failures counted")
+    queue = queue_finding(config_path, clock)
+    assert queue["status"] == "fail" and queue["detail"].endswith("(100% failed)")
+    assert "listserv queue --failed" in queue["fix"]
+
+    clock.advance(timedelta(minutes=31))
+    queue = queue_finding(config_path, clock)
+    assert queue["status"] == "fail"
+    assert queue["detail"].endswith("(waiting more than 30 min)")
+
+    sink.mail_from_response = None  # the relay is back
+    clock.advance(timedelta(minutes=10))
+    daemon.deliver_wake.set()
+    sink.wait_for(lambda s: queue_finding(config_path, clock)["status"] == "ok", timeout=30,
+                  description="the queue drained")
