@@ -243,3 +243,22 @@ def test_the_queue_fails_on_a_high_failure_rate_and_an_old_item_then_recovers(
     daemon.deliver_wake.set()
     sink.wait_for(lambda s: queue_finding(config_path, clock)["status"] == "ok", timeout=30,
                   description="the queue drained")
+
+
+def test_on_a_hosted_mailbox_the_account_domain_is_the_envelope(cli, shma, tmp_path, db_url,
+                                                                sink, dns_zone):
+    config = write_config(tmp_path / "hosted.toml", tmp_path / "data", db_url, sink.port,
+                          username="group@provider.example")
+    with config.open("a") as file:
+        file.write('[intake.imap]\nenabled = true\nhost = "127.0.0.1"\ntls = "none"\n'
+                   'username = "group@provider.example"\npassword_env = "HOME"\n')
+    dns_zone.hosts[DOMAIN] = [HOST_IP]  # the relay is this machine: mail leaves from its name
+    dns_zone.records["provider.example"] = ["v=spf1 include:_spf.provider.example -all"]
+    dns_zone.records["_spf.provider.example"] = ["v=spf1 ip4:203.0.113.0/24 -all"]
+
+    result = cli("--config", str(config), "doctor", "--json", ok=False)
+    found = {f["check"]: f for f in json.loads(result.output)["checks"]}
+    assert found["mx"]["status"] == "ok"
+    assert found["mx"]["detail"].startswith("hosted mailbox group@provider.example")
+    assert (found["spf"]["subject"], found["spf"]["status"]) == ("provider.example", "warn")
+    assert "the include: your provider documents" in found["spf"]["fix"]

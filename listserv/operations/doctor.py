@@ -90,7 +90,9 @@ def doctor_report(settings: Settings, store: Store, lists: list[ListFacts], now:
                                 "listserv lists create NAME@DOMAIN --owner EMAIL"))
     for domain in dict.fromkeys(f.from_domain for f in lists):
         findings.append(check_mx(settings, domain, queries))
-    for domain in dict.fromkeys(f.envelope_domain for f in lists):
+    # A hosted mailbox's provider sends everything as the account (Settings.hosted_sender).
+    hosted = settings.hosted_sender.rpartition("@")[2] if settings.hosted else ""
+    for domain in dict.fromkeys(hosted or f.envelope_domain for f in lists):
         findings.append(check_spf(settings, domain, queries))
     for domain in dict.fromkeys(f.from_domain for f in lists):
         findings.append(check_dkim(settings, domain, queries))
@@ -151,13 +153,12 @@ def check_mx(settings: Settings, domain: str, queries: DnsQueries) -> Finding:
     return Finding("mx", domain, OK, f"mail goes to {hosts}")
 
 
-def check_spf(settings: Settings, domain: str, queries: DnsQueries) -> Finding:
+def check_spf(settings: Settings, envelope: str, queries: DnsQueries) -> Finding:
     """The envelope domain's SPF lets the sending host's addresses send for it."""
     outbound = settings.outbound
     if outbound.transport != "smtp":
-        return Finding("spf", domain, SKIP, f'[outbound] transport = "{outbound.transport}": '
-                                            "mail is written to the outbox, not sent")
-    envelope = settings.hosted_sender.rpartition("@")[2] if settings.hosted else domain
+        return Finding("spf", envelope, SKIP, f'[outbound] transport = "{outbound.transport}": '
+                                              "mail is written to the outbox, not sent")
     host = sending_host(settings)
     try:
         addresses = [host] if _is_address(host) else queries.addresses(host)
@@ -183,12 +184,17 @@ def check_spf(settings: Settings, domain: str, queries: DnsQueries) -> Finding:
         return Finding("spf", envelope, OK, f"{record!r} lets {host} "
                                             f"({', '.join(addresses)}) send")
     reasons = "; ".join(f"{a}: {r.result} ({r.reason})" for a, r in failing.items())
-    own = settings.hosted and (host == envelope or host.endswith("." + envelope))
-    if own:
+    if settings.hosted and (host == envelope or host.endswith("." + envelope)):
         return Finding("spf", envelope, WARN, f"the provider's own domain does not list its "
                                               f"submission host: {reasons}",
                        "nothing to do unless mail is refused: the provider sends for its "
                        "own domain from its own servers")
+    if settings.hosted and "include:" in record:
+        # A provider may send from other servers than the one taking submissions: its
+        # include: is what counts, and only the provider's documentation can say which.
+        return Finding("spf", envelope, WARN, f"cannot tell whether {record!r} covers the "
+                                              f"provider: {reasons}",
+                       "check that the include: your provider documents is in the record")
     missing = " ".join(f"ip{6 if ':' in a else 4}:{a}" for a in failing)
     return Finding("spf", envelope, FAIL,
                    f"{record!r} does not let {host} send: {reasons}",
