@@ -68,6 +68,7 @@ def joined(zone_text: str) -> str:
     return zone_text.replace('" "', "")
 
 
+@pytest.mark.both_backends
 def test_a_missing_dmarc_record_and_a_dkim_key_mismatch_are_reported_with_fixes_then_clear(
         cli, shma, config_path, dns_zone):
     key = new_dkim_key()

@@ -80,10 +80,10 @@ def list_facts(session: Session, ml: MailingList | None) -> list[ListFacts]:
                       m.role_address(Role.BOUNCES).rpartition("@")[2]) for m in lists]
 
 
-def doctor_report(settings: Settings, store: Store, lists: list[ListFacts], now: datetime,
-                  queries: DnsQueries | None = None) -> dict[str, Any]:
+def doctor_report(settings: Settings, store: Store, lists: list[ListFacts],
+                  now: datetime) -> dict[str, Any]:
     """Every finding, and `ok`: whether none failed."""
-    queries = queries or DnsQueries()
+    queries = DnsQueries()
     findings: list[Finding] = []
     if not lists:
         findings.append(Finding("lists", "", WARN, "there is no list yet: no domain to check",
