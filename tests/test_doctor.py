@@ -263,3 +263,19 @@ def test_on_a_hosted_mailbox_the_account_domain_is_the_envelope(cli, shma, tmp_p
     assert found["mx"]["detail"].startswith("hosted mailbox group@provider.example")
     assert (found["spf"]["subject"], found["spf"]["status"]) == ("provider.example", "warn")
     assert "the include: your provider documents" in found["spf"]["fix"]
+
+
+def test_a_relay_certificate_nobody_vouches_for_is_a_problem(cli, shma, tmp_path, db_url,
+                                                             certificate):
+    server = SubmissionServer(certificate, implicit=True).start()  # self-signed, port 465
+    try:
+        config = write_config(tmp_path / "relay.toml", tmp_path / "data", db_url, server.port,
+                              tls="implicit", username=ACCOUNT,
+                              password_file=str(write_secret(tmp_path / "pw", PASSWORD)))
+        result = cli("--config", str(config), "doctor", "--json", ok=False)
+    finally:
+        server.stop()
+    relay = {f["check"]: f for f in json.loads(result.output)["checks"]}["relay"]
+    assert relay["status"] == "fail" and result.exit_code == 2
+    assert relay["detail"].startswith("its certificate is not trusted: self-signed")
+    assert "verify_cert = false only for a relay you run yourself" in relay["fix"]

@@ -298,6 +298,8 @@ def check_relay(settings: Settings) -> Finding:
         client = (smtplib.SMTP_SSL(s.host, s.port, timeout=NETWORK_TIMEOUT, context=context)
                   if s.tls == "implicit" else
                   smtplib.SMTP(s.host, s.port, timeout=NETWORK_TIMEOUT))
+    except ssl.SSLCertVerificationError as exc:
+        return _untrusted(subject, exc)
     except (OSError, smtplib.SMTPException) as exc:
         return Finding("relay", subject, FAIL, f"no connection: {_reason(exc)}",
                        "start the relay, or fix [outbound] host, port and tls")
@@ -329,10 +331,7 @@ def check_relay(settings: Settings) -> Finding:
         else:
             facts.append("no AUTH configured")
     except ssl.SSLCertVerificationError as exc:
-        return Finding("relay", subject, FAIL, f"its certificate is not trusted: "
-                                               f"{exc.verify_message}",
-                       "give the relay a certificate for its name from a public CA "
-                       "(verify_cert = false only for a relay you run yourself)")
+        return _untrusted(subject, exc)
     except smtplib.SMTPAuthenticationError as exc:
         return Finding("relay", subject, FAIL, f"login refused: {_reason(exc)}",
                        "check [outbound] username and password_file/password_env (an app "
@@ -346,6 +345,13 @@ def check_relay(settings: Settings) -> Finding:
         except (OSError, smtplib.SMTPException):
             client.close()
     return Finding("relay", subject, OK, "answers EHLO; " + ", ".join(facts))
+
+
+def _untrusted(subject: str, exc: ssl.SSLCertVerificationError) -> Finding:
+    return Finding("relay", subject, FAIL, f"its certificate is not trusted: "
+                                           f"{exc.verify_message}",
+                   "give the relay a certificate for its name from a public CA "
+                   "(verify_cert = false only for a relay you run yourself)")
 
 
 def _tls_version(client: smtplib.SMTP) -> str:
