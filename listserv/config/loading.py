@@ -279,7 +279,7 @@ def _read_dkim(table: Table) -> DkimSettings:
         private_key_file=table.path("private_key_file", ""),
         domains=tuple(d.rstrip(".").lower() for d in table.strings("domains", default.domains)),
         arc=table.boolean("arc", default.arc),
-        keys=keys,
+        keys=tuple(keys.items()),
     )
     table.finish()
     return settings

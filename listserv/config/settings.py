@@ -181,7 +181,8 @@ class DkimSettings:
     """`[dkim]`: signing outgoing mail (SPEC §3 "Signing", §7).
 
     `selector = ""` turns signing off. `domains` names the list domains to sign for (empty:
-    every list domain); `keys` maps a domain (lower case) to its own selector and key file.
+    every list domain); `keys` pairs a domain (lower case) with its own selector and key file
+(pairs, not a dict, so that `Settings` stays hashable).
     `arc` adds an ARC set to distributed copies.
     """
 
@@ -189,14 +190,14 @@ class DkimSettings:
     private_key_file: Path | None = None
     domains: tuple[str, ...] = ()
     arc: bool = True
-    keys: dict[str, DkimKey] = field(default_factory=dict)
+    keys: tuple[tuple[str, DkimKey], ...] = ()
 
     def key_for(self, domain: str) -> tuple[str, Path] | None:
         """(selector, private key file) that signs mail from `domain`, None when none does."""
         domain = domain.rstrip(".").lower()
         if self.domains and domain not in self.domains:
             return None
-        own = self.keys.get(domain, DkimKey())
+        own = dict(self.keys).get(domain, DkimKey())
         selector = own.selector or self.selector
         key_file = own.private_key_file or self.private_key_file
         if not selector or key_file is None:
