@@ -182,8 +182,8 @@ class DkimSettings:
 
     `selector = ""` turns signing off. `domains` names the list domains to sign for (empty:
     every list domain); `keys` pairs a domain (lower case) with its own selector and key file
-(pairs, not a dict, so that `Settings` stays hashable).
-    `arc` adds an ARC set to distributed copies.
+    (pairs, not a dict, so that `Settings` stays hashable). `arc` adds an ARC set to
+    distributed copies.
     """
 
     selector: str = ""
