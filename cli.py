@@ -55,6 +55,8 @@ from listserv.meetings.times import parse_at, when
 from listserv.membership import bans
 from listserv.membership import subscriptions as membership
 from listserv.operations.backup import take_backup
+from listserv.operations.doctor import doctor_lines, doctor_report, list_facts
+from listserv.operations.postfix import list_addresses, postfix_config
 from listserv.operations.restore import restore_backup
 from listserv.operations.service import listserv_executable, systemd_unit
 from listserv.operations.status import status_lines, status_report
@@ -1481,6 +1483,47 @@ def service_systemd(app: App, user: str | None) -> None:
     """Print a hardened systemd unit for `listserv serve` with the config in use."""
     click.echo(systemd_unit(app.settings, app.config_path, user or getpass.getuser(),
                             listserv_executable()), nl=False)
+
+
+@main.command()
+@click.argument("list_ref", metavar="[LIST]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@pass_app
+def doctor(app: App, list_ref: str | None, as_json: bool) -> None:
+    """Check what list mail needs to arrive, with a fix for each problem; exits 2 on one.
+
+    MX (or the hosted mailbox), SPF, DKIM and DMARC of each list domain, TLS and AUTH to the
+    relay, the web endpoint's base_url, the queue (docs/doctor.md).
+    """
+    with app.reading() as session:
+        facts = list_facts(session, services.find_list(session, list_ref) if list_ref else None)
+    with _database_errors():
+        report = doctor_report(app.settings, app.store, facts, app.clock.now())
+    click.echo(json.dumps(report, indent=2) if as_json else "\n".join(doctor_lines(report)))
+    if not report["ok"]:
+        raise click.exceptions.Exit(2)
+
+
+@main.group()
+def mta() -> None:
+    """Settings for the MTA in front of the daemon."""
+
+
+@mta.command("postfix")
+@click.argument("list_ref", metavar="[LIST]", required=False)
+@click.option("--maps-dir", type=click.Path(path_type=Path), default=Path("/etc/postfix"),
+              show_default=True, help="Where the map files will be.")
+@click.option("--map-type", default="texthash", show_default=True, metavar="TYPE",
+              help="Postfix lookup table type of the maps (hash, lmdb: postmap them).")
+@pass_app
+def mta_postfix(app: App, list_ref: str | None, maps_dir: Path, map_type: str) -> None:
+    """Print main.cf and map lines routing every list address to the daemon's LMTP port, with
+    Postfix refusing every other address at the lists' domains."""
+    with app.reading() as session:
+        addresses = list_addresses(
+            session, services.find_list(session, list_ref) if list_ref else None)
+    click.echo(postfix_config(app.settings, addresses, maps_dir.absolute(), map_type).text(),
+               nl=False)
 
 
 if __name__ == "__main__":
