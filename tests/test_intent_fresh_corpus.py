@@ -22,11 +22,13 @@ misses. Asserted on each half of the fresh corpus, per language:
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
 from tests.intent_scoring import (
     FRESH,
+    FRESH_2,
     LANGS,
     Outcome,
     Sealed,
@@ -50,29 +52,35 @@ def sealed() -> list[Outcome]:
     return Sealed(fresh_corpus("sealed"))
 
 
-def _hashes(lang: str) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def second() -> list[Outcome]:
+    return Sealed(fresh_corpus("sealed", FRESH_2))
+
+
+def _hashes(root: Path, lang: str) -> dict[str, str]:
     recorded = {}
-    for line in (FRESH / f"sealed-{lang}.sha256").read_text(encoding="utf-8").splitlines():
+    for line in (root / f"sealed-{lang}.sha256").read_text(encoding="utf-8").splitlines():
         if line.strip():
             digest, name = line.split(maxsplit=1)
             recorded[name.lstrip("*")] = digest
     return recorded
 
 
+@pytest.mark.parametrize("root", [FRESH, FRESH_2], ids=["first", "second"])
 @pytest.mark.parametrize("lang", LANGS)
-def test_sealed_half_is_untouched(lang: str) -> None:
+def test_sealed_half_is_untouched(root: Path, lang: str) -> None:
     """Every sealed file has the hash recorded at the freeze; none is missing, none added."""
-    recorded = _hashes(lang)
-    present = {f"sealed/{lang}/{p.name}" for p in (FRESH / "sealed" / lang).glob("*")}
+    recorded = _hashes(root, lang)
+    present = {f"sealed/{lang}/{p.name}" for p in (root / "sealed" / lang).glob("*")}
     assert recorded, f"no hashes for {lang}"
     assert sorted(present - set(recorded)) == [], "files added to the sealed half"
     assert sorted(set(recorded) - present) == [], "files missing from the sealed half"
     changed = [name for name, digest in recorded.items()
-               if hashlib.sha256((FRESH / name).read_bytes()).hexdigest() != digest]
+               if hashlib.sha256((root / name).read_bytes()).hexdigest() != digest]
     assert len(changed) == 0, f"{len(changed)} sealed files changed since the freeze"
 
 
-def test_print_tables(tuning: list[Outcome], sealed: list[Outcome],
+def test_print_tables(tuning: list[Outcome], sealed: list[Outcome], second: list[Outcome],
                       capsys: pytest.CaptureFixture[str]) -> None:
     intents = ("subscribe", "unsubscribe")
     with capsys.disabled():
@@ -81,6 +89,9 @@ def test_print_tables(tuning: list[Outcome], sealed: list[Outcome],
         print(table(tuning, "Fresh corpus, tuning half", intents))
         print(table(sealed, "Fresh corpus, first sealed half (scored once, then tuned on)",
                     intents))
+        print(table(second, "Second blind corpus, sealed (figures only)", intents,
+                    misses=False))
+    assert len(second) == sum(1 for _ in (FRESH_2 / "sealed").glob("*/*.eml"))
     assert len(tuning) + len(sealed) == sum(
         1 for lang in LANGS for _ in (FRESH / "tuning" / lang).glob("*.eml")) + sum(
         1 for lang in LANGS for _ in (FRESH / "sealed" / lang).glob("*.eml"))
@@ -124,3 +135,19 @@ def test_first_sealed_half_after_it_was_scored_and_tuned_on(sealed: list[Outcome
     """The first sealed half was scored once (recall en 0.773, es 0.864, fr 0.850: below the
     target; docs/understanding.md), then opened and tuned on like the tuning half."""
     _check(sealed, lang, what, sealed=False)
+
+
+#: Where the second blind set missed a target when it was scored once, with the figures then.
+SECOND_MISSES: dict[tuple[str, str], str] = {}
+
+
+@pytest.mark.parametrize("what", CHECKS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_second_sealed_set(second: list[Outcome], lang: str, what: str,
+                           request: pytest.FixtureRequest) -> None:
+    """The second blind corpus, never opened, scored once after the tuning on the first (its
+    misses, if any, are strict xfails with the figures measured then: it is never tuned on)."""
+    if (lang, what) in SECOND_MISSES:
+        request.applymarker(pytest.mark.xfail(reason=SECOND_MISSES[(lang, what)], strict=True,
+                                              run=True))
+    _check(second, lang, what, sealed=True)
