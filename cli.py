@@ -55,6 +55,7 @@ from listserv.meetings.times import parse_at, when
 from listserv.membership import bans
 from listserv.membership import subscriptions as membership
 from listserv.operations.backup import take_backup
+from listserv.operations.dkim_keys import keygen
 from listserv.operations.restore import restore_backup
 from listserv.operations.service import listserv_executable, systemd_unit
 from listserv.operations.status import status_lines, status_report
@@ -1445,6 +1446,34 @@ def service_systemd(app: App, user: str | None) -> None:
     """Print a hardened systemd unit for `listserv serve` with the config in use."""
     click.echo(systemd_unit(app.settings, app.config_path, user or getpass.getuser(),
                             listserv_executable()), nl=False)
+
+
+@main.group()
+def dkim() -> None:
+    """DKIM signing keys (docs/deliverability.md)."""
+
+
+@dkim.command("keygen")
+@click.argument("domain")
+@click.option("--selector", default="", metavar="NAME",
+              help="The key's selector. Default: the one [dkim] names, else sYYYYMM.")
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the key. Default: the file [dkim] names for the domain.")
+@json_option
+@pass_app
+def dkim_keygen(app: App, domain: str, selector: str, key_file: Path | None,
+                as_json: bool) -> None:
+    """Write a new 2048-bit RSA key (mode 0600) and print the DNS TXT record to publish."""
+    made = keygen(app.settings, domain, app.clock.now(), selector, key_file)
+    if as_json:
+        emit({"domain": made.domain, "selector": made.selector, "key_file": str(made.key_file),
+              "name": made.name, "strings": made.strings, "configured": made.configured}, True)
+        return
+    click.echo(f"Wrote {made.key_file} (2048-bit RSA, mode 0600). Publish this TXT record:")
+    click.echo(made.zone_line())
+    if not made.configured:
+        click.echo(f"Then sign with it: in [dkim] (or [dkim.keys.\"{made.domain}\"]) set "
+                   f'selector = "{made.selector}" and private_key_file = "{made.key_file}".')
 
 
 if __name__ == "__main__":

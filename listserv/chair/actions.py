@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from listserv.delivery.listmail import list_headers
 from listserv.delivery.notices import notify
 from listserv.errors import ListservError
+from listserv.identity import authentication
 from listserv.mail.addresses import Role, normalize, valid_address
 from listserv.mail.automatic import may_auto_reply
 from listserv.mail.headers import from_name
@@ -316,8 +317,11 @@ def find_held(session: Session, held_id: str, *, waiting: bool = True) -> Held:
 
 def before_approving(held_raw: bytes) -> None:
     """The slow part of approving a held post, done before the write transaction opens: the
-    author's DMARC lookup (`approve_held` then answers from its cache)."""
-    look_up_ahead(parse(held_raw))
+    author's DMARC lookup and the keys of its signatures (`approve_held` then answers from
+    their caches)."""
+    msg = parse(held_raw)
+    look_up_ahead(msg)
+    authentication.look_up_ahead(msg)
 
 
 def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from listserv.config.dkim import read_dkim
 from listserv.config.passwords import read_secret, refuse_literal_passwords
 from listserv.config.settings import (
     DEFAULT_DATA_DIR,
@@ -103,6 +104,7 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
     status = StatusSettings(max_queue_age_minutes=status_table.integer(
         "max_queue_age_minutes", StatusSettings().max_queue_age_minutes, minimum=1))
     status_table.finish()
+    dkim = read_dkim(root.table("dkim"))
     root.finish()
     return Settings(
         config_path=config_path,
@@ -115,6 +117,7 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
         retention=retention,
         backup=backup,
         status=status,
+        dkim=dkim,
     )
 
 

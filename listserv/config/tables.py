@@ -136,6 +136,15 @@ class Table:
             raise self.error(name, "must not be empty")
         return value
 
+    def strings(self, name: str) -> list[str]:
+        """An array of strings (empty when missing)."""
+        present, value = self._get(name)
+        if not present:
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self._wrong_type(name, "an array of strings", value)
+        return list(value)
+
     def path(self, name: str, default: str) -> Path | None:
         """An absolute path, or None for ""; `os.PathLike` is accepted from overrides."""
         present, value = self._get(name)

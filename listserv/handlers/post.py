@@ -41,7 +41,8 @@ def handle(ctx: Context) -> str:
     if member is None:
         return _nonmember(ctx, sender)
     count = distribute(ctx.session, ctx.renderer, ml, ctx.inbound.raw, ctx.now,
-                       hosted=ctx.settings.hosted)
+                       hosted=ctx.settings.hosted,
+                       trusted_authserv_id=ctx.settings.intake.trusted_authserv_id)
     return f"distributed to {count} members"
 
 

@@ -1,0 +1,194 @@
+"""DKIM signatures and ARC sets on the bytes that go on the wire (SPEC §3 "Signing"), by dkimpy.
+
+The delivery worker is the one place every outgoing message passes after the serializer
+(`mail.wire`) and after personalisation, so it signs there, with a `Signer` made once at the
+daemon's start (which reads the key files: a key others may read is refused then):
+
+- **ARC** (RFC 8617), distributed copies only, once per batch: the post's authentication
+  (`authentication.results`, recorded when the post was distributed) becomes the
+  `ARC-Authentication-Results`, and `ARC-Message-Signature` and `ARC-Seal` (i = the next
+  instance after the chain the post arrived with) follow. The message signature leaves out the
+  headers each copy gets for itself (`List-Unsubscribe`, `List-Unsubscribe-Post`), so one set
+  serves every personalised copy of a batch.
+- **DKIM** (RFC 6376), every message, last: relaxed/relaxed, `h=` covering From, To, Cc,
+  Subject, Date, Message-ID, the threading and `List-*` headers, `List-Unsubscribe` and
+  `List-Unsubscribe-Post` (RFC 8058 §4) and the MIME headers present. A name in
+  `ALWAYS_SIGNED` is signed even when absent, so nobody can add it on the way.
+
+The signing domain is the domain the message is sent for: its list's, else its envelope
+sender's (`sign_domain`); `[dkim]` says which domains are signed and with which key.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dkim
+from cryptography.hazmat.primitives import serialization
+
+from listserv.config import DkimSettings
+from listserv.config.dkim import private_key
+
+log = logging.getLogger(__name__)
+
+#: Signed by the list's DKIM signature whether present or not (absent: nobody may add one).
+ALWAYS_SIGNED = ("from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe",
+                 "list-unsubscribe-post")
+#: Signed when present, as many times as present.
+SIGNED_WHEN_PRESENT = ("cc", "reply-to", "in-reply-to", "references", "sender", "list-post",
+                       "list-help", "list-subscribe", "list-archive", "list-owner",
+                       "mime-version", "content-type", "content-transfer-encoding",
+                       "content-id", "content-description", "content-disposition")
+#: Per-copy headers: never in an ARC message signature, which serves every copy of a batch.
+PER_COPY = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+# ARC's own headers and those RFC 8617 §4.1.2 keeps out of an ARC-Message-Signature.
+_NOT_IN_AMS = frozenset({"arc-seal", "arc-message-signature", "arc-authentication-results",
+                         "authentication-results", "dkim-signature", "received",
+                         "return-path"}) | PER_COPY
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A domain's signing key: its selector and PEM private key."""
+
+    selector: str
+    pem: bytes
+
+
+def _header_names(data: bytes) -> list[str]:
+    """The names of the fields of `data`'s header, lower-cased, top first."""
+    end = data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[: end + 2]
+    names = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") or b":" not in line:
+            continue
+        names.append(line.partition(b":")[0].strip().lower().decode("ascii", "replace"))
+    return names
+
+
+def dkim_headers(data: bytes) -> list[bytes]:
+    """The `h=` list of the list's DKIM signature for `data` (see the module's docstring)."""
+    present = _header_names(data)
+    names = []
+    for name in ALWAYS_SIGNED + SIGNED_WHEN_PRESENT:
+        count = present.count(name)
+        if count or name in ALWAYS_SIGNED:
+            names += [name] * max(count, 1)
+    return [name.encode("ascii") for name in names]
+
+
+def ams_headers(data: bytes) -> list[bytes]:
+    """The `h=` list of an ARC-Message-Signature for `data`: what the DKIM signature signs,
+    less the per-copy headers, only as present."""
+    present = _header_names(data)
+    names = []
+    for name in ALWAYS_SIGNED + SIGNED_WHEN_PRESENT:
+        if name not in _NOT_IN_AMS:
+            names += [name] * present.count(name)
+    return [name.encode("ascii") for name in names]
+
+
+#: The longest character-string of a TXT record (RFC 1035 §3.3.14).
+MAX_TXT_STRING = 255
+
+
+def public_record(pem: bytes) -> str:
+    """The DKIM key record (`v=DKIM1; k=rsa; p=…`) publishing the public half of `pem`."""
+    key = serialization.load_pem_private_key(pem, password=None)
+    der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode('ascii')}"
+
+
+def txt_strings(record: str) -> list[str]:
+    """`record` split into the character-strings of one TXT record, each at most 255."""
+    return [record[i:i + MAX_TXT_STRING] for i in range(0, len(record), MAX_TXT_STRING)]
+
+
+class Signer:
+    """Signs and seals for the domains `[dkim]` names; shared by a daemon's delivery workers
+    (it holds no state but the keys)."""
+
+    def __init__(self, keys: Callable[[str], Key | None], arc: bool = True) -> None:
+        """`keys`: the key for a domain, None when that domain is not signed."""
+        self._keys = keys
+        self.arc = arc
+
+    @classmethod
+    def from_settings(cls, settings: DkimSettings) -> Signer | None:
+        """A signer for `[dkim]`, every key file read now; None when nothing is signed.
+
+        Raises `ConfigError` for a key file that is missing, not private, or no key."""
+        if not settings.enabled:
+            return None
+        pems = {key.private_key_file: private_key(key)
+                for key in (settings.default, *settings.keys) if key is not None}
+
+        def keys(domain: str) -> Key | None:
+            key = settings.key_for(domain)
+            return None if key is None else Key(key.selector, pems[key.private_key_file])
+
+        return cls(keys, settings.arc)
+
+    def sign(self, data: bytes, domain: str) -> bytes:
+        """`data` with the list's DKIM signature prepended (unchanged if `domain` is not
+        signed, or if dkimpy cannot sign it: the message still goes, and the log says why)."""
+        key = self._keys(domain)
+        if key is None:
+            return data
+        try:
+            signature = dkim.sign(data, key.selector.encode("ascii"), domain.encode("ascii"),
+                                  key.pem, canonicalize=(b"relaxed", b"relaxed"),
+                                  include_headers=dkim_headers(data), logger=log)
+        except Exception as exc:  # dkimpy raises more than DKIMException on odd input
+            log.warning("not DKIM-signed for %s: %s: %s", domain, type(exc).__name__, exc)
+            return data
+        return signature + data
+
+    def arc_set(self, data: bytes, domain: str, results: str) -> bytes:
+        """The ARC set to prepend to `data` and to its personalised copies, recording
+        `results` (the post's authentication results, `method=result …; …`); b"" when ARC is
+        off, `domain` is not signed, or `results` is empty (mail we composed ourselves)."""
+        key = self._keys(domain) if self.arc and results else None
+        if key is None:
+            return b""
+        # dkimpy reads the results from an Authentication-Results header of our authserv-id
+        # (`domain`); only ours counts, so the post's own ones under that name are left out.
+        authserv = f"Authentication-Results: {domain};\r\n {results}\r\n".encode()
+        try:
+            arc_set = dkim.arc_sign(authserv + _without_results_of(data, domain),
+                                    key.selector.encode("ascii"), domain.encode("ascii"),
+                                    key.pem, domain.encode("ascii"),
+                                    include_headers=ams_headers(data), logger=log)
+        except Exception as exc:
+            log.warning("no ARC set for %s: %s: %s", domain, type(exc).__name__, exc)
+            return b""
+        return b"".join(arc_set)
+
+
+def _without_results_of(data: bytes, authserv_id: str) -> bytes:
+    """`data` without the Authentication-Results headers claiming to be `authserv_id`'s (the
+    sender wrote those: RFC 8601 §5). The set is prepended to `data` itself: the message
+    signature does not cover Authentication-Results, so it holds for both."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or b"authentication-results" not in data[:end].lower():
+        return data
+    fields: list[list[bytes]] = []
+    for line in data[: end + 2].split(b"\r\n")[:-1]:
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    wanted = authserv_id.lower().encode()
+    kept = []
+    for field in fields:
+        name, _, value = b" ".join(field).partition(b":")
+        own = (name.strip().lower() == b"authentication-results"
+               and value.strip().lower().split(b";")[0].split(b" ")[0] == wanted)
+        if not own:
+            kept.append(b"\r\n".join(field) + b"\r\n")
+    return b"".join(kept) + data[end + 2:]
