@@ -66,6 +66,7 @@ def read_dkim(table: Table) -> DkimSettings:
         domain = _domain(overrides, str(name), str(name))
         entry_selector = _selector(entry, selector)
         entry_file = entry.path("private_key_file", "") or key_file
+        entry.finish()
         if not entry_selector or entry_file is None:
             raise entry.error("selector", "needs a selector and a private_key_file (its own or "
                                           "those of [dkim])")
@@ -74,7 +75,6 @@ def read_dkim(table: Table) -> DkimSettings:
             setting = (*table.key, "private_key_file")
         keys.append(DkimKey(domain, entry_selector, entry_file, dotted(setting),
                             table.loader.label(setting)))
-        entry.finish()
     overrides.finish()
     settings = DkimSettings(default=default, domains=tuple(dict.fromkeys(domains)),
                             keys=tuple(keys), arc=table.boolean("arc", True))
