@@ -161,6 +161,8 @@ def accepted_keys() -> set[str]:
         | fields("retention.", RetentionSettings)
         | fields("backup.", BackupSettings)
         | fields("status.", StatusSettings)
+        # DkimSettings holds resolved keys, not the file's keys: listed here.
+        | {"dkim.selector", "dkim.private_key_file", "dkim.domains", "dkim.arc"}
     )
 
 
