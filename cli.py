@@ -772,7 +772,9 @@ def held_approve(app: App, held_ids: tuple[str, ...], everything: bool, list_ref
             item = services.find_held(session, held_id)
             count = services.approve_held(session, app.renderer, item, app.clock.now(),
                                           app.actor, add_member_too=add_member,
-                                          hosted=app.settings.hosted)
+                                          hosted=app.settings.hosted,
+                                          trusted_authserv_id=(
+                                              app.settings.intake.trusted_authserv_id))
         return f"approved {held_id}: queued for {count} members"
 
     each(_waiting_held(app, held_ids, everything, list_ref), approve)

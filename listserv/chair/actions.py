@@ -325,10 +325,12 @@ def before_approving(held_raw: bytes) -> None:
 
 
 def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,
-                 *, add_member_too: bool = False, hosted: bool = False) -> int:
+                 *, add_member_too: bool = False, hosted: bool = False,
+                 trusted_authserv_id: str = "") -> int:
     """Distribute a held message (and subscribe its sender if asked); returns the fan-out.
 
-    `hosted`: the lists run on a hosted mailbox (`Settings.hosted`; see `posting.distribute`).
+    `hosted`: the lists run on a hosted mailbox (`Settings.hosted`; see `posting.distribute`);
+    `trusted_authserv_id`: `[intake] trusted_authserv_id`, for the copies' ARC set.
     """
     ml = held.mailing_list
     if headers_only(held.inbound.size, len(held.inbound.raw)):
@@ -339,7 +341,8 @@ def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime
         add_member(session, renderer, ml, held.sender, display, now, actor)
     held.status, held.decided_at, held.decided_by = "approved", now, actor
     audit(session, now, actor, "held-approved", f"#{held.id} from {held.sender}", ml.id)
-    return distribute(session, renderer, ml, held.inbound.raw, now, hosted=hosted)
+    return distribute(session, renderer, ml, held.inbound.raw, now, hosted=hosted,
+                      trusted_authserv_id=trusted_authserv_id)
 
 
 def reject_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,

@@ -26,7 +26,8 @@ def handle(ctx: Context) -> str:
     chair_token = chair_tokens.find(ctx.session, ctx.destination.token)
     if chair_token is not None:
         return replies.answer(ctx.session, ctx.renderer, ml, chair_token, ctx.msg,
-                              ctx.identity.address, ctx.now, hosted=ctx.settings.hosted)
+                              ctx.identity.address, ctx.now, hosted=ctx.settings.hosted,
+                              trusted_authserv_id=ctx.settings.intake.trusted_authserv_id)
     request = open_request_for_token(ctx.session, ctx.destination.token, ctx.now)
     if request is None or request.list_id != ml.id:
         audit(ctx.session, ctx.now, DAEMON, "confirm-unknown", f"inbound #{ctx.inbound.id}",
