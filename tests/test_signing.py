@@ -7,6 +7,7 @@ verifiers, as a receiving provider would.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 from pathlib import Path
@@ -14,12 +15,14 @@ from pathlib import Path
 import dkim
 import pytest
 from click.testing import CliRunner
+from dkim.crypto import parse_pem_private_key
 from dkim.util import parse_tag_value
 
 from cli import main
 from listserv.config import load_settings
 from listserv.daemon import Daemon
 from listserv.errors import ConfigError
+from listserv.mail import signing
 from listserv.mail.message import parse
 from listserv.mail.signing import dkim_headers
 
@@ -177,6 +180,14 @@ def test_the_signature_covers_the_required_headers_and_the_mime_ones_present():
                  b"content-type"):
         assert name in names
     assert b"content-transfer-encoding" not in names and b"cc" not in names
+
+
+def test_openssl_signs_exactly_the_bytes_dkimpy_would(author_key):
+    key = parse_pem_private_key(author_key)
+    for data in (b"", b"a header and a body", b"x" * 10_000):
+        digest = dkim.HashThrough(hashlib.sha256(data))
+        assert signing._openssl_sign(digest, key) == signing._PURE_SIGN(
+            dkim.HashThrough(hashlib.sha256(data)), key)
 
 
 # -- what reaches the members -------------------------------------------------------------------

@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dkim
-from cryptography.hazmat.primitives import serialization
+import dkim.crypto
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from listserv.config import DkimSettings
 from listserv.config.dkim import private_key
@@ -92,6 +97,47 @@ def ams_headers(data: bytes) -> list[bytes]:
     return [name.encode("ascii") for name in names]
 
 
+# -- RSA by OpenSSL -------------------------------------------------------------------------------
+# dkimpy computes RSA signatures in pure Python: 6.5 ms of CPU per 2048-bit signature on the
+# development machine, against 0.3 ms through OpenSSL (`cryptography`). A personalised copy
+# needs one, so that is the difference between about 150 and about 1,500 copies a second per
+# core. dkimpy has no hook for the signing primitive: `use_openssl` replaces its
+# `RSASSA_PKCS1_v1_5_sign` (looked up by dkimpy at each call) with one that hands the digest
+# to OpenSSL. PKCS#1 v1.5 signatures are deterministic, so the bytes are exactly dkimpy's own
+# (tests/test_signing.py compares them); a hash or key it does not expect goes to dkimpy's.
+
+_PURE_SIGN = dkim.crypto.RSASSA_PKCS1_v1_5_sign
+_HASHES: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}
+_openssl_keys: dict[int, rsa.RSAPrivateKey] = {}
+_patch_lock = threading.Lock()
+
+
+def _openssl_key(key: dict[str, Any]) -> rsa.RSAPrivateKey:
+    """dkimpy's parsed private key as an OpenSSL one (made once per key)."""
+    found = _openssl_keys.get(key["modulus"])
+    if found is None:
+        public = rsa.RSAPublicNumbers(key["publicExponent"], key["modulus"])
+        found = rsa.RSAPrivateNumbers(
+            key["prime1"], key["prime2"], key["privateExponent"], key["exponent1"],
+            key["exponent2"], key["coefficient"], public).private_key()
+        _openssl_keys[key["modulus"]] = found
+    return found
+
+
+def _openssl_sign(digest: Any, key: dict[str, Any]) -> bytes:
+    """dkimpy's `RSASSA_PKCS1_v1_5_sign(hash, private_key)`, computed by OpenSSL."""
+    algorithm = _HASHES.get(str(getattr(digest, "name", "")).lower())
+    if algorithm is None or not isinstance(key, dict):
+        return _PURE_SIGN(digest, key)
+    return _openssl_key(key).sign(digest.digest(), padding.PKCS1v15(), Prehashed(algorithm))
+
+
+def use_openssl() -> None:
+    """Make dkimpy sign through OpenSSL (see above); idempotent."""
+    with _patch_lock:
+        dkim.RSASSA_PKCS1_v1_5_sign = _openssl_sign
+
+
 #: The longest character-string of a TXT record (RFC 1035 §3.3.14).
 MAX_TXT_STRING = 255
 
@@ -117,6 +163,7 @@ class Signer:
         """`keys`: the key for a domain, None when that domain is not signed."""
         self._keys = keys
         self.arc = arc
+        use_openssl()
 
     @classmethod
     def from_settings(cls, settings: DkimSettings) -> Signer | None:
