@@ -5,7 +5,7 @@ The delivery worker is the one place every outgoing message passes after the ser
 daemon's start (which reads the key files: a key others may read is refused then):
 
 - **ARC** (RFC 8617), distributed copies only, once per batch: the post's authentication
-  (`authentication.results`, recorded when the post was distributed) becomes the
+  (`identity.authentication.results`, recorded when the post was distributed) becomes the
   `ARC-Authentication-Results`, and `ARC-Message-Signature` and `ARC-Seal` (i = the next
   instance after the chain the post arrived with) follow. The message signature leaves out the
   headers each copy gets for itself (`List-Unsubscribe`, `List-Unsubscribe-Post`), so one set
@@ -16,7 +16,8 @@ daemon's start (which reads the key files: a key others may read is refused then
   `ALWAYS_SIGNED` is signed even when absent, so nobody can add it on the way.
 
 The signing domain is the domain the message is sent for: its list's, else its envelope
-sender's (`sign_domain`); `[dkim]` says which domains are signed and with which key.
+sender's (`delivery.claim.Batch.domain`); `[dkim]` says which domains are signed and with
+which key. The ARC set's authserv-id is that domain too.
 """
 
 from __future__ import annotations
@@ -49,10 +50,6 @@ SIGNED_WHEN_PRESENT = ("cc", "reply-to", "in-reply-to", "references", "sender", 
                        "content-id", "content-description", "content-disposition")
 #: Per-copy headers: never in an ARC message signature, which serves every copy of a batch.
 PER_COPY = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
-# ARC's own headers and those RFC 8617 §4.1.2 keeps out of an ARC-Message-Signature.
-_NOT_IN_AMS = frozenset({"arc-seal", "arc-message-signature", "arc-authentication-results",
-                         "authentication-results", "dkim-signature", "received",
-                         "return-path"}) | PER_COPY
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +89,7 @@ def ams_headers(data: bytes) -> list[bytes]:
     present = _header_names(data)
     names = []
     for name in ALWAYS_SIGNED + SIGNED_WHEN_PRESENT:
-        if name not in _NOT_IN_AMS:
+        if name not in PER_COPY:
             names += [name] * present.count(name)
     return [name.encode("ascii") for name in names]
 
