@@ -60,6 +60,7 @@ from listserv.operations.restore import restore_backup
 from listserv.operations.service import listserv_executable, systemd_unit
 from listserv.operations.status import status_lines, status_report
 from listserv.operations.upgrade import upgrade
+from listserv.posting.distribute import arc_authserv
 from listserv.store.engine import Store
 
 
@@ -773,8 +774,8 @@ def held_approve(app: App, held_ids: tuple[str, ...], everything: bool, list_ref
             count = services.approve_held(session, app.renderer, item, app.clock.now(),
                                           app.actor, add_member_too=add_member,
                                           hosted=app.settings.hosted,
-                                          trusted_authserv_id=(
-                                              app.settings.intake.trusted_authserv_id))
+                                          trusted_authserv_id=arc_authserv(
+                                              app.settings, item.mailing_list))
         return f"approved {held_id}: queued for {count} members"
 
     each(_waiting_held(app, held_ids, everything, list_ref), approve)

@@ -25,9 +25,11 @@ from listserv.errors import ConfigError
 from listserv.mail import signing
 from listserv.mail.message import parse
 from listserv.mail.signing import dkim_headers
+from listserv.posting.distribute import arc_authserv
+from listserv.store.models.core import MailingList
 
 from .dkim_keys import dkim_record_of, new_dkim_key
-from .helpers import LIST, lmtp_send, make_message, write_config
+from .helpers import LIST, lmtp_send, make_message, wait_until, write_config
 
 JANE = "jane@example.org"
 BOB = "bob@example.net"
@@ -305,3 +307,36 @@ def test_an_unsigned_post_to_a_no_modify_list_is_still_munged(cli, shma, daemon,
     lmtp_send(daemon.ports["lmtp"], JANE, [LIST], message)
     copy = mail_about(sink, BOB, "Unsigned plans")
     assert parse(copy)["From"].addresses[0].addr_spec == LIST
+
+
+def test_a_held_post_approved_by_the_chair_is_sealed_with_its_checks_and_the_trusted_mtas(
+        tmp_path, cli, shma, daemon, sink, dns_zone, jane_signs):
+    """A non-member's post waits for the chair; approved from the command line, its copies'
+    ARC set records her DKIM pass and the trusted MTA's SPF result."""
+    with (tmp_path / "listserv.toml").open("a") as config:  # read by the CLI, not the daemon
+        config.write('[intake]\ntrusted_authserv_id = "mx.lists.example.org"\n')
+    cli("members", "add", LIST, BOB, "--no-welcome")
+    post = jane_signs(make_message(JANE, LIST, "Held plans", "From a non-member.\n"))
+    upstream = (b"Authentication-Results: mx.lists.example.org; spf=pass "
+                b"smtp.mailfrom=example.org; dkim=fail header.d=example.org\r\n")
+    lmtp_send(daemon.ports["lmtp"], JANE, [LIST], upstream + post)
+    [held] = wait_until(lambda: json.loads(cli("held", "list", "--json").output),
+                        what="the post held")
+    cli("held", "approve", str(held["id"]))
+    copy = mail_about(sink, BOB, "Held plans")
+    assert dkim.arc_verify(copy, dnsfunc=lookup(dns_zone))[0] == dkim.CV_Pass
+    aar = " ".join(str(parse(copy)["ARC-Authentication-Results"]).split())
+    assert "dkim=pass header.d=example.org" in aar  # checked here, not the MTA's "fail"
+    assert "spf=pass smtp.mailfrom=example.org" in aar
+    assert "dkim=fail" not in aar
+
+
+def test_without_arc_the_post_is_not_checked_for_a_seal():
+    ml = MailingList(name="shma", domain="lists.example.org")
+    signed = load_settings(None, intake={"trusted_authserv_id": "mx.example.org"},
+                           dkim={"selector": "s1", "private_key_file": "k.pem"})
+    assert arc_authserv(signed, ml) == "mx.example.org"
+    assert arc_authserv(load_settings(None), ml) is None
+    no_arc = load_settings(None, dkim={"selector": "s1", "private_key_file": "k.pem",
+                                       "arc": False})
+    assert arc_authserv(no_arc, ml) is None

@@ -326,11 +326,11 @@ def before_approving(held_raw: bytes) -> None:
 
 def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,
                  *, add_member_too: bool = False, hosted: bool = False,
-                 trusted_authserv_id: str = "") -> int:
+                 trusted_authserv_id: str | None = None) -> int:
     """Distribute a held message (and subscribe its sender if asked); returns the fan-out.
 
     `hosted`: the lists run on a hosted mailbox (`Settings.hosted`; see `posting.distribute`);
-    `trusted_authserv_id`: `[intake] trusted_authserv_id`, for the copies' ARC set.
+    `trusted_authserv_id`: for the copies' ARC set (`posting.distribute.arc_authserv`).
     """
     ml = held.mailing_list
     if headers_only(held.inbound.size, len(held.inbound.raw)):

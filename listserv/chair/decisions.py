@@ -87,7 +87,7 @@ def kind_of(session: Session, kind: str, item_id: int) -> str:
 
 def decide(session: Session, renderer: Renderer, ml: MailingList, kind: str, item_id: int,
            verb: str, reason: str, now: datetime, actor: str, *, hosted: bool = False,
-           trusted_authserv_id: str = "") -> str:
+           trusted_authserv_id: str | None = None) -> str:
     """Do `verb` (approve, approve_add, reject, discard, subscribe, unsubscribe, ignore) to the
     item `kind` `item_id` of `ml`; returns what was done, in one line.
 

@@ -53,7 +53,7 @@ class Reply:
     sender: str
     now: datetime
     hosted: bool
-    trusted_authserv_id: str = ""
+    trusted_authserv_id: str | None = None
 
 
 def posts_it_may_approve(session: Session, token: str) -> list[bytes]:
@@ -73,7 +73,7 @@ def posts_it_may_approve(session: Session, token: str) -> list[bytes]:
 
 def answer(session: Session, renderer: Renderer, ml: MailingList, token: ChairToken,
            msg: EmailMessage, sender: str, now: datetime, *, hosted: bool = False,
-           trusted_authserv_id: str = "") -> str:
+           trusted_authserv_id: str | None = None) -> str:
     """Act on the chair's reply `msg` to the notice or summary of `token`; returns the outcome
     for the log. `sender` is the reply's From address (`ctx.identity.address`)."""
     if token.list_id != ml.id or sender not in deciders(ml):

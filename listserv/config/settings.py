@@ -206,6 +206,10 @@ class DkimSettings:
             return None
         return self.default
 
+    def seals(self, domain: str) -> bool:
+        """Whether the copies of posts to a list at `domain` get an ARC set."""
+        return self.arc and self.key_for(domain) is not None
+
     @property
     def enabled(self) -> bool:
         """Whether any domain is signed."""

@@ -11,6 +11,7 @@ from listserv.chair import replies
 from listserv.mail.headers import from_name
 from listserv.meetings.peer_input import CONFIRM_KIND as PEER_INPUT
 from listserv.membership import subscriptions as membership
+from listserv.posting.distribute import arc_authserv
 from listserv.store import chair_tokens
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import open_request_for_token
@@ -27,7 +28,7 @@ def handle(ctx: Context) -> str:
     if chair_token is not None:
         return replies.answer(ctx.session, ctx.renderer, ml, chair_token, ctx.msg,
                               ctx.identity.address, ctx.now, hosted=ctx.settings.hosted,
-                              trusted_authserv_id=ctx.settings.intake.trusted_authserv_id)
+                              trusted_authserv_id=arc_authserv(ctx.settings, ml))
     request = open_request_for_token(ctx.session, ctx.destination.token, ctx.now)
     if request is None or request.list_id != ml.id:
         audit(ctx.session, ctx.now, DAEMON, "confirm-unknown", f"inbound #{ctx.inbound.id}",

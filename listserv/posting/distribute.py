@@ -10,11 +10,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from listserv.config import Settings
 from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify_chair
 from listserv.delivery.outbox import enqueue, enqueue_to_members
 from listserv.identity.authentication import results, survives
-from listserv.mail.addresses import Role
+from listserv.mail.addresses import Role, normalize_domain
 from listserv.mail.headers import header_text
 from listserv.mail.message import parse
 from listserv.mail.mime.copies import distribution_copy, owner_copy, personalize
@@ -62,13 +63,14 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
 
 def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
                now: datetime, *, dmarc: PolicyLookup | None = None,
-               hosted: bool = False, trusted_authserv_id: str = "") -> int:
+               hosted: bool = False, trusted_authserv_id: str | None = None) -> int:
     """Queue the members' copy of a post; returns how many members it is queued for.
 
     `hosted`: the lists run on a hosted mailbox (`Settings.hosted`), so From is always the
     list's (see `sender_rewrite`). The post's authentication (its DKIM signatures and ARC
     chain checked here, the clauses of the MTA named by `trusted_authserv_id`) is queued
-    with the copy for its ARC set (`identity.authentication`).
+    with the copy for its ARC set (`identity.authentication`); `trusted_authserv_id=None`
+    (see `arc_authserv`): the copies get no ARC set, so nothing is checked.
     """
     footer = footer_text(renderer, ml)
     rewrite = sender_rewrite(renderer, ml, raw, Role.POST, dmarc, hosted=hosted)
@@ -77,9 +79,19 @@ def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes
         unchanged = distribution_copy(raw, list_headers(ml), ml.prefix, footer)
         if survives(_as_sent(ml, unchanged, now, renderer.eightbit)):
             copy = unchanged
-    return enqueue_to_members(
-        session, ml, copy, now=now, eightbit=renderer.eightbit,
-        authentication_results=results(raw, parse(raw), trusted_authserv_id))
+    checked = ("" if trusted_authserv_id is None
+               else results(raw, parse(raw), trusted_authserv_id))
+    return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit,
+                              authentication_results=checked)
+
+
+def arc_authserv(settings: Settings, ml: MailingList) -> str | None:
+    """`distribute`'s `trusted_authserv_id` for `ml`: `[intake] trusted_authserv_id` when the
+    list's domain seals its copies (`[dkim]` with `arc`), else None (nothing to check: a
+    post's DKIM check costs a body hash, inside the write transaction)."""
+    if not settings.dkim.seals(normalize_domain(ml.domain)):
+        return None
+    return settings.intake.trusted_authserv_id
 
 
 def _signature_may_survive(ml: MailingList, footer: str, hosted: bool) -> bool:
