@@ -99,9 +99,9 @@ def private_key(key: DkimKey) -> bytes:
         raise ConfigError(f"{where}: '{path}' is readable by group or others (mode "
                           f"{stat.S_IMODE(mode):04o}); make it private: chmod 600 '{path}'")
     try:
-        parse_pem_private_key(data)
+        parse_pem_private_key(data)  # dkimpy's own reader: what it cannot read, it cannot sign
     except Exception as exc:  # dkimpy's ASN.1 reader raises assorted errors on other forms
-        raise ConfigError(f"{where}: '{path}' holds no RSA private key in PKCS#1 PEM form "
-                          "(BEGIN RSA PRIVATE KEY), the form dkimpy signs with") from exc
+        raise ConfigError(f"{where}: '{path}' holds no RSA private key in PEM form (PKCS#1 "
+                          "or PKCS#8, as `listserv dkim keygen` writes)") from exc
     return data
 
