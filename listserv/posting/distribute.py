@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify_chair
 from listserv.delivery.outbox import enqueue, enqueue_to_members
+from listserv.digests import posts as digests
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
 from listserv.mail.message import parse
@@ -61,14 +62,19 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
 def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
                now: datetime, *, dmarc: PolicyLookup | None = None,
                hosted: bool = False) -> int:
-    """Queue the members' copy of a post; returns how many members it is queued for.
+    """Queue the members' copy of a post; returns how many members it is queued for (those
+    with regular delivery; the digest members get it in their next digest).
 
     `hosted`: the lists run on a hosted mailbox (`Settings.hosted`), so From is always the
     list's (see `sender_rewrite`).
     """
-    copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer_text(renderer, ml),
-                             sender_rewrite(renderer, ml, raw, Role.POST, dmarc,
-                                            hosted=hosted))
+    rewrite = sender_rewrite(renderer, ml, raw, Role.POST, dmarc, hosted=hosted)
+    headers = list_headers(ml)
+    copy = distribution_copy(raw, headers, ml.prefix, footer_text(renderer, ml), rewrite)
+    if digests.has_digest_members(session, ml):
+        # The digest carries the footer once, at its end: its posts are kept without one.
+        digests.collect(session, ml, distribution_copy(raw, headers, ml.prefix, "", rewrite),
+                        now)
     return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit)
 
 
