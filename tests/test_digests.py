@@ -1,0 +1,193 @@
+"""Digests (SPEC §3 "Delivery modes", issue 17): MIME and RFC 1153 digests, sent once.
+
+Acceptance 1: a digest member gets nothing per post and, once the day turns (the daemon's
+clock moved), one MIME digest of every post of the day with its attachments; a digest-plain
+member gets an RFC 1153 digest; regular members are unaffected. Acceptance 3: `digest.max_kb`
+sends early, an empty day sends nothing, a switch to regular flushes a last digest. The
+restart and two-daemon half of acceptance 2 is in test_digests_daemons.py.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, time, timedelta
+from email.message import EmailMessage
+
+import pytest
+from sqlalchemy import select
+
+from listserv.store.models.features import Digest, DigestPost
+
+from .helpers import LIST, lmtp_send, make_message, parse
+
+REGULAR = "rita@example.net"
+MIME = "dora@example.net"
+PLAIN = "paul@example.net"
+POSTER = "Rita Regular <rita@example.net>"
+PDF = b"%PDF-1.4\n" + b"0123456789" * 300 + b"\n%%EOF\n"
+
+
+@pytest.fixture
+def members(cli, shma):
+    for address, delivery in ((REGULAR, "regular"), (MIME, "digest"), (PLAIN, "digest-plain")):
+        cli("members", "add", shma, address, "--no-welcome")
+        if delivery != "regular":
+            cli("members", "set", shma, address, "--delivery", delivery)
+    return [REGULAR, MIME, PLAIN]
+
+
+def post(daemon, subject: str, body: str = "Hello everyone.\n",
+         attachment: bytes | None = None) -> bytes:
+    """Post `subject` from the regular member through LMTP."""
+    msg = parse(make_message(sender=POSTER, subject=subject, body=body))
+    if attachment is not None:
+        msg.add_attachment(attachment, maintype="application", subtype="pdf",
+                           filename="minutes.pdf")
+    raw = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    assert lmtp_send(daemon.ports["lmtp"], REGULAR, [LIST], raw) == {}
+    return raw
+
+
+def mails(sink, address: str, words: str) -> list[EmailMessage]:
+    """What `address` received whose Subject contains `words`."""
+    return [m for m in (parse(d.data) for d in sink.messages_for(address))
+            if words in str(m["Subject"])]
+
+
+def wait_for_mail(sink, address: str, words: str) -> EmailMessage:
+    sink.wait_for(lambda s: mails(s, address, words), timeout=20,
+                  description=f"{words!r} to {address}")
+    return mails(sink, address, words)[0]
+
+
+def after_midnight(clock) -> datetime:
+    """Move the daemon's clock one minute past the next midnight (UTC: `digest.send_at`)."""
+    now = clock.now()
+    midnight = datetime.combine(now.date() + timedelta(days=1), time(0, 0), tzinfo=now.tzinfo)
+    clock.advance(midnight + timedelta(minutes=1) - now)
+    return clock.now()
+
+
+def digests(store) -> list[Digest]:
+    with store.reading() as session:
+        return list(session.scalars(select(Digest).order_by(Digest.id)))
+
+
+@pytest.mark.both_backends
+def test_a_day_of_posts_reaches_digest_members_once_as_mime_and_rfc1153(members, daemon, sink,
+                                                                       clock, store):
+    subjects = ["Agenda for Thursday", "Minutes attached", "Re: Agenda for Thursday"]
+    post(daemon, subjects[0], "Who brings the tea?\n")
+    post(daemon, subjects[1], "The minutes are attached.\n-" + "-" * 40 + "\nEnd.\n",
+         attachment=PDF)
+    post(daemon, subjects[2], "I will.\n")
+    for subject in subjects:
+        wait_for_mail(sink, REGULAR, subject)
+    daemon.run_scheduler()  # the day has not turned: nothing goes out
+    assert not sink.messages_for(MIME) and not sink.messages_for(PLAIN)
+    assert digests(store) == []
+
+    after_midnight(clock)
+    daemon.run_scheduler()
+    mime = wait_for_mail(sink, MIME, "SHMA Digest, Vol 1, Issue 1")
+    plain = wait_for_mail(sink, PLAIN, "SHMA Digest, Vol 1, Issue 1")
+
+    # MIME: a table of contents, a multipart/digest of the posts, the footer.
+    assert mime.get_content_type() == "multipart/mixed"
+    contents, digest, footer = mime.get_payload()
+    assert contents.get_content_type() == "text/plain"
+    toc = contents.get_content()
+    for number, subject in enumerate(subjects, 1):
+        assert f"{number}. {subject} (Rita Regular)" in toc
+    assert digest.get_content_type() == "multipart/digest"
+    parts = digest.get_payload()
+    assert [p.get_content_type() for p in parts] == ["message/rfc822"] * 3
+    inner = [p.get_payload()[0] for p in parts]
+    assert [str(m["Subject"]) for m in inner] == [f"[shma] {s}" for s in subjects]
+    [pdf] = list(inner[1].iter_attachments())
+    assert pdf.get_filename() == "minutes.pdf" and pdf.get_content() == PDF
+    assert "shma mailing list -- shma@lists.example.org" in footer.get_content()
+    assert all("shma mailing list" not in m.get_body(("plain",)).get_content() for m in inner)
+    # List mail, personalised like a post's copies.
+    assert mime["List-Id"] == "<shma.lists.example.org>"
+    assert str(mime["List-Unsubscribe"]).startswith("<mailto:shma-leave+")
+    [delivery] = sink.messages_for(MIME)
+    assert delivery.mail_from.startswith("shma-bounces+")
+
+    # RFC 1153: one text, topics, messages between separators, attachments only listed.
+    assert plain.get_content_type() == "text/plain" and not plain.is_multipart()
+    text = plain.get_content().replace("\r\n", "\n")
+    assert "Today's Topics:" in text and "\n" + "-" * 70 + "\n" in text
+    assert text.count("\n" + "-" * 30 + "\n") == 4  # after each message, and the footer
+    assert "Subject: Minutes attached" in text
+    assert "minutes.pdf (application/pdf, 3 KB)" in text and "0123456789" not in text
+    assert "\n- " + "-" * 41 + "\n" in text  # a line like a separator is stuffed
+    assert text.rstrip().endswith("End of SHMA Digest, Vol 1, Issue 1\n"
+                                  + "*" * len("End of SHMA Digest, Vol 1, Issue 1"))
+    assert str(plain["List-Unsubscribe"]).startswith("<mailto:shma-leave+")
+
+    # Regular members got each post, and no digest.
+    assert not mails(sink, REGULAR, "Digest")
+    assert sorted(str(parse(d.data)["Subject"]) for d in sink.messages_for(REGULAR)) \
+        == sorted(f"[shma] {s}" for s in subjects)
+    # Each member got one digest: running again sends nothing more.
+    daemon.run_scheduler()
+    assert [(d.volume, d.number, d.posts, d.recipients) for d in digests(store)] \
+        == [(1, 1, 3, 2)]
+    assert len(sink.messages_for(MIME)) == 1 and len(sink.messages_for(PLAIN)) == 1
+
+
+@pytest.mark.both_backends
+def test_max_kb_sends_early_and_an_empty_day_sends_nothing(cli, members, daemon, sink, clock,
+                                                           store):
+    cli("lists", "set", LIST, "digest.max_kb", "2")
+    post(daemon, "A short note")
+    wait_for_mail(sink, REGULAR, "A short note")
+    daemon.run_scheduler()
+    assert digests(store) == []  # under 2 KB: it waits for the day to turn
+
+    post(daemon, "The big file", attachment=PDF)
+    wait_for_mail(sink, REGULAR, "The big file")
+    daemon.run_scheduler()
+    early = wait_for_mail(sink, MIME, "SHMA Digest, Vol 1, Issue 1")
+    assert len(early.get_payload()[1].get_payload()) == 2
+    [sent] = digests(store)
+    assert (sent.reason, sent.posts) == ("size", 2)
+
+    # The day turns with nothing new: no digest.
+    after_midnight(clock)
+    daemon.run_scheduler()
+    after_midnight(clock)
+    daemon.run_scheduler()
+    assert len(digests(store)) == 1
+    assert len(sink.messages_for(MIME)) == 1 and len(sink.messages_for(PLAIN)) == 1
+
+
+@pytest.mark.both_backends
+def test_switching_to_regular_flushes_one_last_digest(cli, members, daemon, sink, clock, store):
+    post(daemon, "Before the switch")
+    wait_for_mail(sink, REGULAR, "Before the switch")
+
+    cli("members", "set", LIST, MIME, "--delivery", "regular")
+    last = wait_for_mail(sink, MIME, "(your last digest)")
+    [message] = last.get_payload()[1].get_payload()
+    assert str(message.get_payload()[0]["Subject"]) == "[shma] Before the switch"
+    # From now on she gets each post; the others still get theirs in the day's digest.
+    post(daemon, "After the switch")
+    wait_for_mail(sink, MIME, "After the switch")
+    after_midnight(clock)
+    daemon.run_scheduler()
+    plain = wait_for_mail(sink, PLAIN, "SHMA Digest, Vol 1, Issue 1")
+    assert "Before the switch" in plain.get_content()
+    assert "After the switch" in plain.get_content()
+    assert not mails(sink, MIME, "Issue 1)") and len(mails(sink, MIME, "Digest")) == 1
+    log = json.loads(cli("log", "--json").output)
+    assert any(e["action"] == "digest-flushed" and MIME in e["detail"] for e in log)
+
+
+def test_a_list_without_digest_members_keeps_no_posts(cli, shma, daemon, sink, store):
+    cli("members", "add", shma, REGULAR, "--no-welcome")
+    post(daemon, "Nobody takes digests")
+    wait_for_mail(sink, REGULAR, "Nobody takes digests")
+    with store.reading() as session:
+        assert session.scalars(select(DigestPost)).all() == []
