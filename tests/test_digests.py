@@ -10,12 +10,14 @@ restart and two-daemon half of acceptance 2 is in test_digests_daemons.py.
 from __future__ import annotations
 
 import json
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
+from cli import main
 from listserv.store.models.features import Digest, DigestPost
 
 from .helpers import LIST, lmtp_send, make_message, parse
@@ -191,3 +193,46 @@ def test_a_list_without_digest_members_keeps_no_posts(cli, shma, daemon, sink, s
     wait_for_mail(sink, REGULAR, "Nobody takes digests")
     with store.reading() as session:
         assert session.scalars(select(DigestPost)).all() == []
+
+
+def test_status_shows_the_next_digest(cli, members, daemon, sink, config_path, clock):
+    cli("lists", "set", LIST, "digest.send_at", "6:30")
+    post(daemon, "Waiting for the digest")
+    wait_for_mail(sink, REGULAR, "Waiting for the digest")
+    result = CliRunner().invoke(main, ["--config", str(config_path), "status", "--json"],
+                                obj=clock)
+    digest = json.loads(result.output)["next_digest"]
+    assert (digest["list"], digest["posts"], digest["members"]) == (LIST, 1, 2)
+    assert digest["due_at"].endswith("T06:30:00+00:00")
+    text = CliRunner().invoke(main, ["--config", str(config_path), "status"], obj=clock).output
+    assert f"next digest: {digest['due_at']} for {LIST}: 1 post(s)" in text
+
+
+def test_digest_settings_are_checked_and_a_weekly_digest_waits_for_its_day(cli, shma):
+    cli("lists", "set", LIST, "digest.frequency", "weekly")
+    cli("lists", "set", LIST, "digest.send_day", "Friday")
+    cli("lists", "set", LIST, "digest.send_at", "18:05")
+    cli("lists", "set", LIST, "digest.max_kb", "0")
+    shown = json.loads(cli("lists", "show", LIST, "--json").output)
+    assert (shown["digest.frequency"], shown["digest.send_day"], shown["digest.send_at"],
+            shown["digest.max_kb"]) == ("weekly", "friday", "18:05", 0)
+    for key, value in (("digest.frequency", "hourly"), ("digest.send_at", "25:00"),
+                       ("digest.send_day", "someday"), ("digest.max_kb", "-1")):
+        result = cli("lists", "set", LIST, key, value, ok=False)
+        assert result.exit_code != 0 and key in result.output, result.output
+
+
+def test_the_moment_of_a_daily_and_a_weekly_digest():
+    from listserv.digests.settings import last_moment, next_moment
+    from listserv.store.models.core import MailingList
+
+    ml = MailingList(name="shma", domain="lists.example.org", extra={})
+    thursday = datetime(2027, 1, 7, 10, 0, tzinfo=UTC)  # a Thursday
+    assert last_moment(ml, thursday) == datetime(2027, 1, 7, 0, 0, tzinfo=UTC)
+    assert next_moment(ml, thursday) == datetime(2027, 1, 8, 0, 0, tzinfo=UTC)
+    ml.extra = {"digest.frequency": "weekly", "digest.send_day": "friday",
+                "digest.send_at": "18:05"}
+    assert last_moment(ml, thursday) == datetime(2027, 1, 1, 18, 5, tzinfo=UTC)
+    assert next_moment(ml, thursday) == datetime(2027, 1, 8, 18, 5, tzinfo=UTC)
+    assert last_moment(ml, datetime(2027, 1, 8, 18, 5, tzinfo=UTC)) \
+        == datetime(2027, 1, 8, 18, 5, tzinfo=UTC)

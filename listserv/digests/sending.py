@@ -210,10 +210,10 @@ class Upcoming:
 
 def upcoming(session: Session, now: datetime) -> list[Upcoming]:
     """The next digest of every list with a digest member or a post waiting."""
-    members = dict(session.execute(
+    members = {list_id: count for list_id, count in session.execute(
         select(Member.list_id, func.count()).where(
             Member.status == "active", Member.delivery.in_(DIGEST_MODES))
-        .group_by(Member.list_id)).tuples())
+        .group_by(Member.list_id))}
     waiting = {list_id: (count, size) for list_id, count, size in session.execute(
         select(DigestPost.list_id, func.count(), func.coalesce(func.sum(DigestPost.size), 0))
         .where(DigestPost.digest_id.is_(None)).group_by(DigestPost.list_id))}
