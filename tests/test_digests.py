@@ -20,8 +20,11 @@ from sqlalchemy import select
 from cli import main
 from listserv.store.models.features import Digest, DigestPost
 
-from .helpers import LIST, lmtp_send, make_message, parse
+from . import test_forged_mail as forged_mail
+from .helpers import LIST, lmtp_send, make_message, parse, wait_until
+from .test_forged_mail import JANE, jane, jane_domain, jane_key  # noqa: F401 (fixtures)
 
+REQUEST = "shma-request@lists.example.org"
 REGULAR = "rita@example.net"
 MIME = "dora@example.net"
 PLAIN = "paul@example.net"
@@ -236,3 +239,30 @@ def test_the_moment_of_a_daily_and_a_weekly_digest():
     assert next_moment(ml, thursday) == datetime(2027, 1, 8, 18, 5, tzinfo=UTC)
     assert last_moment(ml, datetime(2027, 1, 8, 18, 5, tzinfo=UTC)) \
         == datetime(2027, 1, 8, 18, 5, tzinfo=UTC)
+
+
+# -- `set digest` by mail, under the proof rules (SPEC §2) -----------------------------------
+
+
+@pytest.mark.both_backends
+def test_set_digest_by_mail_at_once_when_signed_after_a_confirmation_when_not(
+        cli, jane, jane_domain, daemon, sink, store):  # noqa: F811 (the fixtures imported above)
+    lmtp_send(daemon.ports["lmtp"], JANE, [REQUEST],
+              forged_mail.signed(jane_domain, forged_mail.mail(REQUEST, "set digest plain")))
+    notice = forged_mail.wait_mails_about(sink, "as a digest")[0]
+    assert "as plain text" in notice.get_content()
+    assert forged_mail.deliveries(cli) == "digest-plain"
+
+    # Unsigned: the same From proves nothing; she is asked, and her reply confirms.
+    lmtp_send(daemon.ports["lmtp"], JANE, [REQUEST], forged_mail.mail(REQUEST, "set digest"))
+    ask = forged_mail.wait_mails_about(sink, "Please confirm: a digest of")[0]
+    assert "together in one digest, instead of each" in " ".join(ask.get_content().split())
+    assert forged_mail.deliveries(cli) == "digest-plain"
+    confirm = str(ask["Reply-To"])
+    lmtp_send(daemon.ports["lmtp"], JANE, [confirm], forged_mail.mail(confirm, "OK"))
+    wait_until(lambda: forged_mail.deliveries(cli) == "digest", what="her delivery set")
+
+    lmtp_send(daemon.ports["lmtp"], JANE, [REQUEST],
+              forged_mail.signed(jane_domain, forged_mail.mail(REQUEST, "set regular")))
+    forged_mail.wait_mails_about(sink, "resumes")
+    assert forged_mail.deliveries(cli) == "regular"
