@@ -266,3 +266,11 @@ def test_set_digest_by_mail_at_once_when_signed_after_a_confirmation_when_not(
               forged_mail.signed(jane_domain, forged_mail.mail(REQUEST, "set regular")))
     forged_mail.wait_mails_about(sink, "resumes")
     assert forged_mail.deliveries(cli) == "regular"
+
+
+def test_forget_reports_a_post_still_waiting_for_its_digest(cli, members, daemon, sink):
+    post(daemon, "Before she is forgotten")
+    wait_for_mail(sink, REGULAR, "Before she is forgotten")
+    done = json.loads(cli("members", "remove", LIST, REGULAR, "--forget", "--json").output)
+    assert [k["rows"] for k in done["kept"] if "waiting for a digest" in k["what"]] \
+        == [["digest_posts #1"]]
