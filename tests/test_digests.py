@@ -268,9 +268,13 @@ def test_set_digest_by_mail_at_once_when_signed_after_a_confirmation_when_not(
     assert forged_mail.deliveries(cli) == "regular"
 
 
-def test_forget_reports_a_post_still_waiting_for_its_digest(cli, members, daemon, sink):
+def test_members_data_and_forget_show_a_post_still_waiting_for_its_digest(cli, members, daemon,
+                                                                          sink):
     post(daemon, "Before she is forgotten")
     wait_for_mail(sink, REGULAR, "Before she is forgotten")
+    data = json.loads(cli("members", "data", REGULAR).output)
+    assert [(p["id"], p["list"], p["digest"]) for p in data["digest_mentions"]] \
+        == [(1, LIST, None)]
     done = json.loads(cli("members", "remove", LIST, REGULAR, "--forget", "--json").output)
     assert [k["rows"] for k in done["kept"] if "waiting for a digest" in k["what"]] \
         == [["digest_posts #1"]]
