@@ -278,3 +278,25 @@ def test_members_data_and_forget_show_a_post_still_waiting_for_its_digest(cli, m
     done = json.loads(cli("members", "remove", LIST, REGULAR, "--forget", "--json").output)
     assert [k["rows"] for k in done["kept"] if "waiting for a digest" in k["what"]] \
         == [["digest_posts #1"]]
+
+
+def test_an_8bit_post_goes_into_both_digests_in_7bit_form(members, daemon, sink, clock):
+    raw = ("From: Rita Regular <rita@example.net>\r\nTo: shma@lists.example.org\r\n"
+           "Subject: =?utf-8?q?Caf=C3=A9_on_Friday?=\r\nMessage-ID: <cafe@example.net>\r\n"
+           "Date: Mon, 04 Jan 2027 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
+           "\r\nSee you at the café, Zoë.\r\n").encode()
+    assert lmtp_send(daemon.ports["lmtp"], REGULAR, [LIST], raw) == {}
+    wait_for_mail(sink, REGULAR, "Café on Friday")
+    after_midnight(clock)
+    daemon.run_scheduler()
+    mime = wait_for_mail(sink, MIME, "Digest")
+    plain = wait_for_mail(sink, PLAIN, "Digest")
+    # The strict sink took both (it refuses 8-bit data the client did not declare).
+    for address in (MIME, PLAIN):
+        [delivery] = sink.messages_for(address)
+        assert delivery.data.isascii()
+    [inner] = [p.get_payload()[0] for p in mime.get_payload()[1].get_payload()]
+    assert inner.get_content().rstrip() == "See you at the café, Zoë."
+    assert "1. Café on Friday (Rita Regular)" in mime.get_payload()[0].get_content()
+    assert "See you at the café, Zoë." in plain.get_content()

@@ -139,7 +139,7 @@ def send(session: Session, renderer: Renderer, ml: MailingList, ids: list[int],
 
 def _waiting(session: Session, ml: MailingList) -> list[tuple[int, int, datetime]]:
     """(id, size, added_at) of the posts waiting for the list's next digest, oldest first."""
-    return [tuple(row) for row in session.execute(  # type: ignore[misc]
+    return [(i, size, added) for i, size, added in session.execute(
         select(DigestPost.id, DigestPost.size, DigestPost.added_at)
         .where(DigestPost.list_id == ml.id, DigestPost.digest_id.is_(None))
         .order_by(DigestPost.id))]
