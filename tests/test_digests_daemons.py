@@ -71,8 +71,12 @@ def start(tmp_path: Path, db_url: str, sink: SmtpSink) -> Iterator[Start]:
 
 
 def digest_mails(sink: SmtpSink, address: str) -> list[str]:
-    return [s for s in (str(parse(d.data)["Subject"]) for d in sink.messages_for(address))
-            if "Digest" in s]
+    """The Subjects of the digests `address` received, each message once (a copy sent again
+    after a SIGKILL or a lapsed lease is the same message: delivery is at least once,
+    docs/delivery.md; the digest itself must not repeat)."""
+    found = {str(m["Message-ID"]): str(m["Subject"])
+             for m in (parse(d.data) for d in sink.messages_for(address))}
+    return [s for s in found.values() if "Digest" in s]
 
 
 def recorded(store: Store) -> Callable[[SmtpSink], bool]:
