@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from cli import main
 from listserv.store.models.features import Digest, DigestPost
+from listserv.store.retention import prune
 
 from . import test_forged_mail as forged_mail
 from .helpers import LIST, lmtp_send, make_message, parse, wait_until
@@ -142,6 +143,12 @@ def test_a_day_of_posts_reaches_digest_members_once_as_mime_and_rfc1153(members,
     assert [(d.volume, d.number, d.posts, d.recipients) for d in digests(store)] \
         == [(1, 1, 3, 2)]
     assert len(mails(sink, MIME)) == 1 and len(mails(sink, PLAIN)) == 1
+
+    # Retention forgets the posts of a digest sent more than `outgoing_days` ago, not the digest.
+    assert prune(store, clock.now() + timedelta(days=15), 30, 14).digest_posts == 3
+    with store.reading() as session:
+        assert session.scalars(select(DigestPost)).all() == []
+    assert len(digests(store)) == 1
 
 
 @pytest.mark.both_backends
