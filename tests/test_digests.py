@@ -10,15 +10,20 @@ restart and two-daemon half of acceptance 2 is in test_digests_daemons.py.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cli import main
+from listserv.digests.sending import due_for_list
+from listserv.mail.render import Renderer
+from listserv.store.models.core import MailingList
 from listserv.store.models.features import Digest, DigestPost
+from listserv.store.models.outgoing import OutMessage
 from listserv.store.retention import prune
 
 from . import test_forged_mail as forged_mail
@@ -308,3 +313,36 @@ def test_an_8bit_post_goes_into_both_digests_in_7bit_form(members, daemon, sink,
     assert inner.get_content().rstrip() == "See you at the café, Zoë."
     assert "1. Café on Friday (Rita Regular)" in mime.get_payload()[0].get_content()
     assert "See you at the café, Zoë." in plain.get_content()
+
+
+@pytest.mark.both_backends
+def test_two_schedulers_racing_for_one_digest_number_it_once(members, store, settings):
+    """Two daemons' scheduler passes at the same moment: the second, started while the first
+    has not committed, gives way (PostgreSQL: the unique issue number or the claimed posts;
+    SQLite: the write lock, then nothing left)."""
+    now = datetime.now(UTC)
+    with store.unit_of_work() as session:
+        ml = session.scalars(select(MailingList)).one()
+        for n in range(3):
+            raw = make_message(sender=POSTER, subject=f"Post {n}")
+            session.add(DigestPost(list_id=ml.id, added_at=now - timedelta(days=1),
+                                   size=len(raw), raw=raw))
+    renderer = Renderer(settings.templates_dir)
+    outcome: dict[str, bool] = {}
+
+    def scheduler_pass(name: str) -> None:
+        with store.unit_of_work() as session:
+            ml = session.scalars(select(MailingList)).one()
+            outcome[name] = due_for_list(session, renderer, ml, now) is not None
+
+    with store.unit_of_work() as session:
+        ml = session.scalars(select(MailingList)).one()
+        outcome["first"] = due_for_list(session, renderer, ml, now) is not None
+        second = threading.Thread(target=scheduler_pass, args=("second",))
+        second.start()
+    second.join(30)
+    assert outcome == {"first": True, "second": False}
+    assert [(d.number, d.posts, d.recipients) for d in digests(store)] == [(1, 3, 2)]
+    with store.reading() as session:
+        assert session.scalar(select(func.count()).select_from(OutMessage)
+                              .where(OutMessage.kind == "digest")) == 2
