@@ -346,3 +346,17 @@ def test_two_schedulers_racing_for_one_digest_number_it_once(members, store, set
     with store.reading() as session:
         assert session.scalar(select(func.count()).select_from(OutMessage)
                               .where(OutMessage.kind == "digest")) == 2
+
+
+def test_each_member_gets_the_digest_in_her_language(cli, members, daemon, sink, clock):
+    cli("members", "set", LIST, PLAIN, "--language", "es")
+    cli("members", "set", LIST, MIME, "--language", "de")
+    post(daemon, "Tea on Thursday")
+    wait_for_mail(sink, REGULAR, "Tea on Thursday")
+    after_midnight(clock)
+    daemon.run_scheduler()
+    plain = wait_for_mail(sink, PLAIN, "Resumen de SHMA, vol. 1, número 1")
+    text = plain.get_content()
+    assert "Temas de este número:" in text and "Fin del resumen de SHMA, vol. 1, número 1" in text
+    mime = wait_for_mail(sink, MIME, "SHMA-Sammelnachricht, Jahrgang 1, Ausgabe 1")
+    assert "Themen dieser Ausgabe:" in mime.get_payload()[0].get_content()
