@@ -15,10 +15,11 @@ and the issue starts again at 1 (GNU Mailman's default).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,7 +74,8 @@ def compose(renderer: Renderer, ml: MailingList, raws: list[bytes], *, delivery:
     return distribution_copy(raw, list_headers(ml), "", "")
 
 
-def _groups(session: Session, ml: MailingList, where: tuple = ()) -> list[tuple[str, str]]:
+def _groups(session: Session, ml: MailingList,
+            where: Sequence[ColumnElement[bool]] = ()) -> list[tuple[str, str]]:
     """(mode, language) of each group of active digest members (language "" = the list's)."""
     return [(d, lang) for d, lang in session.execute(
         select(Member.delivery, Member.language).distinct().where(
@@ -84,7 +86,7 @@ def _groups(session: Session, ml: MailingList, where: tuple = ()) -> list[tuple[
 
 def _queue(session: Session, renderer: Renderer, ml: MailingList, raws: list[bytes],
            volume: int, number: int, now: datetime, *, final: bool = False,
-           where: tuple = ()) -> int:
+           where: Sequence[ColumnElement[bool]] = ()) -> int:
     """Queue the digest of `raws` for each group of digest members; returns how many."""
     count = 0
     for delivery, language in _groups(session, ml, where):
@@ -201,7 +203,7 @@ def flush(session: Session, renderer: Renderer, ml: MailingList, member: Member,
 class Upcoming:
     """The list's next digest, for `listserv status`."""
 
-    list: str
+    address: str
     at: datetime
     posts: int
     kb: int

@@ -193,8 +193,8 @@ def next_digest(session: Session, now: datetime) -> dict[str, Any] | None:
     coming = [u for u in digests.upcoming(session, now) if u.members]
     if not coming:
         return None
-    first = min(coming, key=lambda u: (u.at, u.list))
-    return {"list": first.list, "due_at": _iso(first.at), "posts": first.posts,
+    first = min(coming, key=lambda u: (u.at, u.address))
+    return {"list": first.address, "due_at": _iso(first.at), "posts": first.posts,
             "kb": first.kb, "members": first.members}
 
 
