@@ -127,7 +127,7 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
                    [Attachment("Protokoll_März.pdf", "application/pdf", 12)]),
              Entry(2, "ken@example.net", "ken@example.net", "", "Re: Café on Friday",
                    "", "Yes.")]
-    digest = {"volume": 2, "number": 17, "final": True, "frequency": "daily",
+    digest = {"volume": 2, "number": 17, "final": True,
               "footer": "shma mailing list -- shma@lists.example.org", "posts": posts}
     return {
         "column-call.txt": {**column, "post_address": LIST},

@@ -27,7 +27,7 @@ from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import list_context
 from listserv.delivery.outbox import enqueue_to_members
 from listserv.digests.posts import DIGEST_MODES, entry
-from listserv.digests.settings import FREQUENCY, MAX_KB, last_moment, next_moment
+from listserv.digests.settings import MAX_KB, last_moment, next_moment
 from listserv.mail.mime.copies import digest_copy, distribution_copy
 from listserv.mail.render import Renderer
 from listserv.mail.wire import message_bytes
@@ -65,7 +65,7 @@ def compose(renderer: Renderer, ml: MailingList, raws: list[bytes], *, delivery:
     headers; the footer as its last part, or at the end of the text)."""
     footer = footer_text(renderer, ml)
     context = {**list_context(ml), "volume": volume, "number": number, "final": final,
-               "frequency": FREQUENCY.get(ml), "footer": footer.rstrip("\n"),
+               "footer": footer.rstrip("\n"),
                "posts": [entry(i, raw, ml.prefix) for i, raw in enumerate(raws, 1)]}
     msg = renderer.mail(TEMPLATES[delivery], domain=ml.domain, now=now, lang=lang, **context)
     raw = (digest_copy(message_bytes(msg), raws, footer) if delivery == "digest"
