@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from cli import main
 from listserv.digests.sending import due_for_list
+from listserv.digests.settings import WEEKDAYS, last_moment, next_moment
 from listserv.mail.render import Renderer
 from listserv.store.models.core import MailingList
 from listserv.store.models.features import Digest, DigestPost
@@ -240,9 +241,6 @@ def test_digest_settings_are_checked_and_a_weekly_digest_waits_for_its_day(cli, 
 
 
 def test_the_moment_of_a_daily_and_a_weekly_digest():
-    from listserv.digests.settings import last_moment, next_moment
-    from listserv.store.models.core import MailingList
-
     ml = MailingList(name="shma", domain="lists.example.org", extra={})
     thursday = datetime(2027, 1, 7, 10, 0, tzinfo=UTC)  # a Thursday
     assert last_moment(ml, thursday) == datetime(2027, 1, 7, 0, 0, tzinfo=UTC)
@@ -360,3 +358,18 @@ def test_each_member_gets_the_digest_in_her_language(cli, members, daemon, sink,
     assert "Temas de este número:" in text and "Fin del resumen de SHMA, vol. 1, número 1" in text
     mime = wait_for_mail(sink, MIME, "SHMA-Sammelnachricht, Jahrgang 1, Ausgabe 1")
     assert "Themen dieser Ausgabe:" in mime.get_payload()[0].get_content()
+
+
+def test_a_weekly_digest_waits_for_its_day(cli, members, daemon, sink, clock, store):
+    day_after_tomorrow = WEEKDAYS[(clock.now().weekday() + 2) % 7]
+    cli("lists", "set", LIST, "digest.frequency", "weekly")
+    cli("lists", "set", LIST, "digest.send_day", day_after_tomorrow)
+    post(daemon, "Plans for the week")
+    wait_for_mail(sink, REGULAR, "Plans for the week")
+    after_midnight(clock)  # tomorrow: not the digest's day
+    daemon.run_scheduler()
+    assert digests(store) == [] and not mails(sink, MIME)
+    after_midnight(clock)  # the day after: its day
+    daemon.run_scheduler()
+    weekly = wait_for_mail(sink, MIME, "SHMA Digest, Vol 1, Issue 1")
+    assert "1. Plans for the week (Rita Regular)" in weekly.get_payload()[0].get_content()
