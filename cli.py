@@ -35,6 +35,7 @@ from listserv.config import Settings, load_settings
 from listserv.config.discovery import config_for_init, find_config
 from listserv.daemon import Daemon, secure_data_folder
 from listserv.delivery.outbox import audience
+from listserv.digests.posts import DELIVERY_MODES
 from listserv.errors import ListservError
 from listserv.files import UMASK, open_private, private_folder, remove_paths
 from listserv.mail.message import parse
@@ -572,18 +573,19 @@ def members_enable(app: App, list_ref: str, email: str) -> None:
 @click.argument("list_ref", metavar="LIST")
 @click.argument("email")
 @click.option("--name", default=None, help="The member's name.")
-@click.option("--delivery", default=None, type=click.Choice(services.DELIVERY_MODES),
+@click.option("--delivery", default=None, type=click.Choice(DELIVERY_MODES),
               help="How the member gets the list's mail.")
 @click.option("--language", default=None, metavar="xx",
               help='The member\'s language (en, es, fr, de, pt; "" = the list\'s).')
 @pass_app
 def members_set(app: App, list_ref: str, email: str, name: str | None, delivery: str | None,
                 language: str | None) -> None:
-    """Change a member's name, delivery or language; nobody is mailed."""
+    """Change a member's name, delivery or language; nobody is told (a digest member set to
+    regular gets her last digest)."""
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
-        member = housekeeping.set_member(session, ml, email, app.clock.now(), app.actor,
-                                         name=name, delivery=delivery, language=language)
+        member = housekeeping.set_member(session, app.renderer, ml, email, app.clock.now(),
+                                         app.actor, name=name, delivery=delivery, language=language)
         click.echo(f"changed {member.email} on {ml.address}")
 
 

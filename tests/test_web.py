@@ -264,6 +264,8 @@ def press_confirm(link: str) -> Answer:
      "Leave the SHMA list", "You have left the list"),
     ("shma-request@lists.example.org", "set nomail", "Please confirm: stop mail",
      "Stop mail from the SHMA list", "receives none of its messages"),
+    ("shma-request@lists.example.org", "set digest plain", "Please confirm: a digest of",
+     "Receive the SHMA list as a digest", "together in one digest as plain text"),
 ])
 def test_an_unproven_leave_or_set_is_completed_on_its_page_as_a_reply_would(
         cli, shma, daemon, sink, store, to, body, subject, title, done):
@@ -276,4 +278,5 @@ def test_an_unproven_leave_or_set_is_completed_on_its_page_as_a_reply_would(
     assert answer.status == 200 and done in answer.text
     with store.reading() as session:
         member = session.scalar(select(Member).where(Member.email == ANN))
-        assert (member is None) if "leave" in to else (member.delivery == "nomail")
+        assert (member is None) if "leave" in to else (
+            member.delivery == {"set nomail": "nomail", "set digest plain": "digest-plain"}[body])

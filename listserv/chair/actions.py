@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from listserv.delivery.listmail import list_headers
 from listserv.delivery.notices import notify
+from listserv.digests.posts import DELIVERY_MODES
 from listserv.errors import ListservError
 from listserv.identity import authentication
 from listserv.mail.addresses import Role, normalize, valid_address
@@ -44,7 +45,6 @@ from listserv.store.models.core import (
 )
 from listserv.store.models.outgoing import OutMessage, OutRecipient
 
-DELIVERY_MODES = ("regular", "digest", "nomail")
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 

@@ -62,6 +62,7 @@ from listserv.store.models.features import (
     BounceEvent,
     BounceProbe,
     BounceScore,
+    DigestPost,
     PeerInput,
     Submission,
     SubmissionRevision,
@@ -329,6 +330,14 @@ def _forget_mail(session: Session, done: Forgotten, address: str, inbound_ids: s
     session.execute(delete(OutRecipient).where(OutRecipient.message_id.in_(gone)))
     done.count("out_messages", session.execute(
         delete(OutMessage).where(OutMessage.id.in_(gone))).rowcount)
+    # A post waiting for its list's next digest is mail still being delivered, like the
+    # above; once its digest is queued its bytes are emptied (digests/sending.py).
+    for post_id, raw in session.execute(select(DigestPost.id, DigestPost.raw).where(
+            DigestPost.digest_id.is_(None))):
+        if address.encode() in raw.lower():
+            done.kept.append(Kept(f"a post waiting for a digest (digest_posts #{post_id})",
+                                  "still to be delivered in the list's next digest: forget "
+                                  "again once it is sent", [f"digest_posts #{post_id}"]))
 
 
 def _forget_outbox(done: Forgotten, outbox: Path, address: str) -> None:

@@ -14,9 +14,12 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from listserv.chair.actions import DELIVERY_MODES, set_list_setting
+from listserv.chair.actions import set_list_setting
+from listserv.digests import sending as digests
+from listserv.digests.posts import DELIVERY_MODES
 from listserv.errors import ListservError
 from listserv.intent.phrases import languages
+from listserv.mail.render import Renderer
 from listserv.membership.subscriptions import find_member
 from listserv.store import list_settings
 from listserv.store.audit import audit
@@ -65,10 +68,13 @@ def set_owners(session: Session, ml: MailingList, text: str, now: datetime,
     return owners
 
 
-def set_member(session: Session, ml: MailingList, email: str, now: datetime, actor: str, *,
-               name: str | None = None, delivery: str | None = None,
-               language: str | None = None) -> Member:
-    """Change a member's name, delivery mode or language (`members set`); nobody is mailed."""
+def set_member(session: Session, renderer: Renderer, ml: MailingList, email: str,
+               now: datetime, actor: str, *, name: str | None = None,
+               delivery: str | None = None, language: str | None = None) -> Member:
+    """Change a member's name, delivery mode or language (`members set`); she is not told.
+
+    A digest member set to `regular` gets what waited for her next digest in one last digest
+    (her mail, not a notice about the change)."""
     member = find_member(session, ml, email)
     if member is None:
         raise ListservError(f"{email} is not a member of {ml.address}")
@@ -83,6 +89,8 @@ def set_member(session: Session, ml: MailingList, email: str, now: datetime, act
         if delivery not in DELIVERY_MODES:
             raise ListservError(f"delivery {delivery!r} is not one of "
                                 f"{', '.join(DELIVERY_MODES)}")
+        if delivery == "regular" and member.delivery != delivery:
+            digests.flush(session, renderer, ml, member, now)
         member.delivery = delivery
         changes.append(f"delivery {delivery}")
     if language is not None:

@@ -14,6 +14,7 @@ from listserv.config import Settings
 from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify_chair
 from listserv.delivery.outbox import enqueue, enqueue_to_members
+from listserv.digests import posts as digests
 from listserv.identity.authentication import results, survives
 from listserv.mail.addresses import Role, normalize_domain
 from listserv.mail.headers import header_text
@@ -64,7 +65,8 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
 def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
                now: datetime, *, dmarc: PolicyLookup | None = None,
                hosted: bool = False, trusted_authserv_id: str | None = None) -> int:
-    """Queue the members' copy of a post; returns how many members it is queued for.
+    """Queue the members' copy of a post; returns how many members it is queued for (those
+    with regular delivery; the digest members get it in their next digest).
 
     `hosted`: the lists run on a hosted mailbox (`Settings.hosted`), so From is always the
     list's (see `sender_rewrite`). The post's authentication (its DKIM signatures and ARC
@@ -74,11 +76,16 @@ def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes
     """
     footer = footer_text(renderer, ml)
     rewrite = sender_rewrite(renderer, ml, raw, Role.POST, dmarc, hosted=hosted)
-    copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer, rewrite)
+    headers = list_headers(ml)
+    copy = distribution_copy(raw, headers, ml.prefix, footer, rewrite)
     if rewrite is not None and _signature_may_survive(ml, footer, hosted):
-        unchanged = distribution_copy(raw, list_headers(ml), ml.prefix, footer)
+        unchanged = distribution_copy(raw, headers, ml.prefix, footer)
         if survives(_as_sent(ml, unchanged, now, renderer.eightbit)):
-            copy = unchanged
+            copy, rewrite = unchanged, None
+    if digests.has_digest_members(session, ml):
+        # The digest carries the footer once, at its end: its posts are kept without one.
+        digests.collect(session, ml, distribution_copy(raw, headers, ml.prefix, "", rewrite),
+                        now)
     checked = ("" if trusted_authserv_id is None
                else results(raw, parse(raw), trusted_authserv_id))
     return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit,
