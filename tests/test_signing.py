@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 import dkim
@@ -251,6 +252,24 @@ def test_a_confirmation_is_signed_by_the_list(shma, daemon, sink, dns_zone):
     verified_list_signature(confirmation, dns_zone)
     # Mail we composed has no post behind it: no ARC set.
     assert parse(confirmation)["ARC-Seal"] is None
+
+
+def test_a_digest_is_signed_by_the_list_for_each_member(cli, shma, daemon, sink, dns_zone,
+                                                       clock):
+    cli("members", "add", LIST, JANE, "--no-welcome")
+    cli("members", "add", LIST, ANA, "--no-welcome")
+    cli("members", "set", LIST, ANA, "--delivery", "digest")
+    lmtp_send(daemon.ports["lmtp"], JANE, [LIST],
+              make_message(JANE, LIST, "Picnic plans", "Bring a blanket.\n"))
+    mail_about(sink, JANE, "Picnic plans")  # distributed: the digest now holds it
+    now = clock.now()
+    clock.advance(datetime.combine(now.date() + timedelta(days=1), time(0, 1),
+                                   tzinfo=now.tzinfo) - now)  # past digest.send_at (00:00)
+    daemon.run_scheduler()
+    digest = mail_about(sink, ANA, "Digest")
+    checker = verified_list_signature(digest, dns_zone)
+    # her own List-Unsubscribe is under the signature (a digest is personalised too)
+    assert "shma-leave+" in signed_value(checker, b"list-unsubscribe")
 
 
 def test_a_post_that_arrives_sealed_gets_the_next_instance_and_the_chain_holds(
