@@ -575,7 +575,8 @@ def members_set(app: App, list_ref: str, email: str, name: str | None, delivery:
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
         member = housekeeping.set_member(session, ml, email, app.clock.now(), app.actor,
-                                         name=name, delivery=delivery, language=language)
+                                         name=name, delivery=delivery, language=language,
+                                         known_languages=app.renderer.languages())
         click.echo(f"changed {member.email} on {ml.address}")
 
 
@@ -653,11 +654,12 @@ def members_export(app: App, list_ref: str, output: Path) -> None:
         with progress(services.member_count(session, ml), "exporting") as step:
             rows = []
             for m in services.iter_members(session, ml):
-                rows.append([services.csv_cell(m.email), services.csv_cell(m.name), m.delivery])
+                rows.append([services.csv_cell(m.email), services.csv_cell(m.name), m.delivery,
+                             m.language])
                 step(1)
     with _output(output) as out:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["email", "name", "delivery"])
+        writer.writerow(["email", "name", "delivery", "language"])
         writer.writerows(rows)
 
 

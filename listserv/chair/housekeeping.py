@@ -65,8 +65,11 @@ def set_owners(session: Session, ml: MailingList, text: str, now: datetime,
 
 def set_member(session: Session, ml: MailingList, email: str, now: datetime, actor: str, *,
                name: str | None = None, delivery: str | None = None,
-               language: str | None = None) -> Member:
-    """Change a member's name, delivery mode or language (`members set`); nobody is mailed."""
+               language: str | None = None, known_languages: Sequence[str] = ()) -> Member:
+    """Change a member's name, delivery mode or language (`members set`); nobody is mailed.
+
+    `known_languages`: the languages there are templates for (`Renderer.languages`); without
+    them, those of the phrase files."""
     member = find_member(session, ml, email)
     if member is None:
         raise ListservError(f"{email} is not a member of {ml.address}")
@@ -84,7 +87,7 @@ def set_member(session: Session, ml: MailingList, email: str, now: datetime, act
         member.delivery = delivery
         changes.append(f"delivery {delivery}")
     if language is not None:
-        known = sorted(p.lang for p in languages())
+        known = list(known_languages) or sorted(p.lang for p in languages())
         language = language.strip().lower()
         if language not in (*known, ""):
             raise ListservError(f"language {language!r} is not one of {', '.join(known)} "

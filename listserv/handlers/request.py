@@ -21,7 +21,7 @@ from listserv.meetings import queries as meetings
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import open_request_for_token
-from listserv.store.models.core import MailingList, Request
+from listserv.store.models.core import MailingList, Member, Request
 
 from ..mail.automatic import may_auto_reply
 from . import confirm, peer_input
@@ -124,7 +124,7 @@ def _one(ctx: Context, command: Command, lang: str, sender: str, results: Result
     elif command.kind in (Kind.HELP, Kind.INFO):
         template = f"reply-{command.kind.value}.txt"
         extra = {"is_member": membership.find_member(ctx.session, ml, sender) is not None,
-                 "meetings": meetings.upcoming(ctx.session, ml, ctx.now)}
+                 "meetings": meetings.upcoming(ctx.session, ml, ctx.now, lang)}
         if classic:
             # Inside the one reply to a command mail, once however often it was asked.
             results.texts.setdefault(command.kind.value, ctx.renderer.body(
@@ -224,6 +224,9 @@ def _set(ctx: Context, command: Command, lang: str, sender: str, results: Result
     if member is None:
         results.add("set-not-member", sender)
         return
+    if command.language is not None:
+        _set_language(ctx, member, command.language, lang, sender, results)
+        return
     if command.delivery == "digest":
         results.add("set-digest-unavailable")
         return
@@ -247,6 +250,29 @@ def _set(ctx: Context, command: Command, lang: str, sender: str, results: Result
     results.add("set-confirm-sent" if sent else "set-capped", member.email, command.delivery)
 
 
+def _set_language(ctx: Context, member: Member, language: str, lang: str, sender: str,
+                  results: Results) -> None:
+    """`set language xx`: at once when the message proves her address, else after her
+    confirmation (written in the language she asked for), as for any `set` (SPEC §2)."""
+    ml = ctx.mailing_list
+    if language not in ctx.renderer.languages():
+        results.add("set-language-unknown", detail=language)
+        return
+    detail = f"language {language}"
+    if member.language == language:
+        results.add("set-done", detail=detail)
+        return
+    if ctx.identity.proves(member.email):
+        membership.set_language(ctx.session, ml, member, language, ctx.now, sender)
+        results.add("set-done", detail=detail)
+        return
+    sent = membership.ask_to_confirm(ctx.session, ctx.renderer, ml, "language", member.email,
+                                     ctx.now, lang=language, requested_by=sender,
+                                     inbound_id=ctx.inbound.id)
+    results.answered = results.answered or sent
+    results.add("set-confirm-sent" if sent else "set-capped", member.email, detail)
+
+
 def _unclear(ctx: Context, lang: str, sender: str, results: Results) -> None:
     """Help for the sender; for the chair, a notice she answers with one word (issue 21)."""
     ml = ctx.mailing_list
@@ -267,6 +293,6 @@ def _unclear(ctx: Context, lang: str, sender: str, results: Results) -> None:
         member = membership.find_member(ctx.session, ml, sender)
         notify(ctx.session, ctx.renderer, ml, "reply-help.txt", [sender], ctx.now, kind="reply",
                lang=lang, is_member=member is not None,
-               meetings=meetings.upcoming(ctx.session, ml, ctx.now))
+               meetings=meetings.upcoming(ctx.session, ml, ctx.now, lang))
         results.answered = True
     results.add("unclear")

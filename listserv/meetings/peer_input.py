@@ -103,7 +103,7 @@ def read(msg: EmailMessage, list_name: str, *, via_request: bool = False) -> Rea
 
 def _context(request: PeerInput) -> dict[str, Any]:
     meeting = request.meeting
-    return {"request": request, "meeting_when": when(meeting) if meeting else "",
+    return {"request": request, "meeting_when": when(meeting, request.lang) if meeting else "",
             "max_minutes": MAX_PEER_MINUTES,
             "peer_input_address": request.mailing_list.role_address(Role.PEER_INPUT)}
 

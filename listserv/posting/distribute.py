@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify_chair
-from listserv.delivery.outbox import enqueue, enqueue_to_members
+from listserv.delivery.outbox import enqueue, enqueue_per_language, enqueue_to_members
+from listserv.intent.language import detect_language
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
 from listserv.mail.message import parse
@@ -21,7 +22,7 @@ from listserv.mail.mime.headers import author_of
 from listserv.mail.mime.raw import RawMessage
 from listserv.mail.mime.sender_rewrite import SenderRewrite
 from listserv.mail.render import Renderer, one_line
-from listserv.mail.text import body_text
+from listserv.mail.text import body_text, message_text
 from listserv.posting.dmarc import PolicyLookup, default_lookup, domain_of, mitigation
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import Held, Inbound, MailingList
@@ -66,10 +67,16 @@ def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes
     `hosted`: the lists run on a hosted mailbox (`Settings.hosted`), so From is always the
     list's (see `sender_rewrite`).
     """
-    copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer_text(renderer, ml),
-                             sender_rewrite(renderer, ml, raw, Role.POST, dmarc,
-                                            hosted=hosted))
-    return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit)
+    rewrite = sender_rewrite(renderer, ml, raw, Role.POST, dmarc, hosted=hosted)
+    if ml.footer is not None:
+        # The chair's own footer is used as written: one copy for everyone.
+        copy = distribution_copy(raw, list_headers(ml), ml.prefix, ml.footer, rewrite)
+        return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit)
+    # The built-in footer reads in each member's language; the post itself never changes.
+    return enqueue_per_language(
+        session, ml, lambda lang: distribution_copy(raw, list_headers(ml), ml.prefix,
+                                                    footer_text(renderer, ml, lang), rewrite),
+        now=now, kind="post", eightbit=renderer.eightbit)
 
 
 #: A held post larger than this is not attached to its notice (`listserv held show` has it).
@@ -84,7 +91,8 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound
     subject = header_text(msg, "Subject")
     held = Held(
         list_id=ml.id, inbound_id=inbound.id, sender=sender, subject=subject, reason=reason,
-        created_at=now, expires_at=now + timedelta(days=ml.held_expiry_days),
+        lang=detect_language(f"{subject}\n{message_text(msg)}"), created_at=now,
+        expires_at=now + timedelta(days=ml.held_expiry_days),
     )
     session.add(held)
     session.flush()

@@ -1,0 +1,30 @@
+"""held.lang: the language the held post's sender wrote in (issue 20)
+
+The rejection and the expiry notice answer the sender in it. Rows from before this revision
+get English, what they were answered in until now.
+
+Revision ID: 0016_held_lang
+Revises: 0015_attempted_at
+Create Date: 2026-12-06 20:30:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0016_held_lang'
+down_revision: str | None = '0015_attempted_at'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('held') as batch:
+        batch.add_column(sa.Column('lang', sa.String(length=8), nullable=False,
+                                   server_default='en'))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('held') as batch:
+        batch.drop_column('lang')
