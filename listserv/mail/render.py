@@ -126,8 +126,8 @@ class _Environment(jinja2.Environment):
     list's and language's file first (`search_path`), so an included part follows along."""
 
     def join_path(self, template: str, parent: str) -> str:
-        _, _, path = parent.partition(":")
-        parts = path.split("/")[:-1]
+        # A loaded template is named without its loader's prefix ("es/NAME", "LIST@DOMAIN/NAME").
+        parts = parent.rpartition(":")[2].split("/")[:-1]
         list_address = parts.pop(0) if parts and "@" in parts[0] else ""
         lang = parts[0] if parts else DEFAULT_LANG
         for candidate in search_path(template, lang, list_address):
