@@ -17,7 +17,7 @@ English override (Mailman 3 searches the same way). A chair adds a language by a
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from email.message import EmailMessage
 from email.utils import formatdate
 from importlib import resources
@@ -68,14 +68,19 @@ def _lang(context: jinja2.runtime.Context) -> str:
     return str(context.get("lang") or DEFAULT_LANG)
 
 
-@jinja2.pass_context
-def _day(context: jinja2.runtime.Context, value: datetime) -> str:
-    return i18n.day(value, _lang(context))
+def _as_day(value: date | str) -> date:
+    """A date, a datetime, or an ISO date's text (`2027-01-21`) as a template may hold one."""
+    return date.fromisoformat(value[:10]) if isinstance(value, str) else value
 
 
 @jinja2.pass_context
-def _short_day(context: jinja2.runtime.Context, value: datetime) -> str:
-    return i18n.short_day(value, _lang(context))
+def _day(context: jinja2.runtime.Context, value: date | str) -> str:
+    return i18n.day(_as_day(value), _lang(context))
+
+
+@jinja2.pass_context
+def _short_day(context: jinja2.runtime.Context, value: date | str) -> str:
+    return i18n.short_day(_as_day(value), _lang(context))
 
 
 @jinja2.pass_context

@@ -69,12 +69,13 @@ class Reading:
 
     @property
     def missing(self) -> list[str]:
-        """What the request lacks, in words for the reply."""
+        """What the request lacks: "subject" (the project's name), "message" (the help
+        wanted); the reply's template says it in the requester's language."""
         missing = []
         if not self.project:
-            missing.append("a subject: the name of your project")
+            missing.append("subject")
         if not self.help:
-            missing.append("a message: the help you would like from the group")
+            missing.append("message")
         return missing
 
 

@@ -52,7 +52,8 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
     if action is None:
         return None
     author = name or address.rpartition("@")[0]
-    display = one_line(renderer.text("dmarc-from-name.txt", author=author,
+    # One From for every copy (the post is never rewritten per reader): the list's language.
+    display = one_line(renderer.text("dmarc-from-name.txt", ml.language, author=author,
                                      **list_context(ml)))
     # Owners reply to the author; members do too, unless the list takes the replies.
     author_to = "Cc" if role is Role.POST and ml.reply_to == "list" else "Reply-To"
