@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from babel.dates import format_date, format_time
 
-from .helpers import LIST, lmtp_send, make_message, parse
+from .helpers import LIST, lmtp_send, make_message, parse, wait_until
 from .test_column import COLUMN, submission
 from .test_meetings import ics, meeting_mails, schedule
 
@@ -222,3 +222,72 @@ def test_a_per_list_override_is_used_for_that_list_only(cli, shma, daemon, sink,
     assert "(list)" not in cli("templates", "show", "welcome", "--list", "other").output
     assert str(folder / "welcome.txt") in cli("templates", "show", "welcome", "--list",
                                                "shma").output
+
+
+# -- a member's language -----------------------------------------------------------------------
+
+
+def reply_ok(daemon, sender: str, asked) -> None:
+    """Confirm by replying "OK" to a confirmation, as a mail client does."""
+    lmtp_send(daemon.ports["lmtp"], sender, [asked["Reply-To"]],
+              make_message(sender=sender, to=asked["Reply-To"], subject=f"Re: {asked['Subject']}",
+                           body="OK\n", In_Reply_To=asked["Message-ID"]))
+
+
+def member_row(cli, email: str) -> dict:
+    rows = json.loads(cli("members", "list", LIST, "--json").output)
+    return next(r for r in rows if r["email"] == email)
+
+
+def test_joining_in_spanish_records_spanish_and_set_language_changes_it(cli, shma, daemon, sink):
+    """The language of the request is the member's (SPEC §2); `set language pt` from an
+    unproven sender is confirmed first, the confirmation already in Portuguese."""
+    lmtp_send(daemon.ports["lmtp"], ANA, ["shma-request@lists.example.org"],
+              make_message(sender=f"Ana <{ANA}>", to="shma-request@lists.example.org",
+                           subject="Suscripción",
+                           body="Hola, por favor quiero suscribirme a la lista. Gracias.\n"))
+    sink.wait_for(lambda s: mails_to(s, ANA), description="the confirmation")
+    reply_ok(daemon, ANA, mails_to(sink, ANA)[0])
+    sink.wait_for(lambda s: any("Bienvenid" in str(m["Subject"]) for m in mails_to(s, ANA)),
+                  description="the welcome in Spanish")
+    assert member_row(cli, ANA)["language"] == "es"
+
+    seen = len(mails_to(sink, ANA))
+    lmtp_send(daemon.ports["lmtp"], ANA, ["shma-request@lists.example.org"],
+              make_message(sender=ANA, to="shma-request@lists.example.org", subject="",
+                           body="set language pt\n"))
+    sink.wait_for(lambda s: any(str(m["Subject"]).startswith("Confirme, por favor: receber")
+                                for m in mails_to(s, ANA)[seen:]),
+                  description="the confirmation in Portuguese")
+    asked = next(m for m in mails_to(sink, ANA)[seen:]
+                 if str(m["Subject"]).startswith("Confirme, por favor: receber"))
+    assert member_row(cli, ANA)["language"] == "es"  # nothing changes before she confirms
+    reply_ok(daemon, ANA, asked)
+    wait_until(lambda: member_row(cli, ANA)["language"] == "pt")
+    # A language we have no texts in is refused politely, and nothing changes (the one-line
+    # command has no words of any language: the answer is in English).
+    seen = len(mails_to(sink, ANA))
+    lmtp_send(daemon.ports["lmtp"], ANA, ["shma-request@lists.example.org"],
+              make_message(sender=ANA, to="shma-request@lists.example.org", subject="",
+                           body="set language xx\n"))
+    sink.wait_for(lambda s: len(mails_to(s, ANA)) > seen, description="the answer to xx")
+    assert "we have no texts in that language" in " ".join(text_of(mails_to(sink, ANA)[-1])
+                                                             .split())
+    assert member_row(cli, ANA)["language"] == "pt"
+
+
+def test_notices_to_the_chair_are_in_the_chairs_language(cli, shma, daemon, sink):
+    cli("lists", "set", shma, "owner_language", "fr")
+    lmtp_send(daemon.ports["lmtp"], "stranger@else.org", [LIST],
+              make_message(sender="stranger@else.org", subject="Hello"))
+    sink.wait_for(lambda s: mails_to(s, "chair@example.org"), description="the held notice")
+    notice = mails_to(sink, "chair@example.org")[0]
+    assert "en attente de votre approbation" in str(notice["Subject"])
+    # Her own language as a member wins over the list's owner_language.
+    cli("members", "add", shma, "chair@example.org", "--no-welcome")
+    cli("members", "set", shma, "chair@example.org", "--language", "de")
+    lmtp_send(daemon.ports["lmtp"], "other@else.org", [LIST],
+              make_message(sender="other@else.org", subject="Hallo"))
+    sink.wait_for(lambda s: any("wartet auf Ihre Freigabe" in str(m["Subject"])
+                                for m in mails_to(s, "chair@example.org")),
+                  description="the held notice in German")

@@ -100,8 +100,9 @@ def context(lang: str) -> dict:
         "request_address": "shma-request@lists.example.org",
         "join_address": "shma-join@lists.example.org",
         "leave_address": "shma-leave@lists.example.org",
-        "post_address": list_address, "addresses": {"peer-input": "shma-peer-input@lists.example.org",
-                                               "column": "shma-column@lists.example.org"},
+        "post_address": list_address,
+        "addresses": {"peer-input": "shma-peer-input@lists.example.org",
+                      "column": "shma-column@lists.example.org"},
         "description": "SHMA", "resources": ["https://shma.example.org/"],
         "confirm_address": "shma-confirm+k3j4h5g6f7d8s9a0@lists.example.org",
         "reply_address": "shma-confirm+a1b2c3d4e5f6@lists.example.org",
@@ -186,4 +187,4 @@ def test_the_stop_word_check_tells_the_languages_apart():
         "de": "Wir haben Ihre Anfrage erhalten und schreiben Ihnen, sobald sie bereit ist.",
         "pt": "Recebemos o seu pedido e vamos escrever para você quando estiver pronto.",
     }
-    assert {lang: identify(text) for lang, text in samples.items()} == {l: l for l in samples}
+    assert {lang: identify(text) for lang, text in samples.items()} == {c: c for c in samples}
