@@ -265,14 +265,13 @@ def test_joining_in_spanish_records_spanish_and_set_language_changes_it(cli, shm
     reply_ok(daemon, ANA, asked)
     wait_until(lambda: member_row(cli, ANA)["language"] == "pt")
     # A language we have no texts in is refused politely, and nothing changes (the one-line
-    # command has no words of any language: the answer is in English).
+    # command has no words of any language: the answer is in her own, now Portuguese).
     seen = len(mails_to(sink, ANA))
     lmtp_send(daemon.ports["lmtp"], ANA, ["shma-request@lists.example.org"],
               make_message(sender=ANA, to="shma-request@lists.example.org", subject="",
                            body="set language xx\n"))
     sink.wait_for(lambda s: len(mails_to(s, ANA)) > seen, description="the answer to xx")
-    assert "we have no texts in that language" in " ".join(text_of(mails_to(sink, ANA)[-1])
-                                                             .split())
+    assert "não temos textos nesse idioma" in " ".join(text_of(mails_to(sink, ANA)[-1]).split())
     assert member_row(cli, ANA)["language"] == "pt"
 
 

@@ -8,10 +8,11 @@ list itself or a mailer daemon.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify, notify_chair
+from listserv.intent.language import has_language
 from listserv.intent.request import understand
 from listserv.intent.understanding import Command, Kind, Understanding
 from listserv.mail.addresses import Role, normalize, valid_address
@@ -87,8 +88,15 @@ def handle(ctx: Context) -> str:
 
 
 def act(ctx: Context, understood: Understanding) -> str:
-    """Carry out what a request mail asks; returns the outcome for the log."""
+    """Carry out what a request mail asks; returns the outcome for the log.
+
+    The replies are in the language the mail was written in; a mail with no words to tell it
+    by (a bare command) is answered in the sender's own language when she is a member."""
     sender = sender_of(ctx)
+    if not has_language(f"{header_text(ctx.msg, 'Subject')}\n{message_text(ctx.msg)}"):
+        member = membership.find_member(ctx.session, ctx.mailing_list, sender)
+        if member is not None and member.language:
+            understood = replace(understood, lang=member.language)
     results = Results(not_understood=list(understood.unrecognised),
                       ignored=list(understood.ignored))
     classic = len(understood.commands) > 1 or bool(understood.unrecognised or understood.ignored)
