@@ -282,9 +282,11 @@ def test_notices_to_the_chair_are_in_the_chairs_language(cli, shma, daemon, sink
     sink.wait_for(lambda s: mails_to(s, "chair@example.org"), description="the held notice")
     notice = mails_to(sink, "chair@example.org")[0]
     assert "en attente de votre approbation" in str(notice["Subject"])
-    # Her own language as a member wins over the list's owner_language.
-    cli("members", "add", shma, "chair@example.org", "--no-welcome")
+    # Her own language (`members set` on the owner, who is not a member) wins over the
+    # list's owner_language; nothing else of an owner can be set that way.
     cli("members", "set", shma, "chair@example.org", "--language", "de")
+    refused = cli("members", "set", shma, "chair@example.org", "--name", "Chair", ok=False)
+    assert refused.exit_code == 1 and "only --language" in refused.output
     lmtp_send(daemon.ports["lmtp"], "other@else.org", [LIST],
               make_message(sender="other@else.org", subject="Hallo"))
     sink.wait_for(lambda s: any("wartet auf Ihre Freigabe" in str(m["Subject"])

@@ -65,14 +65,26 @@ def set_owners(session: Session, ml: MailingList, text: str, now: datetime,
 
 def set_member(session: Session, ml: MailingList, email: str, now: datetime, actor: str, *,
                name: str | None = None, delivery: str | None = None,
-               language: str | None = None, known_languages: Sequence[str] = ()) -> Member:
+               language: str | None = None, known_languages: Sequence[str] = ()
+               ) -> Member | Owner:
     """Change a member's name, delivery mode or language (`members set`); nobody is mailed.
 
-    `known_languages`: the languages there are templates for (`Renderer.languages`); without
-    them, those of the phrase files."""
+    An owner who is not a member may have her language set (that of her notices) and nothing
+    else. `known_languages`: the languages there are templates for (`Renderer.languages`);
+    without them, those of the phrase files."""
+    known = list(known_languages) or sorted(p.lang for p in languages())
     member = find_member(session, ml, email)
     if member is None:
-        raise ListservError(f"{email} is not a member of {ml.address}")
+        owner = next((o for o in ml.owners if o.email.lower() == email.strip().lower()), None)
+        if owner is None:
+            raise ListservError(f"{email} is not a member of {ml.address}")
+        if language is None or name is not None or delivery is not None:
+            raise ListservError(f"{email} is an owner of {ml.address}, not a member: only "
+                                "--language can be set (the language of her notices)")
+        owner.language = _language(language, known)
+        audit(session, now, actor, "owner-changed",
+              f"{owner.email}: language {owner.language or 'of the list'}", ml.id)
+        return owner
     changes = []
     if name is not None:
         name = " ".join(name.split())
@@ -87,17 +99,22 @@ def set_member(session: Session, ml: MailingList, email: str, now: datetime, act
         member.delivery = delivery
         changes.append(f"delivery {delivery}")
     if language is not None:
-        known = list(known_languages) or sorted(p.lang for p in languages())
-        language = language.strip().lower()
-        if language not in (*known, ""):
-            raise ListservError(f"language {language!r} is not one of {', '.join(known)} "
-                                "(\"\" = the list's)")
+        language = _language(language, known)
         member.language = language
         changes.append(f"language {language or 'of the list'}")
     if not changes:
         raise ListservError("nothing to change: give --name, --delivery or --language")
     audit(session, now, actor, "member-changed", f"{member.email}: {', '.join(changes)}", ml.id)
     return member
+
+
+def _language(language: str, known: Sequence[str]) -> str:
+    """A language code the chair gave, checked against those there are templates for."""
+    language = language.strip().lower()
+    if language not in (*known, ""):
+        raise ListservError(f"language {language!r} is not one of {', '.join(known)} "
+                            "(\"\" = the list's)")
+    return language
 
 
 def member_count(session: Session, ml: MailingList) -> int:

@@ -162,12 +162,15 @@ def notify(
 
 
 def chair_language(session: Session, mailing_list: MailingList, address: str) -> str:
-    """The language of notices to the owner or moderator `address`: her own as a member of
-    the list (`members set --language`), else the list's `owner_language`, else its
-    `language`."""
+    """The language of notices to the owner or moderator `address`: her own (`members set
+    --language` on her address, as a member of the list or as an owner), else the list's
+    `owner_language`, else its `language`."""
+    address = normalize(address)
     own = session.scalar(select(Member.language).where(
-        Member.list_id == mailing_list.id, Member.email == normalize(address)))
-    return own or str(OWNER_LANGUAGE.get(mailing_list)) or mailing_list.language
+        Member.list_id == mailing_list.id, Member.email == address))
+    as_owner = next((o.language for o in mailing_list.owners if normalize(o.email) == address),
+                    "")
+    return own or as_owner or str(OWNER_LANGUAGE.get(mailing_list)) or mailing_list.language
 
 
 def deciders(mailing_list: MailingList) -> list[str]:

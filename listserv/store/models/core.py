@@ -147,6 +147,9 @@ class Owner(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(320))
+    # The language of her notices (`members set LIST OWNER --language xx`); "" = the list's
+    # `owner_language`, else its `language`.
+    language: Mapped[str] = mapped_column(String(8), default="")
 
     mailing_list: Mapped[MailingList] = relationship(back_populates="owners")
 

@@ -1,7 +1,9 @@
-"""held.lang: the language the held post's sender wrote in (issue 20)
+"""held.lang and owners.language (issue 20)
 
-The rejection and the expiry notice answer the sender in it. Rows from before this revision
-get English, what they were answered in until now.
+held.lang: the language the held post's sender wrote in; the rejection and the expiry notice
+answer the sender in it. Rows from before this revision get English, what they were answered
+in until now. owners.language: the language of an owner's notices (`members set` on an
+owner); "" = the list's `owner_language`, else its `language`.
 
 Revision ID: 0016_held_lang
 Revises: 0015_attempted_at
@@ -23,8 +25,13 @@ def upgrade() -> None:
     with op.batch_alter_table('held') as batch:
         batch.add_column(sa.Column('lang', sa.String(length=8), nullable=False,
                                    server_default='en'))
+    with op.batch_alter_table('owners') as batch:
+        batch.add_column(sa.Column('language', sa.String(length=8), nullable=False,
+                                   server_default=''))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('owners') as batch:
+        batch.drop_column('language')
     with op.batch_alter_table('held') as batch:
         batch.drop_column('lang')
