@@ -292,3 +292,33 @@ def test_notices_to_the_chair_are_in_the_chairs_language(cli, shma, daemon, sink
     sink.wait_for(lambda s: any("wartet auf Ihre Freigabe" in str(m["Subject"])
                                 for m in mails_to(s, "chair@example.org")),
                   description="the held notice in German")
+
+
+def test_a_post_carries_the_built_in_footer_in_each_members_language_in_batches(
+        cli, shma, daemon, sink):
+    """Batched mode (`personalize = false`): one copy per language, each batched on its own;
+    the post itself is the same in both. A footer the chair set is used as written."""
+    cli("lists", "set", shma, "personalize", "false")
+    for member in (ANA, BEN, "carla@example.net", "dan@example.net"):
+        cli("members", "add", shma, member, "--no-welcome")
+    cli("members", "set", shma, ANA, "--language", "es")
+    cli("members", "set", shma, "carla@example.net", "--language", "es")
+    lmtp_send(daemon.ports["lmtp"], BEN, [LIST],
+              make_message(sender=BEN, subject="Garden day", body="See you on Saturday.\n"))
+    readers = (ANA, BEN, "carla@example.net", "dan@example.net")
+    sink.wait_for(lambda s: all(s.messages_for(m) for m in readers), description="the post")
+    spanish = [d for d in sink.deliveries if ANA in d.rcpt_tos]
+    assert len(spanish) == 1 and set(spanish[0].rcpt_tos) == {ANA, "carla@example.net"}
+    assert "Para darse de baja" in text_of(parse(spanish[0].data))
+    english = text_of(mails_to(sink, BEN)[0])
+    assert "To leave the list" in english and "Para darse" not in english
+    assert all("See you on Saturday." in text_of(mails_to(sink, m)[0]) for m in readers)
+
+    cli("lists", "set", shma, "footer", "-- shma, the garden group")
+    sink.clear()
+    lmtp_send(daemon.ports["lmtp"], BEN, [LIST],
+              make_message(sender=BEN, subject="Tools", body="Who has a rake?\n"))
+    sink.wait_for(lambda s: all(s.messages_for(m) for m in readers), description="the post")
+    assert len(sink.deliveries) == 1  # one copy for everyone
+    assert all(text_of(mails_to(sink, m)[0]).rstrip().endswith("-- shma, the garden group")
+               for m in readers)
