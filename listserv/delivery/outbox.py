@@ -96,7 +96,7 @@ def languages_in_use(session: Session, mailing_list: MailingList) -> dict[str, t
 
 def enqueue_per_language(
     session: Session, mailing_list: MailingList, copy_in: Callable[[str], bytes], *,
-    now: datetime, kind: str, eightbit: bool = False,
+    now: datetime, kind: str, eightbit: bool = False, authentication_results: str = "",
 ) -> int:
     """Queue list mail we write (reminders, calls, a post's built-in footer) once per language
     in use: `copy_in(lang)` renders the copy in that language, rendered once whatever the
@@ -104,19 +104,23 @@ def enqueue_per_language(
     Returns how many members it is queued for."""
     return sum(
         enqueue_to_members(session, mailing_list, copy_in(lang), now=now, kind=kind,
-                           eightbit=eightbit, languages=stored)
+                           eightbit=eightbit, authentication_results=authentication_results,
+                           languages=stored)
         for lang, stored in languages_in_use(session, mailing_list).items())
 
 
 def enqueue_to_members(
     session: Session, mailing_list: MailingList, copy: bytes, *, now: datetime,
-    kind: str = "post", eightbit: bool = False, languages: tuple[str, ...] | None = None,
+    kind: str = "post", eightbit: bool = False, authentication_results: str = "",
+    languages: tuple[str, ...] | None = None,
 ) -> int:
     """Queue a list copy for every active regular member, without loading the roster.
 
     The copy is stored as its wire bytes (`to_wire`), as `enqueue` stores its message.
-    `languages`: only for the members whose stored language is one of these (one language's
-    copy, `enqueue_per_language`).
+    `authentication_results`: how the post was authenticated when it arrived, for the ARC set
+    the delivery worker seals the copies with (`mail.signing`). `languages`: only for the
+    members whose stored language is one of these (one language's copy,
+    `enqueue_per_language`).
     """
     message = OutMessage(
         list_id=mailing_list.id,
@@ -125,6 +129,7 @@ def enqueue_to_members(
         envelope_from=mailing_list.role_address(Role.BOUNCES),
         personalize=mailing_list.personalize,
         created_at=now,
+        authentication_results=authentication_results,
     )
     session.add(message)
     session.flush()

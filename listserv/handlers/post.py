@@ -12,7 +12,7 @@ from listserv.delivery.notices import notify
 from listserv.intent.language import detect_language
 from listserv.mail.headers import from_address
 from listserv.mail.text import message_text
-from listserv.posting.distribute import distribute, hold
+from listserv.posting.distribute import arc_authserv, distribute, hold
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import Member
 
@@ -43,7 +43,8 @@ def handle(ctx: Context) -> str:
     if member is None:
         return _nonmember(ctx, sender)
     count = distribute(ctx.session, ctx.renderer, ml, ctx.inbound.raw, ctx.now,
-                       hosted=ctx.settings.hosted)
+                       hosted=ctx.settings.hosted,
+                       trusted_authserv_id=arc_authserv(ctx.settings, ml))
     return f"distributed to {count} members"
 
 

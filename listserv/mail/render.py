@@ -30,6 +30,7 @@ import jinja2
 from listserv.errors import ListservError
 from listserv.mail import i18n
 from listserv.mail.i18n import DEFAULT_LANG
+from listserv.mail.links import confirm_link
 from listserv.mail.tokens import message_id
 
 #: The built-in templates: the repository's `templates/emails/`, which the build installs inside
@@ -149,10 +150,14 @@ class Renderer:
 
     `eightbit` is the form of the mail it renders on the wire (`[outbound] eightbitmime`):
     whoever queues that mail passes it on to the serializer (`delivery.outbox.enqueue`).
+    `web_url` is the web endpoint's public URL ("" when it is off): templates call
+    `confirm_link(token)`, which is "" then, so confirmations carry a link only when it works.
     """
 
-    def __init__(self, templates_dir: Path | None = None, eightbit: bool = False) -> None:
+    def __init__(self, templates_dir: Path | None = None, eightbit: bool = False,
+                 web_url: str = "") -> None:
         self.eightbit = eightbit
+        self.web_url = web_url
         self.templates_dir = templates_dir
         loaders: dict[str, jinja2.BaseLoader] = {BUILTIN: jinja2.FileSystemLoader(TEMPLATES)}
         if templates_dir is not None:
@@ -164,6 +169,8 @@ class Renderer:
             autoescape=False,
         )
         self.env.filters.update(FILTERS)
+        # Read at render time: the daemon learns its web port (0 = free) after building this.
+        self.env.globals["confirm_link"] = lambda token: confirm_link(self.web_url, token)
 
     def languages(self) -> list[str]:
         """The languages there are templates for: English, each built-in language folder and

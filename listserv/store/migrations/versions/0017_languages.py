@@ -5,8 +5,8 @@ answer the sender in it. Rows from before this revision get English, what they w
 in until now. owners.language: the language of an owner's notices (`members set` on an
 owner); "" = the list's `owner_language`, else its `language`.
 
-Revision ID: 0016_languages
-Revises: 0015_attempted_at
+Revision ID: 0017_languages
+Revises: 0016_authentication_results
 Create Date: 2026-12-06 20:30:00.000000
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0016_languages'
-down_revision: str | None = '0015_attempted_at'
+revision: str = '0017_languages'
+down_revision: str | None = '0016_authentication_results'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
