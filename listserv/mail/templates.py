@@ -135,7 +135,7 @@ def check(renderer: Renderer) -> list[Problem]:
             problems.append(Problem(path, exc.lineno or 1, exc.message or "syntax error"))
             continue
         allowed = _variables(env, env.parse(builtin.read_text(encoding="utf-8")), set())
-        allowed |= GLOBAL_VARIABLES
+        allowed |= GLOBAL_VARIABLES | set(env.globals)  # lang, confirm_link, range, ...
         for name in sorted(_variables(env, tree, set()) - allowed,
                            key=lambda n: (_first_line(tree, n), n)):
             problems.append(Problem(path, _first_line(tree, name),
