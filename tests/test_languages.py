@@ -115,7 +115,8 @@ def test_a_spanish_members_held_post_expires_with_a_notice_in_spanish(
     sink.wait_for(lambda s: any("held" in str(m["Subject"])
                                 for m in mails_to(s, "chair@example.org")),
                   description="the held-post notice to the chair")
-    assert json.loads(cli("held", "list", "--json").output)[0]["sender"] == ANA
+    [held] = json.loads(cli("held", "list", "--json").output)
+    assert (held["sender"], held["lang"]) == (ANA, "es")
     clock.advance(timedelta(days=15))
     daemon.run_scheduler()
     sink.wait_for(lambda s: any("no se ha publicado" in str(m["Subject"])

@@ -304,7 +304,8 @@ def import_members(session: Session, ml: MailingList,
 def held_dict(held: Held) -> dict[str, str]:
     return {"id": str(held.id), "list": held.mailing_list.address, "sender": held.sender,
             "subject": held.subject, "reason": held.reason, "status": held.status,
-            "held_at": held.created_at.isoformat(), "expires": held.expires_at.isoformat()}
+            "held_at": held.created_at.isoformat(), "expires": held.expires_at.isoformat(),
+            "lang": held.lang}
 
 
 def waiting_held(session: Session, ml: MailingList | None = None) -> list[Held]:
