@@ -77,7 +77,7 @@ def context(lang: str) -> dict:
                  delivery="nomail", kind="subscribe", created_at=NOW, expires_at=NOW
                  + timedelta(days=14), project="Repair Café Nord", minutes=20,
                  requested_minutes=45, status="reserved", help="-", summary="SHMA 2027",
-                 meeting=None)
+                 meeting=ns(id=3, start=START, tz="America/Chicago"))
     held = ns(id=7, sender="ana@example.net", subject="SHMA 2027", reason="max_post_kb",
               created_at=NOW, expires_at=NOW + timedelta(days=14))
     files = [ns(name="article.docx", label="Word", size=52_000, macros=False,
