@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+import jinja2
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -38,6 +39,7 @@ from listserv.delivery.outbox import audience
 from listserv.digests.posts import DELIVERY_MODES
 from listserv.errors import ListservError
 from listserv.files import UMASK, open_private, private_folder, remove_paths
+from listserv.mail import templates as mail_templates
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.meetings import peer_input as peer_input
@@ -585,7 +587,8 @@ def members_set(app: App, list_ref: str, email: str, name: str | None, delivery:
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
         member = housekeeping.set_member(session, app.renderer, ml, email, app.clock.now(),
-                                         app.actor, name=name, delivery=delivery, language=language)
+                                         app.actor, name=name, delivery=delivery,
+                                         language=language)
         click.echo(f"changed {member.email} on {ml.address}")
 
 
@@ -663,11 +666,12 @@ def members_export(app: App, list_ref: str, output: Path) -> None:
         with progress(services.member_count(session, ml), "exporting") as step:
             rows = []
             for m in services.iter_members(session, ml):
-                rows.append([services.csv_cell(m.email), services.csv_cell(m.name), m.delivery])
+                rows.append([services.csv_cell(m.email), services.csv_cell(m.name), m.delivery,
+                             m.language])
                 step(1)
     with _output(output) as out:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["email", "name", "delivery"])
+        writer.writerow(["email", "name", "delivery", "language"])
         writer.writerows(rows)
 
 
@@ -1474,6 +1478,66 @@ def status_command(app: App, as_json: bool) -> None:
     click.echo(json.dumps(report, indent=2) if as_json else "\n".join(status_lines(report)))
     if not report["ok"]:
         raise click.exceptions.Exit(2)
+
+
+@main.group()
+def templates() -> None:
+    """The mail templates: which file each list uses, and checks of the operator's own."""
+
+
+@templates.command("list")
+@click.option("--list", "list_ref", default=None, metavar="LIST",
+              help="As this list sees them (its own folder templates_dir/LIST@DOMAIN/ first).")
+@click.option("--lang", default=None, metavar="xx", help="Only this language.")
+@json_option
+@pass_app
+def templates_list(app: App, list_ref: str | None, lang: str | None, as_json: bool) -> None:
+    """Each template in each language, and the file that renders it."""
+    address = _list_address(app, list_ref)
+    rows = [s.as_dict() for s in mail_templates.sources(app.renderer, address, lang)]
+    emit(rows, as_json, ("name", "lang", "origin", "file"))
+
+
+@templates.command("show")
+@click.argument("name")
+@click.option("--list", "list_ref", default=None, metavar="LIST",
+              help="As this list sees it.")
+@click.option("--lang", default="en", show_default=True, metavar="xx",
+              help="In this language.")
+@pass_app
+def templates_show(app: App, name: str, list_ref: str | None, lang: str) -> None:
+    """Print the file that renders template NAME (its path first, then its text)."""
+    address = _list_address(app, list_ref)
+    name = name if name.endswith(".txt") else f"{name}.txt"
+    try:
+        found, text = mail_templates.text_of(app.renderer, name, lang, address)
+    except jinja2.TemplatesNotFound:
+        raise click.ClickException(f"no template named {name} (see `listserv templates "
+                                   "list`)") from None
+    click.echo(f"# {found.path} ({found.origin}, {found.lang})")
+    click.echo(text, nl=False)
+
+
+@templates.command("check")
+@pass_app
+def templates_check(app: App) -> None:
+    """Check every file in templates_dir against the built-in template it replaces: it must
+    parse and use no variable the built-in one is not given. Exits 1 naming file and line."""
+    problems = mail_templates.check(app.renderer)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        raise click.exceptions.Exit(1)
+    where = app.settings.templates_dir
+    click.echo(f"templates in {where}: no problems" if where else
+               "no templates_dir configured: the built-in templates are used")
+
+
+def _list_address(app: App, list_ref: str | None) -> str:
+    if not list_ref:
+        return ""
+    with app.reading() as session:
+        return services.find_list(session, list_ref).address
 
 
 @main.group()

@@ -53,7 +53,7 @@ def expire_held(session: Session, renderer: Renderer, now: datetime) -> int:
         msg = parse(held.inbound.raw)
         if may_auto_reply(msg, held.inbound.mail_from, held.sender):
             notify(session, renderer, held.mailing_list, "notice-held-expired.txt",
-                   [held.sender], now, kind="notice", held=held)
+                   [held.sender], now, kind="notice", lang=held.lang, held=held)
     return len(due)
 
 

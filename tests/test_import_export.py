@@ -220,9 +220,9 @@ def tricky_roster(cli, shma):
 
 def test_export_writes_the_columns_and_escapes_formula_cells(cli, tricky_roster):
     result = cli("members", "export", tricky_roster)
-    assert result.stdout.startswith("email,name,delivery\n")
+    assert result.stdout.startswith("email,name,delivery,language\n")
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(rows[0]) == ["email", "name", "delivery"]
+    assert list(rows[0]) == ["email", "name", "delivery", "language"]
     cells = {r["email"]: r for r in rows}
     assert cells["formula@example.org"]["name"] == "'" + TRICKY_NAMES["formula@example.org"]
     assert cells["plus@example.org"]["name"] == "'+44 20 7946 0000"
@@ -231,7 +231,7 @@ def test_export_writes_the_columns_and_escapes_formula_cells(cli, tricky_roster)
     assert cells["'-dash@example.org"]["name"] == "Dash Address"
     assert cells["comma@example.org"]["name"] == TRICKY_NAMES["comma@example.org"]
     assert cells["plain@example.org"] == {"email": "plain@example.org", "name": "Plain Person",
-                                          "delivery": "regular"}
+                                          "delivery": "regular", "language": ""}
     for row in rows:
         for cell in row.values():
             assert not cell.startswith(("=", "+", "-", "@")), row
@@ -258,15 +258,16 @@ def test_export_then_import_into_another_list_round_trips(cli, tricky_roster, st
     assert count(store, OutMessage) == 0
 
 
-def test_export_keeps_the_delivery_mode(cli, shma, tmp_path):
+def test_export_keeps_the_delivery_mode_and_language(cli, shma, tmp_path):
     path = tmp_path / "modes.csv"
-    path.write_text("email,delivery\na@example.org,digest\nb@example.org,NOMAIL\n"
-                    "c@example.org,regular\nd@example.org,Digest-Plain\n")
+    path.write_text("email;delivery;Idioma\na@example.org;digest;es\nb@example.org;NOMAIL;\n"
+                    "c@example.org;regular;PT\nd@example.org;Digest-Plain;\n")
     cli("members", "import", shma, str(path))
     rows = list(csv.reader(io.StringIO(cli("members", "export", shma).stdout)))
-    assert rows == [["email", "name", "delivery"], ["a@example.org", "", "digest"],
-                    ["b@example.org", "", "nomail"], ["c@example.org", "", "regular"],
-                    ["d@example.org", "", "digest-plain"]]
+    assert rows == [["email", "name", "delivery", "language"],
+                    ["a@example.org", "", "digest", "es"], ["b@example.org", "", "nomail", ""],
+                    ["c@example.org", "", "regular", "pt"],
+                    ["d@example.org", "", "digest-plain", ""]]
 
 
 def test_export_of_an_unknown_list_is_one_clear_error(cli, shma):
@@ -278,7 +279,7 @@ def test_export_of_an_unknown_list_is_one_clear_error(cli, shma):
 def test_export_of_an_empty_list_is_the_header_row(cli, shma, store):
     with store.unit_of_work() as session:
         assert session.scalar(select(func.count()).select_from(Member)) == 0
-    assert cli("members", "export", shma).stdout == "email,name,delivery\n"
+    assert cli("members", "export", shma).stdout == "email,name,delivery,language\n"
 
 
 # -- spreadsheets in other languages (issue 16 acceptance 6) ------------------------------------

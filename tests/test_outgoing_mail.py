@@ -77,7 +77,8 @@ REQUEST_ROW = NS(id=17, token="k3n5q2x7w4r6t8y9u2i4o6p1", email=ZOE.email, name=
                  kind="subscribe", status="confirming", expires_at=NOW + timedelta(days=7),
                  project=PROJECT, minutes=20, requested_minutes=30, help="Ideas to find "
                  "drivers in the evenings; how other groups insure volunteers.",
-                 meeting=NS(id=3), py=None, created_at=NOW)
+                 meeting=NS(id=3, start=NOW + timedelta(days=20), tz="America/Chicago"),
+                 py=None, created_at=NOW)
 HELD = NS(id=42, sender=ZOE.email, subject="Réunion de jeudi : ordre du jour",
           reason="the sender zoe@example.net is not a member", created_at=NOW,
           expires_at=NOW + timedelta(days=14))

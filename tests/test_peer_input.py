@@ -52,7 +52,7 @@ def two_meetings(cli, shma) -> list[dict]:
 
 def when_of(meeting: dict) -> str:
     start = datetime.fromisoformat(meeting["start"])
-    return f"{start:%A} {start.day} {start:%B %Y}, {start:%H:%M}"
+    return f"{start:%A}, {start.day} {start:%B %Y}, {start:%H:%M}"
 
 
 def replies(sink, address: str) -> list:

@@ -51,9 +51,9 @@ def _send_warning(session: Session, renderer: Renderer, ml: MailingList, member:
                         status="sent", sent_at=now)
     session.add(probe)
     msg = renderer.mail(
-        "warning-bounce-probe.txt", domain=ml.domain, now=now, to=member.email, member=member,
-        warning=number, warnings=total, reason=state.last_reason,
-        removal=(now + interval * (total - number + 1)).strftime("%Y-%m-%d"),
+        "warning-bounce-probe.txt", domain=ml.domain, now=now, lang=member.language or ml.language,
+        to=member.email, member=member, warning=number, warnings=total, reason=state.last_reason,
+        removal=now + interval * (total - number + 1),
         **list_context(ml))
     out = enqueue(session, msg, [member.email],
                   envelope_from=ml.role_address(Role.BOUNCES, probe.token), kind="probe",
@@ -82,8 +82,7 @@ def step(session: Session, renderer: Renderer, ml: MailingList, member: Member,
         _tell_chair(session, renderer, ml,
                     "notice-member-disabled.txt" if number == 1 else "notice-bounce-warning.txt",
                     now, member=member, state=state, warning=number, warnings=total,
-                    next_step=state.next_step_at.strftime("%Y-%m-%d"),
-                    removal=removal.strftime("%Y-%m-%d"),
+                    next_step=state.next_step_at, removal=removal,
                     threshold=THRESHOLD.get(ml))
         return f"warning {number} of {total} to {member.email}"
     email_address, reason, warnings = member.email, state.last_reason, state.warnings_sent

@@ -245,7 +245,8 @@ def _csv_unescape(value: str) -> str:
 def import_members(session: Session, ml: MailingList,
                    rows: Iterable[tuple[int, dict[str, str | None]]], now: datetime, actor: str,
                    progress: Callable[[int], None] = lambda n: None) -> ImportResult:
-    """Add members from CSV rows (`email`, optional `name`, `delivery`); never mails.
+    """Add members from CSV rows (`email`, optional `name`, `delivery`, `language`: a
+    language code, empty for the list's); never mails.
 
     `rows` are (line number in the file, row) pairs. Bad rows are skipped and named by their
     line number; the rest are inserted in bulk. A banned address is skipped like a bad row.
@@ -261,6 +262,7 @@ def import_members(session: Session, ml: MailingList,
         checked = valid_address(email)
         delivery = (row.get("delivery") or "regular").strip().lower() or "regular"
         name = " ".join(_csv_unescape(row.get("name") or "").split())
+        language = (row.get("language") or "").strip().lower()
         if checked is None:
             skipped.append(f"line {line}: {email!r} is not an email address")
         elif delivery not in DELIVERY_MODES:
@@ -268,6 +270,9 @@ def import_members(session: Session, ml: MailingList,
                            f"{', '.join(DELIVERY_MODES)}")
         elif len(name) > MAX_NAME_LENGTH:
             skipped.append(f"line {line}: the name is longer than {MAX_NAME_LENGTH} characters")
+        elif language and not re.fullmatch(r"[a-z]{2,3}", language):
+            skipped.append(f"line {line}: language {language!r} is not a language code "
+                           "such as en, es, fr, de or pt")
         elif checked in seen:
             skipped.append(f"line {line}: {checked} is already on line {seen[checked]}")
         elif checked in existing:
@@ -277,7 +282,7 @@ def import_members(session: Session, ml: MailingList,
         else:
             seen[checked] = line
             pending.append({"list_id": ml.id, "email": checked, "name": name,
-                            "delivery": delivery, "status": "active",
+                            "delivery": delivery, "language": language, "status": "active",
                             "bounce_token": new_token(), "leave_token": new_token(),
                             "created_at": now})
         if len(pending) >= 1000:
@@ -299,7 +304,8 @@ def import_members(session: Session, ml: MailingList,
 def held_dict(held: Held) -> dict[str, str]:
     return {"id": str(held.id), "list": held.mailing_list.address, "sender": held.sender,
             "subject": held.subject, "reason": held.reason, "status": held.status,
-            "held_at": held.created_at.isoformat(), "expires": held.expires_at.isoformat()}
+            "held_at": held.created_at.isoformat(), "expires": held.expires_at.isoformat(),
+            "lang": held.lang}
 
 
 def waiting_held(session: Session, ml: MailingList | None = None) -> list[Held]:
@@ -356,7 +362,7 @@ def reject_held(session: Session, renderer: Renderer, held: Held, now: datetime,
           held.list_id)
     if may_auto_reply(parse(held.inbound.raw), held.inbound.mail_from, held.sender):
         notify(session, renderer, held.mailing_list, "deny-post-held.txt", [held.sender], now,
-               kind="reject", held=held, reason=reason)
+               kind="reject", lang=held.lang, held=held, reason=reason)
 
 
 def discard_held(session: Session, held: Held, now: datetime, actor: str) -> None:

@@ -18,7 +18,6 @@ from listserv.chair.actions import set_list_setting
 from listserv.digests import sending as digests
 from listserv.digests.posts import DELIVERY_MODES
 from listserv.errors import ListservError
-from listserv.intent.phrases import languages
 from listserv.mail.render import Renderer
 from listserv.membership.subscriptions import find_member
 from listserv.store import list_settings
@@ -70,14 +69,26 @@ def set_owners(session: Session, ml: MailingList, text: str, now: datetime,
 
 def set_member(session: Session, renderer: Renderer, ml: MailingList, email: str,
                now: datetime, actor: str, *, name: str | None = None,
-               delivery: str | None = None, language: str | None = None) -> Member:
+               delivery: str | None = None, language: str | None = None) -> Member | Owner:
     """Change a member's name, delivery mode or language (`members set`); she is not told.
 
     A digest member set to `regular` gets what waited for her next digest in one last digest
-    (her mail, not a notice about the change)."""
+    (her mail, not a notice about the change). An owner who is not a member may have her
+    language set (that of her notices) and nothing else. The languages are those there are
+    templates for (`Renderer.languages`)."""
+    known = list(renderer.languages())
     member = find_member(session, ml, email)
     if member is None:
-        raise ListservError(f"{email} is not a member of {ml.address}")
+        owner = next((o for o in ml.owners if o.email.lower() == email.strip().lower()), None)
+        if owner is None:
+            raise ListservError(f"{email} is not a member of {ml.address}")
+        if language is None or name is not None or delivery is not None:
+            raise ListservError(f"{email} is an owner of {ml.address}, not a member: only "
+                                "--language can be set (the language of her notices)")
+        owner.language = _language(language, known)
+        audit(session, now, actor, "owner-changed",
+              f"{owner.email}: language {owner.language or 'of the list'}", ml.id)
+        return owner
     changes = []
     if name is not None:
         name = " ".join(name.split())
@@ -94,17 +105,22 @@ def set_member(session: Session, renderer: Renderer, ml: MailingList, email: str
         member.delivery = delivery
         changes.append(f"delivery {delivery}")
     if language is not None:
-        known = sorted(p.lang for p in languages())
-        language = language.strip().lower()
-        if language not in (*known, ""):
-            raise ListservError(f"language {language!r} is not one of {', '.join(known)} "
-                                "(\"\" = the list's)")
+        language = _language(language, known)
         member.language = language
         changes.append(f"language {language or 'of the list'}")
     if not changes:
         raise ListservError("nothing to change: give --name, --delivery or --language")
     audit(session, now, actor, "member-changed", f"{member.email}: {', '.join(changes)}", ml.id)
     return member
+
+
+def _language(language: str, known: Sequence[str]) -> str:
+    """A language code the chair gave, checked against those there are templates for."""
+    language = language.strip().lower()
+    if language not in (*known, ""):
+        raise ListservError(f"language {language!r} is not one of {', '.join(known)} "
+                            "(\"\" = the list's)")
+    return language
 
 
 def member_count(session: Session, ml: MailingList) -> int:

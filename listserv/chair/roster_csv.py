@@ -46,11 +46,16 @@ DELIVERY_HEADERS: Final = frozenset({
     "delivery", "deliverymode", "entrega", "envio", "livraison", "zustellung", "versand",
 })
 
+LANGUAGE_HEADERS: Final = frozenset({
+    "language", "lang", "idioma", "langue", "sprache", "lingua", "taal",
+})
+
 Row = tuple[int, dict[str, str]]
 
 
 def read_roster(handle: TextIO, name: str) -> list[Row]:
-    """The rows of a roster CSV as (line it starts on, {"email", "name", "delivery"}).
+    """The rows of a roster CSV as (line it starts on, {"email", "name", "delivery",
+    "language"}).
 
     Raises `ListservError` naming the file (and the line, for a CSV error) when the file is not
     UTF-8, or its first row names no email column under any separator.
@@ -103,7 +108,8 @@ def _layout(text: str, name: str) -> tuple[str, dict[str, int]]:
 def _columns(header: Iterable[str]) -> dict[str, int]:
     """Field -> column index; the leftmost column of each kind counts."""
     kinds = (("email", EMAIL_HEADERS), ("name", NAME_HEADERS), ("first", FIRST_NAME_HEADERS),
-             ("last", LAST_NAME_HEADERS), ("delivery", DELIVERY_HEADERS))
+             ("last", LAST_NAME_HEADERS), ("delivery", DELIVERY_HEADERS),
+             ("language", LANGUAGE_HEADERS))
     columns: dict[str, int] = {}
     for index, cell in enumerate(header):
         normal = _normal(cell)
@@ -123,7 +129,8 @@ def _fields(cells: list[str], columns: dict[str, int]) -> dict[str, str]:
         return cells[index] if index is not None and index < len(cells) else ""
 
     name = cell("name") or " ".join(p for p in (cell("first"), cell("last")) if p.strip())
-    return {"email": cell("email"), "name": name, "delivery": cell("delivery")}
+    return {"email": cell("email"), "name": name, "delivery": cell("delivery"),
+            "language": cell("language")}
 
 
 def _normal(header: str) -> str:

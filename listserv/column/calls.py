@@ -25,8 +25,8 @@ from listserv.column.settings import (
     column_name,
 )
 from listserv.delivery.listmail import footer_text, list_headers
-from listserv.delivery.notices import list_context, notify
-from listserv.delivery.outbox import enqueue_to_members
+from listserv.delivery.notices import chair_language, list_context, notify
+from listserv.delivery.outbox import enqueue_per_language
 from listserv.mail.addresses import Role
 from listserv.mail.mime.copies import distribution_copy
 from listserv.mail.render import Renderer
@@ -49,17 +49,20 @@ def _start(day: date) -> datetime:
 
 def send_call(session: Session, renderer: Renderer, ml: MailingList, deadline: date,
               now: datetime) -> int:
-    """The call for submissions to the members, as list mail (not re-injected as a post)."""
-    msg = renderer.mail(
-        "column-call.txt", domain=ml.domain, now=now, **list_context(ml),
-        post_address=ml.role_address(Role.POST), column_name=column_name(ml),
-        column_address=ml.role_address(Role.COLUMN), deadline_text=deadline_text(
-            deadline.isoformat()), max_file_kb=MAX_FILE_KB.get(ml),
-        max_total_kb=MAX_TOTAL_KB.get(ml), types=TYPES.get(ml))
-    copy = distribution_copy(message_bytes(msg), list_headers(ml), ml.prefix,
-                             footer_text(renderer, ml))
-    return enqueue_to_members(session, ml, copy, now=now, kind="column-call",
-                              eightbit=renderer.eightbit)
+    """The call for submissions to the members, as list mail (not re-injected as a post),
+    written once per language the members read."""
+    def copy_in(lang: str) -> bytes:
+        msg = renderer.mail(
+            "column-call.txt", domain=ml.domain, now=now, lang=lang, **list_context(ml),
+            post_address=ml.role_address(Role.POST), column_name=column_name(ml),
+            column_address=ml.role_address(Role.COLUMN), deadline_text=deadline_text(
+                deadline.isoformat(), lang), max_file_kb=MAX_FILE_KB.get(ml),
+            max_total_kb=MAX_TOTAL_KB.get(ml), types=TYPES.get(ml))
+        return distribution_copy(message_bytes(msg), list_headers(ml), ml.prefix,
+                                 footer_text(renderer, ml, lang))
+
+    return enqueue_per_language(session, ml, copy_in, now=now, kind="column-call",
+                                eightbit=renderer.eightbit)
 
 
 def send_summary(session: Session, renderer: Renderer, ml: MailingList, deadline: date,
@@ -70,7 +73,8 @@ def send_summary(session: Session, renderer: Renderer, ml: MailingList, deadline
     counts = {s: sum(1 for f in found if f.status == s) for s in STATUSES}
     notify(session, renderer, ml, "notice-column-summary.txt",
            [*(o.email for o in ml.owners), *EDITORS.get(ml)], now, kind="notice",
-           column_name=column_name(ml), deadline_text=deadline_text(deadline.isoformat()),
+           column_name=column_name(ml),
+           deadline_text=deadline_text(deadline.isoformat(), chair_language(session, ml, "")),
            deadline_iso=deadline.isoformat(),
            submissions=found, received=len(found),
            accepted=counts["accepted"] + counts["published"], declined=counts["declined"],

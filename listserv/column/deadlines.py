@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 
 from listserv.column.settings import DEADLINES, month_day
 from listserv.errors import ListservError
+from listserv.mail import i18n
 from listserv.store.models.core import MailingList
 
 
@@ -52,9 +53,9 @@ def parse_deadline(value: str) -> str:
     raise ListservError(f"--deadline {value!r}: give a date as YYYY-MM-DD (or MM-DD)")
 
 
-def deadline_text(iso: str) -> str:
-    """A deadline (an ISO date) as mail writes it, `Sunday 1 March 2026`; "" for none."""
+def deadline_text(iso: str, lang: str = "en") -> str:
+    """A deadline (an ISO date) as mail writes it in `lang`, `Sunday, 1 March 2026`; "" for
+    none."""
     if not iso:
         return ""
-    day = date.fromisoformat(iso)
-    return f"{day:%A} {day.day} {day:%B %Y}"
+    return i18n.day(date.fromisoformat(iso), lang)

@@ -186,7 +186,7 @@ def notice_context(ml: MailingList, submission: Submission,
     """What the column's mail about a submission says (its author's and the chair's)."""
     return {"submission": submission, "revision": revision, "column_name": column_name(ml),
             "column_address": ml.role_address(Role.COLUMN),
-            "deadline_text": deadline_text(submission.deadline),
+            "deadline_text": deadline_text(submission.deadline, submission.lang),
             "max_file_kb": MAX_FILE_KB.get(ml), "max_total_kb": MAX_TOTAL_KB.get(ml)}
 
 

@@ -34,8 +34,9 @@ def list_headers(mailing_list: MailingList) -> ListHeaders:
     )
 
 
-def footer_text(renderer: Renderer, mailing_list: MailingList) -> str:
-    """The list's footer: its own setting, or the default template ("" = none)."""
+def footer_text(renderer: Renderer, mailing_list: MailingList, lang: str = "en") -> str:
+    """The list's footer: its own setting, used as the chair wrote it whatever the reader's
+    language, or the default template in `lang` ("" = none)."""
     if mailing_list.footer is not None:
         return mailing_list.footer
-    return renderer.text("footer.txt", **list_context(mailing_list))
+    return renderer.text("footer.txt", lang, **list_context(mailing_list))

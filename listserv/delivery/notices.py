@@ -30,7 +30,7 @@ from listserv.mail.render import Renderer
 from listserv.mail.wire import message_bytes
 from listserv.store import chair_tokens
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models.core import MailingList
+from listserv.store.models.core import OWNER_LANGUAGE, MailingList, Member
 from listserv.store.models.outgoing import AutoMail
 
 AUTO_MAIL_PER_DAY = 10
@@ -120,6 +120,9 @@ def notify(
 ) -> list[str]:
     """Render `template` once per recipient and queue it; returns who it was queued for.
 
+    `lang` is the language of the mail it answers (or of the member it is for); the chair
+    (owners and moderators) reads it in the chair's language instead (`chair_language`).
+
     `attachment`: a message to attach, as it came (message/rfc822), to a held post's notice.
 
     Owners of the list are exempt from the per-address cap; anyone else past it gets nothing,
@@ -143,8 +146,9 @@ def notify(
                 audit(session, now, DAEMON, "cap-suppressed", f"{kind} to {recipient}",
                       mailing_list.id)
                 continue
+        reads = chair_language(session, mailing_list, recipient) if recipient in owners else lang
         msg = renderer.mail(
-            template, domain=mailing_list.domain, now=now, lang=lang, to=recipient,
+            template, domain=mailing_list.domain, now=now, lang=reads, to=recipient,
             **list_context(mailing_list), **context,
         )
         message = msg if attachment is None else with_attached(message_bytes(msg), attachment)
@@ -155,6 +159,18 @@ def notify(
         )
         queued.append(recipient)
     return queued
+
+
+def chair_language(session: Session, mailing_list: MailingList, address: str) -> str:
+    """The language of notices to the owner or moderator `address`: her own (`members set
+    --language` on her address, as a member of the list or as an owner), else the list's
+    `owner_language`, else its `language`."""
+    address = normalize(address)
+    own = session.scalar(select(Member.language).where(
+        Member.list_id == mailing_list.id, Member.email == address))
+    as_owner = next((o.language for o in mailing_list.owners if normalize(o.email) == address),
+                    "")
+    return own or as_owner or str(OWNER_LANGUAGE.get(mailing_list)) or mailing_list.language
 
 
 def deciders(mailing_list: MailingList) -> list[str]:

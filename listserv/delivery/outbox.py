@@ -15,7 +15,7 @@ list mail to the members in bulk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from email.message import EmailMessage
 
@@ -85,17 +85,46 @@ def audience(session: Session, mailing_list: MailingList) -> int:
         *_receiving(mailing_list))) or 0)
 
 
+def languages_in_use(session: Session, mailing_list: MailingList) -> dict[str, tuple[str, ...]]:
+    """The languages the receiving members read, each with the stored values that mean it
+    (a member without a language of her own, "", reads the list's `language`), sorted."""
+    stored = session.scalars(select(Member.language).where(
+        *_receiving(mailing_list)).distinct())
+    groups: dict[str, list[str]] = {}
+    for value in stored:
+        groups.setdefault(value or mailing_list.language, []).append(value)
+    return {lang: tuple(groups[lang]) for lang in sorted(groups)}
+
+
+def enqueue_per_language(
+    session: Session, mailing_list: MailingList, copy_in: Callable[[str], bytes], *,
+    now: datetime, kind: str, eightbit: bool = False, authentication_results: str = "",
+) -> int:
+    """Queue list mail we write (reminders, calls, a post's built-in footer) once per language
+    in use: `copy_in(lang)` renders the copy in that language, rendered once whatever the
+    number of its readers, and each member gets the one in hers (SPEC §3, "Languages").
+    Returns how many members it is queued for."""
+    return sum(
+        enqueue_to_members(session, mailing_list, copy_in(lang), now=now, kind=kind,
+                           eightbit=eightbit, authentication_results=authentication_results,
+                           languages=stored)
+        for lang, stored in languages_in_use(session, mailing_list).items())
+
+
 def enqueue_to_members(
     session: Session, mailing_list: MailingList, copy: bytes, *, now: datetime,
     kind: str = "post", eightbit: bool = False, authentication_results: str = "",
     delivery: str = "regular", where: Sequence[ColumnElement[bool]] = (),
+    languages: tuple[str, ...] | None = None,
 ) -> int:
     """Queue a list copy for every active member with `delivery` (regular by default; a
     digest for the digest members) matching `where`, without loading the roster.
 
     The copy is stored as its wire bytes (`to_wire`), as `enqueue` stores its message.
     `authentication_results`: how the post was authenticated when it arrived, for the ARC set
-    the delivery worker seals the copies with (`mail.signing`).
+    the delivery worker seals the copies with (`mail.signing`). `languages`: only for the
+    members whose stored language is one of these (one language's copy,
+    `enqueue_per_language`).
     """
     message = OutMessage(
         list_id=mailing_list.id,
@@ -111,6 +140,8 @@ def enqueue_to_members(
     due = literal(now, OutRecipient.next_attempt_at.type)
     members = select(literal(message.id), Member.id, Member.email, due).where(
         *_receiving(mailing_list, delivery, where))
+    if languages is not None:
+        members = members.where(Member.language.in_(languages))
     insert = OutRecipient.__table__.insert().from_select(
         ["message_id", "member_id", "email", "next_attempt_at"], members
     )

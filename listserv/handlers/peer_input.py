@@ -60,7 +60,7 @@ def receive(ctx: Context, lang: str, *, via_request: bool = False) -> tuple[str,
     if reading.missing:
         audit(ctx.session, ctx.now, DAEMON, "peer-input-incomplete",
               f"inbound #{ctx.inbound.id} from {sender}: no "
-              + " and no ".join(m.split(":")[0].removeprefix("a ") for m in reading.missing),
+              + " and no ".join(reading.missing),
               ml.id)
         if answerable:
             notify(ctx.session, ctx.renderer, ml, "peer-input-incomplete.txt", [sender],
@@ -68,7 +68,7 @@ def receive(ctx: Context, lang: str, *, via_request: bool = False) -> tuple[str,
                    via_request=via_request,
                    peer_input_address=ml.role_address(Role.PEER_INPUT),
                    max_minutes=peer_input.MAX_PEER_MINUTES)
-        return "peer input incomplete: " + "; ".join(reading.missing), answerable
+        return "peer input incomplete: no " + " and no ".join(reading.missing), answerable
     if not ctx.identity.proves(sender):
         if not answerable:
             return f"ignored: peer input from {sender}, unproven, and not to be answered", False

@@ -9,7 +9,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from listserv.delivery.notices import notify
+from listserv.intent.language import detect_language
 from listserv.mail.headers import from_address
+from listserv.mail.text import message_text
 from listserv.posting.distribute import arc_authserv, distribute, hold
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import Member
@@ -64,5 +66,5 @@ def _nonmember(ctx: Context, sender: str) -> str:
           f"inbound #{ctx.inbound.id}: {reason}", ml.id)
     if action == "reject" and may_auto_reply(ctx.msg, ctx.inbound.mail_from, sender):
         notify(ctx.session, ctx.renderer, ml, "deny-post-nonmember.txt", [sender], ctx.now,
-               kind="reject")
+               kind="reject", lang=detect_language(message_text(ctx.msg)))
     return f"{action}ed: {reason}" if action == "reject" else f"discarded: {reason}"

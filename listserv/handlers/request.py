@@ -8,11 +8,12 @@ list itself or a mailer daemon.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify, notify_chair
 from listserv.digests.posts import DELIVERY_MODES
+from listserv.intent.language import has_language
 from listserv.intent.request import understand
 from listserv.intent.understanding import Command, Kind, Understanding
 from listserv.mail.addresses import Role, normalize, valid_address
@@ -22,7 +23,7 @@ from listserv.meetings import queries as meetings
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import open_request_for_token
-from listserv.store.models.core import MailingList, Request
+from listserv.store.models.core import MailingList, Member, Request
 
 from ..mail.automatic import may_auto_reply
 from . import confirm, peer_input
@@ -88,8 +89,15 @@ def handle(ctx: Context) -> str:
 
 
 def act(ctx: Context, understood: Understanding) -> str:
-    """Carry out what a request mail asks; returns the outcome for the log."""
+    """Carry out what a request mail asks; returns the outcome for the log.
+
+    The replies are in the language the mail was written in; a mail with no words to tell it
+    by (a bare command) is answered in the sender's own language when she is a member."""
     sender = sender_of(ctx)
+    if not has_language(f"{header_text(ctx.msg, 'Subject')}\n{message_text(ctx.msg)}"):
+        member = membership.find_member(ctx.session, ctx.mailing_list, sender)
+        if member is not None and member.language:
+            understood = replace(understood, lang=member.language)
     results = Results(not_understood=list(understood.unrecognised),
                       ignored=list(understood.ignored))
     classic = len(understood.commands) > 1 or bool(understood.unrecognised or understood.ignored)
@@ -125,7 +133,7 @@ def _one(ctx: Context, command: Command, lang: str, sender: str, results: Result
     elif command.kind in (Kind.HELP, Kind.INFO):
         template = f"reply-{command.kind.value}.txt"
         extra = {"is_member": membership.find_member(ctx.session, ml, sender) is not None,
-                 "meetings": meetings.upcoming(ctx.session, ml, ctx.now)}
+                 "meetings": meetings.upcoming(ctx.session, ml, ctx.now, lang)}
         if classic:
             # Inside the one reply to a command mail, once however often it was asked.
             results.texts.setdefault(command.kind.value, ctx.renderer.body(
@@ -225,6 +233,9 @@ def _set(ctx: Context, command: Command, lang: str, sender: str, results: Result
     if member is None:
         results.add("set-not-member", sender)
         return
+    if command.language is not None:
+        _set_language(ctx, member, command.language, lang, sender, results)
+        return
     if command.delivery not in DELIVERY_MODES:
         results.not_understood.append(command.line)
         return
@@ -243,6 +254,29 @@ def _set(ctx: Context, command: Command, lang: str, sender: str, results: Result
                                      delivery=command.delivery, inbound_id=ctx.inbound.id)
     results.answered = results.answered or sent
     results.add("set-confirm-sent" if sent else "set-capped", member.email, command.delivery)
+
+
+def _set_language(ctx: Context, member: Member, language: str, lang: str, sender: str,
+                  results: Results) -> None:
+    """`set language xx`: at once when the message proves her address, else after her
+    confirmation (written in the language she asked for), as for any `set` (SPEC §2)."""
+    ml = ctx.mailing_list
+    if language not in ctx.renderer.languages():
+        results.add("set-language-unknown", detail=language)
+        return
+    detail = f"language {language}"
+    if member.language == language:
+        results.add("set-done", detail=detail)
+        return
+    if ctx.identity.proves(member.email):
+        membership.set_language(ctx.session, ml, member, language, ctx.now, sender)
+        results.add("set-done", detail=detail)
+        return
+    sent = membership.ask_to_confirm(ctx.session, ctx.renderer, ml, "language", member.email,
+                                     ctx.now, lang=language, requested_by=sender,
+                                     inbound_id=ctx.inbound.id)
+    results.answered = results.answered or sent
+    results.add("set-confirm-sent" if sent else "set-capped", member.email, detail)
 
 
 def _unclear(ctx: Context, lang: str, sender: str, results: Results) -> None:
@@ -265,6 +299,6 @@ def _unclear(ctx: Context, lang: str, sender: str, results: Results) -> None:
         member = membership.find_member(ctx.session, ml, sender)
         notify(ctx.session, ctx.renderer, ml, "reply-help.txt", [sender], ctx.now, kind="reply",
                lang=lang, is_member=member is not None,
-               meetings=meetings.upcoming(ctx.session, ml, ctx.now))
+               meetings=meetings.upcoming(ctx.session, ml, ctx.now, lang))
         results.answered = True
     results.add("unclear")

@@ -1,5 +1,6 @@
 """Classic commands, one per line (Mailman and LISTSERV forms): ``subscribe``, ``SIGNOFF SHMA``,
-``set digest on``, ``confirm TOKEN``, ``end``; and a bare "OK" that confirms."""
+``set digest on``, ``set language es``, ``confirm TOKEN``, ``end``; and a bare "OK" that
+confirms."""
 
 from __future__ import annotations
 
@@ -106,6 +107,9 @@ def parse_command(line: str, list_name: str, subject_token: str | None
         return Command(Kind.HELP if verb == "help" else Kind.INFO, line=line)
     if verb == "set":
         vals = [a.lower() for a in args]
+        if vals[:1] in (["language"], ["lang"]) and len(vals) == 2 \
+                and re.fullmatch(r"[a-z]{2,3}", vals[1]):
+            return Command(Kind.SET, language=vals[1], line=line)
         if vals[:1] == ["delivery"] and vals[1:2] in (["on"], ["off"]):
             return Command(Kind.SET, delivery="regular" if vals[1] == "on" else "nomail",
                            line=line)

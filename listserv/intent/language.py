@@ -42,6 +42,12 @@ def detect_language(text: str) -> str:
     return lang if score >= 1.0 else DEFAULT_LANG
 
 
+def has_language(text: str) -> bool:
+    """Whether `text` has words enough to tell its language (else `detect_language` falls back
+    to English: a bare "set language pt" or "help" says nothing of its author's language)."""
+    return _best(_scores(text))[1] >= 1.0
+
+
 def message_language(own: str, subject: str, rest: str) -> str:
     """The author's language: from their own words and Subject, then with what was cut below
     them (signature, disclaimer, mobile footer: "Enviado do meu iPhone"); English otherwise."""

@@ -24,6 +24,7 @@ class Command:
     address: str | None = None  # another address named in the request, lower-case
     token: str | None = None  # for CONFIRM
     name: str | None = None  # from "SUBSCRIBE SHMA Jane Doe"
+    language: str | None = None  # for SET: "set language es"
     line: str = ""  # the text it came from (for the reply's summary)
 
 

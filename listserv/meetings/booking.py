@@ -142,8 +142,8 @@ def tell_moved(session: Session, renderer: Renderer, ml: MailingList,
     for request, previous in moved:
         notify(session, renderer, ml, "peer-input-moved.txt", [request.email], now,
                kind="reply", lang=request.lang, request=request, why=why,
-               meeting_when=when(request.meeting) if request.meeting else "",
-               previous_when=when(previous) if previous else "",
+               meeting_when=when(request.meeting, request.lang) if request.meeting else "",
+               previous_when=when(previous, request.lang) if previous else "",
                peer_input_address=ml.role_address(Role.PEER_INPUT))
         audit(session, now, DAEMON, "peer-input-moved",
               f"#{request.id} ({why}) to " + (f"meeting #{request.meeting_id}"

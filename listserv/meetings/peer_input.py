@@ -70,12 +70,13 @@ class Reading:
 
     @property
     def missing(self) -> list[str]:
-        """What the request lacks, in words for the reply."""
+        """What the request lacks: "subject" (the project's name), "message" (the help
+        wanted); the reply's template says it in the requester's language."""
         missing = []
         if not self.project:
-            missing.append("a subject: the name of your project")
+            missing.append("subject")
         if not self.help:
-            missing.append("a message: the help you would like from the group")
+            missing.append("message")
         return missing
 
 
@@ -104,7 +105,7 @@ def read(msg: EmailMessage, list_name: str, *, via_request: bool = False) -> Rea
 
 def _context(request: PeerInput) -> dict[str, Any]:
     meeting = request.meeting
-    return {"request": request, "meeting_when": when(meeting) if meeting else "",
+    return {"request": request, "meeting_when": when(meeting, request.lang) if meeting else "",
             "max_minutes": MAX_PEER_MINUTES,
             "peer_input_address": request.mailing_list.role_address(Role.PEER_INPUT)}
 

@@ -33,8 +33,9 @@ def meetings_of(session: Session, ml: MailingList | None, now: datetime, *,
     return [m for m in meetings if m.start + timedelta(minutes=m.duration) > now]
 
 
-def upcoming(session: Session, ml: MailingList, now: datetime,
+def upcoming(session: Session, ml: MailingList, now: datetime, lang: str = "en",
              limit: int = 4) -> list[dict[str, str]]:
-    """The next scheduled meetings, for `info` and the welcome (when, and the dial-in)."""
+    """The next scheduled meetings, for `info` and the welcome (when, written in `lang`, and
+    the dial-in, its line breaks kept)."""
     meetings = [m for m in meetings_of(session, ml, now) if m.status == "scheduled"]
-    return [{"when": when(m), "dial_in": m.dial_in} for m in meetings[:limit]]
+    return [{"when": when(m, lang), "dial_in": m.dial_in} for m in meetings[:limit]]

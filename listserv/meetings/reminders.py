@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import list_context
-from listserv.delivery.outbox import enqueue_to_members
+from listserv.delivery.outbox import enqueue_per_language
 from listserv.errors import ListservError
 from listserv.mail.addresses import Role
 from listserv.mail.mime.copies import distribution_copy
@@ -71,15 +71,16 @@ def reminder_offsets(ml: MailingList) -> list[int]:
 
 
 def meeting_context(session: Session, ml: MailingList, meeting: Meeting,
-                    now: datetime) -> dict[str, Any]:
-    """What the meeting templates say: times, dial-in, agenda, how to ask for time."""
+                    now: datetime, lang: str = "en") -> dict[str, Any]:
+    """What the meeting templates say: times (written in `lang`), dial-in, agenda, how to ask
+    for time."""
     closes = meeting.start - cutoff(ml)
     peer = peer_minutes(ml, meeting)
     return {
         "meeting": meeting,
-        "when": when(meeting),
-        "span": span(meeting),
-        "times": time_lines(meeting, EXTRA_ZONES.get(ml)),
+        "when": when(meeting, lang),
+        "span": span(meeting, lang),
+        "times": time_lines(meeting, EXTRA_ZONES.get(ml), lang),
         "dial_in": meeting.dial_in,
         "agenda": [{"name": display_name(r), "project": r.project, "minutes": r.minutes}
                    for r in agenda(session, meeting)],
@@ -88,34 +89,40 @@ def meeting_context(session: Session, ml: MailingList, meeting: Meeting,
         "free_minutes": room(session, ml, meeting),
         "max_minutes": MAX_PEER_MINUTES,
         "signup_open": now < closes,
-        "signup_closes": moment(closes, ZoneInfo(meeting.tz)),
+        "signup_closes": moment(closes, ZoneInfo(meeting.tz), lang),
         "peer_input_address": ml.role_address(Role.PEER_INPUT),
         "post_address": ml.role_address(Role.POST),
     }
 
 
 def send_to_members(session: Session, renderer: Renderer, meeting: Meeting, template: str,
-                    now: datetime, *, method: str = "PUBLISH", **extra: Any) -> int:
+                    now: datetime, *, method: str = "PUBLISH",
+                    previous: datetime | None = None) -> int:
     """Queue `template` with the meeting's .ics for the members, as list mail; returns how many.
 
     Built like a distributed post (list headers, prefix, footer) but queued directly: a
-    reminder is never re-injected as a post.
+    reminder is never re-injected as a post. The text is written once per language the
+    members read (`previous`, a move's old start, too); the `.ics` part is the same for all.
     """
     ml = meeting.mailing_list
     meeting.announced_at = meeting.announced_at or now
-    context = meeting_context(session, ml, meeting, now)
-    msg = renderer.mail(template, domain=ml.domain, now=now, **list_context(ml), **context,
-                        **extra)
-    msg.add_attachment(
-        calendar(ml, meeting, now, method, context), maintype="text", subtype="calendar",
-        cte="base64", params={"charset": "utf-8", "method": method},
-        filename=f"{ml.name}-meeting.ics",
-    )
-    del msg.get_payload()[-1]["MIME-Version"]
-    copy = distribution_copy(message_bytes(msg), list_headers(ml), ml.prefix,
-                             footer_text(renderer, ml))
-    return enqueue_to_members(session, ml, copy, now=now, kind="meeting",
-                              eightbit=renderer.eightbit)
+    ics = calendar(ml, meeting, now, method, meeting_context(session, ml, meeting, now))
+
+    def copy_in(lang: str) -> bytes:
+        context = meeting_context(session, ml, meeting, now, lang)
+        if previous is not None:
+            context["previous"] = moment(previous, ZoneInfo(str(previous.tzinfo)), lang)
+        msg = renderer.mail(template, domain=ml.domain, now=now, lang=lang,
+                            **list_context(ml), **context)
+        msg.add_attachment(ics, maintype="text", subtype="calendar", cte="base64",
+                           params={"charset": "utf-8", "method": method},
+                           filename=f"{ml.name}-meeting.ics")
+        del msg.get_payload()[-1]["MIME-Version"]
+        return distribution_copy(message_bytes(msg), list_headers(ml), ml.prefix,
+                                 footer_text(renderer, ml, lang))
+
+    return enqueue_per_language(session, ml, copy_in, now=now, kind="meeting",
+                                eightbit=renderer.eightbit)
 
 
 def remind(session: Session, renderer: Renderer, meeting: Meeting, now: datetime,
@@ -144,7 +151,7 @@ def move(session: Session, renderer: Renderer, meeting: Meeting, start: datetime
         raise ListservError(f"meeting {meeting.id} is {meeting.status}")
     if start <= now:
         raise ListservError(f"{start:%Y-%m-%d %H:%M} {start.tzinfo} is in the past")
-    before = when(meeting)
+    before, before_start = when(meeting), meeting.start.astimezone(ZoneInfo(meeting.tz))
     meeting.start, meeting.tz = start.astimezone(UTC), str(start.tzinfo)
     meeting.sequence += 1
     meeting.updated_at = now
@@ -163,7 +170,7 @@ def move(session: Session, renderer: Renderer, meeting: Meeting, start: datetime
             except IntegrityError:
                 pass  # the scheduler recorded it meanwhile
     count = 0 if quiet else send_to_members(session, renderer, meeting, "meeting-moved.txt",
-                                            now, previous=before)
+                                            now, previous=before_start)
     tell_moved(session, renderer, ml, reflow(session, ml, now), now, "moved-up")
     return count
 

@@ -8,10 +8,12 @@ database.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from listserv.errors import ListservError
+from listserv.mail import i18n
+from listserv.mail.i18n import DEFAULT_LANG
 from listserv.store.models.features import Meeting
 
 
@@ -43,39 +45,27 @@ def local_start(meeting: Meeting) -> datetime:
     return meeting.start.astimezone(ZoneInfo(meeting.tz))
 
 
-def _span(start: datetime, minutes: int, where: ZoneInfo, label: str) -> str:
-    """`Thursday 21 January 2027, 16:00–17:00 UTC`: start–end (an en dash), the zone named
-    once; `label` (the IANA name) follows in brackets only where the abbreviation differs."""
-    begin = start.astimezone(where)
-    end = (start + timedelta(minutes=minutes)).astimezone(where)
-    until = f"{end:%H:%M}" if end.date() == begin.date() else f"{end:%A} {end:%H:%M}"
-    abbreviation = begin.tzname() or label
-    line = f"{begin:%A} {begin.day} {begin:%B %Y}, {begin:%H:%M}\u2013{until} {abbreviation}"
-    return f"{line} ({label})" if label and label != abbreviation else line
-
-
-def span(meeting: Meeting) -> str:
+def span(meeting: Meeting, lang: str = DEFAULT_LANG) -> str:
     """The meeting's start–end in its own zone, in one line (`time_lines`' first)."""
-    return _span(meeting.start, meeting.duration, ZoneInfo(meeting.tz), meeting.tz)
+    return i18n.span(meeting.start, meeting.duration, ZoneInfo(meeting.tz), meeting.tz, lang)
 
 
-def time_lines(meeting: Meeting, zones: Iterable[str]) -> list[str]:
-    """The meeting's time in its zone, in UTC, then in each extra zone."""
-    lines = [span(meeting)]
+def time_lines(meeting: Meeting, zones: Iterable[str], lang: str = DEFAULT_LANG) -> list[str]:
+    """The meeting's time in its zone, in UTC, then in each extra zone, written in `lang`."""
+    lines = [span(meeting, lang)]
     if meeting.tz != "UTC":
-        lines.append(_span(meeting.start, meeting.duration, ZoneInfo("UTC"), ""))
+        lines.append(i18n.span(meeting.start, meeting.duration, ZoneInfo("UTC"), "", lang))
     for name in zones:
         if name not in (meeting.tz, "UTC"):
-            lines.append(_span(meeting.start, meeting.duration, ZoneInfo(name), name))
+            lines.append(i18n.span(meeting.start, meeting.duration, ZoneInfo(name), name, lang))
     return lines
 
 
-def moment(at: datetime, where: ZoneInfo) -> str:
-    """A point in time in a zone: `Thursday 21 January 2027, 12:00 CST`."""
-    local = at.astimezone(where)
-    return f"{local:%A} {local.day} {local:%B %Y}, {local:%H:%M} {local.tzname()}"
+def moment(at: datetime, where: ZoneInfo, lang: str = DEFAULT_LANG) -> str:
+    """A point in time in a zone: `Thursday, 21 January 2027, 12:00 CST`."""
+    return i18n.moment(at, where, lang)
 
 
-def when(meeting: Meeting) -> str:
-    """The meeting's start in its zone, in one line."""
-    return moment(meeting.start, ZoneInfo(meeting.tz))
+def when(meeting: Meeting, lang: str = DEFAULT_LANG) -> str:
+    """The meeting's start in its zone, in one line (in `lang`; the log's is English)."""
+    return moment(meeting.start, ZoneInfo(meeting.tz), lang)

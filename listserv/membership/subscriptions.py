@@ -47,15 +47,18 @@ def _request(session: Session, ml: MailingList, kind: str, email: str, now: date
 #: The confirmation template of each kind of request.
 CONFIRM_TEMPLATES = {"subscribe": "confirm-sub-request.txt",
                      "unsubscribe": "confirm-unsub-request.txt",
-                     "set": "confirm-set-request.txt"}
+                     "set": "confirm-set-request.txt", "language": "confirm-set-request.txt"}
 #: Kinds a member asks for herself, of which one per action waits at a time (SPEC §2: however
 #: many forged mails ask, she gets one confirmation).
-ONE_PENDING = frozenset({"unsubscribe", "set"})
+ONE_PENDING = frozenset({"unsubscribe", "set", "language"})
 
 
 def pending(session: Session, ml: MailingList, kind: str, email: str, now: datetime,
             delivery: str = "regular") -> Request | None:
-    """The open confirmation of `kind` (for `set`: to `delivery`) waiting at `email`."""
+    """The open confirmation of `kind` (for `set`: to `delivery`) waiting at `email`.
+
+    A `language` request (`set language xx`) keeps the language asked for as its `lang`, the
+    language its confirmation is written in."""
     query = select(Request).where(
         Request.list_id == ml.id, Request.kind == kind, Request.email == normalize(email),
         Request.status == "confirming", Request.expires_at > now)
@@ -97,20 +100,24 @@ def ask_to_confirm(session: Session, renderer: Renderer, ml: MailingList, kind: 
 
 
 def subscribe(session: Session, renderer: Renderer, ml: MailingList, email: str, name: str,
-              now: datetime, actor: str, *, lang: str = "en", delivery: str = "regular",
+              now: datetime, actor: str, *, lang: str = "", delivery: str = "regular",
               welcome: bool = True) -> Member:
-    """Make `email` a member (or re-enable one that exists) and welcome them."""
+    """Make `email` a member (or re-enable one that exists) and welcome them.
+
+    `lang` is the language their request was written in, recorded as theirs (SPEC §2); ""
+    (the chair added them) leaves them the list's `language`."""
     member = find_member(session, ml, email)
     if member is None:
-        member = Member(list_id=ml.id, email=normalize(email),
+        member = Member(list_id=ml.id, email=normalize(email), language=lang,
                         name=" ".join(name.split())[:MAX_NAME_LENGTH], delivery=delivery,
                         bounce_token=new_token(), leave_token=new_token(), created_at=now)
         session.add(member)
         session.flush()
     audit(session, now, actor, "member-added", member.email, ml.id)
     if welcome:
+        reads = member.language or ml.language
         notify(session, renderer, ml, "welcome.txt", [member.email], now, kind="welcome",
-               lang=lang, member=member, meetings=upcoming(session, ml, now, limit=1),
+               lang=reads, member=member, meetings=upcoming(session, ml, now, reads, limit=1),
                leave_token_address=ml.role_address(Role.LEAVE, member.leave_token))
     return member
 
@@ -145,6 +152,17 @@ def set_delivery(session: Session, renderer: Renderer, ml: MailingList, member: 
     return True
 
 
+def set_language(session: Session, ml: MailingList, member: Member, language: str,
+                 now: datetime, actor: str) -> bool:
+    """Record the language a member reads (`set language xx`); False when it already was.
+    Nothing else is mailed: the reply to the command (or its confirmation) says it."""
+    if member.language == language:
+        return False
+    member.language = language
+    audit(session, now, actor, "member-set", f"{member.email}: language {language}", ml.id)
+    return True
+
+
 def confirm(session: Session, renderer: Renderer, request: Request, now: datetime,
             confirmer_name: str = "") -> str:
     """Complete a confirmed request; returns what happened, for the log and the reply.
@@ -153,11 +171,14 @@ def confirm(session: Session, renderer: Renderer, request: Request, now: datetim
     """
     ml = request.mailing_list
     request.decided_at, request.decided_by = now, request.email
-    if request.kind in ("unsubscribe", "set"):
+    if request.kind in ("unsubscribe", "set", "language"):
         request.status = "done"
         member = find_member(session, ml, request.email)
         if member is None:
             return f"{request.email} was not a member"
+        if request.kind == "language":
+            set_language(session, ml, member, request.lang, now, request.email)
+            return f"set {request.email}'s language to {request.lang}"
         if request.kind == "set":
             set_delivery(session, renderer, ml, member, request.delivery, now, request.email,
                          lang=request.lang)

@@ -13,18 +13,19 @@ from sqlalchemy.orm import Session
 from listserv.config import Settings
 from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify_chair
-from listserv.delivery.outbox import enqueue, enqueue_to_members
+from listserv.delivery.outbox import enqueue, enqueue_per_language, enqueue_to_members
 from listserv.digests import posts as digests
 from listserv.identity.authentication import results, survives
+from listserv.intent.language import detect_language
 from listserv.mail.addresses import Role, normalize_domain
 from listserv.mail.headers import header_text
 from listserv.mail.message import parse
-from listserv.mail.mime.copies import distribution_copy, owner_copy, personalize
+from listserv.mail.mime.copies import ListHeaders, distribution_copy, owner_copy, personalize
 from listserv.mail.mime.headers import author_of
 from listserv.mail.mime.raw import RawMessage
 from listserv.mail.mime.sender_rewrite import SenderRewrite
 from listserv.mail.render import Renderer, one_line
-from listserv.mail.text import body_text
+from listserv.mail.text import body_text, message_text
 from listserv.mail.wire import to_wire
 from listserv.posting.dmarc import PolicyLookup, default_lookup, domain_of, mitigation
 from listserv.store.audit import DAEMON, audit
@@ -55,7 +56,8 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
     if action is None:
         return None
     author = name or address.rpartition("@")[0]
-    display = one_line(renderer.text("dmarc-from-name.txt", author=author,
+    # One From for every copy (the post is never rewritten per reader): the list's language.
+    display = one_line(renderer.text("dmarc-from-name.txt", ml.language, author=author,
                                      **list_context(ml)))
     # Owners reply to the author; members do too, unless the list takes the replies.
     author_to = "Cc" if role is Role.POST and ml.reply_to == "list" else "Reply-To"
@@ -74,22 +76,36 @@ def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes
     with the copy for its ARC set (`identity.authentication`); `trusted_authserv_id=None`
     (see `arc_authserv`): the copies get no ARC set, so nothing is checked.
     """
-    footer = footer_text(renderer, ml)
     rewrite = sender_rewrite(renderer, ml, raw, Role.POST, dmarc, hosted=hosted)
     headers = list_headers(ml)
-    copy = distribution_copy(raw, headers, ml.prefix, footer, rewrite)
-    if rewrite is not None and _signature_may_survive(ml, footer, hosted):
-        unchanged = distribution_copy(raw, headers, ml.prefix, footer)
-        if survives(_as_sent(ml, unchanged, now, renderer.eightbit)):
-            copy, rewrite = unchanged, None
-    if digests.has_digest_members(session, ml):
-        # The digest carries the footer once, at its end: its posts are kept without one.
-        digests.collect(session, ml, distribution_copy(raw, headers, ml.prefix, "", rewrite),
-                        now)
     checked = ("" if trusted_authserv_id is None
                else results(raw, parse(raw), trusted_authserv_id))
-    return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit,
-                              authentication_results=checked)
+    if ml.footer is not None:
+        # The chair's own footer (or none) is used as written: one copy for everyone.
+        footer = ml.footer
+        copy = distribution_copy(raw, headers, ml.prefix, footer, rewrite)
+        if rewrite is not None and _signature_may_survive(ml, footer, hosted):
+            unchanged = distribution_copy(raw, headers, ml.prefix, footer)
+            if survives(_as_sent(ml, unchanged, now, renderer.eightbit)):
+                copy, rewrite = unchanged, None
+        _keep_for_digest(session, ml, raw, headers, rewrite, now)
+        return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit,
+                                  authentication_results=checked)
+    _keep_for_digest(session, ml, raw, headers, rewrite, now)
+    # The built-in footer reads in each member's language; the post itself never changes.
+    return enqueue_per_language(
+        session, ml, lambda lang: distribution_copy(raw, headers, ml.prefix,
+                                                    footer_text(renderer, ml, lang), rewrite),
+        now=now, kind="post", eightbit=renderer.eightbit, authentication_results=checked)
+
+
+def _keep_for_digest(session: Session, ml: MailingList, raw: bytes, headers: ListHeaders,
+                     rewrite: SenderRewrite | None, now: datetime) -> None:
+    """Keep the post for the list's next digest when it has digest members: with the From
+    its copies have, and without a footer (the digest carries the footer once, at its end)."""
+    if digests.has_digest_members(session, ml):
+        digests.collect(session, ml, distribution_copy(raw, headers, ml.prefix, "", rewrite),
+                        now)
 
 
 def arc_authserv(settings: Settings, ml: MailingList) -> str | None:
@@ -128,7 +144,8 @@ def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound
     subject = header_text(msg, "Subject")
     held = Held(
         list_id=ml.id, inbound_id=inbound.id, sender=sender, subject=subject, reason=reason,
-        created_at=now, expires_at=now + timedelta(days=ml.held_expiry_days),
+        lang=detect_language(f"{subject}\n{message_text(msg)}"), created_at=now,
+        expires_at=now + timedelta(days=ml.held_expiry_days),
     )
     session.add(held)
     session.flush()

@@ -249,7 +249,16 @@ def _address(text: str) -> str:
     return checked
 
 
+def _language(text: str) -> str:
+    code = text.strip().lower()
+    if code and not re.fullmatch(r"[a-z]{2,3}", code):
+        raise ValueError("a language code such as en, es, fr, de or pt")
+    return code
+
+
 BOOLEAN = Parser("true or false", bool, _boolean)
+#: A language's code (the name of its template folder), or "" for none.
+LANGUAGE = Parser('a language code such as en, es, fr, de or pt (or `""`)', str, _language)
 ONE_LINE = Parser("one line of text", str, _one_line)
 #: Several lines; the chair writes a line break as `\n`.
 TEXT = Parser("text (`\\n` for a new line)", str, lambda text: text.replace("\\n", "\n"))

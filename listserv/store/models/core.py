@@ -24,6 +24,9 @@ from listserv.store.list_settings import (
     declare,
     whole,
 )
+from listserv.store.list_settings import (
+    LANGUAGE as LANGUAGE_CODE,
+)
 from listserv.store.models.base import Base, utcnow
 
 # -- the core list settings (SPEC §4): columns of `lists` ---------------------------------------
@@ -65,6 +68,12 @@ ROLE_ADDRESSES = {
                   f"the public address of the {role.value} role (`\"\"` = the list's own)")
     for role in Role
 }
+LANGUAGE = declare("language", LANGUAGE_CODE, "en",
+                   "the language of members who have none of their own (their list mail, "
+                   "notices and footer)")
+OWNER_LANGUAGE = declare("owner_language", LANGUAGE_CODE, "",
+                         "the language of notices to the chair (`\"\"` = the list's "
+                         "`language`; an owner who is a member gets her own)")
 #: Co-chairs who decide on held items with the owners (`owners` is the `owners` table).
 MODERATORS = declare("moderators", ADDRESSES, (),
                      "moderators: get the notices that ask for a decision, as the owners do")
@@ -115,6 +124,11 @@ class MailingList(Base):
         return DISPLAY_NAME.get(self) or self.name.upper()
 
     @property
+    def language(self) -> str:
+        """The language of members who have none of their own (the `language` setting)."""
+        return str(LANGUAGE.get(self)) or "en"
+
+    @property
     def deciders(self) -> list[str]:
         """Who decides on held items and waiting requests: the owners, then the moderators."""
         return list(dict.fromkeys([*(o.email for o in self.owners), *MODERATORS.get(self)]))
@@ -133,6 +147,9 @@ class Owner(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(320))
+    # The language of her notices (`members set LIST OWNER --language xx`); "" = the list's
+    # `owner_language`, else its `language`.
+    language: Mapped[str] = mapped_column(String(8), default="")
 
     mailing_list: Mapped[MailingList] = relationship(back_populates="owners")
 
@@ -255,6 +272,8 @@ class Held(Base):
     sender: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(Text, default="")
     reason: Mapped[str] = mapped_column(Text)
+    # The language the sender wrote in: the rejection and expiry notices answer in it.
+    lang: Mapped[str] = mapped_column(String(8), default="en")
     # waiting -> approved | rejected | discarded | expired
     status: Mapped[str] = mapped_column(String(10), default="waiting")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
