@@ -1423,7 +1423,8 @@ def status_command(app: App, as_json: bool) -> None:
     """Health at a glance; exits 2 when something is wrong (for monitoring).
 
     Wrong: the oldest queued item older than [status] max_queue_age_minutes, an incoming
-    message whose handling failed, an intake port that does not answer, a schema to upgrade.
+    message whose handling failed, an intake port that does not answer, a worker of the
+    daemon not alive, a schema to upgrade.
     """
     with _database_errors():
         report = status_report(app.settings, app.store, app.clock.now())
