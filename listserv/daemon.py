@@ -104,7 +104,8 @@ class Daemon:
             self._start_heartbeats(loop, intake=bool(servers))
             self._write_ports()
             log.info("listserv serving: %s", ", ".join(f"{k} on port {v}"
-                                                       for k, v in self.ports.items()))
+                                                       for k, v in self.ports.items()),
+                     extra={"ports": dict(self.ports)})
             self._ready.set()
             loop.run_forever()
             self._close_intake(loop, servers)

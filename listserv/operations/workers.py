@@ -19,6 +19,7 @@ import hashlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: A part is not alive once its last beat is older than this many heartbeat periods.
 STALE_BEATS = 3
+#: How often a heartbeat looks whether the intake loop has run its call, or the daemon stops.
+ANSWER_POLL_SECONDS = 0.05
 #: The name of the asyncio loop that serves LMTP and SMTP, among the workers.
 INTAKE = "intake"
 
@@ -92,13 +95,22 @@ class Heartbeats(threading.Thread):
                 log.exception("could not write the workers' heartbeats; trying again")
 
     def _loop_answers(self) -> bool:
-        """Whether the intake loop runs a call within a heartbeat period (not blocked)."""
+        """Whether the intake loop runs a call within a heartbeat period (not blocked).
+
+        It gives up at once when the daemon stops: a stopped loop never runs the call, and
+        the stop must not wait a period for it.
+        """
         if self.loop is None or not self.loop.is_running():
             return False
+        answered = threading.Event()
         try:
-            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), self.loop).result(self.every)
-        except Exception:  # a timeout, or the loop stopping meanwhile
+            self.loop.call_soon_threadsafe(answered.set)
+        except RuntimeError:  # the loop closed meanwhile
             return False
+        deadline = time.monotonic() + self.every
+        while not answered.wait(ANSWER_POLL_SECONDS):
+            if self.stopping.is_set() or time.monotonic() > deadline:
+                return False
         return True
 
 
