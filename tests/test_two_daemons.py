@@ -10,6 +10,7 @@ each mail once: no (recipient, Message-ID) and no (recipient, subject) twice.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -17,12 +18,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from cli import main
 
 from .daemons import DaemonProcess
 from .helpers import LIST, lmtp_send, make_message, parse, wait_settled, write_config
 from .smtp_sink import SmtpSink
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgresql_only]
+# Some 5,000 one-member SMTP transactions and two daemons: minutes on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.postgresql_only, pytest.mark.timeout(600)]
 
 FOUNDERS = [f"founder{n:02d}@example.net" for n in range(40)]
 JOINERS = [f"joiner{n:02d}@example.net" for n in range(10)]
@@ -84,7 +89,8 @@ class Received:
         return any(words in subject for subject in self.subjects(address))
 
 
-def test_two_daemons_on_one_database_send_every_mail_once(cli, shma, store, sink, start_two):
+def test_two_daemons_on_one_database_send_every_mail_once(cli, shma, store, sink, start_two,
+                                                          tmp_path):
     for member in FOUNDERS:
         cli("members", "add", shma, member, "--no-welcome")
     when = (datetime.now(UTC) + timedelta(days=13)).replace(second=0, microsecond=0)
@@ -141,6 +147,13 @@ def test_two_daemons_on_one_database_send_every_mail_once(cli, shma, store, sink
         assert posts == [f"[shma] Post {n:03d}" for n in range(POSTS)], member
         assert sum("Reminder:" in s for s in got) == (member in FOUNDERS)
         assert sum("Welcome to the shma list" in s for s in got) == (member in JOINERS)
+    # Each daemon's `listserv status` (its config, its machine) sees its own workers alive.
+    for name in ("a", "b"):
+        result = CliRunner().invoke(main, ["--config", str(tmp_path / f"{name}.toml"), "status",
+                                           "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert report["workers"] and all(w["alive"] for w in report["workers"]), report
     for daemon in daemons:
         code, _ = daemon.terminate()
         assert code == 0, daemon.log_text()
