@@ -30,8 +30,10 @@ def serve_and_post(config_path: Path, log: Path, sink, *serve_args: str,
                    environ: dict[str, str] | None = None) -> list[str]:
     """Run the daemon until it has delivered one post to the sink; its log's lines."""
     daemon = DaemonProcess(config_path, config_path.parent / "data" / "run", log,
-                           serve_args=serve_args, environ=environ or dict(os.environ))
+                           serve_args=serve_args, environ=environ or dict(os.environ),
+                           wait=False)
     try:
+        daemon.wait_until(daemon.ports_file.exists, "start", 60)
         lmtp_send(daemon.ports["lmtp"], "jane@example.org", [LIST],
                   make_message(subject="Logged post"))
         sink.wait_for(lambda s: s.messages_for("jane@example.org"), 30, "the post delivered")
