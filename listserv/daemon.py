@@ -27,6 +27,8 @@ from listserv.operations.upgrade import stale_schema
 from listserv.operations.workers import Heartbeats
 from listserv.router.dispatch import Router
 from listserv.store.engine import Store
+from listserv.web.links import one_click_base, public_url
+from listserv.web.server import WebEndpoint
 
 from .clock import Clock, SystemClock
 from .config import Settings
@@ -69,6 +71,7 @@ class Daemon:
         self.store = Store(settings.database.url)
         # One for LMTP and SMTP alike: DATA arriving together on either shares a commit.
         self.committer = GroupCommit(self.store)
+        # Its confirmation links are set once the web endpoint (if on) knows its port.
         self.renderer = Renderer(settings.templates_dir, settings.outbound.eightbitmime)
         self.stopping = threading.Event()
         self.route_wake = threading.Event()
@@ -81,6 +84,7 @@ class Daemon:
         self._workers: list[threading.Thread] = []
         self._error: BaseException | None = None
         self._connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        self._web: WebEndpoint | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -176,13 +180,32 @@ class Daemon:
                     cannot_listen(label.upper(), conf.host, conf.port, exc)) from None
             self.ports[label] = server.sockets[0].getsockname()[1]
             servers.append(server)
+        if self.settings.web.enabled:
+            await self._start_web(servers)
         return servers
+
+    async def _start_web(self, servers: list[asyncio.Server]) -> None:
+        """The web endpoint (`[web] enabled`) on this loop; its port joins the others."""
+        web = self.settings.web
+        endpoint = WebEndpoint(self.settings, self.store, self.renderer, self.clock,
+                               self.deliver_wake.set)
+        try:
+            port = await endpoint.start()
+        except OSError as exc:
+            for started in servers:
+                started.close()
+            raise ListservError(cannot_listen("web", web.host, web.port, exc, "web")) from None
+        self._web = endpoint
+        self.ports["web"] = port
+        self.renderer.web_url = public_url(self.settings, port)
 
     def _close_intake(self, loop: asyncio.AbstractEventLoop,
                       servers: list[asyncio.Server]) -> None:
         """Stop listening, hang up on clients (unacknowledged mail is the MTA's to retry)."""
         for server in servers:
             server.close()
+        if self._web is not None:
+            loop.run_until_complete(self._web.stop())
         for protocol in list(self._connections):
             if protocol.transport is not None:
                 protocol.transport.close()
@@ -208,7 +231,7 @@ class Daemon:
                 make_transport(s.outbound, s.outbox_dir, s.hosted_sender if s.hosted else ""),
                 self.clock,
                 self.deliver_wake, self.stopping, s.daemon.poll_seconds, f"delivery-{index}",
-                limits, feedback=feedback,
+                limits, feedback=feedback, one_click_base=one_click_base(s),
             ))
         if s.intake.imap.enabled:
             self._workers.append(ImapPoller(self.store, s, self.clock, self.route_wake.set,

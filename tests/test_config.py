@@ -12,12 +12,14 @@ import pytest
 from listserv.config import (
     BackupSettings,
     DaemonSettings,
+    DkimSettings,
     ImapSettings,
     IntakeSettings,
     OutboundSettings,
     RetentionSettings,
     ServerSettings,
     StatusSettings,
+    WebSettings,
     load_settings,
 )
 from listserv.errors import ConfigError, ListservError
@@ -161,6 +163,8 @@ def accepted_keys() -> set[str]:
         | fields("retention.", RetentionSettings)
         | fields("backup.", BackupSettings)
         | fields("status.", StatusSettings)
+        | (fields("dkim.", DkimSettings) - {"dkim.keys"})
+        | fields("web.", WebSettings)
     )
 
 
@@ -625,3 +629,22 @@ def test_the_trusted_authserv_id_is_empty_by_default_and_compared_in_lower_case(
     settings = load_settings(data_dir=str(tmp_path),
                              intake={"trusted_authserv_id": " MX.Lists.Example.org "})
     assert settings.intake.trusted_authserv_id == "mx.lists.example.org"
+
+
+def test_dkim_keys_per_domain_fall_back_to_the_dkim_table(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_config(tmp_path, '[dkim]\nselector = "s1"\nprivate_key_file = "k.pem"\n'
+                                  'domains = ["Lists.Example.org", "other.example"]\n'
+                                  '[dkim.keys."other.example"]\nselector = "s2"\n')
+    dkim = load_settings(path).dkim
+    assert dkim.key_for("lists.example.org") == ("s1", tmp_path / "k.pem")
+    assert dkim.key_for("other.example") == ("s2", tmp_path / "k.pem")
+    assert dkim.key_for("unsigned.example") is None
+
+
+def test_dkim_domains_must_be_an_array_of_strings(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path, '[dkim]\ndomains = "lists.example.org"\n')
+    assert "dkim.domains: expected an array of strings" in config_error("config.toml")

@@ -24,7 +24,7 @@ from listserv.mail.headers import from_name
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
-from listserv.membership.bans import is_banned
+from listserv.membership.bans import banning, is_banned, patterns_of
 from listserv.membership.subscriptions import find_member, subscribe
 from listserv.posting.distribute import distribute, headers_only
 from listserv.posting.dmarc import look_up_ahead
@@ -247,9 +247,10 @@ def import_members(session: Session, ml: MailingList,
     """Add members from CSV rows (`email`, optional `name`, `delivery`); never mails.
 
     `rows` are (line number in the file, row) pairs. Bad rows are skipped and named by their
-    line number; the rest are inserted in bulk.
+    line number; the rest are inserted in bulk. A banned address is skipped like a bad row.
     """
     existing = set(session.scalars(select(Member.email).where(Member.list_id == ml.id)))
+    patterns = patterns_of(session, ml)
     seen: dict[str, int] = {}
     skipped: list[str] = []
     pending: list[dict[str, Any]] = []
@@ -270,6 +271,8 @@ def import_members(session: Session, ml: MailingList,
             skipped.append(f"line {line}: {checked} is already on line {seen[checked]}")
         elif checked in existing:
             skipped.append(f"line {line}: {checked} is already a member")
+        elif (banned := banning(patterns, [checked])) is not None:
+            skipped.append(f"line {line}: {checked} is banned ({banned[1]})")
         else:
             seen[checked] = line
             pending.append({"list_id": ml.id, "email": checked, "name": name,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +42,7 @@ from listserv.chair.privacy import (
     stored_type,
 )
 from listserv.column.submissions import FORGOTTEN
+from listserv.files import remove_paths
 from listserv.mail.addresses import untagged
 from listserv.store.audit import audit
 from listserv.store.engine import Store
@@ -370,12 +370,7 @@ def _pseudonymise(session: Session, address: str, alias: str,
 
 def erase_files(done: Forgotten) -> None:
     """After the commit: remove the files and folders `forget` listed."""
-    for name in done.files_removed:
-        path = Path(name)
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+    remove_paths(Path(name) for name in done.files_removed)
 
 
 def scrub(store: Store) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ from listserv.membership.subscriptions import find_member
 from listserv.store import list_settings
 from listserv.store.audit import audit
 from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Member, Owner
+from listserv.store.models.features import Submission
 from listserv.store.models.outgoing import OutMessage, OutRecipient
 
 OWNERS = "owners"
@@ -102,12 +104,18 @@ def member_count(session: Session, ml: MailingList) -> int:
     return session.scalar(select(func.count(Member.id)).where(Member.list_id == ml.id)) or 0
 
 
-def delete_list(session: Session, ml: MailingList, now: datetime, actor: str) -> int:
-    """Delete a list with its roster, held mail, requests, meetings and settings (the database
-    cascades); its mail not yet delivered is dropped. The log keeps its entries. Returns the
-    number of members it had."""
+def delete_list(session: Session, ml: MailingList, now: datetime, actor: str,
+                data_dir: Path) -> tuple[int, list[Path]]:
+    """Delete a list with its roster, held mail, requests, meetings, submissions and settings
+    (the database cascades); its mail not yet delivered is dropped. The log keeps its entries.
+
+    Returns the number of members it had and its submissions' folders, which the caller
+    removes (`files.remove_paths`) once this unit of work has committed.
+    """
     count = member_count(session, ml)
     address, list_id = ml.address, ml.id
+    folders = [data_dir / "submissions" / tracking for tracking in session.scalars(
+        select(Submission.tracking_id).where(Submission.list_id == list_id))]
     # Nobody is mailed for a list that no longer exists: drop what still waits to go out.
     waiting = select(OutMessage.id).where(OutMessage.list_id == list_id)
     session.execute(delete(OutRecipient).where(OutRecipient.message_id.in_(waiting),
@@ -115,7 +123,7 @@ def delete_list(session: Session, ml: MailingList, now: datetime, actor: str) ->
     session.execute(delete(MailingList).where(MailingList.id == list_id))
     session.expunge(ml)
     audit(session, now, actor, "list-deleted", f"{address} with {count} members")
-    return count
+    return count, folders
 
 
 def chosen(ids: Sequence[str], everything: bool, waiting: Sequence[str], what: str) -> list[str]:

@@ -25,6 +25,8 @@ from listserv.config.settings import (
     BackupSettings,
     DaemonSettings,
     DatabaseSettings,
+    DkimKey,
+    DkimSettings,
     ImapSettings,
     IntakeSettings,
     OutboundSettings,
@@ -32,6 +34,7 @@ from listserv.config.settings import (
     ServerSettings,
     Settings,
     StatusSettings,
+    WebSettings,
     sqlite_url_parts,
 )
 from listserv.config.tables import Key, Loader, Table, one_line
@@ -103,6 +106,8 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
     status = StatusSettings(max_queue_age_minutes=status_table.integer(
         "max_queue_age_minutes", StatusSettings().max_queue_age_minutes, minimum=1))
     status_table.finish()
+    dkim = _read_dkim(root.table("dkim"))
+    web = _read_web(root.table("web"), WebSettings())
     root.finish()
     return Settings(
         config_path=config_path,
@@ -115,6 +120,8 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
         retention=retention,
         backup=backup,
         status=status,
+        dkim=dkim,
+        web=web,
     )
 
 
@@ -207,12 +214,12 @@ def _read_outbound(table: Table, default: OutboundSettings) -> OutboundSettings:
 def _refuse_clear_text(table: Table, host: str, tls: str) -> None:
     """`tls = "none"` only to this machine: elsewhere the password and the mail would cross
     the network readable by anyone on the way (SPEC §7 "Files")."""
-    if tls == "none" and not _is_loopback(host):
+    if tls == "none" and not is_loopback(host):
         raise table.error("tls", f'"none" (clear text) is refused to {host!r}, which is not '
                                  'this machine; use "starttls" or "implicit"')
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     """Whether `host` names this machine without a lookup: `localhost` (RFC 6761) or a
     loopback address (127.0.0.0/8, ::1, IPv4-mapped 127.x)."""
     name = host.strip().rstrip(".").lower()
@@ -253,6 +260,42 @@ def _read_backup(table: Table, default: BackupSettings) -> BackupSettings:
         every_hours=table.integer("every_hours", default.every_hours),
         keep=table.integer("keep", default.keep, minimum=1),
         folder=table.path("folder", ""),
+    )
+    table.finish()
+    return settings
+
+
+def _read_dkim(table: Table) -> DkimSettings:
+    default = DkimSettings()
+    keys_table = table.table("keys")
+    keys: dict[str, DkimKey] = {}
+    for domain in keys_table.data:
+        entry = keys_table.table(str(domain))
+        keys[str(domain).strip().rstrip(".").lower()] = DkimKey(
+            selector=entry.string("selector", ""),
+            private_key_file=entry.path("private_key_file", ""))
+        entry.finish()
+    settings = DkimSettings(
+        selector=table.string("selector", default.selector),
+        private_key_file=table.path("private_key_file", ""),
+        domains=tuple(d.rstrip(".").lower() for d in table.strings("domains", default.domains)),
+        arc=table.boolean("arc", default.arc),
+        keys=tuple(keys.items()),
+    )
+    table.finish()
+    return settings
+
+
+def _read_web(table: Table, default: WebSettings) -> WebSettings:
+    base_url = table.string("base_url", default.base_url).strip().rstrip("/")
+    if base_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", base_url):
+        raise table.error("base_url", "expected the public URL the endpoint is reached at, "
+                                      "such as 'https://lists.example.org/listserv'")
+    settings = WebSettings(
+        enabled=table.boolean("enabled", default.enabled),
+        host=table.string("host", default.host, non_empty=True),
+        port=table.port("port", default.port),
+        base_url=base_url,
     )
     table.finish()
     return settings

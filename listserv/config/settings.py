@@ -169,6 +169,62 @@ class StatusSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DkimKey:
+    """`[dkim.keys."DOMAIN"]`: one domain's own selector and key, in place of `[dkim]`'s.
+
+    An empty `selector` or a None `private_key_file` falls back to `[dkim]`'s value.
+    """
+
+    selector: str = ""
+    private_key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DkimSettings:
+    """`[dkim]`: signing outgoing mail (SPEC §3 "Signing", §7).
+
+    `selector = ""` turns signing off. `domains` names the list domains to sign for (empty:
+    every list domain); `keys` pairs a domain (lower case) with its own selector and key file
+    (pairs, not a dict, so that `Settings` stays hashable). `arc` adds an ARC set to
+    distributed copies.
+    """
+
+    selector: str = ""
+    private_key_file: Path | None = None
+    domains: tuple[str, ...] = ()
+    arc: bool = True
+    keys: tuple[tuple[str, DkimKey], ...] = ()
+
+    def key_for(self, domain: str) -> tuple[str, Path] | None:
+        """(selector, private key file) that signs mail from `domain`, None when none does."""
+        domain = domain.rstrip(".").lower()
+        if self.domains and domain not in self.domains:
+            return None
+        own = dict(self.keys).get(domain, DkimKey())
+        selector = own.selector or self.selector
+        key_file = own.private_key_file or self.private_key_file
+        if not selector or key_file is None:
+            return None
+        return selector, key_file
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """`[web]`: the small HTTP endpoint for one-click unsubscribe and confirmation pages.
+
+    Off unless `enabled`. `port = 0` asks for a free port (written to `run/ports.json` as
+    `web`). `base_url` is the public URL a reverse proxy forwards to `host:port`, without a
+    trailing slash; "" means the endpoint's own `http://host:port` (one machine, tests). Only
+    an `https://` `base_url` puts the endpoint into List-Unsubscribe (SPEC §3, RFC 8058).
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the daemon and the command line need from the operator.
 
@@ -186,6 +242,8 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def hosted(self) -> bool:

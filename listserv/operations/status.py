@@ -86,7 +86,7 @@ def intake_ports(settings: Settings) -> list[dict[str, Any]]:
 
     `port = 0` is resolved from `run/ports.json`, where the daemon writes the ports it bound.
     """
-    bound = _bound_ports(settings.run_dir / "ports.json")
+    bound = bound_ports(settings.run_dir / "ports.json")
     result = []
     servers: tuple[tuple[str, ServerSettings], ...] = (
         ("lmtp", settings.intake.lmtp), ("smtp", settings.intake.smtp))
@@ -101,7 +101,8 @@ def intake_ports(settings: Settings) -> list[dict[str, Any]]:
     return result
 
 
-def _bound_ports(path: Path) -> dict[str, int]:
+def bound_ports(path: Path) -> dict[str, int]:
+    """The ports a running daemon bound (`run/ports.json`: name -> port), {} when unknown."""
     try:
         ports = json.loads(path.read_text())
     except (OSError, ValueError):

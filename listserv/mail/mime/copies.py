@@ -85,10 +85,17 @@ def owner_copy(raw: bytes, been_there: str, sender: SenderRewrite | None = None)
     return msg.prepended([("X-BeenThere", been_there)]).to_bytes()
 
 
-def personalize(copy: bytes, unsubscribe: str) -> bytes:
-    """One member's copy: its own List-Unsubscribe prepended to a copy made without one."""
+def personalize(copy: bytes, unsubscribe: str, one_click: str = "") -> bytes:
+    """One member's copy: its own List-Unsubscribe prepended to a copy made without one.
+
+    With `one_click` (the member's HTTPS unsubscribe URL), the URL comes first and the mailto
+    second, and `List-Unsubscribe-Post` says a POST unsubscribes at once (RFC 8058).
+    """
     eol = b"\r\n" if b"\r\n" in copy[:4096] else b"\n"
-    return header_bytes("List-Unsubscribe", f"<mailto:{unsubscribe}>", eol) + copy
+    if not one_click:
+        return header_bytes("List-Unsubscribe", f"<mailto:{unsubscribe}>", eol) + copy
+    return (header_bytes("List-Unsubscribe", f"<{one_click}>, <mailto:{unsubscribe}>", eol)
+            + header_bytes("List-Unsubscribe-Post", "List-Unsubscribe=One-Click", eol) + copy)
 
 
 # The fields of a composed notice that describe its body: they move into its text part.
