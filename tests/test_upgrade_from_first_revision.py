@@ -143,4 +143,8 @@ def test_a_store_from_the_first_revision_upgrades_with_every_row_kept(db_url, co
     # The upgraded store works: the chair's listings read the old rows through the models.
     assert "member3@example.org" in cli("members", "list", "shma@lists.example.org")
     assert "newcomer@example.org" in cli("requests", "list", "shma@lists.example.org")
+    held = cli("held", "list", "shma@lists.example.org")
+    assert "held 1" in held and "held 2" in held
+    shown = cli("held", "show", "2")  # its text, from the bytes 0013 moved to inbound_raw
+    assert "subject: held 2" in shown and shown.rstrip().endswith("body")
     store.dispose()
