@@ -54,6 +54,7 @@ from listserv.meetings.times import parse_at, when
 from listserv.membership import bans
 from listserv.membership import subscriptions as membership
 from listserv.operations.backup import take_backup
+from listserv.operations.dkim_keys import keygen
 from listserv.operations.doctor import doctor_lines, doctor_report, list_facts
 from listserv.operations.logs import FORMATS, configure_logging
 from listserv.operations.postfix import list_addresses, postfix_config
@@ -61,6 +62,7 @@ from listserv.operations.restore import restore_backup
 from listserv.operations.service import listserv_executable, systemd_unit
 from listserv.operations.status import status_lines, status_report
 from listserv.operations.upgrade import upgrade
+from listserv.posting.distribute import arc_authserv
 from listserv.store.engine import Store
 from listserv.web.links import public_url
 
@@ -771,7 +773,9 @@ def held_approve(app: App, held_ids: tuple[str, ...], everything: bool, list_ref
             item = services.find_held(session, held_id)
             count = services.approve_held(session, app.renderer, item, app.clock.now(),
                                           app.actor, add_member_too=add_member,
-                                          hosted=app.settings.hosted)
+                                          hosted=app.settings.hosted,
+                                          trusted_authserv_id=arc_authserv(
+                                              app.settings, item.mailing_list))
         return f"approved {held_id}: queued for {count} members"
 
     each(_waiting_held(app, held_ids, everything, list_ref), approve)
@@ -1519,6 +1523,34 @@ def mta_postfix(app: App, list_ref: str | None, maps_dir: Path, map_type: str) -
             session, services.find_list(session, list_ref) if list_ref else None)
     click.echo(postfix_config(app.settings, addresses, maps_dir.absolute(), map_type).text(),
                nl=False)
+
+
+@main.group()
+def dkim() -> None:
+    """DKIM signing keys (docs/deliverability.md)."""
+
+
+@dkim.command("keygen")
+@click.argument("domain")
+@click.option("--selector", default="", metavar="NAME",
+              help="The key's selector. Default: the one [dkim] names, else sYYYYMM.")
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the key. Default: the file [dkim] names for the domain.")
+@json_option
+@pass_app
+def dkim_keygen(app: App, domain: str, selector: str, key_file: Path | None,
+                as_json: bool) -> None:
+    """Write a new 2048-bit RSA key (mode 0600) and print the DNS TXT record to publish."""
+    made = keygen(app.settings, domain, app.clock.now(), selector, key_file)
+    if as_json:
+        emit({"domain": made.domain, "selector": made.selector, "key_file": str(made.key_file),
+              "name": made.name, "strings": made.strings, "configured": made.configured}, True)
+        return
+    click.echo(f"Wrote {made.key_file} (2048-bit RSA, mode 0600). Publish this TXT record:")
+    click.echo(made.zone_line())
+    if not made.configured:
+        click.echo(f"Then sign with it: in [dkim] (or [dkim.keys.\"{made.domain}\"]) set "
+                   f'selector = "{made.selector}" and private_key_file = "{made.key_file}".')
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from listserv.files import private_folder, replace_private, tighten
 from listserv.intake.group_commit import GroupCommit
 from listserv.intake.listening import cannot_listen
 from listserv.mail.render import Renderer
+from listserv.mail.signing import Signer
 from listserv.operations.scheduled import ScheduledBackups
 from listserv.operations.upgrade import stale_schema
 from listserv.operations.workers import Heartbeats
@@ -85,6 +86,7 @@ class Daemon:
         self._error: BaseException | None = None
         self._connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self._web: WebEndpoint | None = None
+        self.signer: Signer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -96,6 +98,8 @@ class Daemon:
         stale = stale_schema(self.store)
         if stale:
             raise ListservError(stale)
+        # The DKIM keys are read now: a missing or readable key stops the start with one line.
+        self.signer = Signer.from_settings(self.settings.dkim)
         self.store.migrate()  # a first start on an empty database creates the schema
         loop = asyncio.new_event_loop()
         self._loop = loop
@@ -232,6 +236,7 @@ class Daemon:
                 self.clock,
                 self.deliver_wake, self.stopping, s.daemon.poll_seconds, f"delivery-{index}",
                 limits, feedback=feedback, one_click_base=one_click_base(s),
+                signer=self.signer,
             ))
         if s.intake.imap.enabled:
             self._workers.append(ImapPoller(self.store, s, self.clock, self.route_wake.set,

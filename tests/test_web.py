@@ -16,11 +16,13 @@ from sqlalchemy import select
 from listserv.config import load_settings
 from listserv.daemon import Daemon
 from listserv.errors import ConfigError, ListservError
+from listserv.files import write_new_private
 from listserv.mail.render import Renderer
 from listserv.store.models.core import Member
 from listserv.web.links import one_click_base, public_url
 from listserv.web.pages import LANGUAGES, choose_language
 
+from .dkim_keys import new_dkim_key
 from .helpers import LIST, lmtp_send, make_message, parse, wait_mail, wait_until
 from .smtp_sink import SmtpSink
 from .web_helpers import Answer, confirm_link_in, http, write_web_config
@@ -39,8 +41,19 @@ def web_base_url() -> str:
 
 @pytest.fixture
 def config_path(tmp_path: Path, db_url: str, sink: SmtpSink, web_base_url: str) -> Path:
-    return write_web_config(tmp_path / "listserv.toml", tmp_path / "data", db_url, sink.port,
+    path = write_web_config(tmp_path / "listserv.toml", tmp_path / "data", db_url, sink.port,
                             web_base_url)
+    if web_base_url.startswith("https://"):  # one-click needs signed copies (RFC 8058 §4)
+        with_signing(path)
+    return path
+
+
+def with_signing(path: Path) -> None:
+    """`[dkim]` signing for the lists' domain, with a new key beside the config."""
+    key = path.parent / "dkim.pem"
+    write_new_private(key, new_dkim_key())
+    with path.open("a", encoding="utf-8") as config:
+        config.write(f'[dkim]\nselector = "s1"\nprivate_key_file = "{key}"\n')
 
 
 def web(daemon) -> str:
@@ -202,12 +215,20 @@ def test_personalised_copies_offer_the_https_one_click_url_first(cli, shma, daem
     raw = next(d.data for d in sink.messages_for(ANN))
     assert raw.count(b"List-Unsubscribe:") == 1 and raw.count(b"List-Unsubscribe-Post:") == 1
     assert parse(raw)["List-Unsubscribe"] == copy["List-Unsubscribe"]
+    signed = {h.strip().lower() for h in
+              str(copy["DKIM-Signature"]).replace("\r\n", "").split("h=")[1].split(";")[0]
+              .split(":")}
+    assert {"list-unsubscribe", "list-unsubscribe-post"} <= signed
 
 
-def test_an_http_base_url_keeps_the_copies_mailto_only(tmp_path, sink):
+def test_one_click_needs_https_and_signing(tmp_path, sink):
     config = write_web_config(tmp_path / "c.toml", tmp_path / "d", "", sink.port,
                               "http://lists.example.org/listserv")
     assert one_click_base(load_settings(config)) == ""
+    config = write_web_config(tmp_path / "s.toml", tmp_path / "d", "", sink.port, PUBLIC)
+    assert one_click_base(load_settings(config)) == ""  # https, but nothing is signed
+    with_signing(config)
+    assert one_click_base(load_settings(config)) == PUBLIC
 
 
 def test_a_base_url_that_is_not_a_url_is_refused_with_its_key(tmp_path):

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from listserv.delivery.listmail import list_headers
 from listserv.delivery.notices import notify
 from listserv.errors import ListservError
+from listserv.identity import authentication
 from listserv.mail.addresses import Role, normalize, valid_address
 from listserv.mail.automatic import may_auto_reply
 from listserv.mail.headers import from_name
@@ -319,15 +320,20 @@ def find_held(session: Session, held_id: str, *, waiting: bool = True) -> Held:
 
 def before_approving(held_raw: bytes) -> None:
     """The slow part of approving a held post, done before the write transaction opens: the
-    author's DMARC lookup (`approve_held` then answers from its cache)."""
-    look_up_ahead(parse(held_raw))
+    author's DMARC lookup and the keys of its signatures (`approve_held` then answers from
+    their caches)."""
+    msg = parse(held_raw)
+    look_up_ahead(msg)
+    authentication.look_up_ahead(msg)
 
 
 def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,
-                 *, add_member_too: bool = False, hosted: bool = False) -> int:
+                 *, add_member_too: bool = False, hosted: bool = False,
+                 trusted_authserv_id: str | None = None) -> int:
     """Distribute a held message (and subscribe its sender if asked); returns the fan-out.
 
-    `hosted`: the lists run on a hosted mailbox (`Settings.hosted`; see `posting.distribute`).
+    `hosted`: the lists run on a hosted mailbox (`Settings.hosted`; see `posting.distribute`);
+    `trusted_authserv_id`: for the copies' ARC set (`posting.distribute.arc_authserv`).
     """
     ml = held.mailing_list
     if headers_only(held.inbound.size, len(held.inbound.raw)):
@@ -338,7 +344,8 @@ def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime
         add_member(session, renderer, ml, held.sender, display, now, actor)
     held.status, held.decided_at, held.decided_by = "approved", now, actor
     audit(session, now, actor, "held-approved", f"#{held.id} from {held.sender}", ml.id)
-    return distribute(session, renderer, ml, held.inbound.raw, now, hosted=hosted)
+    return distribute(session, renderer, ml, held.inbound.raw, now, hosted=hosted,
+                      trusted_authserv_id=trusted_authserv_id)
 
 
 def reject_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,

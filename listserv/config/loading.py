@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from listserv.config.dkim import read_dkim
 from listserv.config.passwords import read_secret, refuse_literal_passwords
 from listserv.config.settings import (
     DEFAULT_DATA_DIR,
@@ -25,8 +26,6 @@ from listserv.config.settings import (
     BackupSettings,
     DaemonSettings,
     DatabaseSettings,
-    DkimKey,
-    DkimSettings,
     ImapSettings,
     IntakeSettings,
     OutboundSettings,
@@ -106,7 +105,7 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
     status = StatusSettings(max_queue_age_minutes=status_table.integer(
         "max_queue_age_minutes", StatusSettings().max_queue_age_minutes, minimum=1))
     status_table.finish()
-    dkim = _read_dkim(root.table("dkim"))
+    dkim = read_dkim(root.table("dkim"))
     web = _read_web(root.table("web"), WebSettings())
     root.finish()
     return Settings(
@@ -260,27 +259,6 @@ def _read_backup(table: Table, default: BackupSettings) -> BackupSettings:
         every_hours=table.integer("every_hours", default.every_hours),
         keep=table.integer("keep", default.keep, minimum=1),
         folder=table.path("folder", ""),
-    )
-    table.finish()
-    return settings
-
-
-def _read_dkim(table: Table) -> DkimSettings:
-    default = DkimSettings()
-    keys_table = table.table("keys")
-    keys: dict[str, DkimKey] = {}
-    for domain in keys_table.data:
-        entry = keys_table.table(str(domain))
-        keys[str(domain).strip().rstrip(".").lower()] = DkimKey(
-            selector=entry.string("selector", ""),
-            private_key_file=entry.path("private_key_file", ""))
-        entry.finish()
-    settings = DkimSettings(
-        selector=table.string("selector", default.selector),
-        private_key_file=table.path("private_key_file", ""),
-        domains=tuple(d.rstrip(".").lower() for d in table.strings("domains", default.domains)),
-        arc=table.boolean("arc", default.arc),
-        keys=tuple(keys.items()),
     )
     table.finish()
     return settings

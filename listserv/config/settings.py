@@ -170,42 +170,53 @@ class StatusSettings:
 
 @dataclass(frozen=True, slots=True)
 class DkimKey:
-    """`[dkim.keys."DOMAIN"]`: one domain's own selector and key, in place of `[dkim]`'s.
+    """One signing key: its selector and private key file (read by `config.dkim.private_key`
+    when a signer is made, so `listserv dkim keygen` can write a file the config names).
 
-    An empty `selector` or a None `private_key_file` falls back to `[dkim]`'s value.
+    `domain` is "" for the default key of `[dkim]`; `setting` is the dotted key that named the
+    file and `source` the file it was written in, for errors.
     """
 
-    selector: str = ""
-    private_key_file: Path | None = None
+    domain: str
+    selector: str
+    private_key_file: Path
+    setting: str
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
 class DkimSettings:
-    """`[dkim]`: signing outgoing mail (SPEC §3 "Signing", §7).
+    """`[dkim]`: DKIM signing and ARC sealing of outgoing mail (SPEC §3 "Signing").
 
-    `selector = ""` turns signing off. `domains` names the list domains to sign for (empty:
-    every list domain); `keys` pairs a domain (lower case) with its own selector and key file
-    (pairs, not a dict, so that `Settings` stays hashable). `arc` adds an ARC set to
-    distributed copies.
+    `default` is the key of `selector` and `private_key_file` (None when `selector = ""`);
+    `keys` the per-domain overrides of `[dkim.keys."DOMAIN"]` (each inherits what it leaves
+    out). `domains` limits signing to those domains (`()` = every domain with a key); a domain
+    of `keys` is always signed. `arc` seals distributed copies with an ARC set.
     """
 
-    selector: str = ""
-    private_key_file: Path | None = None
+    default: DkimKey | None = None
     domains: tuple[str, ...] = ()
+    keys: tuple[DkimKey, ...] = ()
     arc: bool = True
-    keys: tuple[tuple[str, DkimKey], ...] = ()
 
-    def key_for(self, domain: str) -> tuple[str, Path] | None:
-        """(selector, private key file) that signs mail from `domain`, None when none does."""
-        domain = domain.rstrip(".").lower()
-        if self.domains and domain not in self.domains:
+    def key_for(self, domain: str) -> DkimKey | None:
+        """The key that signs mail from `domain`; None when that domain is not signed."""
+        domain = domain.strip().rstrip(".").lower()
+        for key in self.keys:
+            if key.domain == domain:
+                return key
+        if self.default is None or (self.domains and domain not in self.domains):
             return None
-        own = dict(self.keys).get(domain, DkimKey())
-        selector = own.selector or self.selector
-        key_file = own.private_key_file or self.private_key_file
-        if not selector or key_file is None:
-            return None
-        return selector, key_file
+        return self.default
+
+    def seals(self, domain: str) -> bool:
+        """Whether the copies of posts to a list at `domain` get an ARC set."""
+        return self.arc and self.key_for(domain) is not None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any domain is signed."""
+        return self.default is not None or bool(self.keys)
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,11 +85,13 @@ def audience(session: Session, mailing_list: MailingList) -> int:
 
 def enqueue_to_members(
     session: Session, mailing_list: MailingList, copy: bytes, *, now: datetime,
-    kind: str = "post", eightbit: bool = False,
+    kind: str = "post", eightbit: bool = False, authentication_results: str = "",
 ) -> int:
     """Queue a list copy for every active regular member, without loading the roster.
 
     The copy is stored as its wire bytes (`to_wire`), as `enqueue` stores its message.
+    `authentication_results`: how the post was authenticated when it arrived, for the ARC set
+    the delivery worker seals the copies with (`mail.signing`).
     """
     message = OutMessage(
         list_id=mailing_list.id,
@@ -98,6 +100,7 @@ def enqueue_to_members(
         envelope_from=mailing_list.role_address(Role.BOUNCES),
         personalize=mailing_list.personalize,
         created_at=now,
+        authentication_results=authentication_results,
     )
     session.add(message)
     session.flush()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from listserv.chair import replies
 from listserv.confirmations.complete import complete as complete_request
 from listserv.mail.headers import from_name
+from listserv.posting.distribute import arc_authserv
 from listserv.store import chair_tokens
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import open_request_for_token
@@ -24,7 +25,8 @@ def handle(ctx: Context) -> str:
     chair_token = chair_tokens.find(ctx.session, ctx.destination.token)
     if chair_token is not None:
         return replies.answer(ctx.session, ctx.renderer, ml, chair_token, ctx.msg,
-                              ctx.identity.address, ctx.now, hosted=ctx.settings.hosted)
+                              ctx.identity.address, ctx.now, hosted=ctx.settings.hosted,
+                              trusted_authserv_id=arc_authserv(ctx.settings, ml))
     request = open_request_for_token(ctx.session, ctx.destination.token, ctx.now)
     if request is None or request.list_id != ml.id:
         audit(ctx.session, ctx.now, DAEMON, "confirm-unknown", f"inbound #{ctx.inbound.id}",

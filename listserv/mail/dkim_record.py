@@ -1,24 +1,21 @@
 """The public half of a DKIM signing key and the DNS TXT record that publishes it (RFC 6376
-§3.6.1), read with dkimpy's key parsers.
+§3.6.1), with the `cryptography` library.
 
-`listserv doctor` compares a published record with the configured private key and, when they
-differ, prints the record to publish. A DNS zone takes a TXT record as strings of at most 255
-characters each, so `zone_strings()` splits it.
+`listserv dkim keygen` prints the record of a new key; `listserv doctor` compares a published
+record with the configured private key and, when they differ, prints the record to publish. A
+DNS zone takes a TXT record as strings of at most 255 characters each (`txt_strings`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 
-from dkim.crypto import UnparsableKeyError, parse_pem_private_key, parse_public_key
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-#: rsaEncryption (1.2.840.113549.1.1.1) with its NULL parameters: the AlgorithmIdentifier of
-#: an RSA SubjectPublicKeyInfo (RFC 3279 §2.3.1).
-_RSA_ALGORITHM = bytes.fromhex("300d06092a864886f70d0101010500")
-#: The most a DNS TXT string holds (RFC 1035 §3.3).
+#: The longest character-string of a TXT record (RFC 1035 §3.3.14).
 MAX_TXT_STRING = 255
 
 
@@ -26,35 +23,28 @@ class KeyProblem(Exception):
     """A private key file or a published record that cannot be read as a DKIM RSA key."""
 
 
-@dataclass(frozen=True, slots=True)
-class PublicKey:
-    """An RSA public key: its modulus and exponent."""
-
-    modulus: int
-    exponent: int
-
-    @property
-    def bits(self) -> int:
-        """The key's size in bits."""
-        return self.modulus.bit_length()
-
-    def record(self) -> str:
-        """The TXT record publishing this key: `v=DKIM1; k=rsa; p=BASE64`."""
-        rsa_key = _der(0x30, _der_integer(self.modulus) + _der_integer(self.exponent))
-        info = _der(0x30, _RSA_ALGORITHM + _der(0x03, b"\x00" + rsa_key))
-        return "v=DKIM1; k=rsa; p=" + base64.b64encode(info).decode("ascii")
+def _spki(key: rsa.RSAPublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER,
+                            serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def public_key_of_pem(pem: bytes) -> PublicKey:
+def public_key_of_pem(pem: bytes) -> rsa.RSAPublicKey:
     """The public half of a PEM RSA private key (PKCS#1 or PKCS#8)."""
     try:
-        key = parse_pem_private_key(pem)
-    except (UnparsableKeyError, ValueError, IndexError, binascii.Error) as exc:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
         raise KeyProblem(f"not a PEM RSA private key ({exc})") from exc
-    return PublicKey(int(key["modulus"]), int(key["publicExponent"]))
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise KeyProblem("not an RSA key (DKIM here signs with rsa-sha256)")
+    return key.public_key()
 
 
-def public_key_of_record(record: str) -> PublicKey:
+def public_record(pem: bytes) -> str:
+    """The DKIM key record (`v=DKIM1; k=rsa; p=…`) publishing the public half of `pem`."""
+    return "v=DKIM1; k=rsa; p=" + base64.b64encode(_spki(public_key_of_pem(pem))).decode("ascii")
+
+
+def public_key_of_record(record: str) -> rsa.RSAPublicKey:
     """The key a DKIM TXT record publishes; `KeyProblem` when it publishes none (a revoked
     key's empty `p=`, another key type, an unreadable value)."""
     try:
@@ -67,26 +57,24 @@ def public_key_of_record(record: str) -> PublicKey:
     if not data:
         raise KeyProblem("p= is empty: the key is revoked")
     try:
-        key = parse_public_key(base64.b64decode(data, validate=True))
-    except (UnparsableKeyError, ValueError, IndexError, binascii.Error) as exc:
+        key = serialization.load_der_public_key(base64.b64decode(data, validate=True))
+    except (ValueError, binascii.Error) as exc:
         raise KeyProblem(f"p= is not an RSA public key ({exc})") from exc
-    return PublicKey(int(key["modulus"]), int(key["publicExponent"]))
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise KeyProblem("p= is not an RSA public key")
+    return key
+
+
+def same_key(a: rsa.RSAPublicKey, b: rsa.RSAPublicKey) -> bool:
+    """Whether two public keys are the same key."""
+    return a.public_numbers() == b.public_numbers()
+
+
+def txt_strings(record: str) -> list[str]:
+    """`record` split into the character-strings of one TXT record, each at most 255."""
+    return [record[i:i + MAX_TXT_STRING] for i in range(0, len(record), MAX_TXT_STRING)]
 
 
 def zone_strings(record: str) -> str:
     """The record as a zone file writes it: quoted strings of at most 255 characters."""
-    return " ".join(f'"{record[i:i + MAX_TXT_STRING]}"'
-                    for i in range(0, len(record), MAX_TXT_STRING))
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    size = len(content)
-    if size < 0x80:
-        return bytes([tag, size]) + content
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + content
-
-
-def _der_integer(value: int) -> bytes:
-    # A leading zero byte keeps a number whose top bit is set positive (DER two's complement).
-    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+    return " ".join(f'"{text}"' for text in txt_strings(record))

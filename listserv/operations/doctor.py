@@ -31,6 +31,8 @@ from listserv.mail.dkim_record import (
     KeyProblem,
     public_key_of_pem,
     public_key_of_record,
+    public_record,
+    same_key,
     zone_strings,
 )
 from listserv.mail.dns import DnsFailure, DnsQueries
@@ -215,23 +217,24 @@ def check_dkim(settings: Settings, domain: str, queries: DnsQueries) -> Finding:
     dkim = settings.dkim
     key = dkim.key_for(normalize_domain(domain))
     if key is None:
-        if dkim.selector or dkim.keys:
+        if dkim.enabled:
             return Finding("dkim", domain, SKIP, "not among [dkim] domains: not signed")
         return Finding("dkim", domain, WARN,
                        "DKIM signing is off: Gmail and Yahoo put unsigned bulk mail in spam",
                        f"listserv dkim keygen {domain}, then set [dkim] selector and "
                        "private_key_file and publish the record it prints")
-    selector, key_file = key
-    name = f"{selector}._domainkey.{domain}"
+    key_file = key.private_key_file
+    name = f"{key.selector}._domainkey.{domain}"
     try:
-        expected = public_key_of_pem(key_file.read_bytes())
+        pem = key_file.read_bytes()
+        expected = public_key_of_pem(pem)
     except OSError as exc:
         return Finding("dkim", domain, FAIL, f"cannot read {key_file}: {exc.strerror}",
                        "fix [dkim] private_key_file (readable by the daemon's user)")
     except KeyProblem as exc:
         return Finding("dkim", domain, FAIL, f"{key_file}: {exc}",
                        f"make a key with listserv dkim keygen {domain}")
-    publish = f"{name}. IN TXT ( {zone_strings(expected.record())} )"
+    publish = f"{name}. IN TXT ( {zone_strings(public_record(pem))} )"
     try:
         records = queries.txt(name)
     except DnsFailure as exc:
@@ -247,10 +250,11 @@ def check_dkim(settings: Settings, domain: str, queries: DnsQueries) -> Finding:
         except KeyProblem as exc:
             problems.append(str(exc))
             continue
-        if published == expected:
+        if same_key(published, expected):
             return Finding("dkim", domain, OK, f"{name} publishes the key of {key_file} "
-                                               f"({expected.bits} bits)")
-        problems.append(f"it publishes another key than {key_file} ({published.bits} bits)")
+                                               f"({expected.key_size} bits)")
+        problems.append(f"it publishes another key than {key_file} ({published.key_size} "
+                        "bits)")
     return Finding("dkim", domain, FAIL, f"key mismatch at {name}: {'; '.join(problems)}",
                    f"replace the record with: {publish}")
 

@@ -25,12 +25,11 @@ def one_click_base(settings: Settings) -> str:
     """The base of the personalised copies' one-click List-Unsubscribe URL, or "" when the
     copies carry only the mailto.
 
-    The one place that decides it (SPEC §3, RFC 8058): the endpoint is on and its public URL
-    is `https://` (mailbox providers post only to HTTPS). SPEC §3 also asks that DKIM signing
-    be on (RFC 8058 §4: the signature covers both headers): that condition joins this one
-    when signing lands.
+    The one place that decides it (SPEC §3, RFC 8058): the endpoint is on, its public URL is
+    `https://` (mailbox providers post only to HTTPS), and DKIM signing is on (RFC 8058 §4:
+    the signature must cover both headers, or receivers ignore the one-click URL).
     """
     web = settings.web
-    if web.enabled and web.base_url.startswith("https://"):
+    if web.enabled and web.base_url.startswith("https://") and settings.dkim.enabled:
         return web.base_url
     return ""
