@@ -6,7 +6,6 @@ import csv
 import getpass
 import io
 import json
-import logging
 import os
 import select
 import signal
@@ -60,6 +59,7 @@ from listserv.membership import subscriptions as membership
 from listserv.operations.backup import take_backup
 from listserv.operations.dkim_keys import keygen
 from listserv.operations.doctor import doctor_lines, doctor_report, list_facts
+from listserv.operations.logs import FORMATS, configure_logging
 from listserv.operations.postfix import list_addresses, postfix_config
 from listserv.operations.restore import restore_backup
 from listserv.operations.service import listserv_executable, systemd_unit
@@ -370,19 +370,13 @@ def restore(app: App, file: Path) -> None:
 
 @main.command()
 @click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
+@click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="The log on standard error, one line per record: text (journald-friendly) "
+                   "or json (one object per line, for log shippers).")
 @pass_app
-def serve(app: App, verbose: bool) -> None:
+def serve(app: App, verbose: bool, log_format: str) -> None:
     """Run the daemon: intake, delivery and scheduler, until SIGTERM or Ctrl-C."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # aiosmtpd logs every SMTP command at INFO, flufl.bounce every detector it runs on a
-    # report (some 30 lines each), Alembic its context on every look at the schema: debugging
-    # detail, shown with -v. Our own lines say enough.
-    for chatty in ("mail.log", "flufl.bounce", "alembic"):
-        logging.getLogger(chatty).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    configure_logging(log_format, verbose)
     Daemon(app.settings, clock=app.clock).run()
 
 
@@ -1471,7 +1465,8 @@ def status_command(app: App, as_json: bool) -> None:
     """Health at a glance; exits 2 when something is wrong (for monitoring).
 
     Wrong: the oldest queued item older than [status] max_queue_age_minutes, an incoming
-    message whose handling failed, an intake port that does not answer, a schema to upgrade.
+    message whose handling failed, an intake port that does not answer, a worker of the
+    daemon not alive, a schema to upgrade.
     """
     with _database_errors():
         report = status_report(app.settings, app.store, app.clock.now())

@@ -25,6 +25,7 @@ from listserv.mail.render import Renderer
 from listserv.mail.signing import Signer
 from listserv.operations.scheduled import ScheduledBackups
 from listserv.operations.upgrade import stale_schema
+from listserv.operations.workers import Heartbeats
 from listserv.router.dispatch import Router
 from listserv.store.engine import Store
 from listserv.web.links import one_click_base, public_url
@@ -108,9 +109,11 @@ class Daemon:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(signum, self._request_stop)
             self._start_workers()
+            self._start_heartbeats(loop, intake=bool(servers))
             self._write_ports()
             log.info("listserv serving: %s", ", ".join(f"{k} on port {v}"
-                                                       for k, v in self.ports.items()))
+                                                       for k, v in self.ports.items()),
+                     extra={"ports": dict(self.ports)})
             self._ready.set()
             loop.run_forever()
             self._close_intake(loop, servers)
@@ -240,6 +243,15 @@ class Daemon:
                                             self.stopping))
         for worker in self._workers:
             worker.start()
+
+    def _start_heartbeats(self, loop: asyncio.AbstractEventLoop, intake: bool) -> None:
+        """Record the workers alive now (so `listserv status` sees them at once), then every
+        `heartbeat_seconds` from a thread of its own."""
+        heartbeats = Heartbeats(self.store, self.settings, self.clock, list(self._workers),
+                                loop if intake else None, self.stopping)
+        heartbeats.beat_now(intake_alive=intake)  # the servers are bound; the loop starts next
+        heartbeats.start()
+        self._workers.append(heartbeats)
 
     def _stop_workers(self) -> None:
         self.stopping.set()

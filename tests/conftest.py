@@ -1,8 +1,8 @@
 """Shared fixtures: a config file and database per test, an SMTP sink, a running daemon, the CLI.
 
 Tests marked `both_backends` run once on SQLite and once on the local PostgreSQL (each in a
-schema of its own). Without a reachable server the PostgreSQL runs skip, unless
-LISTSERV_REQUIRE_PG=1 (set by .ci/run), where they fail.
+schema of its own); those marked `postgresql_only` only on PostgreSQL. Without a reachable
+server the PostgreSQL runs skip, unless LISTSERV_REQUIRE_PG=1 (set by .ci/run), where they fail.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ PG_ADMIN_URL = os.environ.get(
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "both_backends: run on SQLite and on PostgreSQL")
     config.addinivalue_line(
+        "markers", "postgresql_only: run on PostgreSQL only (several daemons on one database)")
+    config.addinivalue_line(
         "markers", "sink_refusals: the test makes the strict SMTP sink refuse mail on purpose")
 
 
@@ -55,8 +57,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        both = metafunc.definition.get_closest_marker("both_backends") is not None
-        metafunc.parametrize("backend", ["sqlite", "postgresql"] if both else ["sqlite"])
+        marked = metafunc.definition.get_closest_marker
+        backends = (["postgresql"] if marked("postgresql_only") is not None
+                    else ["sqlite", "postgresql"] if marked("both_backends") is not None
+                    else ["sqlite"])
+        metafunc.parametrize("backend", backends)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -20,19 +20,20 @@ START_TIMEOUT = 20.0
 
 class DaemonProcess:
     """A daemon in a subprocess, its log in a file; optionally on a fake clock from `fake_now`
-    (then through tests/fake_clock_cli.py instead of `program`)."""
+    (then through tests/fake_clock_cli.py instead of `program`); `serve_args` are added to
+    `serve`."""
 
     def __init__(self, config: Path, run_dir: Path, log: Path, *,
                  fake_now: datetime | None = None, verbose: bool = False,
                  wait: bool = True, program: Path = LISTSERV,
-                 environ: Mapping[str, str] = os.environ) -> None:
+                 environ: Mapping[str, str] = os.environ, serve_args: Sequence[str] = ()) -> None:
         self.log = log
         self.ports_file = run_dir / "ports.json"
         self.ports_file.unlink(missing_ok=True)  # a previous run's ports are not this one's
         command = [str(program)]
         if fake_now is not None:
             command = [sys.executable, str(FAKE_CLOCK_CLI), fake_now.isoformat()]
-        command += ["--config", str(config), "serve", *(["-v"] if verbose else [])]
+        command += ["--config", str(config), "serve", *(["-v"] if verbose else []), *serve_args]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, env=dict(environ))

@@ -22,7 +22,8 @@ LIST = "shma@lists.example.org"
 
 def write_config(path: Path, data_dir: Path, db_url: str, sink_port: int,
                  **outbound: Any) -> Path:
-    """A config file for a test daemon: ports 0, SMTP delivery to the sink, quick polling.
+    """A config file for a test daemon: ports 0, SMTP delivery to the sink, quick polling and
+    heartbeats (a worker that dies shows in `listserv status` within seconds).
 
     `outbound` adds or overrides `[outbound]` keys (a 2 s lease and 1 s retries by default).
     """
@@ -36,7 +37,7 @@ def write_config(path: Path, data_dir: Path, db_url: str, sink_port: int,
         "[intake.lmtp]\nport = 0\n"
         "[intake.smtp]\nport = 0\nmax_message_kb = 64\n"
         f'[outbound]\ntransport = "smtp"\nhost = "127.0.0.1"\nport = {sink_port}\n' + extra +
-        "[daemon]\npoll_seconds = 0.1\nscheduler_tick_seconds = 3600\n"
+        "[daemon]\npoll_seconds = 0.1\nscheduler_tick_seconds = 3600\nheartbeat_seconds = 1\n"
         'hostname = "lists.example.org"\n'
     )
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 
 from cli import main
 
-from .helpers import LIST, lmtp_send, make_message
+from .helpers import LIST, lmtp_send, make_message, wait_until
 
 
 def status(config_path, clock, *args):
@@ -65,6 +66,8 @@ def test_status_says_when_an_intake_port_does_not_answer(cli, shma, config_path,
     assert [p["answers"] for p in report["intake"]] == [False, False]
     assert report["scheduler_last_run"] is None
     assert report["database"]["bytes"] > 0
+    assert report["workers"] and not any(w["alive"] or w["last_beat"] for w in report["workers"])
+    assert "worker router is not alive (last heartbeat: never)" in report["problems"]
 
 
 def test_status_shows_the_scheduler_run_and_the_next_reminder(cli, shma, daemon, config_path,
@@ -78,3 +81,36 @@ def test_status_shows_the_scheduler_run_and_the_next_reminder(cli, shma, daemon,
     assert report["next_reminder"]["due_at"] == "2031-01-02T12:00:00+00:00"  # 14 days before
     text = CliRunner().invoke(main, ["--config", str(config_path), "status"], obj=clock).output
     assert "all well" in text and "next meeting reminder: 2031-01-02" in text
+
+
+WORKERS = {"router", "scheduler", "intake", *(f"delivery-{n}" for n in range(4))}
+
+
+class Died(SystemExit):
+    """What kills the scheduler's thread (its loop survives any Exception)."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_status_shows_the_workers_alive_and_exits_non_zero_when_one_dies(
+        cli, shma, daemon, config_path, clock, monkeypatch):
+    code, report = status(config_path, clock)
+    assert code == 0, report["problems"]
+    assert {w["name"]: w["alive"] for w in report["workers"]} == dict.fromkeys(WORKERS, True)
+
+    def die(*_args):
+        raise Died()
+
+    monkeypatch.setattr("listserv.scheduler.run_due", die)
+    scheduler = next(t for t in threading.enumerate() if t.name == "scheduler")
+    daemon.wake_scheduler()
+    wait_until(lambda: not scheduler.is_alive(), what="the scheduler's thread to end")
+    wait_until(lambda: status(config_path, clock)[0] == 2, timeout=15,
+               what="status to notice the dead scheduler")
+    code, report = status(config_path, clock)
+    alive = {w["name"]: w["alive"] for w in report["workers"]}
+    assert alive == {**dict.fromkeys(WORKERS, True), "scheduler": False}
+    [problem] = report["problems"]
+    assert problem.startswith("worker scheduler is not alive (last heartbeat: 20")
+    text = CliRunner().invoke(main, ["--config", str(config_path), "status"], obj=clock).output
+    assert "workers alive: router, delivery-0, delivery-1, delivery-2, delivery-3, intake" in text
+    assert "PROBLEM: worker scheduler is not alive" in text

@@ -239,6 +239,7 @@ def _read_daemon(table: Table, default: DaemonSettings) -> DaemonSettings:
             "scheduler_tick_seconds", default.scheduler_tick_seconds
         ),
         hostname=table.string("hostname", default.hostname),
+        heartbeat_seconds=table.number("heartbeat_seconds", default.heartbeat_seconds),
     )
     table.finish()
     return settings

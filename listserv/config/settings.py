@@ -130,11 +130,14 @@ class DaemonSettings:
     """`[daemon]`: the worker threads' pace and the name the daemon uses for itself.
 
     `hostname = ""` means `socket.getfqdn()`, looked up when it is used (not here).
+    `heartbeat_seconds`: how often the daemon records which of its workers are alive
+    (`listserv status` calls one not alive after three periods without a beat).
     """
 
     poll_seconds: float = 2.0
     scheduler_tick_seconds: float = 60.0
     hostname: str = ""
+    heartbeat_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

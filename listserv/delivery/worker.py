@@ -197,7 +197,8 @@ class DeliveryWorker(threading.Thread):
                              self.signer)
         sent = sum(1 for r in results.values() if r.outcome is Outcome.SENT)
         log.info(
-            "delivered message %s: %d sent, %d not", batch.message_id, sent, len(results) - sent
+            "delivered message %s: %d sent, %d not", batch.message_id, sent, len(results) - sent,
+            extra={"message_id": batch.message_id, "sent": sent, "not_sent": len(results) - sent},
         )
         return results
 

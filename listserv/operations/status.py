@@ -3,7 +3,8 @@
 Read from the config, the data folder and the database only, so it answers whether or not a
 daemon runs. "Wrong" (a non-zero exit for monitoring) is: the oldest queued item older than
 `[status] max_queue_age_minutes`, an incoming message whose handling failed, an intake port
-that does not answer with its greeting.
+that does not answer with its greeting, a worker of the daemon not alive
+(operations/workers.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from listserv.config import ServerSettings, Settings
 from listserv.digests import sending as digests
 from listserv.meetings.reminders import MAX_OFFSET, reminder_offsets
 from listserv.operations.upgrade import stale_schema
+from listserv.operations.workers import workers_state
 from listserv.store.engine import Store
 from listserv.store.models.core import Inbound
 from listserv.store.models.features import Meeting, MeetingReminder
@@ -52,6 +54,7 @@ def status_report(settings: Settings, store: Store, now: datetime) -> dict[str, 
         failed = session.scalar(select(func.count()).where(Inbound.status == "failed")) or 0
         deliveries = deliveries_since(session, now - DELIVERY_WINDOW)
         last_run = last_beat(session, "scheduler")
+        workers = workers_state(session, settings, now)
         reminder = next_reminder(session, now)
         digest = next_digest(session, now)
     oldest = queue["oldest"]
@@ -61,6 +64,8 @@ def status_report(settings: Settings, store: Store, now: datetime) -> dict[str, 
                         f"{oldest['age_minutes']} minutes (more than {limit})")
     if failed:
         problems.append(f"{failed} incoming message(s) failed: see `listserv queue --failed`")
+    problems += [f"worker {w['name']} is not alive (last heartbeat: "
+                 f"{_iso(w['last_beat']) or 'never'})" for w in workers if not w["alive"]]
     return {
         "version": version("listserv"),
         "schema": schema,
@@ -68,6 +73,7 @@ def status_report(settings: Settings, store: Store, now: datetime) -> dict[str, 
         "queue": queue,
         "failed_inbound": failed,
         "deliveries_last_hour": deliveries,
+        "workers": [{**w, "last_beat": _iso(w["last_beat"])} for w in workers],
         "scheduler_last_run": _iso(last_run),
         "next_reminder": reminder,
         "next_digest": digest,
@@ -242,6 +248,8 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         f"failed incoming messages: {report['failed_inbound']}",
         f"deliveries in the last hour: {sent['sent']} sent, {sent['temporary']} temporary "
         f"failures, {sent['permanent']} permanent failures",
+        "workers alive: " + (", ".join(w["name"] for w in report["workers"] if w["alive"])
+                             or "none"),
         f"scheduler last run: {report['scheduler_last_run'] or 'never'}",
         "next meeting reminder: " + (
             f"{reminder['due_at']} for meeting {reminder['meeting']} of {reminder['list']}"

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,6 +69,20 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _sqlite_pragma(connection: Connection, pragma: str) -> None:
+    """Set a pragma outside any transaction (foreign_keys is ignored inside one)."""
+    connection.connection.driver_connection.execute(f"PRAGMA {pragma}")  # type: ignore[union-attr]
+
+
+def _refuse_dangling_keys(connection: Connection) -> None:
+    """Fail the migration (it rolls back) when a row points at a row that is not there."""
+    dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if dangling:
+        table, rowid, parent, _ = dangling[0]
+        raise ListservError(f"the migration left {len(dangling)} rows pointing at missing rows "
+                            f"(the first: {table} row {rowid} -> {parent})")
 
 
 def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
@@ -130,9 +144,24 @@ class Store:
         repeat)."""
         config = alembic_config()
         try:
-            with self.engine.begin() as connection:
-                config.attributes["connection"] = connection
-                command.upgrade(config, revision)
+            with self.engine.connect() as connection:
+                sqlite = connection.dialect.name == "sqlite"
+                # SQLite rebuilds a table to alter it (copy, drop the old, rename): with foreign
+                # keys on, dropping the old table deletes or nulls every row pointing at it
+                # (held posts, requests, bounce scores). So, as SQLite's documented procedure
+                # for schema changes says: keys off outside the transaction, a check of them
+                # before it commits, keys on again.
+                if sqlite:
+                    _sqlite_pragma(connection, "foreign_keys=OFF")
+                try:
+                    with connection.begin():
+                        config.attributes["connection"] = connection
+                        command.upgrade(config, revision)
+                        if sqlite:
+                            _refuse_dangling_keys(connection)
+                finally:
+                    if sqlite:
+                        _sqlite_pragma(connection, "foreign_keys=ON")
         except Exception as exc:
             raise ListservError(f"cannot prepare the database at {self.safe_url}: {exc}") from exc
         self._make_vacuum_incremental()

@@ -31,10 +31,14 @@ HEARTBEAT = "heartbeat"
 
 
 def beat(session: Session, key: str, now: datetime) -> None:
-    """Record that `key` (e.g. "scheduler") last ran now: one row, its time moved on."""
-    if not claim_once(session, HEARTBEAT, key, now):
-        session.execute(update(Once).where(Once.kind == HEARTBEAT, Once.key == key)
-                        .values(at=now))
+    """Record that `key` (e.g. "scheduler") last ran now: one row, its time moved on.
+
+    The row is updated first and inserted only when missing: a daemon beats every few
+    seconds, and an insert refused by the unique key each time would fill PostgreSQL's log.
+    """
+    moved = update(Once).where(Once.kind == HEARTBEAT, Once.key == key).values(at=now)
+    if session.execute(moved).rowcount == 0 and not claim_once(session, HEARTBEAT, key, now):
+        session.execute(moved)  # another daemon inserted it just now
 
 
 def last_beat(session: Session, key: str) -> datetime | None:
