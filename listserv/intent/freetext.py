@@ -129,6 +129,8 @@ def _analyse(original: str, list_name: str, *, subject: bool = False,
         listed = bool(own_list.search(sent)) or any(
             ph.list_words is not None and ph.list_words.search(sent) for ph in langs)
         for ph in langs:
+            if ph.any_request is None or not ph.any_request.search(sent):
+                continue  # none of this language's phrases is in the sentence
             for group in GROUPS:
                 for pattern in ph.groups[group]:
                     for m in pattern.finditer(sent):
