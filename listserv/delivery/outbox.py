@@ -85,16 +85,18 @@ def audience(session: Session, mailing_list: MailingList) -> int:
 
 def enqueue_to_members(
     session: Session, mailing_list: MailingList, copy: bytes, *, now: datetime,
-    kind: str = "post", eightbit: bool = False,
+    kind: str = "post", eightbit: bool = False, on_wire: bool = False,
 ) -> int:
     """Queue a list copy for every active regular member, without loading the roster.
 
-    The copy is stored as its wire bytes (`to_wire`), as `enqueue` stores its message.
+    The copy is stored as its wire bytes (`to_wire`), as `enqueue` stores its message;
+    `on_wire`: `copy` already is `to_wire`'s output (made before the transaction).
     """
     message = OutMessage(
         list_id=mailing_list.id,
         kind=kind,
-        raw=to_wire(copy, sender=mailing_list.address, now=now, eightbit=eightbit),
+        raw=copy if on_wire else to_wire(copy, sender=mailing_list.address, now=now,
+                                          eightbit=eightbit),
         envelope_from=mailing_list.role_address(Role.BOUNCES),
         personalize=mailing_list.personalize,
         created_at=now,

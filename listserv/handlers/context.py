@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from listserv.identity.proof import Identity
 from listserv.mail.addresses import Destination
 from listserv.mail.render import Renderer
+from listserv.posting.distribute import MembersCopy
 from listserv.store.models.core import Inbound, MailingList
 
 from ..config import Settings
@@ -30,3 +31,6 @@ class Context:
     msg: EmailMessage
     #: Who sent it (SPEC §2), computed once by the router.
     identity: Identity
+    #: A post's copy for the members, made by the router before the transaction (used by
+    #: `distribute` when the list's settings are still those it was made from).
+    copy: MembersCopy | None = None

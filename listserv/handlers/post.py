@@ -41,7 +41,7 @@ def handle(ctx: Context) -> str:
     if member is None:
         return _nonmember(ctx, sender)
     count = distribute(ctx.session, ctx.renderer, ml, ctx.inbound.raw, ctx.now,
-                       hosted=ctx.settings.hosted)
+                       hosted=ctx.settings.hosted, ready=ctx.copy)
     return f"distributed to {count} members"
 
 

@@ -6,6 +6,7 @@ transaction, beside the state change that causes it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -16,12 +17,13 @@ from listserv.delivery.outbox import enqueue, enqueue_to_members
 from listserv.mail.addresses import Role
 from listserv.mail.headers import header_text
 from listserv.mail.message import parse
-from listserv.mail.mime.copies import distribution_copy, owner_copy
+from listserv.mail.mime.copies import ListHeaders, distribution_copy, owner_copy
 from listserv.mail.mime.headers import author_of
 from listserv.mail.mime.raw import RawMessage
 from listserv.mail.mime.sender_rewrite import SenderRewrite
 from listserv.mail.render import Renderer, one_line
 from listserv.mail.text import body_text
+from listserv.mail.wire import to_wire
 from listserv.posting.dmarc import PolicyLookup, default_lookup, domain_of, mitigation
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import Held, Inbound, MailingList
@@ -39,7 +41,13 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
     copy goes out under the list's From, whatever the mode and the author's policy; a `wrap`
     list still wraps where its mode would.
     """
-    name, address = author_of(RawMessage.parse(raw))
+    return _rewrite(renderer, ml, author_of(RawMessage.parse(raw)), role, dmarc, hosted=hosted)
+
+
+def _rewrite(renderer: Renderer, ml: MailingList, author: tuple[str, str], role: Role,
+             dmarc: PolicyLookup | None, *, hosted: bool) -> SenderRewrite | None:
+    """`sender_rewrite` for the author (display name, address) read from the post."""
+    name, address = author
     # Hosted, the author's policy only decides whether a `wrap` list wraps or munges.
     consult = ml.dmarc_mitigation == "wrap" if hosted else ml.dmarc_mitigation != "none"
     action: str | None = None
@@ -50,26 +58,78 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
         action = action or "munge"
     if action is None:
         return None
-    author = name or address.rpartition("@")[0]
-    display = one_line(renderer.text("dmarc-from-name.txt", author=author,
+    author_name = name or address.rpartition("@")[0]
+    display = one_line(renderer.text("dmarc-from-name.txt", author=author_name,
                                      **list_context(ml)))
     # Owners reply to the author; members do too, unless the list takes the replies.
     author_to = "Cc" if role is Role.POST and ml.reply_to == "list" else "Reply-To"
     return SenderRewrite(display, ml.role_address(role), author_to, wrap=action == "wrap")
 
 
+@dataclass(frozen=True, slots=True)
+class CopyInputs:
+    """All of the list's that a members' copy is made from, besides the post itself."""
+
+    headers: ListHeaders
+    prefix: str
+    footer: str
+    sender: SenderRewrite | None
+    address: str  # the list's: the From of a post without one, the domain of a new Message-ID
+
+
+def copy_inputs(renderer: Renderer, ml: MailingList, author: tuple[str, str],
+                dmarc: PolicyLookup | None = None, *, hosted: bool = False) -> CopyInputs:
+    """What the members' copy of a post by `author` is made from on `ml` as it is now."""
+    return CopyInputs(list_headers(ml), ml.prefix, footer_text(renderer, ml),
+                      _rewrite(renderer, ml, author, Role.POST, dmarc, hosted=hosted),
+                      ml.address)
+
+
+@dataclass(frozen=True, slots=True)
+class MembersCopy:
+    """The members' copy of a post, made before the transaction that queues it (the router's
+    prepare phase): its wire bytes, and what they were made from."""
+
+    author: tuple[str, str]  # `author_of` the post
+    inputs: CopyInputs
+    wire: bytes  # `to_wire` of the copy
+
+
+def members_copy(renderer: Renderer, ml: MailingList, raw: bytes, now: datetime, *,
+                 dmarc: PolicyLookup | None = None, hosted: bool = False) -> MembersCopy:
+    """The members' copy of `raw` on `ml` as it is now, on the wire (`distribution_copy`, then
+    `to_wire`: `now` is its Date if the post has none). Pure CPU past the list's settings:
+    `ml` may be read in a session that is closed before the copy is made (`made_copy`)."""
+    author = author_of(RawMessage.parse(raw))
+    return made_copy(raw, author, copy_inputs(renderer, ml, author, dmarc, hosted=hosted),
+                     now, eightbit=renderer.eightbit)
+
+
+def made_copy(raw: bytes, author: tuple[str, str], inputs: CopyInputs, now: datetime, *,
+              eightbit: bool) -> MembersCopy:
+    """The members' copy of `raw` made from `inputs` (see `members_copy`)."""
+    copy = distribution_copy(raw, inputs.headers, inputs.prefix, inputs.footer, inputs.sender)
+    return MembersCopy(author, inputs, to_wire(copy, sender=inputs.address, now=now,
+                                               eightbit=eightbit))
+
+
 def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
                now: datetime, *, dmarc: PolicyLookup | None = None,
-               hosted: bool = False) -> int:
+               hosted: bool = False, ready: MembersCopy | None = None) -> int:
     """Queue the members' copy of a post; returns how many members it is queued for.
 
     `hosted`: the lists run on a hosted mailbox (`Settings.hosted`), so From is always the
-    list's (see `sender_rewrite`).
+    list's (see `sender_rewrite`). `ready`: the copy made before the transaction (the
+    router's); it is queued as it is when the list's settings it was made from are still the
+    list's (the check costs a footer's rendering, not a pass over the post), else the copy is
+    made again here.
     """
-    copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer_text(renderer, ml),
-                             sender_rewrite(renderer, ml, raw, Role.POST, dmarc,
-                                            hosted=hosted))
-    return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit)
+    if ready is not None and copy_inputs(renderer, ml, ready.author, dmarc,
+                                         hosted=hosted) == ready.inputs:
+        copy = ready
+    else:
+        copy = members_copy(renderer, ml, raw, now, dmarc=dmarc, hosted=hosted)
+    return enqueue_to_members(session, ml, copy.wire, now=now, on_wire=True)
 
 
 #: A held post larger than this is not attached to its notice (`listserv held show` has it).

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
@@ -39,8 +39,11 @@ from listserv.mail.addresses import Destination, Role, normalize
 from listserv.mail.dns import DnsFailure
 from listserv.mail.headers import from_address
 from listserv.mail.message import parse
+from listserv.mail.mime.headers import author_of
+from listserv.mail.mime.raw import RawMessage
 from listserv.mail.render import Renderer
 from listserv.membership.bans import patterns_of
+from listserv.posting.distribute import MembersCopy, copy_inputs, made_copy
 from listserv.posting.dmarc import look_up_ahead
 from listserv.router import guards
 from listserv.store.audit import DAEMON, audit
@@ -111,12 +114,14 @@ def _due(now: datetime) -> ColumnElement[bool]:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A message read before its transaction opens: parsed, and a post's administrivia
-    verdict (the CPU-heavy part of the guards)."""
+    """A message read before its transaction opens: parsed, a post's administrivia verdict
+    (the CPU-heavy part of the guards) and its members' copy, ready to queue if the handler
+    distributes it (`posting.distribute.members_copy`)."""
 
     inbound_id: int
     msg: EmailMessage
     administrivia: tuple[Guard, Understanding] | None
+    copy: MembersCopy | None = None
 
 
 def prepare(inbound_id: int, raw: bytes, role: Role, list_name: str) -> Prepared:
@@ -140,25 +145,31 @@ ROUTE_BATCH_SQLITE = 1
 ROUTE_BATCH_SECONDS = 0.05
 
 
-def prepare_next(store: Store, now: datetime) -> Prepared | None:
+def prepare_next(store: Store, now: datetime, settings: Settings | None = None,
+                 renderer: Renderer | None = None) -> Prepared | None:
     """The next message that is due, read and prepared (`prepare_due`); None when none is."""
-    prepared = prepare_due(store, now, 1)
+    prepared = prepare_due(store, now, 1, settings, renderer)
     return prepared[0] if prepared else None
 
 
-def prepare_due(store: Store, now: datetime, most: int = ROUTE_BATCH) -> list[Prepared]:
+def prepare_due(store: Store, now: datetime, most: int = ROUTE_BATCH,
+                settings: Settings | None = None,
+                renderer: Renderer | None = None) -> list[Prepared]:
     """Read up to `most` messages that are due, oldest first, and do their slow work before
     their transaction opens.
 
-    The administrivia guard takes CPU time and a DMARC or DKIM key lookup can take seconds;
-    done inside the unit of work they would hold the store's write lock that long (the
-    lookups' caches then answer at once during handling). A failure here is only logged:
-    `route_one` does the work again inside the transaction, where a failure is put off or
-    marks the message failed.
+    The administrivia guard takes CPU time, a DMARC or DKIM key lookup can take seconds and
+    a post's copy for the members is a pass or two over the whole post; done inside the unit
+    of work they would hold the store's write lock that long (the lookups' caches then answer
+    at once during handling). The copy is made with `settings` and `renderer` (none without
+    them) from the list's settings as read here, and with `now` as its Date if the post has
+    none. A failure here is only logged: `route_one` does the work again inside the
+    transaction, where a failure is put off or marks the message failed.
     """
     with store.reading() as session:
         rows = session.execute(
-            select(Inbound.id, InboundRaw.raw, Inbound.role, Inbound.token, MailingList.name)
+            select(Inbound.id, InboundRaw.raw, Inbound.role, Inbound.token, MailingList.name,
+                   MailingList.id.label("list_id"))
             .outerjoin(InboundRaw, InboundRaw.id == Inbound.raw_id)
             .outerjoin(MailingList, MailingList.id == Inbound.list_id)
             .where(_due(now))
@@ -170,11 +181,16 @@ def prepare_due(store: Store, now: datetime, most: int = ROUTE_BATCH) -> list[Pr
         if row.name is None:
             continue
         try:
-            out.append(_prepare_row(store, row.id, row.raw or b"", Role(row.role), row.name,
-                                    row.token))
+            prepared = _prepare_row(store, row.id, row.raw or b"", Role(row.role), row.name,
+                                    row.token)
         except Exception:
             log.warning("inbound %s: reading it before its transaction failed", row.id,
                         exc_info=True)
+            continue
+        if prepared.administrivia is not None and settings and renderer:
+            prepared = _with_copy(store, settings, renderer, prepared, row.list_id,
+                                  row.raw or b"", now)
+        out.append(prepared)
     return out
 
 
@@ -190,6 +206,25 @@ def _prepare_row(store: Store, inbound_id: int, raw: bytes, role: Role, list_nam
             before_approving(held_raw)
     dkim.look_up_ahead(prepared.msg, from_address(prepared.msg))
     return prepared
+
+
+def _with_copy(store: Store, settings: Settings, renderer: Renderer, prepared: Prepared,
+               list_id: int, raw: bytes, now: datetime) -> Prepared:
+    """`prepared` with a post's members' copy, made from the list's settings as read now
+    (outside any transaction: only the settings are read in one); unchanged on a failure."""
+    try:
+        author = author_of(RawMessage.parse(raw))
+        with store.reading() as session:
+            ml = session.get(MailingList, list_id)
+            if ml is None:
+                return prepared
+            inputs = copy_inputs(renderer, ml, author, hosted=settings.hosted)
+        copy = made_copy(raw, author, inputs, now, eightbit=renderer.eightbit)
+    except Exception:
+        log.warning("inbound %s: making its copy before its transaction failed",
+                    prepared.inbound_id, exc_info=True)
+        return prepared
+    return replace(prepared, copy=copy)
 
 
 def guard_facts(ctx: Context, administrivia: Guard | None) -> guards.Facts:
@@ -315,7 +350,7 @@ def _route_claimed(session: Session, settings: Settings, renderer: Renderer, now
             ctx = Context(
                 session=session, settings=settings, renderer=renderer, now=now,
                 mailing_list=mailing_list, destination=destination,
-                inbound=inbound, msg=prepared.msg, identity=identity,
+                inbound=inbound, msg=prepared.msg, identity=identity, copy=prepared.copy,
             )
             outcome = handle(ctx, prepared.administrivia)
     except Exception as exc:
@@ -380,7 +415,8 @@ class Router(threading.Thread):
         route them in as many units of work as their time bound makes; False when none was
         due."""
         most = ROUTE_BATCH_SQLITE if self.store.engine.dialect.name == "sqlite" else ROUTE_BATCH
-        prepared = prepare_due(self.store, self.clock.now(), most)
+        prepared = prepare_due(self.store, self.clock.now(), most, self.settings,
+                               self.renderer)
         routed = 0
         while True:
             count = route_due(self.store, self.settings, self.renderer, self.clock,
