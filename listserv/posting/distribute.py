@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
@@ -137,10 +138,12 @@ MAX_ATTACHED = 5 * 1024 * 1024
 
 
 def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound,
-         sender: str, reason: str, now: datetime) -> Held:
+         sender: str, reason: str, now: datetime, msg: EmailMessage | None = None) -> Held:
     """Hold a message for the chair, and tell the owners: sender, subject, reason, the first
-    lines of its text, and the message itself attached; a reply decides (SPEC §2)."""
-    msg = parse(inbound.raw)
+    lines of its text, and the message itself attached; a reply decides (SPEC §2).
+
+    `msg`: the message already parsed (the router's), else it is parsed here."""
+    msg = msg if msg is not None else parse(inbound.raw)
     subject = header_text(msg, "Subject")
     held = Held(
         list_id=ml.id, inbound_id=inbound.id, sender=sender, subject=subject, reason=reason,
