@@ -27,6 +27,7 @@ is the free-text reader's, as for phrases. docs/understanding.md explains it all
 
 from __future__ import annotations
 
+import itertools
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,8 +50,12 @@ NEGATION_WINDOW = 4
 #: polite words from this length ("plese"). Shorter words have too many real neighbours.
 VERB_TYPOS = 7
 WORD_TYPOS = 6
-#: `Entries.starting` remembers its answers for at most this many words per entry table.
-MAX_REMEMBERED = 20_000
+#: `Entries.starting` remembers at most this many answers (word and entry table) in all: the
+#: words of posts repeat (a post's own, and the common words of every post), and each sentence
+#: asks for each word several times. Some 10 to 20 MB at most.
+MAX_REMEMBERED = 40_000
+_STARTING: dict[tuple[int, str, frozenset[str]], tuple[tuple[_Term, ...], ...]] = {}
+_TOKENS = itertools.count()
 
 _WORD = re.compile(r"[^\W\d_]+")
 _QUOTED = re.compile(r'"[^"\n]{1,120}"')
@@ -126,10 +131,8 @@ class Entries:
     #: typo away can have (a typo keeps the first letter and changes the length by at most one).
     by_typo: dict[tuple[str, int], list[tuple[_Term, ...]]]
     others: list[tuple[_Term, ...]]  # suffix heads: tried on every word
-    #: `starting`'s answers by word and stems: the words of posts repeat (a post's own, and
-    #: the common words of every post), and each sentence asks for each word several times.
-    _seen: dict[tuple[str, frozenset[str]], tuple[tuple[_Term, ...], ...]] = field(
-        default_factory=dict, compare=False, repr=False)
+    #: This table's key in `_STARTING` (never reused, unlike an object's id).
+    token: int = field(default_factory=lambda: next(_TOKENS), compare=False, repr=False)
 
     @classmethod
     def of(cls, entries: Iterable[tuple[_Term, ...]]) -> Entries:
@@ -156,12 +159,12 @@ class Entries:
     def starting(self, word: str, stemmed: frozenset[str]) -> tuple[tuple[_Term, ...], ...]:
         """The entries whose first word matches `word` (stems `stemmed`); an entry may be
         named twice (by its stem and by a typo)."""
-        key = (word, stemmed)
-        found = self._seen.get(key)
+        key = (self.token, word, stemmed)
+        found = _STARTING.get(key)
         if found is None:
-            if len(self._seen) >= MAX_REMEMBERED:
-                self._seen.clear()  # a bound on memory; the common words come back at once
-            found = self._seen[key] = self._starting(word, stemmed)
+            if len(_STARTING) >= MAX_REMEMBERED:
+                _STARTING.clear()  # a bound on memory; the common words come back at once
+            found = _STARTING[key] = self._starting(word, stemmed)
         return found
 
     def _starting(self, word: str, stemmed: frozenset[str]) -> tuple[tuple[_Term, ...], ...]:
