@@ -3,8 +3,9 @@
 tests/data/requests-fresh/ was written by helpers who never saw the phrase files, the intent
 code or the first corpus; it is split into a tuning half (read while tuning) and a sealed half,
 frozen by the hashes in sealed-{lang}.sha256. The sealed half was scored once after the first
-tuning, missed the targets, and has since been opened and tuned on: it is tuning material now,
-and the blind set scored once is the next one. Mails are read the way the daemon reads them
+tuning, missed the targets, and has since been opened and tuned on: it is tuning material now.
+tests/data/requests-fresh-2/ is the second blind set (sealed only), scored once after that
+tuning; where it missed a target the assertion is a strict xfail with the figures then. Mails are read the way the daemon reads them
 (tests/intent_scoring.py, shared with tests/test_intent_corpus.py).
 
 Printed: precision and recall per language for the first corpus and both halves, with the
@@ -138,7 +139,15 @@ def test_first_sealed_half_after_it_was_scored_and_tuned_on(sealed: list[Outcome
 
 
 #: Where the second blind set missed a target when it was scored once, with the figures then.
-SECOND_MISSES: dict[tuple[str, str], str] = {}
+SECOND_MISSES: dict[tuple[str, str], str] = {
+    ("en", "recall"): "scored once: recall 0.875 (21 of 24; 0 confusions)",
+    ("fr", "recall"): "scored once: recall 0.875 (21 of 24; 0 confusions)",
+    ("de", "recall"): "scored once: recall 0.833 (20 of 24; 0 confusions)",
+    ("pt", "recall"): "scored once: recall 0.875 (21 of 24; 0 confusions)",
+    ("en", "posts"): "scored once: 14 of 16 posts left alone",
+    ("fr", "posts"): "scored once: 15 of 16 posts left alone",
+    ("pt", "posts"): "scored once: 13 of 16 posts left alone",
+}
 
 
 @pytest.mark.parametrize("what", CHECKS)

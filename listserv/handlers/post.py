@@ -52,7 +52,7 @@ def hold_post(ctx: Context, reason: str) -> str:
     """Hold the post for the chair with `reason` (a guard's), and tell the owners."""
     sender, _ = sender_member(ctx)
     held = hold(ctx.session, ctx.renderer, ctx.mailing_list, ctx.inbound, sender, reason,
-                ctx.now)
+                ctx.now, ctx.msg)
     return f"held #{held.id}: {reason}"
 
 

@@ -130,9 +130,13 @@ def _analyse(original: str, list_name: str, *, subject: bool = False,
         sent = text[s0:s1]
         listed = bool(own_list.search(sent)) or any(
             ph.list_words is not None and ph.list_words.search(sent) for ph in langs)
+        folded = sent.casefold()
         for ph in langs:
+            present = {n for n in ph.all_needles if n in folded}
             for group in GROUPS:
-                for pattern in ph.groups[group]:
+                for pattern, needles in zip(ph.groups[group], ph.needles[group], strict=True):
+                    if needles is not None and present.isdisjoint(needles):
+                        continue  # it cannot match here (`phrases._needles`)
                     for m in pattern.finditer(sent):
                         if m.end() == m.start():
                             continue

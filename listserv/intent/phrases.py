@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from re import _constants as re_constants  # type: ignore[attr-defined]
+from re import _parser as re_parser  # type: ignore[attr-defined]
+from typing import Any
 
 from listserv.intent.stems import Lexicon, compile_lexicon
 from listserv.intent.understanding import Kind
@@ -61,6 +64,14 @@ class Phrases(Markers):
     words: frozenset[str]
     chars: re.Pattern[str] | None
     groups: dict[str, tuple[re.Pattern[str], ...]]
+    #: Per group, beside each pattern of `groups`: strings one of which (casefolded) is in
+    #: every text the pattern matches, or None when none could be read from it (`_needles`).
+    #: The free-text reader tries a pattern only on a sentence holding one of them: a
+    #: substring test instead of a regular expression run over the sentence (the phrase search
+    #: was most of a long post's guard time).
+    needles: dict[str, tuple[frozenset[str] | None, ...]]
+    #: All of this language's needles: those in a sentence are found in one pass.
+    all_needles: frozenset[str]
     keywords: dict[Kind, re.Pattern[str]]
     confirm: re.Pattern[str] | None
     delivery: dict[str, re.Pattern[str]]
@@ -88,13 +99,17 @@ def _parse_phrase_file(path: Traversable) -> Phrases:
     unknown = set(request) - set(GROUPS) - {"confirm"}
     if unknown:
         raise ValueError(f"{path}: unknown [request] groups {sorted(unknown)}")
+    groups = {g: _compile_each(request.get(g, [])) for g in GROUPS}
+    needles = {g: tuple(_needles(p) for p in groups[g]) for g in GROUPS}
     return Phrases(
         **vars(read_markers(data)),
         lang=lang,
         name=data.get("name", lang),
         words=frozenset(fold(w).lower() for w in detect.get("words", [])),
         chars=re.compile(detect["chars"]) if detect.get("chars") else None,
-        groups={g: _compile_each(request.get(g, [])) for g in GROUPS},
+        groups=groups,
+        needles=needles,
+        all_needles=frozenset(n for g in GROUPS for each in needles[g] if each for n in each),
         keywords={Kind(k): p for k, v in keywords.items()
                   if (p := compile_patterns(v, whole=True)) is not None},
         confirm=compile_patterns(request.get("confirm", []), whole=True),
@@ -110,6 +125,48 @@ def _parse_phrase_file(path: Traversable) -> Phrases:
         lexicon=compile_lexicon(data.get("stems", {})),
         chair={verb: _first_words(words) for verb, words in data.get("chair", {}).items()},
     )
+
+
+def _needles(pattern: re.Pattern[str]) -> frozenset[str] | None:
+    """Strings, casefolded, one of which is in every text `pattern` matches; None when its
+    syntax gives none (then it is tried on every sentence).
+
+    Read from the parsed pattern: a run of literal characters must be in a match, so must one
+    of a branch's alternatives' strings, and what a group or a repeat of at least one holds;
+    of the requirements of a sequence the one with the longest shortest string is kept.
+    Letters are compared casefolded, as the patterns match case-insensitively.
+    """
+    try:
+        found = _required(re_parser.parse(pattern.pattern, pattern.flags))
+    except Exception:  # an unusual pattern: no shortcut, never a wrong one
+        return None
+    return frozenset(n.casefold() for n in found) if found else None
+
+
+def _required(items: Iterable[tuple[Any, Any]]) -> set[str] | None:
+    candidates: list[set[str]] = []
+    run: list[str] = []
+    for op, av in items:
+        if op is re_constants.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            candidates.append({"".join(run)})
+            run = []
+        inner: set[str] | None = None
+        if op is re_constants.SUBPATTERN:
+            inner = _required(av[3])
+        elif op is re_constants.BRANCH:
+            alternatives = [_required(alternative) for alternative in av[1]]
+            if all(alternatives):
+                inner = set().union(*alternatives)  # type: ignore[arg-type]
+        elif op in (re_constants.MAX_REPEAT, re_constants.MIN_REPEAT) and av[0] >= 1:
+            inner = _required(av[2])
+        if inner:
+            candidates.append(inner)
+    if run:
+        candidates.append({"".join(run)})
+    return max(candidates, key=lambda c: min(map(len, c))) if candidates else None
 
 
 def _first_words(words: Iterable[str]) -> re.Pattern[str]:

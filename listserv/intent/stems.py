@@ -27,9 +27,11 @@ is the free-text reader's, as for phrases. docs/understanding.md explains it all
 
 from __future__ import annotations
 
+import itertools
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -48,6 +50,12 @@ NEGATION_WINDOW = 4
 #: polite words from this length ("plese"). Shorter words have too many real neighbours.
 VERB_TYPOS = 7
 WORD_TYPOS = 6
+#: `Entries.starting` remembers at most this many answers (word and entry table) in all: the
+#: words of posts repeat (a post's own, and the common words of every post), and each sentence
+#: asks for each word several times. Some 10 to 20 MB at most.
+MAX_REMEMBERED = 40_000
+_STARTING: dict[tuple[int, str, frozenset[str]], tuple[tuple[_Term, ...], ...]] = {}
+_TOKENS = itertools.count()
 
 _WORD = re.compile(r"[^\W\d_]+")
 _QUOTED = re.compile(r'"[^"\n]{1,120}"')
@@ -118,13 +126,19 @@ class Entries:
     pass over its words whatever the number of entries."""
 
     by_stem: dict[str, list[tuple[_Term, ...]]]
-    by_initial: dict[str, list[tuple[_Term, ...]]]  # prefix heads, heads that match with a typo
+    by_initial: dict[str, list[tuple[_Term, ...]]]  # prefix heads, by their first letter
+    #: Heads that also match with a typo, by their first letter and each length a word one
+    #: typo away can have (a typo keeps the first letter and changes the length by at most one).
+    by_typo: dict[tuple[str, int], list[tuple[_Term, ...]]]
     others: list[tuple[_Term, ...]]  # suffix heads: tried on every word
+    #: This table's key in `_STARTING` (never reused, unlike an object's id).
+    token: int = field(default_factory=lambda: next(_TOKENS), compare=False, repr=False)
 
     @classmethod
     def of(cls, entries: Iterable[tuple[_Term, ...]]) -> Entries:
         by_stem: dict[str, list[tuple[_Term, ...]]] = {}
         by_initial: dict[str, list[tuple[_Term, ...]]] = {}
+        by_typo: dict[tuple[str, int], list[tuple[_Term, ...]]] = {}
         others = []
         for terms in entries:
             head = terms[0]
@@ -138,15 +152,33 @@ class Entries:
             for t in head.texts:
                 by_stem.setdefault(t, []).append(terms)
             if head.word:
-                by_initial.setdefault(head.word[0], []).append(terms)
-        return cls(by_stem, by_initial, others)
+                for length in range(len(head.word) - 1, len(head.word) + 2):
+                    by_typo.setdefault((head.word[0], length), []).append(terms)
+        return cls(by_stem, by_initial, by_typo, others)
 
-    def starting(self, word: str, stemmed: frozenset[str]) -> list[tuple[_Term, ...]]:
-        """The entries whose first word matches `word` (stems `stemmed`)."""
+    def starting(self, word: str, stemmed: frozenset[str]) -> tuple[tuple[_Term, ...], ...]:
+        """The entries whose first word matches `word` (stems `stemmed`); an entry may be
+        named twice (by its stem and by a typo)."""
+        key = (self.token, word, stemmed)
+        found = _STARTING.get(key)
+        if found is None:
+            if len(_STARTING) >= MAX_REMEMBERED:
+                _STARTING.clear()  # a bound on memory; the common words come back at once
+            found = _STARTING[key] = self._starting(word, stemmed)
+        return found
+
+    def _starting(self, word: str, stemmed: frozenset[str]) -> tuple[tuple[_Term, ...], ...]:
         out = [e for st in stemmed for e in self.by_stem.get(st, ())]
-        out += [e for e in self.by_initial.get(word[:1], ()) if e[0].matches(word, stemmed)]
+        initial = word[:1]
+        out += [e for e in self.by_initial.get(initial, ()) if e[0].matches(word, stemmed)]
+        out += [e for e in self.by_typo.get((initial, len(word)), ())
+                if e[0].matches(word, stemmed)]
         out += [e for e in self.others if e[0].matches(word, stemmed)]
-        return out
+        return tuple(out)
+
+    def any_starting(self, words: Sequence[str], stemmed: Sequence[frozenset[str]]) -> bool:
+        """Whether an entry's first word matches any of `words` (with their stems)."""
+        return any(self.starting(w, st) for w, st in zip(words, stemmed, strict=True))
 
 
 @dataclass(frozen=True)
@@ -234,25 +266,38 @@ class _Words:
     quoted: list[bool]
 
 
-def _words(lex: Lexicon, text: str, original: str, s0: int, s1: int) -> _Words:
-    """The words of the sentence text[s0:s1] (`original`: the same positions as written)."""
-    sent = text[s0:s1]
-    quoted = [(m.start(), m.end()) for m in _QUOTED.finditer(sent)]
-    cuts = [m.start() for m in _CLAUSE.finditer(sent)]
-    out = _Words([], [], [], [], [])
-    for m in _WORD.finditer(sent):
+_Stemmed = tuple[list[re.Match[str]], list[str], list[frozenset[str]]]
+
+
+def _stemmed(lex: Lexicon, text: str, original: str, s0: int, s1: int) -> _Stemmed:
+    """The words of the sentence text[s0:s1] with their stems: (matches, words, stems)."""
+    matches = list(_WORD.finditer(text, s0, s1))
+    words, stemmed = [], []
+    for m in matches:
         w = m.group().lower()
-        written = original[s0 + m.start():s0 + m.end()]
-        stemmed = stems(written, lex.language)
+        written = original[m.start():m.end()]
+        st = stems(written, lex.language)
         bare = _clitic(lex, w)
         if bare:  # "agréguenme": also the verb without the sender
-            stemmed |= stems(written[:len(bare)], lex.language)
-        out.words.append(w)
-        out.stems.append(stemmed)
-        out.spans.append((s0 + m.start(), s0 + m.end()))
-        out.clause.append(sum(1 for c in cuts if c < m.start()))
-        out.quoted.append(any(a < m.start() < b for a, b in quoted))
-    return out
+            st |= stems(written[:len(bare)], lex.language)
+        words.append(w)
+        stemmed.append(st)
+    return matches, words, stemmed
+
+
+def _words(lex: Lexicon, text: str, original: str, s0: int, s1: int,
+           stemmed: _Stemmed | None = None) -> _Words:
+    """The words of the sentence text[s0:s1] (`original`: the same positions as written);
+    `stemmed`: its words and stems when `_stemmed` already read them."""
+    matches, words, word_stems = stemmed or _stemmed(lex, text, original, s0, s1)
+    sent = text[s0:s1]
+    quoted = [(s0 + m.start(), s0 + m.end()) for m in _QUOTED.finditer(sent)]
+    cuts = [s0 + m.start() for m in _CLAUSE.finditer(sent)]
+    return _Words(
+        words, word_stems, [m.span() for m in matches],
+        [bisect_left(cuts, m.start()) for m in matches],
+        [any(a < m.start() < b for a, b in quoted) for m in matches],
+    )
 
 
 def _find(entries: Entries, ws: _Words, gap: int,
@@ -352,10 +397,13 @@ def read_stems(lex: Lexicon, text: str, original: str,
     `headline`: `text` is a Subject; a short one that names a list asks with a noun alone."""
     hits = []
     for s0, s1 in sentences:
-        ws = _words(lex, text, original, s0, s1)
-        n = len(ws.words)
+        stemmed = _stemmed(lex, text, original, s0, s1)
+        if not lex.verbs.any_starting(stemmed[1], stemmed[2]):
+            continue  # no verb of joining or leaving begins here (most sentences of a post)
+        ws = _words(lex, text, original, s0, s1, stemmed)
         if not _find(lex.verbs, ws, lex.gap):
             continue
+        n = len(ws.words)
         listed = bool(_find(lex.list_words, ws, 1))
         mail = bool(_find(lex.mail, ws, 1))
         named = bool(_find(lex.named, ws, 0))

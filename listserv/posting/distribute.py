@@ -7,6 +7,7 @@ transaction, beside the state change that causes it.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
@@ -55,9 +56,9 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
         action = action or "munge"
     if action is None:
         return None
-    author = name or address.rpartition("@")[0]
+    author_name = name or address.rpartition("@")[0]
     # One From for every copy (the post is never rewritten per reader): the list's language.
-    display = one_line(renderer.text("dmarc-from-name.txt", ml.language, author=author,
+    display = one_line(renderer.text("dmarc-from-name.txt", ml.language, author=author_name,
                                      **list_context(ml)))
     # Owners reply to the author; members do too, unless the list takes the replies.
     author_to = "Cc" if role is Role.POST and ml.reply_to == "list" else "Reply-To"
@@ -137,10 +138,12 @@ MAX_ATTACHED = 5 * 1024 * 1024
 
 
 def hold(session: Session, renderer: Renderer, ml: MailingList, inbound: Inbound,
-         sender: str, reason: str, now: datetime) -> Held:
+         sender: str, reason: str, now: datetime, msg: EmailMessage | None = None) -> Held:
     """Hold a message for the chair, and tell the owners: sender, subject, reason, the first
-    lines of its text, and the message itself attached; a reply decides (SPEC §2)."""
-    msg = parse(inbound.raw)
+    lines of its text, and the message itself attached; a reply decides (SPEC §2).
+
+    `msg`: the message already parsed (the router's), else it is parsed here."""
+    msg = msg if msg is not None else parse(inbound.raw)
     subject = header_text(msg, "Subject")
     held = Held(
         list_id=ml.id, inbound_id=inbound.id, sender=sender, subject=subject, reason=reason,
