@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from listserv.archive.keeping import keep
 from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify_chair
 from listserv.delivery.outbox import enqueue, enqueue_to_members
@@ -22,6 +23,7 @@ from listserv.mail.mime.raw import RawMessage
 from listserv.mail.mime.sender_rewrite import SenderRewrite
 from listserv.mail.render import Renderer, one_line
 from listserv.mail.text import body_text
+from listserv.mail.wire import to_wire
 from listserv.posting.dmarc import PolicyLookup, default_lookup, domain_of, mitigation
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import Held, Inbound, MailingList
@@ -61,7 +63,8 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
 def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
                now: datetime, *, dmarc: PolicyLookup | None = None,
                hosted: bool = False) -> int:
-    """Queue the members' copy of a post; returns how many members it is queued for.
+    """Queue the members' copy of a post and keep it in the archive; returns how many members
+    it is queued for.
 
     `hosted`: the lists run on a hosted mailbox (`Settings.hosted`), so From is always the
     list's (see `sender_rewrite`).
@@ -69,7 +72,11 @@ def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes
     copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer_text(renderer, ml),
                              sender_rewrite(renderer, ml, raw, Role.POST, dmarc,
                                             hosted=hosted))
-    return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit)
+    # The wire form once, here: the archive keeps exactly the bytes the members are sent (a
+    # Message-ID the serializer adds included); queuing them passes them through unchanged.
+    wire = to_wire(copy, sender=ml.address, now=now, eightbit=renderer.eightbit)
+    keep(session, ml, raw, wire, now)
+    return enqueue_to_members(session, ml, wire, now=now, eightbit=renderer.eightbit)
 
 
 #: A held post larger than this is not attached to its notice (`listserv held show` has it).

@@ -9,6 +9,7 @@ the authors' DKIM signatures (on a no-modify list) survive.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from listserv.mail.mime.footer import append_footer
@@ -95,24 +96,34 @@ def personalize(copy: bytes, unsubscribe: str) -> bytes:
 _CONTENT = ("content-type", "content-transfer-encoding", "mime-version")
 
 
-def with_attached(notice: bytes, original: bytes) -> bytes:
+def with_attached(notice: bytes, original: bytes, *, name: str = "original.eml",
+                  more: Sequence[tuple[bytes, str]] = ()) -> bytes:
     """`notice` (a single-part text message we composed) as multipart/mixed: its text, then
-    `original` attached as message/rfc822, byte for byte (the wire serializer re-encodes an
-    8-bit part inside it where the relay needs 7-bit)."""
+    `original` attached as message/rfc822 named `name`, byte for byte (the wire serializer
+    re-encodes an 8-bit part inside it where the relay needs 7-bit); then each of `more`
+    ((bytes, file name)) likewise."""
     msg = RawMessage.parse(notice)
     eol = msg.eol
     text = RawMessage(tuple(f for f in msg.fields if field_name(f) in _CONTENT
                             and field_name(f) != "mime-version"), eol, msg.body).to_bytes()
-    attached = RawMessage((), eol, original).prepended(
-        [("Content-Type", "message/rfc822"),
-         ("Content-Disposition", 'attachment; filename="original.eml"')]
-        + ([] if original.isascii() else [("Content-Transfer-Encoding", "8bit")])
-    ).to_bytes()
-    boundary = new_boundary(text, attached)
+    attached = [_rfc822_part(data, filename, eol)
+                for data, filename in [(original, name), *more]]
+    boundary = new_boundary(text, *attached)
     delimiter = b"--" + boundary.encode("ascii")
-    body = (delimiter + eol + text + eol + delimiter + eol + attached + eol
-            + delimiter + b"--" + eol)
+    body = delimiter + eol + text
+    for part in attached:
+        body += eol + delimiter + eol + part
+    body += eol + delimiter + b"--" + eol
     outer = tuple(f for f in msg.fields if field_name(f) not in _CONTENT)
     mime = (header_bytes("MIME-Version", "1.0", eol),
             header_bytes("Content-Type", f'multipart/mixed; boundary="{boundary}"', eol))
     return RawMessage(outer + mime, eol, body).to_bytes()
+
+
+def _rfc822_part(original: bytes, filename: str, eol: bytes) -> bytes:
+    """`original` as a message/rfc822 attachment named `filename`."""
+    return RawMessage((), eol, original).prepended(
+        [("Content-Type", "message/rfc822"),
+         ("Content-Disposition", f'attachment; filename="{filename}"')]
+        + ([] if original.isascii() else [("Content-Transfer-Encoding", "8bit")])
+    ).to_bytes()
