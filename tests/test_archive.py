@@ -165,3 +165,13 @@ def test_a_list_with_archive_policy_none_keeps_nothing(cli, members, daemon, sin
     assert json.loads(cli("archive", "list", LIST, "--json").output) == []
     refused = cli("lists", "set", LIST, "archive.policy", "public", ok=False)
     assert "one of private, none" in refused.output
+
+
+def test_a_held_post_is_archived_when_the_chair_approves_it(cli, members, daemon, sink):
+    post(daemon, "guest@else.example", "Visiting in May", "May I join your May meeting?\n")
+    [held] = wait_until(lambda: json.loads(cli("held", "list", "--json").output),
+                        what="the held post")
+    assert json.loads(cli("archive", "list", LIST, "--json").output) == []
+    cli("held", "approve", held["id"])
+    [row] = archived(cli, 1)
+    assert (row["sender"], row["subject"]) == ("guest@else.example", "Visiting in May")
