@@ -10,7 +10,7 @@ import stat
 import pytest
 from sqlalchemy import select
 
-from listserv.archive import mboxrd
+from listserv.archive import mboxrd, search
 from listserv.store.models.archive import ArchivedPost
 from listserv.store.models.core import Member
 from listserv.store.models.outgoing import OutMessage
@@ -175,3 +175,16 @@ def test_a_held_post_is_archived_when_the_chair_approves_it(cli, members, daemon
     cli("held", "approve", held["id"])
     [row] = archived(cli, 1)
     assert (row["sender"], row["subject"]) == ("guest@else.example", "Visiting in May")
+
+
+def test_a_word_in_very_many_posts_is_ranked_among_the_newest_that_have_it(cli, members,
+                                                                           daemon, monkeypatch):
+    """SQLite ranks only the newest RANK_WINDOW matching posts (docs/archive.md): the oldest
+    post, the best match by its subject, is outside a window of two."""
+    monkeypatch.setattr(search, "RANK_WINDOW", 2)
+    post(daemon, JANE, "Orchard orchard", "The orchard.\n")
+    post(daemon, BOB, "Fruit", "An orchard.\n")
+    post(daemon, JANE, "Trees", "Orchard trees.\n")
+    archived(cli, 3)
+    found = json.loads(cli("archive", "search", LIST, "orchard", "--json").output)
+    assert sorted(r["subject"] for r in found) == ["Fruit", "Trees"]

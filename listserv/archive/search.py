@@ -1,9 +1,10 @@
 """Full-text search of a list's archive (`listserv archive search`), ranked, on both backends.
 
 SQLite: the FTS5 table `archive_fts` (BM25; a word in the subject weighs 10, in the author 5,
-in the text 1). PostgreSQL: the `search` tsvector column (`ts_rank`; subject, author and text
-weighted A, B, C). Both match every word given (no stemming, accents ignored on SQLite); the
-words are taken as words, never as query syntax, so any text the chair types is safe.
+in the text 1; among the newest `RANK_WINDOW` matching posts). PostgreSQL: the `search`
+tsvector column (`ts_rank`; subject, author and text weighted A, B, C). Both match every word
+given (no stemming, accents ignored on SQLite); the words are taken as words, never as query
+syntax, so any text the chair types is safe.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from listserv.store.models.core import MailingList
 
 #: The most results one search gives.
 MAX_RESULTS = 50
+#: On SQLite, a word found in more posts than this is ranked among the newest this many posts
+#: that have it: ranking costs time per matching post (BM25 reads each one's positions), and a
+#: word in most posts of a large archive says little about which are the best (docs/archive.md).
+RANK_WINDOW = 20_000
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -45,11 +50,19 @@ def search(session: Session, ml: MailingList, query: str,
 def _sqlite(session: Session, ml: MailingList, words: list[str], limit: int) -> list[int]:
     # Each word a quoted FTS5 string: together they must all match; no operator can slip in.
     match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
+    matching = (f"FROM {FTS_TABLE} AS f JOIN archived_posts AS p ON p.id = f.rowid "
+                f"WHERE {FTS_TABLE} MATCH :match AND p.list_id = :list_id")
+    # The oldest post of the window: FTS5 reads rowids newest first without ranking them.
+    oldest = session.scalar(text(
+        f"SELECT min(rowid) FROM (SELECT f.rowid AS rowid {matching} "
+        "ORDER BY f.rowid DESC LIMIT :window)"),
+        {"match": match, "list_id": ml.id, "window": RANK_WINDOW})
+    if oldest is None:
+        return []
     rows = session.execute(text(
-        f"SELECT f.rowid FROM {FTS_TABLE} AS f JOIN archived_posts AS p ON p.id = f.rowid "
-        f"WHERE {FTS_TABLE} MATCH :match AND p.list_id = :list_id "
+        f"SELECT f.rowid {matching} AND f.rowid >= :oldest "
         f"ORDER BY bm25({FTS_TABLE}, 10.0, 5.0, 1.0), f.rowid DESC LIMIT :limit"),
-        {"match": match, "list_id": ml.id, "limit": limit})
+        {"match": match, "list_id": ml.id, "oldest": oldest, "limit": limit})
     return [int(row[0]) for row in rows]
 
 
