@@ -177,9 +177,10 @@ def test_a_held_post_is_archived_when_the_chair_approves_it(cli, members, daemon
     assert (row["sender"], row["subject"]) == ("guest@else.example", "Visiting in May")
 
 
+@pytest.mark.both_backends
 def test_a_word_in_very_many_posts_is_ranked_among_the_newest_that_have_it(cli, members,
                                                                            daemon, monkeypatch):
-    """SQLite ranks only the newest RANK_WINDOW matching posts (docs/archive.md): the oldest
+    """Only the newest RANK_WINDOW matching posts are ranked (docs/archive.md): the oldest
     post, the best match by its subject, is outside a window of two."""
     monkeypatch.setattr(search, "RANK_WINDOW", 2)
     post(daemon, JANE, "Orchard orchard", "The orchard.\n")

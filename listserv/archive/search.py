@@ -1,8 +1,8 @@
 """Full-text search of a list's archive (`listserv archive search`), ranked, on both backends.
 
 SQLite: the FTS5 table `archive_fts` (BM25; a word in the subject weighs 10, in the author 5,
-in the text 1; among the newest `RANK_WINDOW` matching posts). PostgreSQL: the `search`
-tsvector column (`ts_rank`; subject, author and text weighted A, B, C). Both match every word
+in the text 1). PostgreSQL: the `search` tsvector column (`ts_rank`; subject, author and text
+weighted A, B, C). Both rank only the newest `RANK_WINDOW` posts that match, and match every word
 given (no stemming, accents ignored on SQLite); the words are taken as words, never as query
 syntax, so any text the chair types is safe.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import func, literal_column, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from listserv.errors import ListservError
@@ -20,10 +20,10 @@ from listserv.store.models.core import MailingList
 
 #: The most results one search gives.
 MAX_RESULTS = 50
-#: On SQLite, a word found in more posts than this is ranked among the newest this many posts
-#: that have it: ranking costs time per matching post (BM25 reads each one's positions), and a
-#: word in most posts of a large archive says little about which are the best (docs/archive.md).
-RANK_WINDOW = 20_000
+#: A search ranks at most the newest this many posts that match: ranking costs time per post
+#: (BM25 reads each one's positions, `ts_rank` its tsvector), and a word in most posts of a
+#: large archive says little about which are the best (docs/archive.md).
+RANK_WINDOW = 10_000
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -67,11 +67,15 @@ def _sqlite(session: Session, ml: MailingList, words: list[str], limit: int) -> 
 
 
 def _postgresql(session: Session, ml: MailingList, words: list[str], limit: int) -> list[int]:
-    document = literal_column(f"archived_posts.{SEARCH_COLUMN}")
-    wanted = func.plainto_tsquery(literal_column("'simple'::regconfig"), " ".join(words))
-    rows = session.execute(
-        select(ArchivedPost.id)
-        .where(ArchivedPost.list_id == ml.id, document.op("@@")(wanted))
-        .order_by(func.ts_rank(document, wanted).desc(), ArchivedPost.id.desc())
-        .limit(limit))
+    # The window's ids first (from the GIN index, no tsvector read), then each one's rank by
+    # its key: ranking in the same scan would rank every match before the window is cut.
+    rows = session.execute(text(
+        "SELECT w.id FROM (SELECT id FROM archived_posts WHERE list_id = :list_id "
+        f"AND {SEARCH_COLUMN} @@ plainto_tsquery('simple'::regconfig, :words) "
+        "ORDER BY id DESC LIMIT :window) AS w "
+        f"CROSS JOIN LATERAL (SELECT ts_rank(p.{SEARCH_COLUMN}, "
+        "plainto_tsquery('simple'::regconfig, :words)) AS rank "
+        "FROM archived_posts AS p WHERE p.id = w.id) AS r "
+        "ORDER BY r.rank DESC, w.id DESC LIMIT :limit"),
+        {"list_id": ml.id, "words": " ".join(words), "window": RANK_WINDOW, "limit": limit})
     return [int(row[0]) for row in rows]
