@@ -57,7 +57,8 @@ def keep(session: Session, ml: MailingList, original: bytes, copy: bytes,
     msg = parse(original)
     raw = RawMessage.parse(original)
     name, address = author_of(raw)
-    own_id = (message_ids(wire_message_id(copy)) or [wire_message_id(copy)])[0]
+    header_id = wire_message_id(copy)  # the wire form always has one
+    own_id = (message_ids(header_id) or [header_id])[0]
     references = message_ids(header_text(msg, "References"))[-MAX_REFERENCES:]
     parent = (message_ids(header_text(msg, "In-Reply-To")) or references[-1:] or [""])[0]
     post = ArchivedPost(
