@@ -8,7 +8,7 @@ import mailbox
 import stat
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from listserv.archive import mboxrd, search
 from listserv.store.models.archive import ArchivedPost
@@ -189,3 +189,15 @@ def test_a_word_in_very_many_posts_is_ranked_among_the_newest_that_have_it(cli, 
     archived(cli, 3)
     found = json.loads(cli("archive", "search", LIST, "orchard", "--json").output)
     assert sorted(r["subject"] for r in found) == ["Fruit", "Trees"]
+
+
+@pytest.mark.both_backends
+def test_deleting_a_list_deletes_its_archive_and_its_search_index(cli, members, daemon, store):
+    post(daemon, JANE, "Farewell", "The last word.\n")
+    archived(cli, 1)
+    cli("lists", "delete", LIST, "--yes")
+    with store.reading() as session:
+        assert session.scalars(select(ArchivedPost)).all() == []
+        if session.get_bind().dialect.name == "sqlite":  # the triggers follow the cascade
+            assert session.execute(text(
+                "SELECT rowid FROM archive_fts WHERE archive_fts MATCH 'farewell'")).all() == []
