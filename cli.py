@@ -37,8 +37,9 @@ from listserv.config import Settings, load_settings
 from listserv.config.discovery import config_for_init, find_config
 from listserv.daemon import Daemon, secure_data_folder
 from listserv.delivery.outbox import audience
+from listserv.digests.posts import DELIVERY_MODES
 from listserv.errors import ListservError
-from listserv.files import UMASK, open_private, private_folder
+from listserv.files import UMASK, open_private, private_folder, remove_paths
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.meetings import peer_input as peer_input
@@ -57,11 +58,16 @@ from listserv.meetings.times import parse_at, when
 from listserv.membership import bans
 from listserv.membership import subscriptions as membership
 from listserv.operations.backup import take_backup
+from listserv.operations.dkim_keys import keygen
+from listserv.operations.doctor import doctor_lines, doctor_report, list_facts
+from listserv.operations.postfix import list_addresses, postfix_config
 from listserv.operations.restore import restore_backup
 from listserv.operations.service import listserv_executable, systemd_unit
 from listserv.operations.status import status_lines, status_report
 from listserv.operations.upgrade import upgrade
+from listserv.posting.distribute import arc_authserv
 from listserv.store.engine import Store
+from listserv.web.links import public_url
 
 
 class App:
@@ -99,7 +105,8 @@ class App:
 
     @property
     def renderer(self) -> Renderer:
-        return Renderer(self.settings.templates_dir, self.settings.outbound.eightbitmime)
+        return Renderer(self.settings.templates_dir, self.settings.outbound.eightbitmime,
+                        web_url=public_url(self.settings))
 
     @property
     def actor(self) -> str:
@@ -449,8 +456,10 @@ def lists_delete(app: App, list_ref: str, yes: bool) -> None:
         address, count = ml.address, housekeeping.member_count(session, ml)
     ask(f"Delete {address} and its {count} members for good?", yes)
     with app.unit_of_work() as session:
-        housekeeping.delete_list(session, services.find_list(session, address),
-                                 app.clock.now(), app.actor)
+        _, folders = housekeeping.delete_list(session, services.find_list(session, address),
+                                              app.clock.now(), app.actor,
+                                              app.settings.data_dir)
+    remove_paths(folders)
     click.echo(f"deleted {address}")
 
 
@@ -566,18 +575,19 @@ def members_enable(app: App, list_ref: str, email: str) -> None:
 @click.argument("list_ref", metavar="LIST")
 @click.argument("email")
 @click.option("--name", default=None, help="The member's name.")
-@click.option("--delivery", default=None, type=click.Choice(services.DELIVERY_MODES),
+@click.option("--delivery", default=None, type=click.Choice(DELIVERY_MODES),
               help="How the member gets the list's mail.")
 @click.option("--language", default=None, metavar="xx",
               help='The member\'s language (en, es, fr, de, pt; "" = the list\'s).')
 @pass_app
 def members_set(app: App, list_ref: str, email: str, name: str | None, delivery: str | None,
                 language: str | None) -> None:
-    """Change a member's name, delivery or language; nobody is mailed."""
+    """Change a member's name, delivery or language; nobody is told (a digest member set to
+    regular gets her last digest)."""
     with app.unit_of_work() as session:
         ml = services.find_list(session, list_ref)
-        member = housekeeping.set_member(session, ml, email, app.clock.now(), app.actor,
-                                         name=name, delivery=delivery, language=language)
+        member = housekeeping.set_member(session, app.renderer, ml, email, app.clock.now(),
+                                         app.actor, name=name, delivery=delivery, language=language)
         click.echo(f"changed {member.email} on {ml.address}")
 
 
@@ -773,7 +783,9 @@ def held_approve(app: App, held_ids: tuple[str, ...], everything: bool, list_ref
             item = services.find_held(session, held_id)
             count = services.approve_held(session, app.renderer, item, app.clock.now(),
                                           app.actor, add_member_too=add_member,
-                                          hosted=app.settings.hosted)
+                                          hosted=app.settings.hosted,
+                                          trusted_authserv_id=arc_authserv(
+                                              app.settings, item.mailing_list))
         return f"approved {held_id}: queued for {count} members"
 
     each(_waiting_held(app, held_ids, everything, list_ref), approve)
@@ -1275,26 +1287,52 @@ def submissions_show(app: App, submission_id: str, as_json: bool) -> None:
     click.echo(text.rstrip())
 
 
+submission_ids = click.argument("submission_ids", metavar="ID...", nargs=-1)
+
+
+def _waiting_submissions(app: App, ids: Sequence[str], everything: bool, list_ref: str | None,
+                         status: str) -> list[str]:
+    """The tracking ids a decision acts on: those given, or with --all every one in `status`."""
+    _usage(ids, everything)
+    with app.reading() as session:
+        ml = services.find_list(session, list_ref) if list_ref else None
+        waiting = [s.tracking_id for s in desk.submissions_of(session, ml, status=status)
+                   ] if everything else []
+    return housekeeping.chosen(ids, everything, waiting, f"{status} submission")
+
+
 @submissions_group.command("accept")
-@click.argument("submission_id", metavar="ID")
+@submission_ids
+@all_option
+@scope_option
 @pass_app
-def submissions_accept(app: App, submission_id: str) -> None:
-    """Accept a submission for the column."""
-    with app.unit_of_work() as session:
-        click.echo(desk.accept(session, desk.find_submission(session, submission_id),
-                               app.clock.now(), app.actor))
+def submissions_accept(app: App, submission_ids: tuple[str, ...], everything: bool,
+                       list_ref: str | None) -> None:
+    """Accept submissions for the column (--all: every one received and not yet decided)."""
+    def accept(submission_id: str) -> str:
+        with app.unit_of_work() as session:
+            return desk.accept(session, desk.find_submission(session, submission_id),
+                               app.clock.now(), app.actor)
+
+    each(_waiting_submissions(app, submission_ids, everything, list_ref, "received"), accept)
 
 
 @submissions_group.command("decline")
-@click.argument("submission_id", metavar="ID")
-@click.option("--reason", default="", help="Mailed to the author.")
+@submission_ids
+@all_option
+@scope_option
+@click.option("--reason", default="", help="Mailed to each author.")
 @pass_app
-def submissions_decline(app: App, submission_id: str, reason: str) -> None:
-    """Decline a submission; the author gets a courteous reply."""
-    with app.unit_of_work() as session:
-        click.echo(desk.decline(session, app.renderer,
+def submissions_decline(app: App, submission_ids: tuple[str, ...], everything: bool,
+                        list_ref: str | None, reason: str) -> None:
+    """Decline submissions; each author gets a courteous reply (--all: every one received)."""
+    def decline(submission_id: str) -> str:
+        with app.unit_of_work() as session:
+            return desk.decline(session, app.renderer,
                                 desk.find_submission(session, submission_id),
-                                app.clock.now(), app.actor, reason))
+                                app.clock.now(), app.actor, reason)
+
+    each(_waiting_submissions(app, submission_ids, everything, list_ref, "received"), decline)
 
 
 @submissions_group.command("approve-follow-up")
@@ -1321,14 +1359,20 @@ def submissions_discard_follow_up(app: App, submission_id: str, follow_up: str) 
 
 
 @submissions_group.command("publish")
-@click.argument("submission_id", metavar="ID")
-@click.option("--issue", required=True, help='The issue it appears in, e.g. "Winter 2027".')
+@submission_ids
+@all_option
+@scope_option
+@click.option("--issue", required=True, help='The issue they appear in, e.g. "Winter 2027".')
 @pass_app
-def submissions_publish(app: App, submission_id: str, issue: str) -> None:
-    """Record that a submission was published, and in which issue."""
-    with app.unit_of_work() as session:
-        click.echo(desk.publish(session, desk.find_submission(session, submission_id),
-                                issue, app.clock.now(), app.actor))
+def submissions_publish(app: App, submission_ids: tuple[str, ...], everything: bool,
+                        list_ref: str | None, issue: str) -> None:
+    """Record that submissions were published, and in which issue (--all: every accepted one)."""
+    def publish(submission_id: str) -> str:
+        with app.unit_of_work() as session:
+            return desk.publish(session, desk.find_submission(session, submission_id),
+                                issue, app.clock.now(), app.actor)
+
+    each(_waiting_submissions(app, submission_ids, everything, list_ref, "accepted"), publish)
 
 
 @submissions_group.command("export")
@@ -1545,6 +1589,75 @@ def service_systemd(app: App, user: str | None) -> None:
     """Print a hardened systemd unit for `listserv serve` with the config in use."""
     click.echo(systemd_unit(app.settings, app.config_path, user or getpass.getuser(),
                             listserv_executable()), nl=False)
+
+
+@main.command()
+@click.argument("list_ref", metavar="[LIST]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@pass_app
+def doctor(app: App, list_ref: str | None, as_json: bool) -> None:
+    """Check what list mail needs to arrive, with a fix for each problem; exits 2 on one.
+
+    MX (or the hosted mailbox), SPF, DKIM and DMARC of each list domain, TLS and AUTH to the
+    relay, the web endpoint's base_url, the queue (docs/doctor.md).
+    """
+    with app.reading() as session:
+        facts = list_facts(session, services.find_list(session, list_ref) if list_ref else None)
+    with _database_errors():
+        report = doctor_report(app.settings, app.store, facts, app.clock.now())
+    click.echo(json.dumps(report, indent=2) if as_json else "\n".join(doctor_lines(report)))
+    if not report["ok"]:
+        raise click.exceptions.Exit(2)
+
+
+@main.group()
+def mta() -> None:
+    """Settings for the MTA in front of the daemon."""
+
+
+@mta.command("postfix")
+@click.argument("list_ref", metavar="[LIST]", required=False)
+@click.option("--maps-dir", type=click.Path(path_type=Path), default=Path("/etc/postfix"),
+              show_default=True, help="Where the map files will be.")
+@click.option("--map-type", default="texthash", show_default=True, metavar="TYPE",
+              help="Postfix lookup table type of the maps (hash, lmdb: postmap them).")
+@pass_app
+def mta_postfix(app: App, list_ref: str | None, maps_dir: Path, map_type: str) -> None:
+    """Print main.cf and map lines routing every list address to the daemon's LMTP port, with
+    Postfix refusing every other address at the lists' domains."""
+    with app.reading() as session:
+        addresses = list_addresses(
+            session, services.find_list(session, list_ref) if list_ref else None)
+    click.echo(postfix_config(app.settings, addresses, maps_dir.absolute(), map_type).text(),
+               nl=False)
+
+
+@main.group()
+def dkim() -> None:
+    """DKIM signing keys (docs/deliverability.md)."""
+
+
+@dkim.command("keygen")
+@click.argument("domain")
+@click.option("--selector", default="", metavar="NAME",
+              help="The key's selector. Default: the one [dkim] names, else sYYYYMM.")
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the key. Default: the file [dkim] names for the domain.")
+@json_option
+@pass_app
+def dkim_keygen(app: App, domain: str, selector: str, key_file: Path | None,
+                as_json: bool) -> None:
+    """Write a new 2048-bit RSA key (mode 0600) and print the DNS TXT record to publish."""
+    made = keygen(app.settings, domain, app.clock.now(), selector, key_file)
+    if as_json:
+        emit({"domain": made.domain, "selector": made.selector, "key_file": str(made.key_file),
+              "name": made.name, "strings": made.strings, "configured": made.configured}, True)
+        return
+    click.echo(f"Wrote {made.key_file} (2048-bit RSA, mode 0600). Publish this TXT record:")
+    click.echo(made.zone_line())
+    if not made.configured:
+        click.echo(f"Then sign with it: in [dkim] (or [dkim.keys.\"{made.domain}\"]) set "
+                   f'selector = "{made.selector}" and private_key_file = "{made.key_file}".')
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ each, one post per transaction). It reports:
 
     .venv/bin/python bench/intake.py                       # 400 posts, 1 and 8 clients, SQLite
     .venv/bin/python bench/intake.py --posts 200 --clients 8
+    .venv/bin/python bench/intake.py --posts 200 --clients 8 --sign   # ARC and DKIM per copy
     .venv/bin/python bench/intake.py --postgresql postgresql+psycopg://postgres@127.0.0.1/test
 
 Each client count gets a fresh data folder (and, with --postgresql, a fresh schema). It prints
@@ -74,10 +75,12 @@ def make_post(n: int, body_kb: int) -> bytes:
     return msg.as_bytes(policy=SMTP_POLICY)
 
 
-def prepare(base: Path, name: str, sink_port: int, db_url: str) -> Setup:
-    """A fresh data folder with a list of 10 members, made with the command line."""
+def prepare(base: Path, name: str, sink_port: int, db_url: str, sign: bool = False) -> Setup:
+    """A fresh data folder with a list of 10 members, made with the command line (`sign`:
+    with `[dkim]`, every copy ARC-sealed and DKIM-signed)."""
     setup, roster = set_up_list(base / name, [member(i) for i in range(MEMBERS)], db_url,
-                                sink_port, intake="max_messages_per_sender_per_hour = 0\n")
+                                sink_port, intake="max_messages_per_sender_per_hour = 0\n",
+                                sign=sign)
     run_cli(setup, "members", "import", LIST, str(roster))
     return setup
 
@@ -170,13 +173,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for the burst's delivery")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary data folders (and the daemon logs)")
+    parser.add_argument("--sign", action="store_true",
+                        help="configure [dkim] (a key from `listserv dkim keygen`): every copy "
+                             "ARC-sealed and DKIM-signed")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.clients.split(",") if c.strip()]
 
     database = "PostgreSQL" if args.postgresql else "SQLite (WAL, synchronous = FULL)"
     print(f"machine: {machine()}")
     print(f"{args.posts} posts from {MEMBERS} members, body {args.body_kb} KB, "
-          f"database: {database}")
+          f"database: {database}, {'signed (ARC and DKIM)' if args.sign else 'not signed'}")
     base = Path(tempfile.mkdtemp(prefix="listserv-bench-intake-"))
     sink = SinkProcess()
     schemas = Schemas()
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for clients in counts:
             db_url = schemas.create(args.postgresql) if args.postgresql else ""
-            setup = prepare(base, f"clients-{clients}", sink.port, db_url)
+            setup = prepare(base, f"clients-{clients}", sink.port, db_url, args.sign)
             result = measure(setup, sink, clients, args.posts, args.body_kb, args.timeout)
             results.append(result)
             print(f"  {clients} clients: accepted {result.accepted_rate:.0f} posts/s, delivered "

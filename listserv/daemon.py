@@ -22,10 +22,13 @@ from listserv.files import private_folder, replace_private, tighten
 from listserv.intake.group_commit import GroupCommit
 from listserv.intake.listening import cannot_listen
 from listserv.mail.render import Renderer
+from listserv.mail.signing import Signer
 from listserv.operations.scheduled import ScheduledBackups
 from listserv.operations.upgrade import stale_schema
 from listserv.router.dispatch import Router
 from listserv.store.engine import Store
+from listserv.web.links import one_click_base, public_url
+from listserv.web.server import WebEndpoint
 
 from .clock import Clock, SystemClock
 from .config import Settings
@@ -68,6 +71,7 @@ class Daemon:
         self.store = Store(settings.database.url)
         # One for LMTP and SMTP alike: DATA arriving together on either shares a commit.
         self.committer = GroupCommit(self.store)
+        # Its confirmation links are set once the web endpoint (if on) knows its port.
         self.renderer = Renderer(settings.templates_dir, settings.outbound.eightbitmime)
         self.stopping = threading.Event()
         self.route_wake = threading.Event()
@@ -80,6 +84,8 @@ class Daemon:
         self._workers: list[threading.Thread] = []
         self._error: BaseException | None = None
         self._connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        self._web: WebEndpoint | None = None
+        self.signer: Signer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -91,6 +97,8 @@ class Daemon:
         stale = stale_schema(self.store)
         if stale:
             raise ListservError(stale)
+        # The DKIM keys are read now: a missing or readable key stops the start with one line.
+        self.signer = Signer.from_settings(self.settings.dkim)
         self.store.migrate()  # a first start on an empty database creates the schema
         loop = asyncio.new_event_loop()
         self._loop = loop
@@ -173,13 +181,32 @@ class Daemon:
                     cannot_listen(label.upper(), conf.host, conf.port, exc)) from None
             self.ports[label] = server.sockets[0].getsockname()[1]
             servers.append(server)
+        if self.settings.web.enabled:
+            await self._start_web(servers)
         return servers
+
+    async def _start_web(self, servers: list[asyncio.Server]) -> None:
+        """The web endpoint (`[web] enabled`) on this loop; its port joins the others."""
+        web = self.settings.web
+        endpoint = WebEndpoint(self.settings, self.store, self.renderer, self.clock,
+                               self.deliver_wake.set)
+        try:
+            port = await endpoint.start()
+        except OSError as exc:
+            for started in servers:
+                started.close()
+            raise ListservError(cannot_listen("web", web.host, web.port, exc, "web")) from None
+        self._web = endpoint
+        self.ports["web"] = port
+        self.renderer.web_url = public_url(self.settings, port)
 
     def _close_intake(self, loop: asyncio.AbstractEventLoop,
                       servers: list[asyncio.Server]) -> None:
         """Stop listening, hang up on clients (unacknowledged mail is the MTA's to retry)."""
         for server in servers:
             server.close()
+        if self._web is not None:
+            loop.run_until_complete(self._web.stop())
         for protocol in list(self._connections):
             if protocol.transport is not None:
                 protocol.transport.close()
@@ -205,7 +232,8 @@ class Daemon:
                 make_transport(s.outbound, s.outbox_dir, s.hosted_sender if s.hosted else ""),
                 self.clock,
                 self.deliver_wake, self.stopping, s.daemon.poll_seconds, f"delivery-{index}",
-                limits, feedback=feedback,
+                limits, feedback=feedback, one_click_base=one_click_base(s),
+                signer=self.signer,
             ))
         if s.intake.imap.enabled:
             self._workers.append(ImapPoller(self.store, s, self.clock, self.route_wake.set,

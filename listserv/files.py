@@ -9,8 +9,10 @@ or an operator's copy, left behind.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Final, Literal
 
@@ -81,6 +83,18 @@ def replace_private(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_paths(paths: Iterable[Path]) -> None:
+    """Remove each file or folder (with what it holds); one already gone is no error.
+
+    Called after the commit that dropped the rows naming them, so that a rollback never leaves
+    a row pointing at nothing."""
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def tighten(*paths: Path) -> int:

@@ -1,5 +1,5 @@
-"""Work due by the clock: held messages that expire, the daily summary of what waits, pruning,
-scheduled backups.
+"""Work due by the clock: held messages that expire, the daily summary of what waits, digests,
+pruning, scheduled backups.
 
 Each sending is recorded in the transaction that queues it (a `Once` row under a unique key
 where it must happen once), so a restart or a second daemon repeats nothing.
@@ -19,6 +19,7 @@ from listserv.chair.summary import send_daily_summaries
 from listserv.column import calls as column
 from listserv.config import RetentionSettings
 from listserv.delivery.notices import notify
+from listserv.digests import sending as digests
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.meetings import series as meetings
@@ -88,6 +89,7 @@ def run_due(store: Store, renderer: Renderer, clock: Clock, pruning: Pruning,
     meetings.due_work(store, renderer, now)  # series ahead, reminders (own units of work)
     bounces.due_work(store, renderer, now)  # probes, warnings, removals, score decay
     column.due_work(store, renderer, now)  # calls for submissions, deadline summaries
+    digests.due_work(store, renderer, now)  # digests due by time or size (own units of work)
     pruning(store, now)  # small batches, each its own unit of work
     with store.unit_of_work() as session:
         beat(session, "scheduler", now)  # `listserv status` shows the last run

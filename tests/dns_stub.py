@@ -4,6 +4,8 @@ Every test runs with `LISTSERV_DNS_NAMESERVERS` pointing at it (in-process daemo
 daemons started in subprocesses alike), so the real dnspython resolver is exercised against
 records the test chose. A name it holds no TXT records for answers NXDOMAIN ("no DMARC policy");
 names in `silent` get no answer at all (a timeout); names in `servfail` get SERVFAIL.
+`mx` (name -> (preference, host) pairs) and `hosts` (name -> IPv4 addresses) answer MX and A
+queries (`listserv doctor`); a name known to any of the three answers other types with no data.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from collections.abc import Iterator
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.MX
 import dns.rdtypes.ANY.TXT
+import dns.rdtypes.IN.A
 import dns.rrset
 import pytest
 
@@ -36,6 +41,8 @@ class LoopbackDns(threading.Thread):
         self.sock.settimeout(0.2)
         self.port: int = self.sock.getsockname()[1]
         self.records: dict[str, list[str]] = {}
+        self.mx: dict[str, list[tuple[int, str]]] = {}
+        self.hosts: dict[str, list[str]] = {}
         self.silent: set[str] = set()
         self.servfail: set[str] = set()
         self.queries: list[str] = []
@@ -47,6 +54,8 @@ class LoopbackDns(threading.Thread):
 
     def clear(self) -> None:
         self.records.clear()
+        self.mx.clear()
+        self.hosts.clear()
         self.silent.clear()
         self.servfail.clear()
         self.queries.clear()
@@ -82,7 +91,16 @@ class LoopbackDns(threading.Thread):
                                               or [b""])
                       for data in (text.encode("utf-8") for text in self.records[name])]
             response.answer.append(dns.rrset.from_rdata_list(question.name, 300, rdatas))
-        elif name not in self.records:
+        elif name in self.mx and question.rdtype == dns.rdatatype.MX:
+            rdatas = [dns.rdtypes.ANY.MX.MX(dns.rdataclass.IN, dns.rdatatype.MX, preference,
+                                            dns.name.from_text(host))
+                      for preference, host in self.mx[name]]
+            response.answer.append(dns.rrset.from_rdata_list(question.name, 300, rdatas))
+        elif name in self.hosts and question.rdtype == dns.rdatatype.A:
+            rdatas = [dns.rdtypes.IN.A.A(dns.rdataclass.IN, dns.rdatatype.A, address)
+                      for address in self.hosts[name]]
+            response.answer.append(dns.rrset.from_rdata_list(question.name, 300, rdatas))
+        elif name not in self.records and name not in self.mx and name not in self.hosts:
             response.set_rcode(dns.rcode.NXDOMAIN)
         return response.to_wire()
 

@@ -149,3 +149,17 @@ def wait_settled(store: Any, timeout: float = 10.0) -> None:
     """
     wait_until(lambda: unfinished_work(store) == (0, 0), timeout,
                "every message handled and every recipient delivered")
+
+
+def wait_mail(sink: Any, address: str, words: str, timeout: float = 10.0) -> EmailMessage:
+    """The first mail the sink received for `address` whose Subject contains `words` (waiting
+    for it): a test finds a mail by what it says, never by how many came before it."""
+
+    def found() -> EmailMessage | None:
+        for delivery in sink.messages_for(address):
+            msg = parse(delivery.data)
+            if words in str(msg["Subject"]):
+                return msg
+        return None
+
+    return wait_until(found, timeout, f"a mail to {address} about {words!r}")

@@ -27,6 +27,8 @@ DATA = Path(__file__).parent / "data"
 OLD = DATA / "requests"
 #: The fresh corpus (issue 21), written blind: manifest-{lang}.json, a tuning and a sealed half.
 FRESH = DATA / "requests-fresh"
+#: The second blind corpus: sealed only, scored once after the tuning on the first.
+FRESH_2 = DATA / "requests-fresh-2"
 
 
 @dataclass(frozen=True)
@@ -97,12 +99,12 @@ def old_corpus() -> list[Outcome]:
             for path, meta in sorted(manifest.items())]
 
 
-def fresh_corpus(half: str) -> list[Outcome]:
-    """Every mail of one half ("tuning" or "sealed") of the fresh corpus, read."""
+def fresh_corpus(half: str, root: Path = FRESH) -> list[Outcome]:
+    """Every mail of one half ("tuning" or "sealed") of a blind corpus under `root`, read."""
     out = []
     for lang in LANGS:
-        manifest = json.loads((FRESH / f"manifest-{lang}.json").read_text(encoding="utf-8"))
-        out += [run(FRESH, path, lang=lang, to=meta["to"], want=meta["want"],
+        manifest = json.loads((root / f"manifest-{lang}.json").read_text(encoding="utf-8"))
+        out += [run(root, path, lang=lang, to=meta["to"], want=meta["want"],
                     address=meta["address"])
                 for path, meta in sorted(manifest.items()) if path.startswith(f"{half}/")]
     return out

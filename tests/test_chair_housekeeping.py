@@ -52,7 +52,7 @@ def test_owners_changed_and_the_co_chair_and_moderator_get_the_next_held_notice(
 
 @pytest.mark.both_backends
 def test_a_banned_senders_post_and_request_are_discarded_and_logged(cli, shma, daemon, sink,
-                                                                     store):
+                                                                     store, tmp_path):
     cli("members", "add", shma, "ann@example.net", "--no-welcome")
     cli("members", "ban", shma, "spammer@bad.example")
     cli("members", "ban", shma, "*@Junk.Example")
@@ -75,10 +75,17 @@ def test_a_banned_senders_post_and_request_are_discarded_and_logged(cli, shma, d
     # A banned address cannot be added; unbanned, it can.
     refused = cli("members", "add", shma, "x@junk.example", ok=False)
     assert refused.exit_code != 0 and "banned" in refused.output
+    # Nor imported: the row is skipped and named, the others are imported.
+    roster = tmp_path / "roster.csv"
+    roster.write_text("email\nbea@example.net\ny@junk.example\n")
+    imported = cli("members", "import", shma, str(roster))
+    assert "line 3: y@junk.example is banned (*@junk.example)" in imported.output
+    assert "imported 1 members" in imported.output
     cli("members", "unban", shma, "*@junk.example")
     cli("members", "add", shma, "x@junk.example", "--no-welcome")
     assert [e["action"] for e in log(cli, "--action", "member-")] == [
         "member-added", *["member-banned"] * 3, "member-unbanned", "member-added"]
+    assert log(cli, "--action", "members-imported")[0]["detail"] == "1 added, 1 skipped"
 
 
 @pytest.mark.both_backends
@@ -136,8 +143,17 @@ def test_requests_approve_takes_several_ids(cli, shma, daemon, sink):
 
 
 @pytest.mark.both_backends
-def test_lists_delete_asks_and_without_a_terminal_needs_yes(cli, shma):
+def test_lists_delete_asks_and_without_a_terminal_needs_yes(cli, shma, daemon, store,
+                                                            settings):
     cli("members", "add", shma, "ann@example.net", "--no-welcome")
+    post(daemon, "ann@example.net", "My piece", to="shma-column@lists.example.org")
+    folder = settings.data_dir / "submissions"
+
+    def stored() -> list[str]:  # the tracking ids' folders (not the staging area)
+        return [p.name for p in folder.glob("*") if not p.name.startswith(".")]
+
+    wait_until(stored, what="the submission's files")
+    wait_settled(store)
     refused = cli("lists", "delete", shma, ok=False)
     assert refused.exit_code != 0
     assert "1 members" in refused.output and "--yes" in refused.output
@@ -146,6 +162,7 @@ def test_lists_delete_asks_and_without_a_terminal_needs_yes(cli, shma):
     assert "deleted" in cli("lists", "delete", shma, "--yes").output
     assert json.loads(cli("lists", "list", "--json").output) == []
     assert log(cli, "--action", "list-deleted")[0]["detail"].startswith(LIST)
+    assert stored() == []  # the list's submissions went with it
 
 
 @pytest.mark.both_backends

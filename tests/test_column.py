@@ -625,6 +625,33 @@ def test_decline_mails_the_reason_publish_records_the_issue_export_writes_folder
     assert again.exit_code != 0 and "exists already" in again.output
 
 
+def test_decisions_take_several_ids_or_all_and_name_the_ones_not_done(
+        cli, desk, daemon, sink, store):
+    for n in range(4):
+        send(daemon, sink, store, submission(JANE, f"Piece {n}", "Words.\n", []), JANE)
+    one, two, three, four = (tracking_id(number=n) for n in (1, 2, 3, 4))
+
+    out = cli("submissions", "accept", one, two).output
+    assert f"accepted {one}" in out and f"accepted {two}" in out
+    mixed = cli("submissions", "accept", two, three, ok=False)
+    assert mixed.exit_code != 0
+    assert f"{two}: submission {two} is accepted" in mixed.output
+    assert "1 of 2 not done" in mixed.output
+    assert {r["id"] for r in listing(cli, "--status", "accepted")} == {one, two, three}
+
+    cli("submissions", "decline", "--all", "--reason", "Full for this issue.")
+    assert [r["id"] for r in listing(cli, "--status", "declined")] == [four]
+    sink.wait_for(lambda _: any("Full for this issue." in text_of(m) for m in replies(sink, JANE)),
+                  description="the courteous reply to the author")
+    assert "no received submissions are waiting" in cli(
+        "submissions", "accept", "--all", ok=False).output
+
+    cli("submissions", "publish", "--all", "--list", desk, "--issue", "Spring 2027")
+    assert {r["id"] for r in listing(cli, "--status", "published")} == {one, two, three}
+    usage = cli("submissions", "publish", one, "--all", "--issue", "X", ok=False)
+    assert usage.exit_code != 0 and "not both" in usage.output
+
+
 def test_export_refuses_unsafe_or_colliding_names():
     from listserv.column.export import _check_names
     from listserv.errors import ListservError

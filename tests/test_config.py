@@ -18,6 +18,7 @@ from listserv.config import (
     RetentionSettings,
     ServerSettings,
     StatusSettings,
+    WebSettings,
     load_settings,
 )
 from listserv.errors import ConfigError, ListservError
@@ -161,6 +162,9 @@ def accepted_keys() -> set[str]:
         | fields("retention.", RetentionSettings)
         | fields("backup.", BackupSettings)
         | fields("status.", StatusSettings)
+        # DkimSettings holds resolved keys, not the file's keys: listed here.
+        | {"dkim.selector", "dkim.private_key_file", "dkim.domains", "dkim.arc"}
+        | fields("web.", WebSettings)
     )
 
 
@@ -625,3 +629,27 @@ def test_the_trusted_authserv_id_is_empty_by_default_and_compared_in_lower_case(
     settings = load_settings(data_dir=str(tmp_path),
                              intake={"trusted_authserv_id": " MX.Lists.Example.org "})
     assert settings.intake.trusted_authserv_id == "mx.lists.example.org"
+
+
+def test_dkim_keys_per_domain_fall_back_to_the_dkim_table(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_config(tmp_path, '[dkim]\nselector = "s1"\nprivate_key_file = "k.pem"\n'
+                                  'domains = ["Lists.Example.org", "other.example"]\n'
+                                  '[dkim.keys."other.example"]\nselector = "s2"\n')
+    dkim = load_settings(path).dkim
+
+    def key(domain: str) -> tuple[str, Path] | None:
+        found = dkim.key_for(domain)
+        return None if found is None else (found.selector, found.private_key_file)
+
+    assert key("lists.example.org") == ("s1", tmp_path / "k.pem")
+    assert key("other.example") == ("s2", tmp_path / "k.pem")
+    assert key("unsigned.example") is None
+
+
+def test_dkim_domains_must_be_an_array_of_strings(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path, '[dkim]\ndomains = "lists.example.org"\n')
+    assert "dkim.domains: expected an array of strings" in config_error("config.toml")

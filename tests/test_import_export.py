@@ -96,7 +96,7 @@ def test_import_of_10000_rows_skips_the_20_bad_ones_and_mails_nobody(
     assert "skipped" not in result.stdout.replace("skipped 20 rows", "")
     assert "importing" not in result.stderr
     assert "'not-an-address' is not an email address" in result.stderr
-    assert "delivery 'weekly' is not one of regular, digest, nomail" in result.stderr
+    assert "delivery 'weekly' is not one of regular, digest, digest-plain, nomail" in result.stderr
     assert "line 9501: member00003@example.net is already on line" in result.stderr
 
     rows = members_json(cli, shma)
@@ -261,11 +261,12 @@ def test_export_then_import_into_another_list_round_trips(cli, tricky_roster, st
 def test_export_keeps_the_delivery_mode(cli, shma, tmp_path):
     path = tmp_path / "modes.csv"
     path.write_text("email,delivery\na@example.org,digest\nb@example.org,NOMAIL\n"
-                    "c@example.org,regular\n")
+                    "c@example.org,regular\nd@example.org,Digest-Plain\n")
     cli("members", "import", shma, str(path))
     rows = list(csv.reader(io.StringIO(cli("members", "export", shma).stdout)))
     assert rows == [["email", "name", "delivery"], ["a@example.org", "", "digest"],
-                    ["b@example.org", "", "nomail"], ["c@example.org", "", "regular"]]
+                    ["b@example.org", "", "nomail"], ["c@example.org", "", "regular"],
+                    ["d@example.org", "", "digest-plain"]]
 
 
 def test_export_of_an_unknown_list_is_one_clear_error(cli, shma):

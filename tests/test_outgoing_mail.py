@@ -30,6 +30,7 @@ from listserv.delivery.notices import notify
 from listserv.delivery.outbox import enqueue
 from listserv.delivery.transports import MaildirTransport, Outcome, SmtpTransport
 from listserv.delivery.worker import send_batch
+from listserv.digests.posts import Attachment, Entry
 from listserv.mail.render import TEMPLATES, Renderer
 from listserv.meetings import reminders
 from listserv.meetings.times import zone
@@ -123,8 +124,18 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
     peer = {"request": REQUEST_ROW, "meeting_when": "Thursday 16 July 2026, 12:00",
             "max_minutes": 30, "peer_input_address": "shma-peer-input@lists.example.org"}
     meeting = {**meeting_context, "previous": "Thursday 9 July 2026, 12:00"}
+    posts = [Entry(1, "Zoë Ångström", f"Zoë Ångström <{ZOE.email}>",
+                   "Mon, 04 Jan 2027 10:00:00 +0000", "Café on Friday — " + LONG_REASON,
+                   "<cafe@example.net>", "See you at the café.\n- " + "-" * 40,
+                   [Attachment("Protokoll_März.pdf", "application/pdf", 12)]),
+             Entry(2, "ken@example.net", "ken@example.net", "", "Re: Café on Friday",
+                   "", "Yes.")]
+    digest = {"volume": 2, "number": 17, "final": True,
+              "footer": "shma mailing list -- shma@lists.example.org", "posts": posts}
     return {
         "column-call.txt": {**column, "post_address": LIST},
+        "digest.txt": digest,
+        "digest-plain.txt": {**digest, "final": False},
         "column-declined.txt": {**column, "submission": SUBMISSION, "reason": LONG_REASON},
         "column-received.txt": {**column, "submission": SUBMISSION, "revision": REVISION,
                                 "ack_id": "<ack-7@lists.example.org>"},

@@ -91,11 +91,17 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_outside_the_source_tree(tmp_path
 
     # The imports come from the fresh venv, not from the source tree or its editable install.
     where = json.loads(run(bin_dir / "python", "-c",
-                           "import json, cli, listserv.mail.render as r; "
-                           "print(json.dumps([cli.__file__, r.__file__, str(r.TEMPLATES)]))",
+                           "import json, cli, listserv.mail.render as r, listserv.web.pages as w; "
+                           "print(json.dumps([cli.__file__, r.__file__, str(r.TEMPLATES), "
+                           "str(w.TEMPLATES)]))",
                            cwd=site, env=env))
     for path in where:
         assert Path(path).is_relative_to(tmp_path / "venv"), where
+    # The web pages' templates are package data too: every language, the stylesheet.
+    web_templates = Path(where[3])
+    for name in ("base.html", "confirm.html", "style.css", *(f"{lang}/texts.html" for lang in
+                                                               ("en", "es", "fr", "de", "pt"))):
+        assert (web_templates / name).is_file(), name
 
     config = site / "listserv.toml"
     config.write_text("[intake.lmtp]\nport = 0\n[intake.smtp]\nport = 0\n")

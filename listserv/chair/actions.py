@@ -17,14 +17,16 @@ from sqlalchemy.orm import Session
 
 from listserv.delivery.listmail import list_headers
 from listserv.delivery.notices import notify
+from listserv.digests.posts import DELIVERY_MODES
 from listserv.errors import ListservError
+from listserv.identity import authentication
 from listserv.mail.addresses import Role, normalize, valid_address
 from listserv.mail.automatic import may_auto_reply
 from listserv.mail.headers import from_name
 from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.mail.tokens import new_token
-from listserv.membership.bans import is_banned
+from listserv.membership.bans import banning, is_banned, patterns_of
 from listserv.membership.subscriptions import find_member, subscribe
 from listserv.posting.distribute import distribute, headers_only
 from listserv.posting.dmarc import look_up_ahead
@@ -43,7 +45,6 @@ from listserv.store.models.core import (
 )
 from listserv.store.models.outgoing import OutMessage, OutRecipient
 
-DELIVERY_MODES = ("regular", "digest", "nomail")
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
@@ -247,9 +248,10 @@ def import_members(session: Session, ml: MailingList,
     """Add members from CSV rows (`email`, optional `name`, `delivery`); never mails.
 
     `rows` are (line number in the file, row) pairs. Bad rows are skipped and named by their
-    line number; the rest are inserted in bulk.
+    line number; the rest are inserted in bulk. A banned address is skipped like a bad row.
     """
     existing = set(session.scalars(select(Member.email).where(Member.list_id == ml.id)))
+    patterns = patterns_of(session, ml)
     seen: dict[str, int] = {}
     skipped: list[str] = []
     pending: list[dict[str, Any]] = []
@@ -270,6 +272,8 @@ def import_members(session: Session, ml: MailingList,
             skipped.append(f"line {line}: {checked} is already on line {seen[checked]}")
         elif checked in existing:
             skipped.append(f"line {line}: {checked} is already a member")
+        elif (banned := banning(patterns, [checked])) is not None:
+            skipped.append(f"line {line}: {checked} is banned ({banned[1]})")
         else:
             seen[checked] = line
             pending.append({"list_id": ml.id, "email": checked, "name": name,
@@ -316,15 +320,20 @@ def find_held(session: Session, held_id: str, *, waiting: bool = True) -> Held:
 
 def before_approving(held_raw: bytes) -> None:
     """The slow part of approving a held post, done before the write transaction opens: the
-    author's DMARC lookup (`approve_held` then answers from its cache)."""
-    look_up_ahead(parse(held_raw))
+    author's DMARC lookup and the keys of its signatures (`approve_held` then answers from
+    their caches)."""
+    msg = parse(held_raw)
+    look_up_ahead(msg)
+    authentication.look_up_ahead(msg)
 
 
 def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,
-                 *, add_member_too: bool = False, hosted: bool = False) -> int:
+                 *, add_member_too: bool = False, hosted: bool = False,
+                 trusted_authserv_id: str | None = None) -> int:
     """Distribute a held message (and subscribe its sender if asked); returns the fan-out.
 
-    `hosted`: the lists run on a hosted mailbox (`Settings.hosted`; see `posting.distribute`).
+    `hosted`: the lists run on a hosted mailbox (`Settings.hosted`; see `posting.distribute`);
+    `trusted_authserv_id`: for the copies' ARC set (`posting.distribute.arc_authserv`).
     """
     ml = held.mailing_list
     if headers_only(held.inbound.size, len(held.inbound.raw)):
@@ -335,7 +344,8 @@ def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime
         add_member(session, renderer, ml, held.sender, display, now, actor)
     held.status, held.decided_at, held.decided_by = "approved", now, actor
     audit(session, now, actor, "held-approved", f"#{held.id} from {held.sender}", ml.id)
-    return distribute(session, renderer, ml, held.inbound.raw, now, hosted=hosted)
+    return distribute(session, renderer, ml, held.inbound.raw, now, hosted=hosted,
+                      trusted_authserv_id=trusted_authserv_id)
 
 
 def reject_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,

@@ -86,7 +86,8 @@ def kind_of(session: Session, kind: str, item_id: int) -> str:
 
 
 def decide(session: Session, renderer: Renderer, ml: MailingList, kind: str, item_id: int,
-           verb: str, reason: str, now: datetime, actor: str, *, hosted: bool = False) -> str:
+           verb: str, reason: str, now: datetime, actor: str, *, hosted: bool = False,
+           trusted_authserv_id: str | None = None) -> str:
     """Do `verb` (approve, approve_add, reject, discard, subscribe, unsubscribe, ignore) to the
     item `kind` `item_id` of `ml`; returns what was done, in one line.
 
@@ -109,7 +110,8 @@ def decide(session: Session, renderer: Renderer, ml: MailingList, kind: str, ite
             reject_held(session, renderer, held, now, actor, reason)
             return f"post {ref} from {held.sender}: rejected" + (f" ({reason})" if reason else "")
         count = approve_held(session, renderer, held, now, actor,
-                             add_member_too=verb == "approve_add", hosted=hosted)
+                             add_member_too=verb == "approve_add", hosted=hosted,
+                             trusted_authserv_id=trusted_authserv_id)
         added = ", and the sender subscribed" if verb == "approve_add" else ""
         return f"post {ref} from {held.sender}: approved, queued for {count} members{added}"
     if kind == "request":

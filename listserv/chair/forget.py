@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +45,7 @@ from listserv.chair.privacy import (
     stored_type,
 )
 from listserv.column.submissions import FORGOTTEN
+from listserv.files import remove_paths
 from listserv.mail.addresses import untagged
 from listserv.store.audit import audit
 from listserv.store.engine import Store
@@ -66,6 +66,7 @@ from listserv.store.models.features import (
     BounceEvent,
     BounceProbe,
     BounceScore,
+    DigestPost,
     PeerInput,
     Submission,
     SubmissionRevision,
@@ -351,6 +352,14 @@ def _forget_mail(session: Session, done: Forgotten, address: str, inbound_ids: s
     session.execute(delete(OutRecipient).where(OutRecipient.message_id.in_(gone)))
     done.count("out_messages", session.execute(
         delete(OutMessage).where(OutMessage.id.in_(gone))).rowcount)
+    # A post waiting for its list's next digest is mail still being delivered, like the
+    # above; once its digest is queued its bytes are emptied (digests/sending.py).
+    for post_id, raw in session.execute(select(DigestPost.id, DigestPost.raw).where(
+            DigestPost.digest_id.is_(None))):
+        if address.encode() in raw.lower():
+            done.kept.append(Kept(f"a post waiting for a digest (digest_posts #{post_id})",
+                                  "still to be delivered in the list's next digest: forget "
+                                  "again once it is sent", [f"digest_posts #{post_id}"]))
 
 
 def _forget_outbox(done: Forgotten, outbox: Path, address: str) -> None:
@@ -392,12 +401,7 @@ def _pseudonymise(session: Session, address: str, alias: str,
 
 def erase_files(done: Forgotten) -> None:
     """After the commit: remove the files and folders `forget` listed."""
-    for name in done.files_removed:
-        path = Path(name)
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+    remove_paths(Path(name) for name in done.files_removed)
 
 
 def scrub(store: Store) -> bool:

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from listserv.chair.actions import DELIVERY_MODES, set_list_setting
+from listserv.chair.actions import set_list_setting
+from listserv.digests import sending as digests
+from listserv.digests.posts import DELIVERY_MODES
 from listserv.errors import ListservError
 from listserv.intent.phrases import languages
+from listserv.mail.render import Renderer
 from listserv.membership.subscriptions import find_member
 from listserv.store import list_settings
 from listserv.store.audit import audit
 from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Member, Owner
+from listserv.store.models.features import Submission
 from listserv.store.models.outgoing import OutMessage, OutRecipient
 
 OWNERS = "owners"
@@ -63,10 +68,13 @@ def set_owners(session: Session, ml: MailingList, text: str, now: datetime,
     return owners
 
 
-def set_member(session: Session, ml: MailingList, email: str, now: datetime, actor: str, *,
-               name: str | None = None, delivery: str | None = None,
-               language: str | None = None) -> Member:
-    """Change a member's name, delivery mode or language (`members set`); nobody is mailed."""
+def set_member(session: Session, renderer: Renderer, ml: MailingList, email: str,
+               now: datetime, actor: str, *, name: str | None = None,
+               delivery: str | None = None, language: str | None = None) -> Member:
+    """Change a member's name, delivery mode or language (`members set`); she is not told.
+
+    A digest member set to `regular` gets what waited for her next digest in one last digest
+    (her mail, not a notice about the change)."""
     member = find_member(session, ml, email)
     if member is None:
         raise ListservError(f"{email} is not a member of {ml.address}")
@@ -81,6 +89,8 @@ def set_member(session: Session, ml: MailingList, email: str, now: datetime, act
         if delivery not in DELIVERY_MODES:
             raise ListservError(f"delivery {delivery!r} is not one of "
                                 f"{', '.join(DELIVERY_MODES)}")
+        if delivery == "regular" and member.delivery != delivery:
+            digests.flush(session, renderer, ml, member, now)
         member.delivery = delivery
         changes.append(f"delivery {delivery}")
     if language is not None:
@@ -102,12 +112,18 @@ def member_count(session: Session, ml: MailingList) -> int:
     return session.scalar(select(func.count(Member.id)).where(Member.list_id == ml.id)) or 0
 
 
-def delete_list(session: Session, ml: MailingList, now: datetime, actor: str) -> int:
-    """Delete a list with its roster, held mail, requests, meetings and settings (the database
-    cascades); its mail not yet delivered is dropped. The log keeps its entries. Returns the
-    number of members it had."""
+def delete_list(session: Session, ml: MailingList, now: datetime, actor: str,
+                data_dir: Path) -> tuple[int, list[Path]]:
+    """Delete a list with its roster, held mail, requests, meetings, submissions and settings
+    (the database cascades); its mail not yet delivered is dropped. The log keeps its entries.
+
+    Returns the number of members it had and its submissions' folders, which the caller
+    removes (`files.remove_paths`) once this unit of work has committed.
+    """
     count = member_count(session, ml)
     address, list_id = ml.address, ml.id
+    folders = [data_dir / "submissions" / tracking for tracking in session.scalars(
+        select(Submission.tracking_id).where(Submission.list_id == list_id))]
     # Nobody is mailed for a list that no longer exists: drop what still waits to go out.
     waiting = select(OutMessage.id).where(OutMessage.list_id == list_id)
     session.execute(delete(OutRecipient).where(OutRecipient.message_id.in_(waiting),
@@ -115,7 +131,7 @@ def delete_list(session: Session, ml: MailingList, now: datetime, actor: str) ->
     session.execute(delete(MailingList).where(MailingList.id == list_id))
     session.expunge(ml)
     audit(session, now, actor, "list-deleted", f"{address} with {count} members")
-    return count
+    return count, folders
 
 
 def chosen(ids: Sequence[str], everything: bool, waiting: Sequence[str], what: str) -> list[str]:

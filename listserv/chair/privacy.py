@@ -45,6 +45,7 @@ from listserv.store.models.features import (
     BounceEvent,
     BounceProbe,
     BounceScore,
+    DigestPost,
     PeerInput,
     Submission,
     SubmissionRevision,
@@ -53,10 +54,11 @@ from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient, S
 
 KEY_FILE = "pseudonym.key"
 #: The columns holding whole messages ("table.column"): `raw_mentions` reads them through the
-#: `raw` attribute of `Inbound`, `OutMessage` and `ArchivedPost`, whatever table keeps the bytes.
-MESSAGE_BYTES = ("inbound_raw.raw", "out_messages.raw", "archived_posts.raw")
-#: The models whose stored messages `raw_mentions` reads.
-Stored = type[Inbound] | type[OutMessage] | type[ArchivedPost]
+#: `raw` attribute of `Inbound`, `OutMessage`, `DigestPost` and `ArchivedPost`, whatever table
+#: keeps the bytes.
+MESSAGE_BYTES = ("inbound_raw.raw", "out_messages.raw", "digest_posts.raw", "archived_posts.raw")
+#: The models whose rows hold a whole message in `raw`.
+MessageModel = type[Inbound] | type[OutMessage] | type[DigestPost] | type[ArchivedPost]
 #: Column types whose text `mentions` scans (every other column holds numbers, times, flags).
 TEXT_TYPES = (String, Text, JSON)
 #: Messages read per query while scanning the stored mail.
@@ -119,10 +121,10 @@ def mentions(session: Session, address: str) -> Iterator[tuple[str, int, str]]:
                 yield table.name, int(row_id), column.name
 
 
-def raw_mentions(session: Session, model: Stored, address: str, *,
+def raw_mentions(session: Session, model: MessageModel, address: str, *,
                  after: int = 0) -> list[int]:
-    """Ids of the stored messages (`inbound`, `out_messages` or `archived_posts`, numbered
-    above `after`) whose bytes name `address`.
+    """Ids of the stored messages (`inbound`, `out_messages`, `digest_posts` or
+    `archived_posts`, numbered above `after`) whose bytes name `address`.
 
     Read through the model's `raw` attribute, BATCH rows at a time, and compared in lower
     case: an address in a header keeps the case its writer gave it.
@@ -254,6 +256,11 @@ def person_data(session: Session, data_dir: Path, outbox: Path, email: str) -> d
          "created": _at(m.created_at)}
         for m in session.scalars(select(OutMessage).where(
             OutMessage.id.in_(raw_mentions(session, OutMessage, a))).order_by(OutMessage.id))]
+    data["digest_mentions"] = [
+        {"id": p.id, "list": _list_address(session, p.list_id), "added": _at(p.added_at),
+         "digest": p.digest_id}
+        for p in session.scalars(select(DigestPost).where(
+            DigestPost.id.in_(raw_mentions(session, DigestPost, a))).order_by(DigestPost.id))]
     data["chair_replies"] = [
         {"id": t.id, "list": _list_address(session, t.list_id), "kind": t.kind,
          "used": _at(t.used_at)}
@@ -314,7 +321,8 @@ SECTIONS = {
     "column_submissions": "submissions", "peer_input": "peer_input", "held": "held",
     "archived_posts": "archive",
     "auto_mail": "automatic_mail", "inbound": "inbound", "out_recipients": "outgoing",
-    "out_messages": "outgoing_mentions", "sent_only_to": "sent_only_to",
+    "out_messages": "outgoing_mentions", "digest_posts": "digest_mentions",
+    "sent_only_to": "sent_only_to",
     "chair_tokens": "chair_replies", "audit_log": "log",
 }
 

@@ -53,6 +53,7 @@ class Reply:
     sender: str
     now: datetime
     hosted: bool
+    trusted_authserv_id: str | None = None
 
 
 def posts_it_may_approve(session: Session, token: str) -> list[bytes]:
@@ -71,7 +72,8 @@ def posts_it_may_approve(session: Session, token: str) -> list[bytes]:
 
 
 def answer(session: Session, renderer: Renderer, ml: MailingList, token: ChairToken,
-           msg: EmailMessage, sender: str, now: datetime, *, hosted: bool = False) -> str:
+           msg: EmailMessage, sender: str, now: datetime, *, hosted: bool = False,
+           trusted_authserv_id: str | None = None) -> str:
     """Act on the chair's reply `msg` to the notice or summary of `token`; returns the outcome
     for the log. `sender` is the reply's From address (`ctx.identity.address`)."""
     if token.list_id != ml.id or sender not in deciders(ml):
@@ -79,7 +81,7 @@ def answer(session: Session, renderer: Renderer, ml: MailingList, token: ChairTo
         audit(session, now, DAEMON, "chair-reply-refused",
               f"a reply to a {token.kind} notice from {sender or '(no sender)'}: {why}", ml.id)
         return f"ignored: a reply to a chair notice, {why}"
-    reply = Reply(session, renderer, ml, token, sender, now, hosted)
+    reply = Reply(session, renderer, ml, token, sender, now, hosted, trusted_authserv_id)
     problem = ""
     results: list[Result] = []
     not_understood: list[str] = []
@@ -114,7 +116,8 @@ def _one(reply: Reply, decision: Decision, kind: str, item_id: int, line: str) -
         with reply.session.begin_nested():
             outcome = decide(reply.session, reply.renderer, reply.ml, kind, item_id,
                              decision.verb, decision.reason, reply.now, reply.sender,
-                             hosted=reply.hosted)
+                             hosted=reply.hosted,
+                             trusted_authserv_id=reply.trusted_authserv_id)
     except ListservError as exc:
         return Result(line, str(exc), False)
     return Result(line, outcome, True)

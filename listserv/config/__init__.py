@@ -24,6 +24,8 @@ from listserv.config.settings import (
     BackupSettings,
     DaemonSettings,
     DatabaseSettings,
+    DkimKey,
+    DkimSettings,
     ImapSettings,
     IntakeSettings,
     OutboundSettings,
@@ -31,12 +33,15 @@ from listserv.config.settings import (
     ServerSettings,
     Settings,
     StatusSettings,
+    WebSettings,
 )
 
 __all__ = [
     "DEFAULT_DATA_DIR",
     "DaemonSettings",
     "DatabaseSettings",
+    "DkimKey",
+    "DkimSettings",
     "ImapSettings",
     "IntakeSettings",
     "OutboundSettings",
@@ -45,5 +50,6 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StatusSettings",
+    "WebSettings",
     "load_settings",
 ]

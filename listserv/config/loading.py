@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from listserv.config.dkim import read_dkim
 from listserv.config.passwords import read_secret, refuse_literal_passwords
 from listserv.config.settings import (
     DEFAULT_DATA_DIR,
@@ -32,6 +33,7 @@ from listserv.config.settings import (
     ServerSettings,
     Settings,
     StatusSettings,
+    WebSettings,
     sqlite_url_parts,
 )
 from listserv.config.tables import Key, Loader, Table, one_line
@@ -103,6 +105,8 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
     status = StatusSettings(max_queue_age_minutes=status_table.integer(
         "max_queue_age_minutes", StatusSettings().max_queue_age_minutes, minimum=1))
     status_table.finish()
+    dkim = read_dkim(root.table("dkim"))
+    web = _read_web(root.table("web"), WebSettings())
     root.finish()
     return Settings(
         config_path=config_path,
@@ -115,6 +119,8 @@ def _build(loader: Loader, root: Table, config_path: Path | None) -> Settings:
         retention=retention,
         backup=backup,
         status=status,
+        dkim=dkim,
+        web=web,
     )
 
 
@@ -207,12 +213,12 @@ def _read_outbound(table: Table, default: OutboundSettings) -> OutboundSettings:
 def _refuse_clear_text(table: Table, host: str, tls: str) -> None:
     """`tls = "none"` only to this machine: elsewhere the password and the mail would cross
     the network readable by anyone on the way (SPEC §7 "Files")."""
-    if tls == "none" and not _is_loopback(host):
+    if tls == "none" and not is_loopback(host):
         raise table.error("tls", f'"none" (clear text) is refused to {host!r}, which is not '
                                  'this machine; use "starttls" or "implicit"')
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     """Whether `host` names this machine without a lookup: `localhost` (RFC 6761) or a
     loopback address (127.0.0.0/8, ::1, IPv4-mapped 127.x)."""
     name = host.strip().rstrip(".").lower()
@@ -252,6 +258,21 @@ def _read_backup(table: Table, default: BackupSettings) -> BackupSettings:
         every_hours=table.integer("every_hours", default.every_hours),
         keep=table.integer("keep", default.keep, minimum=1),
         folder=table.path("folder", ""),
+    )
+    table.finish()
+    return settings
+
+
+def _read_web(table: Table, default: WebSettings) -> WebSettings:
+    base_url = table.string("base_url", default.base_url).strip().rstrip("/")
+    if base_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", base_url):
+        raise table.error("base_url", "expected the public URL the endpoint is reached at, "
+                                      "such as 'https://lists.example.org/listserv'")
+    settings = WebSettings(
+        enabled=table.boolean("enabled", default.enabled),
+        host=table.string("host", default.host, non_empty=True),
+        port=table.port("port", default.port),
+        base_url=base_url,
     )
     table.finish()
     return settings

@@ -166,6 +166,73 @@ class StatusSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DkimKey:
+    """One signing key: its selector and private key file (read by `config.dkim.private_key`
+    when a signer is made, so `listserv dkim keygen` can write a file the config names).
+
+    `domain` is "" for the default key of `[dkim]`; `setting` is the dotted key that named the
+    file and `source` the file it was written in, for errors.
+    """
+
+    domain: str
+    selector: str
+    private_key_file: Path
+    setting: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class DkimSettings:
+    """`[dkim]`: DKIM signing and ARC sealing of outgoing mail (SPEC §3 "Signing").
+
+    `default` is the key of `selector` and `private_key_file` (None when `selector = ""`);
+    `keys` the per-domain overrides of `[dkim.keys."DOMAIN"]` (each inherits what it leaves
+    out). `domains` limits signing to those domains (`()` = every domain with a key); a domain
+    of `keys` is always signed. `arc` seals distributed copies with an ARC set.
+    """
+
+    default: DkimKey | None = None
+    domains: tuple[str, ...] = ()
+    keys: tuple[DkimKey, ...] = ()
+    arc: bool = True
+
+    def key_for(self, domain: str) -> DkimKey | None:
+        """The key that signs mail from `domain`; None when that domain is not signed."""
+        domain = domain.strip().rstrip(".").lower()
+        for key in self.keys:
+            if key.domain == domain:
+                return key
+        if self.default is None or (self.domains and domain not in self.domains):
+            return None
+        return self.default
+
+    def seals(self, domain: str) -> bool:
+        """Whether the copies of posts to a list at `domain` get an ARC set."""
+        return self.arc and self.key_for(domain) is not None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any domain is signed."""
+        return self.default is not None or bool(self.keys)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """`[web]`: the small HTTP endpoint for one-click unsubscribe and confirmation pages.
+
+    Off unless `enabled`. `port = 0` asks for a free port (written to `run/ports.json` as
+    `web`). `base_url` is the public URL a reverse proxy forwards to `host:port`, without a
+    trailing slash; "" means the endpoint's own `http://host:port` (one machine, tests). Only
+    an `https://` `base_url` puts the endpoint into List-Unsubscribe (SPEC §3, RFC 8058).
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the daemon and the command line need from the operator.
 
@@ -183,6 +250,8 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     backup: BackupSettings = field(default_factory=BackupSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def hosted(self) -> bool:

@@ -136,6 +136,17 @@ class Table:
             raise self.error(name, "must not be empty")
         return value
 
+    def strings(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """An array of strings (empty entries refused)."""
+        present, value = self._get(name)
+        if not present:
+            return default
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self._wrong_type(name, "an array of strings", value)
+        if any(not item.strip() for item in value):
+            raise self.error(name, "must not hold an empty string")
+        return tuple(item.strip() for item in value)
+
     def path(self, name: str, default: str) -> Path | None:
         """An absolute path, or None for ""; `os.PathLike` is accepted from overrides."""
         present, value = self._get(name)

@@ -48,6 +48,14 @@ class Batch:
     public: dict[Role, str]
     # For personalized messages: recipient id -> (bounce token, leave token).
     tokens: dict[int, tuple[str, str]]
+    # How the post was authenticated when it arrived ("" for mail we composed): the ARC set.
+    authentication_results: str = ""
+
+    @property
+    def domain(self) -> str:
+        """The domain the message is sent for (its signing domain): its list's, else its
+        envelope sender's."""
+        return (self.list_address or self.envelope_from).rpartition("@")[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,7 @@ class _Message:
     list_address: str
     created_at: datetime
     public: dict[Role, str]
+    authentication_results: str
 
 
 @functools.cache
@@ -93,6 +102,7 @@ def _message(session: Session, message_id: int) -> _Message:
             OutMessage.raw,
             OutMessage.personalize,
             OutMessage.created_at,
+            OutMessage.authentication_results,
             MailingList.name,
             MailingList.domain,
             MailingList.extra,
@@ -105,7 +115,7 @@ def _message(session: Session, message_id: int) -> _Message:
     public = {role: str(extra.get(f"address.{role.value}", ""))
               for role in (Role.BOUNCES, Role.LEAVE)}
     return _Message(row.envelope_from, row.raw, row.personalize, address, row.created_at,
-                    public)
+                    public, row.authentication_results)
 
 
 def claim(session: Session, now: datetime, lease: timedelta, limit: int,
@@ -202,6 +212,7 @@ def claim(session: Session, now: datetime, lease: timedelta, limit: int,
         recipients=recipients,
         public=message.public,
         tokens=tokens,
+        authentication_results=message.authentication_results,
     )
 
 

@@ -15,7 +15,7 @@ list mail to the members in bulk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from email.message import EmailMessage
 
@@ -70,10 +70,12 @@ def enqueue(
     return queued
 
 
-def _receiving(mailing_list: MailingList) -> tuple[ColumnElement[bool], ...]:
-    """The members who get a list copy: active, with regular delivery."""
+def _receiving(mailing_list: MailingList, delivery: str = "regular",
+               where: Sequence[ColumnElement[bool]] = ()) -> tuple[ColumnElement[bool], ...]:
+    """The members who get a list copy: active, with `delivery` (regular: each post), and
+    matching `where`."""
     return (Member.list_id == mailing_list.id, Member.status == "active",
-            Member.delivery == "regular")
+            Member.delivery == delivery, *where)
 
 
 def audience(session: Session, mailing_list: MailingList) -> int:
@@ -85,11 +87,15 @@ def audience(session: Session, mailing_list: MailingList) -> int:
 
 def enqueue_to_members(
     session: Session, mailing_list: MailingList, copy: bytes, *, now: datetime,
-    kind: str = "post", eightbit: bool = False,
+    kind: str = "post", eightbit: bool = False, authentication_results: str = "",
+    delivery: str = "regular", where: Sequence[ColumnElement[bool]] = (),
 ) -> int:
-    """Queue a list copy for every active regular member, without loading the roster.
+    """Queue a list copy for every active member with `delivery` (regular by default; a
+    digest for the digest members) matching `where`, without loading the roster.
 
     The copy is stored as its wire bytes (`to_wire`), as `enqueue` stores its message.
+    `authentication_results`: how the post was authenticated when it arrived, for the ARC set
+    the delivery worker seals the copies with (`mail.signing`).
     """
     message = OutMessage(
         list_id=mailing_list.id,
@@ -98,12 +104,13 @@ def enqueue_to_members(
         envelope_from=mailing_list.role_address(Role.BOUNCES),
         personalize=mailing_list.personalize,
         created_at=now,
+        authentication_results=authentication_results,
     )
     session.add(message)
     session.flush()
     due = literal(now, OutRecipient.next_attempt_at.type)
     members = select(literal(message.id), Member.id, Member.email, due).where(
-        *_receiving(mailing_list))
+        *_receiving(mailing_list, delivery, where))
     insert = OutRecipient.__table__.insert().from_select(
         ["message_id", "member_id", "email", "next_attempt_at"], members
     )

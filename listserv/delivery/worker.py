@@ -22,8 +22,10 @@ from listserv.delivery.due import RECIPIENTS, ids_in
 from listserv.delivery.feedback import DeliveryFeedback
 from listserv.delivery.limits import SendLimits, prune_usage
 from listserv.delivery.transports import Outcome, Result, Transport
-from listserv.mail.addresses import Role, role_address
+from listserv.mail.addresses import Role, normalize_domain, role_address
+from listserv.mail.links import unsubscribe_link
 from listserv.mail.mime.copies import personalize
+from listserv.mail.signing import Signer
 from listserv.store.engine import Store
 
 log = logging.getLogger(__name__)
@@ -32,22 +34,37 @@ PRUNE_EVERY = timedelta(hours=1)
 
 
 def send_batch(
-    batch: Batch, transport: Transport, renew: Callable[[], None] | None = None
+    batch: Batch, transport: Transport, renew: Callable[[], None] | None = None,
+    one_click_base: str = "",
+    signer: Signer | None = None,
 ) -> dict[int, Result]:
     """Hand a claimed batch to the transport: one transaction, or one per member.
 
     `renew` is called after each transaction of a personalized batch, so that its holder can
-    keep the lease from lapsing while it is still sending.
+    keep the lease from lapsing while it is still sending. `one_click_base` (the web
+    endpoint's HTTPS URL, or "") puts each member's one-click URL into her List-Unsubscribe.
+    With a `signer` (`[dkim]`), a distributed post's batch gets one ARC set, and each
+    transaction's bytes the list's DKIM signature, made last, on what goes on the wire (SPEC
+    §3 "Signing").
     """
+    domain = normalize_domain(batch.domain)
+    arc_set = b""
+    if signer is not None:
+        arc_set = signer.arc_set(batch.raw, domain, batch.authentication_results)
+
+    def signed(data: bytes) -> bytes:
+        return data if signer is None else signer.sign(arc_set + data, domain)
+
     if not batch.personalize:
         emails = [email for _, email in batch.recipients]
-        by_email = transport.send(batch.envelope_from, emails, batch.raw)
+        by_email = transport.send(batch.envelope_from, emails, signed(batch.raw))
         return {rid: by_email[email] for rid, email in batch.recipients}
     results: dict[int, Result] = {}
     for rid, email in batch.recipients:
         bounce_token, leave_token = batch.tokens[rid]
-        data = personalize(batch.raw, role_address(batch.list_address, Role.LEAVE, leave_token,
-                                                   batch.public[Role.LEAVE]))
+        data = signed(personalize(batch.raw, role_address(
+            batch.list_address, Role.LEAVE, leave_token, batch.public[Role.LEAVE]),
+            unsubscribe_link(one_click_base, leave_token)))
         sender = role_address(batch.list_address, Role.BOUNCES, bounce_token,
                               batch.public[Role.BOUNCES])
         results[rid] = transport.send(sender, [email], data)[email]
@@ -72,10 +89,16 @@ class DeliveryWorker(threading.Thread):
         limits: SendLimits | None = None,
         *,
         feedback: DeliveryFeedback,
+        one_click_base: str = "",
+        signer: Signer | None = None,
     ) -> None:
         """`limits`: the relay's limits, one object shared by a daemon's workers; `feedback`:
-        who hears of the results (the daemon's bounce scoring)."""
+        who hears of the results (the daemon's bounce scoring); `one_click_base`: the web
+        endpoint's URL for List-Unsubscribe, "" when one-click is off (`web.one_click_base`);
+        `signer`: DKIM and ARC (`[dkim]`; None signs nothing)."""
         super().__init__(name=name, daemon=True)
+        self.one_click_base = one_click_base
+        self.signer = signer
         self.feedback = feedback
         self.store = store
         self.settings = settings
@@ -170,7 +193,8 @@ class DeliveryWorker(threading.Thread):
                           batch.message_id)
 
     def _send(self, batch: Batch) -> dict[int, Result]:
-        results = send_batch(batch, self.transport, self._renewer(batch))
+        results = send_batch(batch, self.transport, self._renewer(batch), self.one_click_base,
+                             self.signer)
         sent = sum(1 for r in results.values() if r.outcome is Outcome.SENT)
         log.info(
             "delivered message %s: %d sent, %d not", batch.message_id, sent, len(results) - sent

@@ -8,15 +8,14 @@ or decides anything: the router's guards ignore it before it gets here.
 from __future__ import annotations
 
 from listserv.chair import replies
+from listserv.confirmations.complete import complete as complete_request
 from listserv.mail.headers import from_name
-from listserv.meetings.peer_input import CONFIRM_KIND as PEER_INPUT
-from listserv.membership import subscriptions as membership
+from listserv.posting.distribute import arc_authserv
 from listserv.store import chair_tokens
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import open_request_for_token
 from listserv.store.models.core import Request
 
-from . import peer_input
 from .context import Context
 
 
@@ -26,7 +25,8 @@ def handle(ctx: Context) -> str:
     chair_token = chair_tokens.find(ctx.session, ctx.destination.token)
     if chair_token is not None:
         return replies.answer(ctx.session, ctx.renderer, ml, chair_token, ctx.msg,
-                              ctx.identity.address, ctx.now, hosted=ctx.settings.hosted)
+                              ctx.identity.address, ctx.now, hosted=ctx.settings.hosted,
+                              trusted_authserv_id=arc_authserv(ctx.settings, ml))
     request = open_request_for_token(ctx.session, ctx.destination.token, ctx.now)
     if request is None or request.list_id != ml.id:
         audit(ctx.session, ctx.now, DAEMON, "confirm-unknown", f"inbound #{ctx.inbound.id}",
@@ -37,6 +37,4 @@ def handle(ctx: Context) -> str:
 
 def complete(ctx: Context, request: Request) -> str:
     """Do what a confirmed request asked (by reply, mail to its address, or `confirm TOKEN`)."""
-    if request.kind == PEER_INPUT:
-        return peer_input.confirmed(ctx, request)
-    return membership.confirm(ctx.session, ctx.renderer, request, ctx.now, from_name(ctx.msg))
+    return complete_request(ctx.session, ctx.renderer, request, ctx.now, from_name(ctx.msg))

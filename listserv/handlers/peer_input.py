@@ -2,9 +2,10 @@
 
 A member's request is booked (see `listserv.meetings.peer_input`) when the message proves its
 sender (SPEC §2 "Who sent it"); from an unproven sender nothing is reserved: a confirmation
-goes to the member, and her confirmation (`confirmed`) books it, queued by the confirmation's
-time. One without a subject or a body gets a polite reply saying what is missing; a
-non-member's is held, rejected or discarded as the list's `nonmember_action` says for posts.
+goes to the member, and her confirmation (`meetings.peer_input.confirmed`) books it, queued
+by the confirmation's time. One without a subject or a body gets a polite reply saying what
+is missing; a non-member's is held, rejected or discarded as the list's `nonmember_action`
+says for posts.
 Automatic mail gets nothing (the router's guards ignore it).
 """
 
@@ -14,12 +15,9 @@ from listserv.delivery.notices import notify
 from listserv.intent.language import detect_language
 from listserv.mail.addresses import Role
 from listserv.mail.headers import from_name
-from listserv.mail.message import parse
 from listserv.mail.text import message_text
 from listserv.meetings import peer_input as peer_input
-from listserv.membership.subscriptions import find_member
 from listserv.store.audit import DAEMON, audit
-from listserv.store.models.core import Inbound, Request
 
 from ..mail.automatic import may_auto_reply
 from .context import Context
@@ -80,27 +78,3 @@ def receive(ctx: Context, lang: str, *, via_request: bool = False) -> tuple[str,
                                 lang=lang, inbound_id=ctx.inbound.id, acknowledge=answerable)
     where = (f"meeting #{request.meeting_id}" if request.meeting_id else "waiting for room")
     return f"peer input #{request.id}: {request.minutes} minutes, {where}", True
-
-
-def confirmed(ctx: Context, request: Request) -> str:
-    """The member confirmed a request her mail did not prove: read it again from its stored
-    mail and book it now, so it queues by the confirmation's time (SPEC §2)."""
-    ml = ctx.mailing_list
-    request.status, request.decided_at, request.decided_by = "done", ctx.now, request.email
-    member = find_member(ctx.session, ml, request.email)
-    inbound = ctx.session.get(Inbound, request.inbound_id) if request.inbound_id else None
-    if member is None or member.status not in ("active", "disabled"):
-        why = f"{request.email} is no longer a member"
-    elif inbound is None or not inbound.raw:
-        why = "its mail is no longer kept"
-    else:
-        msg = parse(inbound.raw)
-        reading = peer_input.read(msg, ml.name, via_request=inbound.role == Role.REQUEST.value)
-        booked = peer_input.submit(ctx.session, ctx.renderer, ml, request.email,
-                                   member.name or from_name(msg), reading, ctx.now,
-                                   lang=request.lang, inbound_id=inbound.id)
-        where = f"meeting #{booked.meeting_id}" if booked.meeting_id else "waiting for room"
-        return f"peer input #{booked.id} confirmed by {request.email}: {where}"
-    audit(ctx.session, ctx.now, DAEMON, "peer-input-confirmation-void",
-          f"request #{request.id}: {why}", ml.id)
-    return f"peer input confirmation #{request.id} void: {why}"

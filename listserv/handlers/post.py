@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from listserv.delivery.notices import notify
 from listserv.mail.headers import from_address
-from listserv.posting.distribute import distribute, hold
+from listserv.posting.distribute import arc_authserv, distribute, hold
 from listserv.store.audit import DAEMON, audit
 from listserv.store.models.core import Member
 
@@ -41,7 +41,8 @@ def handle(ctx: Context) -> str:
     if member is None:
         return _nonmember(ctx, sender)
     count = distribute(ctx.session, ctx.renderer, ml, ctx.inbound.raw, ctx.now,
-                       hosted=ctx.settings.hosted)
+                       hosted=ctx.settings.hosted,
+                       trusted_authserv_id=arc_authserv(ctx.settings, ml))
     return f"distributed to {count} members"
 
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 from listserv.archive import by_mail as archive
 from listserv.archive.settings import keeps as keeps_archive
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify, notify_chair
+from listserv.digests.posts import DELIVERY_MODES
 from listserv.intent.request import understand
 from listserv.intent.understanding import Command, Kind, Understanding
 from listserv.mail.addresses import Role, normalize, valid_address
@@ -280,17 +281,14 @@ def _for_someone_else(ctx: Context, kind: str, target: str, lang: str, sender: s
 
 
 def _set(ctx: Context, command: Command, lang: str, sender: str, results: Results) -> None:
-    """`set regular|nomail` for the sender: at once when the message proves her address
-    (SPEC §2), else after her confirmation."""
+    """`set regular|digest|digest plain|nomail` for the sender: at once when the message
+    proves her address (SPEC §2), else after her confirmation."""
     ml = ctx.mailing_list
     member = membership.find_member(ctx.session, ml, sender)
     if member is None:
         results.add("set-not-member", sender)
         return
-    if command.delivery == "digest":
-        results.add("set-digest-unavailable")
-        return
-    if command.delivery not in ("regular", "nomail"):
+    if command.delivery not in DELIVERY_MODES:
         results.not_understood.append(command.line)
         return
     if member.delivery == command.delivery:

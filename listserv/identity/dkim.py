@@ -72,7 +72,7 @@ def aligned(signing_domain: str, from_domain: str) -> bool:
     return d.count(".") >= 1 and (f == d or f.endswith("." + d))
 
 
-def _key_names(msg: EmailMessage, from_domain: str) -> list[tuple[int, str]]:
+def key_names(msg: EmailMessage, from_domain: str) -> list[tuple[int, str]]:
     """(index, key name) of the signatures of `msg` aligned with `from_domain`, at most
     MAX_SIGNATURES, top first (dkimpy counts signatures in the same order)."""
     found: list[tuple[int, str]] = []
@@ -99,11 +99,11 @@ def look_up_ahead(msg: EmailMessage, from_address: str,
     """Fetch the keys of `msg`'s aligned signatures into the cache, before a transaction."""
     keys = keys or default_keys()
     deadline = time.monotonic() + KEY_TIMEOUT
-    for _, name in _key_names(msg, _domain(from_address)):
+    for _, name in key_names(msg, _domain(from_address)):
         keys(name, deadline - time.monotonic())
 
 
-def _dnsfunc(keys: TxtCache, deadline: float) -> Callable[..., bytes | None]:
+def dnsfunc(keys: TxtCache, deadline: float) -> Callable[..., bytes | None]:
     """dkimpy's `dnsfunc(name, timeout=…)`: the first TXT record at `name`, or None."""
 
     def lookup(name: bytes | str, timeout: float = KEY_TIMEOUT) -> bytes | None:
@@ -147,11 +147,11 @@ def prove(session: Session, raw: bytes, msg: EmailMessage, address: str,
           ) -> tuple[bool, str]:
     """Whether `raw` (parsed: `msg`) carries a DKIM signature proving its From `address`
     arrived at one of `arrival` (see the module's docstring); and why, for the log."""
-    names = _key_names(msg, _domain(address))
+    names = key_names(msg, _domain(address))
     if not names:
         return False, "dkim: no signature aligned with the From domain"
     keys = keys or default_keys()
-    lookup = _dnsfunc(keys, time.monotonic() + KEY_TIMEOUT)
+    lookup = dnsfunc(keys, time.monotonic() + KEY_TIMEOUT)
     why = ""
     for index, name in names:
         try:

@@ -14,8 +14,9 @@ from pathlib import Path
 _LISTEN = "0A"  # the TCP state "listen" in /proc/net/tcp
 
 
-def cannot_listen(label: str, host: str, port: int, exc: OSError) -> str:
-    """The line `serve` prints when binding `host:port` for `label` (LMTP, SMTP) failed."""
+def cannot_listen(label: str, host: str, port: int, exc: OSError, section: str = "") -> str:
+    """The line `serve` prints when binding `host:port` for `label` (LMTP, SMTP, web) failed;
+    `section` is the config table that sets the port (default `intake.LABEL`)."""
     # asyncio's message repeats the address; the system's reason alone is enough.
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     line = f"cannot listen for {label} on {host}:{port}: {reason}"
@@ -23,7 +24,8 @@ def cannot_listen(label: str, host: str, port: int, exc: OSError) -> str:
         owner = port_owner(port)
         line += (f"; port {port} is taken by {owner}" if owner else
                  f"; another program (another `listserv serve`?) is listening on port {port}")
-        line += f"; stop it, or choose another port in the config's [intake.{label.lower()}]"
+        line += (f"; stop it, or choose another port in the config's "
+                 f"[{section or 'intake.' + label.lower()}]")
     elif exc.errno == errno.EACCES and port < 1024:
         line += "; ports below 1024 need privileges (choose another port)"
     return line

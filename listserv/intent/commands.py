@@ -17,7 +17,9 @@ EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
 
 _DELIVERY_ARGS = {
-    "digest": "digest", "digests": "digest", "mime": "digest", "plain": "digest", "index": "digest",
+    "digest": "digest", "digests": "digest", "mime": "digest", "index": "digest",
+    "mimedigest": "digest", "plain": "digest-plain", "nomime": "digest-plain",
+    "plaindigest": "digest-plain", "digest-plain": "digest-plain", "textdigest": "digest-plain",
     "regular": "regular", "nodigest": "regular", "mail": "regular", "normal": "regular",
     "ack": None, "noack": None,
     "nomail": "nomail", "nomails": "nomail", "vacation": "nomail", "postpone": "nomail",
@@ -74,8 +76,10 @@ def parse_command(line: str, list_name: str, subject_token: str | None
         rest: list[str] = []
         for a in args:
             low = a.lower()
-            if low in ("digest=yes", "digest", "digest=mime", "digest=plain"):
+            if low in ("digest=yes", "digest", "digest=mime"):
                 delivery = "digest"
+            elif low in ("digest=plain", "digest-plain"):
+                delivery = "digest-plain"
             elif low in ("digest=no", "nodigest", "regular"):
                 delivery = "regular"
             elif _address(a):
@@ -110,10 +114,13 @@ def parse_command(line: str, list_name: str, subject_token: str | None
         if vals[:1] == ["delivery"] and vals[1:2] in (["on"], ["off"]):
             return Command(Kind.SET, delivery="regular" if vals[1] == "on" else "nomail",
                            line=line)
-        if vals[:1] == ["digest"] and vals[1:2] in (["on"], ["off"], ["yes"], ["no"], ["mime"],
-                                                     ["plain"]):
-            on = vals[1] in ("on", "yes", "mime", "plain")
+        if vals[:1] == ["digest"] and vals[1:2] in (["on"], ["off"], ["yes"], ["no"], ["mime"]):
+            on = vals[1] in ("on", "yes", "mime")
             return Command(Kind.SET, delivery="digest" if on else "regular", line=line)
+        if sorted(vals) in (["digest", "plain"], ["digest", "text"]):
+            return Command(Kind.SET, delivery="digest-plain", line=line)
+        if sorted(vals) == ["digest", "mime"]:
+            return Command(Kind.SET, delivery="digest", line=line)
         if len(vals) == 1 and _DELIVERY_ARGS.get(vals[0]):
             return Command(Kind.SET, delivery=_DELIVERY_ARGS[vals[0]], line=line)
         return False

@@ -74,6 +74,8 @@ class Hit:
             return (self.listed and not self.other_in_sentence) or self.keyword
         if self.stem:  # a leave that names the mail needs no list: a misread asks to confirm
             return self.listed or (self.mail and self.kind is Kind.UNSUBSCRIBE)
+        if self.elsewhere and not self.keyword:  # "sign up for an interview": no list named
+            return False
         return self.group not in WEAK or self.listed or self.keyword
 
 
@@ -147,7 +149,8 @@ def _analyse(original: str, list_name: str, *, subject: bool = False,
             # stems in every language, like the phrases: a short mail's language may be
             # misread ("PAREM DE ME MANDAR ESSES EMAILS")
             if ph.lexicon is not None:
-                for sh in read_stems(ph.lexicon, text, original, [(s0, s1)]):
+                for sh in read_stems(ph.lexicon, text, original, [(s0, s1)],
+                                     headline=subject):
                     analysis.hits.append(
                         _stem_hit(sh, ph.lang, listed, subject, text, original, langs))
     # whole-line keywords ("UNSUBSCRIBE", "baja", "ABMELDEN!!!"), also as the one clause of a

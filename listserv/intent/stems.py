@@ -293,11 +293,11 @@ def _clause_span(ws: _Words, i: int) -> tuple[int, int]:
 
 def _clitic(lex: Lexicon, word: str) -> str:
     """The verb of a word carrying the sender as a suffix ("agregar" of "agregarme", "quiten"
-    of "quítenme"), or ""."""
+    of "quítenme", the polite imperative "agregue" of "agrégueme"), or ""."""
     for c in lex.clitics:
         bare = word[:-len(c)]
         if word.endswith(c) and len(bare) > 3 and bare.endswith(
-                ("ar", "er", "ir", "ndo", "an", "en", "ad", "ed")):
+                ("ar", "er", "ir", "ndo", "an", "en", "ad", "ed", "e", "a")):
             return bare
     return ""
 
@@ -339,10 +339,17 @@ def elsewhere(lex: Lexicon, text: str, original: str, sent: tuple[int, int],
     return k < c1 and bool(_has(lex.prepositions, ws, k, k + 1))
 
 
+#: A Subject of at most this many words that names a list and a joining or leaving is a
+#: request by the sender ("Aufnahme in die Mailingliste", "Petición de inclusión en la lista").
+HEADLINE_WORDS = 8
+
+
 def read_stems(lex: Lexicon, text: str, original: str,
-               sentences: Sequence[tuple[int, int]]) -> list[StemHit]:
+               sentences: Sequence[tuple[int, int]], *, headline: bool = False) -> list[StemHit]:
     """Every verb of joining or leaving in `text` (folded and masked; `original` as written, at
-    the same positions) that is a request by the sender (see the module docstring)."""
+    the same positions) that is a request by the sender (see the module docstring).
+
+    `headline`: `text` is a Subject; a short one that names a list asks with a noun alone."""
     hits = []
     for s0, s1 in sentences:
         ws = _words(lex, text, original, s0, s1)
@@ -374,9 +381,12 @@ def read_stems(lex: Lexicon, text: str, original: str,
                 continue
             wish = _has(lex.wish, ws, 0, i, 2)
             polite = bool(_has(lex.polite, ws, 0, n, 2))
-            others = _has(lex.others, ws, min([c0] + [w[1] for w in wish]), i)
-            first_person = bool(wish) and not others
             in_wish = {k for a, b in wish for k in range(a, b + 1)}  # "*me* gustaría"
+            # someone else, or a condition, before the verb ("if you want to join"), but not
+            # a word of the wish itself ("I'm emailing *you* to join")
+            others = [o for o in _has(lex.others, ws, min([c0] + [w[1] for w in wish]), i)
+                      if o[0] not in in_wish]
+            first_person = bool(wish) and not others
             lo, hi = (c0, c1) if final else (i - SELF_WINDOW, j + SELF_WINDOW + 1)
             own = (any(a not in in_wish for a, _ in _has(lex.self_words, ws, lo, hi))
                    or bool(_clitic(lex, ws.words[i]) or _clitic(lex, ws.words[j])) or address)
@@ -403,6 +413,8 @@ def read_stems(lex: Lexicon, text: str, original: str,
                 continue
             subject = own or (first_person and (alone or passive))
             request = first_person or polite or opens
+            if headline and alone and listed and n <= HEADLINE_WORDS:
+                subject = request = True
             if subject and request:
                 seen.update(range(i, j + 1))
                 hits.append(StemHit(join, ws.spans[i][0], ws.spans[j][1], (s0, s1),

@@ -22,7 +22,7 @@ class Kind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Command:
     kind: Kind
-    delivery: str | None = None  # "regular" | "digest" | "nomail" for SUBSCRIBE (optional) and SET
+    delivery: str | None = None  # "regular" | "digest" | "digest-plain" | "nomail" (SUBSCRIBE, SET)
     address: str | None = None  # another address named in the request, lower-case
     token: str | None = None  # for CONFIRM
     name: str | None = None  # from "SUBSCRIBE SHMA Jane Doe"

@@ -6,7 +6,8 @@ budget in, TXT strings and TTL out), so tests stub DNS and the daemon uses dnspy
 cache through `TxtCache`: answers live for their TTL (at most an hour), failures for a minute,
 so a dead resolver costs one short timeout a minute, not one per message. `system_txt()` reads
 `/etc/resolv.conf`, or the nameservers in `LISTSERV_DNS_NAMESERVERS` (`host[:port],…`), which
-tests point at a DNS server of their own on 127.0.0.1.
+tests point at a DNS server of their own on 127.0.0.1. `DnsQueries` asks the same resolvers
+for TXT, MX and address records without a cache, for `listserv doctor`'s checks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dns.exception
 import dns.name
@@ -124,12 +126,13 @@ def _nameservers(spec: str) -> list[str | dns.nameserver.Nameserver]:
     return servers
 
 
-def system_txt(nameservers: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> TxtLookup:
-    """A dnspython-backed `TxtLookup`.
+def make_resolver(nameservers: str | None = None,
+                  timeout: float = DEFAULT_TIMEOUT) -> dns.resolver.Resolver:
+    """A dnspython resolver with a time budget per query.
 
     `nameservers` (`host[:port],…`) replaces the system's resolvers; without it,
-    `LISTSERV_DNS_NAMESERVERS` or else `/etc/resolv.conf` is read. A host without usable
-    resolver configuration gets a lookup that always fails (callers then take the safe side).
+    `LISTSERV_DNS_NAMESERVERS` or else `/etc/resolv.conf` is read. Raises `DnsFailure` when
+    the host has no usable resolver configuration.
     """
     spec = os.environ.get(NAMESERVERS_ENV, "") if nameservers is None else nameservers
     try:
@@ -139,12 +142,67 @@ def system_txt(nameservers: str | None = None, timeout: float = DEFAULT_TIMEOUT)
         else:
             resolver = dns.resolver.Resolver()
     except (dns.exception.DNSException, OSError, ValueError) as exc:
-        reason = f"no DNS resolver: {exc}"
+        raise DnsFailure(f"no DNS resolver: {exc}") from exc
+    resolver.timeout = timeout
+    resolver.lifetime = timeout
+    return resolver
+
+
+def system_txt(nameservers: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> TxtLookup:
+    """A dnspython-backed `TxtLookup` on `make_resolver(nameservers, timeout)`.
+
+    A host without usable resolver configuration gets a lookup that always fails (callers
+    then take the safe side).
+    """
+    try:
+        resolver = make_resolver(nameservers, timeout)
+    except DnsFailure as exc:
+        reason = str(exc)
 
         def unavailable(name: str, seconds: float) -> TxtAnswer:
             raise DnsFailure(reason)
 
         return unavailable
-    resolver.timeout = timeout
-    resolver.lifetime = timeout
     return dnspython_txt(resolver)
+
+
+class DnsQueries:
+    """TXT, MX and address queries, uncached, for checks a person runs and reads
+    (`listserv doctor`): each answers the records at a name, an empty list when the name or
+    the type does not exist, and raises `DnsFailure` when DNS cannot tell."""
+
+    def __init__(self, nameservers: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._resolver: dns.resolver.Resolver | None = None
+        self._problem = ""
+        try:
+            self._resolver = make_resolver(nameservers, timeout)
+        except DnsFailure as exc:
+            self._problem = str(exc)
+
+    def _answer(self, name: str, rdtype: dns.rdatatype.RdataType) -> list[Any]:
+        if self._resolver is None:
+            raise DnsFailure(self._problem)
+        try:
+            answer = self._resolver.resolve(dns.name.from_text(name), rdtype,
+                                            raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            return []
+        except (dns.exception.DNSException, UnicodeError, ValueError, OSError) as exc:
+            raise DnsFailure(f"{name}: {type(exc).__name__}: {exc}") from exc
+        return list(answer.rrset) if answer.rrset is not None else []
+
+    def txt(self, name: str) -> list[str]:
+        """The TXT records at `name`, each with its strings joined."""
+        return [b"".join(rdata.strings).decode("utf-8", "replace")
+                for rdata in self._answer(name, dns.rdatatype.TXT)]
+
+    def mx(self, name: str) -> list[tuple[int, str]]:
+        """(preference, host) of the MX records at `name`, most preferred first."""
+        return sorted((int(rdata.preference), rdata.exchange.to_text(omit_final_dot=True))
+                      for rdata in self._answer(name, dns.rdatatype.MX))
+
+    def addresses(self, name: str) -> list[str]:
+        """The IPv4 and IPv6 addresses of `name` (A, then AAAA records)."""
+        return [rdata.address for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)
+                for rdata in self._answer(name, rdtype)]

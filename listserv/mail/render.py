@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from listserv.errors import ListservError
+from listserv.mail.links import confirm_link
 from listserv.mail.tokens import message_id
 
 #: The built-in templates: the repository's `templates/emails/`, which the build installs inside
@@ -52,10 +53,14 @@ class Renderer:
 
     `eightbit` is the form of the mail it renders on the wire (`[outbound] eightbitmime`):
     whoever queues that mail passes it on to the serializer (`delivery.outbox.enqueue`).
+    `web_url` is the web endpoint's public URL ("" when it is off): templates call
+    `confirm_link(token)`, which is "" then, so confirmations carry a link only when it works.
     """
 
-    def __init__(self, templates_dir: Path | None = None, eightbit: bool = False) -> None:
+    def __init__(self, templates_dir: Path | None = None, eightbit: bool = False,
+                 web_url: str = "") -> None:
         self.eightbit = eightbit
+        self.web_url = web_url
         loaders: list[jinja2.BaseLoader] = []
         if templates_dir is not None:
             loaders.append(jinja2.FileSystemLoader(templates_dir))
@@ -68,6 +73,8 @@ class Renderer:
         )
         self.env.filters["one_line"] = one_line
         self.env.filters["mailbox"] = mailbox
+        # Read at render time: the daemon learns its web port (0 = free) after building this.
+        self.env.globals["confirm_link"] = lambda token: confirm_link(self.web_url, token)
 
     def text(self, name: str, lang: str = "en", **context: Any) -> str:
         """The rendered text of template `name` in `lang` (English when it has none)."""

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from listserv.delivery.notices import notify, notify_chair
 from listserv.errors import ListservError
 from listserv.mail.addresses import Role
-from listserv.mail.headers import header_text
+from listserv.mail.headers import from_name, header_text
+from listserv.mail.message import parse
 from listserv.mail.render import Renderer, one_line
 from listserv.mail.text import message_text
 from listserv.mail.tokens import TOKEN_DAYS, new_token
@@ -39,7 +40,7 @@ from listserv.meetings.queries import find_meeting
 from listserv.meetings.times import when
 from listserv.store.audit import DAEMON, audit
 from listserv.store.lookup import required
-from listserv.store.models.core import MAX_NAME_LENGTH, MailingList, Request
+from listserv.store.models.core import MAX_NAME_LENGTH, Inbound, MailingList, Member, Request
 from listserv.store.models.features import Meeting, PeerInput
 
 MAX_PROJECT = 200
@@ -197,6 +198,31 @@ def ask_to_confirm(session: Session, renderer: Renderer, ml: MailingList, email:
     audit(session, now, DAEMON, "peer-input-confirmation",
           f"request #{request.id} for {email} (inbound #{inbound_id})", ml.id)
     return f"peer input from {email} unproven: confirmation #{request.id} sent"
+
+
+def confirmed(session: Session, renderer: Renderer, request: Request, now: datetime) -> str:
+    """The member confirmed a request her mail did not prove: read it again from its stored
+    mail and book it now, so it queues by the confirmation's time (SPEC §2). Returns the
+    outcome for the log."""
+    ml = request.mailing_list
+    request.status, request.decided_at, request.decided_by = "done", now, request.email
+    member = session.scalar(select(Member).where(Member.list_id == ml.id,
+                                                 Member.email == request.email))
+    inbound = session.get(Inbound, request.inbound_id) if request.inbound_id else None
+    if member is None or member.status not in ("active", "disabled"):
+        why = f"{request.email} is no longer a member"
+    elif inbound is None or not inbound.raw:
+        why = "its mail is no longer kept"
+    else:
+        msg = parse(inbound.raw)
+        reading = read(msg, ml.name, via_request=inbound.role == Role.REQUEST.value)
+        booked = submit(session, renderer, ml, request.email, member.name or from_name(msg),
+                        reading, now, lang=request.lang, inbound_id=inbound.id)
+        where = f"meeting #{booked.meeting_id}" if booked.meeting_id else "waiting for room"
+        return f"peer input #{booked.id} confirmed by {request.email}: {where}"
+    audit(session, now, DAEMON, "peer-input-confirmation-void",
+          f"request #{request.id}: {why}", ml.id)
+    return f"peer input confirmation #{request.id} void: {why}"
 
 
 def hold(session: Session, renderer: Renderer, ml: MailingList, email: str, name: str,

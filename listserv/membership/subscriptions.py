@@ -12,6 +12,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from listserv.delivery.notices import notify, notify_chair
+from listserv.digests import sending as digests
 from listserv.errors import ListservError
 from listserv.mail.addresses import Role, normalize
 from listserv.mail.render import Renderer
@@ -129,10 +130,14 @@ def unsubscribe(session: Session, renderer: Renderer, ml: MailingList, member: M
 
 def set_delivery(session: Session, renderer: Renderer, ml: MailingList, member: Member,
                  delivery: str, now: datetime, actor: str, *, lang: str = "en") -> bool:
-    """Set a member's delivery (`regular` or `nomail`) and tell her; False when it already
-    was. Her notice of a mute is sent even past the cap on automatic mail (SPEC §2)."""
+    """Set a member's delivery (`regular`, `digest`, `digest-plain` or `nomail`) and tell
+    her; False when it already was. Her notice of a mute is sent even past the cap on
+    automatic mail (SPEC §2). A digest member who asks for single messages first gets what
+    waited for her next digest, in one last digest."""
     if member.delivery == delivery:
         return False
+    if delivery == "regular":
+        digests.flush(session, renderer, ml, member, now)
     member.delivery = delivery
     audit(session, now, actor, "member-set", f"{member.email}: {delivery}", ml.id)
     notify(session, renderer, ml, "notice-delivery-set.txt", [member.email], now,

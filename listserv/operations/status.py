@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from listserv.config import ServerSettings, Settings
+from listserv.digests import sending as digests
 from listserv.meetings.reminders import MAX_OFFSET, reminder_offsets
 from listserv.operations.upgrade import stale_schema
 from listserv.store.engine import Store
@@ -52,6 +53,7 @@ def status_report(settings: Settings, store: Store, now: datetime) -> dict[str, 
         deliveries = deliveries_since(session, now - DELIVERY_WINDOW)
         last_run = last_beat(session, "scheduler")
         reminder = next_reminder(session, now)
+        digest = next_digest(session, now)
     oldest = queue["oldest"]
     limit = settings.status.max_queue_age_minutes
     if oldest is not None and oldest["age_minutes"] > limit:
@@ -68,6 +70,7 @@ def status_report(settings: Settings, store: Store, now: datetime) -> dict[str, 
         "deliveries_last_hour": deliveries,
         "scheduler_last_run": _iso(last_run),
         "next_reminder": reminder,
+        "next_digest": digest,
         "data_dir": {"path": str(settings.data_dir), "bytes": folder_bytes(settings.data_dir)},
         "database": {"url": store.safe_url, "bytes": database_bytes(settings, store)},
         "problems": problems,
@@ -80,7 +83,7 @@ def intake_ports(settings: Settings) -> list[dict[str, Any]]:
 
     `port = 0` is resolved from `run/ports.json`, where the daemon writes the ports it bound.
     """
-    bound = _bound_ports(settings.run_dir / "ports.json")
+    bound = bound_ports(settings.run_dir / "ports.json")
     result = []
     servers: tuple[tuple[str, ServerSettings], ...] = (
         ("lmtp", settings.intake.lmtp), ("smtp", settings.intake.smtp))
@@ -95,7 +98,8 @@ def intake_ports(settings: Settings) -> list[dict[str, Any]]:
     return result
 
 
-def _bound_ports(path: Path) -> dict[str, int]:
+def bound_ports(path: Path) -> dict[str, int]:
+    """The ports a running daemon bound (`run/ports.json`: name -> port), {} when unknown."""
     try:
         ports = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -184,6 +188,17 @@ def next_reminder(session: Session, now: datetime) -> dict[str, Any] | None:
             "start": _iso(meeting.start), "due_at": _iso(due)}
 
 
+def next_digest(session: Session, now: datetime) -> dict[str, Any] | None:
+    """The next digest to go out (of the lists with digest members): its list, when it is
+    due, and the posts waiting for it."""
+    coming = [u for u in digests.upcoming(session, now) if u.members]
+    if not coming:
+        return None
+    first = min(coming, key=lambda u: (u.at, u.address))
+    return {"list": first.address, "due_at": _iso(first.at), "posts": first.posts,
+            "kb": first.kb, "members": first.members}
+
+
 def folder_bytes(folder: Path) -> int:
     """The bytes of every file under the folder (what its contents take, links not followed)."""
     total = 0
@@ -215,7 +230,7 @@ def status_lines(report: dict[str, Any]) -> list[str]:
     """The report as the operator reads it on a terminal: one fact a line, problems last."""
     schema, queue, sent = report["schema"], report["queue"], report["deliveries_last_hour"]
     oldest = queue["oldest"]
-    reminder = report["next_reminder"]
+    reminder, digest = report["next_reminder"], report["next_digest"]
     lines = [
         f"listserv {report['version']}, schema {schema['revision']} (code {schema['code']})",
         *(f"intake {p['name']} {p['host']}:{p['port']}: "
@@ -231,6 +246,10 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         "next meeting reminder: " + (
             f"{reminder['due_at']} for meeting {reminder['meeting']} of {reminder['list']}"
             if reminder else "none planned"),
+        "next digest: " + (
+            f"{digest['due_at']} for {digest['list']}: {digest['posts']} post(s), "
+            f"{digest['kb']} KB waiting, {digest['members']} digest member(s)"
+            if digest else "none planned"),
         f"data folder {report['data_dir']['path']}: {report['data_dir']['bytes']} bytes",
         f"database {report['database']['url']}: {report['database']['bytes']} bytes",
     ]

@@ -11,13 +11,16 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from listserv.archive.keeping import keep
+from listserv.config import Settings
 from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify_chair
 from listserv.delivery.outbox import enqueue, enqueue_to_members
-from listserv.mail.addresses import Role
+from listserv.digests import posts as digests
+from listserv.identity.authentication import results, survives
+from listserv.mail.addresses import Role, normalize_domain
 from listserv.mail.headers import header_text
 from listserv.mail.message import parse
-from listserv.mail.mime.copies import distribution_copy, owner_copy
+from listserv.mail.mime.copies import distribution_copy, owner_copy, personalize
 from listserv.mail.mime.headers import author_of
 from listserv.mail.mime.raw import RawMessage
 from listserv.mail.mime.sender_rewrite import SenderRewrite
@@ -62,21 +65,61 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
 
 def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
                now: datetime, *, dmarc: PolicyLookup | None = None,
-               hosted: bool = False) -> int:
+               hosted: bool = False, trusted_authserv_id: str | None = None) -> int:
     """Queue the members' copy of a post and keep it in the archive; returns how many members
-    it is queued for.
+    it is queued for (those with regular delivery; the digest members get it in their next
+    digest).
 
     `hosted`: the lists run on a hosted mailbox (`Settings.hosted`), so From is always the
-    list's (see `sender_rewrite`).
+    list's (see `sender_rewrite`). The post's authentication (its DKIM signatures and ARC
+    chain checked here, the clauses of the MTA named by `trusted_authserv_id`) is queued
+    with the copy for its ARC set (`identity.authentication`); `trusted_authserv_id=None`
+    (see `arc_authserv`): the copies get no ARC set, so nothing is checked.
     """
-    copy = distribution_copy(raw, list_headers(ml), ml.prefix, footer_text(renderer, ml),
-                             sender_rewrite(renderer, ml, raw, Role.POST, dmarc,
-                                            hosted=hosted))
+    footer = footer_text(renderer, ml)
+    rewrite = sender_rewrite(renderer, ml, raw, Role.POST, dmarc, hosted=hosted)
+    headers = list_headers(ml)
+    copy = distribution_copy(raw, headers, ml.prefix, footer, rewrite)
+    if rewrite is not None and _signature_may_survive(ml, footer, hosted):
+        unchanged = distribution_copy(raw, headers, ml.prefix, footer)
+        if survives(_as_sent(ml, unchanged, now, renderer.eightbit)):
+            copy, rewrite = unchanged, None
+    if digests.has_digest_members(session, ml):
+        # The digest carries the footer once, at its end: its posts are kept without one.
+        digests.collect(session, ml, distribution_copy(raw, headers, ml.prefix, "", rewrite),
+                        now)
+    checked = ("" if trusted_authserv_id is None
+               else results(raw, parse(raw), trusted_authserv_id))
     # The wire form once, here: the archive keeps exactly the bytes the members are sent (a
     # Message-ID the serializer adds included); queuing them passes them through unchanged.
     wire = to_wire(copy, sender=ml.address, now=now, eightbit=renderer.eightbit)
     keep(session, ml, raw, wire, now)
-    return enqueue_to_members(session, ml, wire, now=now, eightbit=renderer.eightbit)
+    return enqueue_to_members(session, ml, wire, now=now, eightbit=renderer.eightbit,
+                              authentication_results=checked)
+
+
+def arc_authserv(settings: Settings, ml: MailingList) -> str | None:
+    """`distribute`'s `trusted_authserv_id` for `ml`: `[intake] trusted_authserv_id` when the
+    list's domain seals its copies (`[dkim]` with `arc`), else None (nothing to check: a
+    post's DKIM check costs a body hash, inside the write transaction)."""
+    if not settings.dkim.seals(normalize_domain(ml.domain)):
+        return None
+    return settings.intake.trusted_authserv_id
+
+
+def _signature_may_survive(ml: MailingList, footer: str, hosted: bool) -> bool:
+    """Whether the author's DKIM signature may verify on the list's copy, so From need not
+    be munged (SPEC §3): a no-modify list (no prefix, no footer) whose mitigation depends on
+    the author's domain; never `always`, never hosted (the provider sends only as itself)."""
+    return (not hosted and ml.dmarc_mitigation in ("munge", "wrap") and not ml.prefix
+            and not footer)
+
+
+def _as_sent(ml: MailingList, copy: bytes, now: datetime, eightbit: bool) -> bytes:
+    """`copy` as a member gets it: on the wire, with the member's own List-Unsubscribe
+    when personalised (the bytes the author's signature must survive)."""
+    data = to_wire(copy, sender=ml.address, now=now, eightbit=eightbit)
+    return personalize(data, ml.role_address(Role.LEAVE)) if ml.personalize else data
 
 
 #: A held post larger than this is not attached to its notice (`listserv held show` has it).

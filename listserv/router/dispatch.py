@@ -31,7 +31,7 @@ from listserv.config import Settings
 from listserv.delivery.listmail import list_id
 from listserv.handlers import bounce, column, confirm, join, leave, owner, peer_input, post, request
 from listserv.handlers.context import Context
-from listserv.identity import dkim
+from listserv.identity import authentication, dkim
 from listserv.identity.proof import identify
 from listserv.intent.guard import Guard, guard
 from listserv.intent.understanding import Understanding
@@ -183,6 +183,7 @@ def _prepare_row(store: Store, inbound_id: int, raw: bytes, role: Role, list_nam
     prepared = prepare(inbound_id, raw, role, list_name)
     if role in (Role.POST, Role.OWNER):
         look_up_ahead(prepared.msg)
+        authentication.look_up_ahead(prepared.msg)
     elif role is Role.CONFIRM and token:
         with store.reading() as session:
             held = replies.posts_it_may_approve(session, token)

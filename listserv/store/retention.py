@@ -27,7 +27,7 @@ from listserv.store.models.core import (
     Request,
     SeenMessage,
 )
-from listserv.store.models.features import ImapMessage
+from listserv.store.models.features import DigestPost, ImapMessage
 from listserv.store.models.outgoing import (
     REPLY_PROOF_DAYS,
     RESULTS,
@@ -58,6 +58,7 @@ class Pruned:
     seen_messages: int = 0
     requests: int = 0
     chair_tokens: int = 0
+    digest_posts: int = 0
 
 
 #: Requests no longer open: their token answers nothing (`lookup.open_request_for_token`).
@@ -130,7 +131,9 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
       it (the audit log keeps what was decided); open ones stay for the confirmation or the
       chair;
     - the chair's notice tokens are deleted once expired (used or not: they answer nothing
-      then).
+      then);
+    - a post that went into a digest more than `outgoing_days` ago is forgotten by the digest
+      bookkeeping (`digest_posts`; the `digests` row keeps its count); one still waiting stays.
     """
     inbound_before = now - timedelta(days=inbound_days)
     outgoing_before = now - timedelta(days=outgoing_days)
@@ -168,6 +171,9 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
         _deleting(Request), batch)
     pruned.chair_tokens = _in_batches(store, select(ChairToken.id).where(
         ChairToken.expires_at <= now), _deleting(ChairToken), batch)
+    pruned.digest_posts = _in_batches(store, select(DigestPost.id).where(
+        DigestPost.digest_id.is_not(None), DigestPost.added_at < outgoing_before),
+        _deleting(DigestPost), batch)
     return pruned
 
 

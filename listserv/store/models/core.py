@@ -138,6 +138,7 @@ class Owner(Base):
 
 
 MAX_NAME_LENGTH = 200  # of a member's or requester's name
+DELIVERY_LENGTH = 12  # the longest delivery mode, "digest-plain"
 
 
 class Member(Base):
@@ -153,7 +154,8 @@ class Member(Base):
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), default="")
-    delivery: Mapped[str] = mapped_column(String(10), default="regular")
+    # regular | digest | digest-plain | nomail (SPEC §3 "Delivery modes")
+    delivery: Mapped[str] = mapped_column(String(DELIVERY_LENGTH), default="regular")
     status: Mapped[str] = mapped_column(String(10), default="active")
     bounce_token: Mapped[str] = mapped_column(String(40), unique=True)
     leave_token: Mapped[str] = mapped_column(String(40), unique=True)
@@ -280,7 +282,7 @@ class Request(Base):
     kind: Mapped[str] = mapped_column(String(20))
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), default="")
-    delivery: Mapped[str] = mapped_column(String(10), default="regular")
+    delivery: Mapped[str] = mapped_column(String(DELIVERY_LENGTH), default="regular")
     lang: Mapped[str] = mapped_column(String(8), default="en")
     status: Mapped[str] = mapped_column(String(12), default="confirming")
     token: Mapped[str | None] = mapped_column(String(40), unique=True, default=None)

@@ -347,3 +347,43 @@ class ImapMessage(Base):
         ForeignKey("inbound.id", ondelete="SET NULL"), default=None)
     marked: Mapped[bool] = mapped_column(Boolean, default=False)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- digests (SPEC §3 "Delivery modes") --------------------------------------------------------
+
+
+class Digest(Base):
+    """A digest of a list sent to its digest members: numbered once (unique volume and issue),
+    in the transaction that queues it, so no restart and no second daemon sends one twice.
+
+    `reason`: `scheduled` (its moment came) or `size` (the posts passed `digest.max_kb`).
+    """
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("list_id", "volume", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    volume: Mapped[int] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(10))
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    posts: Mapped[int] = mapped_column(Integer, default=0)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DigestPost(Base):
+    """A distributed post waiting for its list's next digest (`digest_id` None), or the one it
+    went into. Its bytes are the members' copy without the footer (the digest has one), kept
+    until the digest is queued, then emptied."""
+
+    __tablename__ = "digest_posts"
+    __table_args__ = (Index("ix_digest_posts_pending", "list_id", "digest_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    digest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("digests.id", ondelete="SET NULL"), default=None)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    size: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[bytes]

@@ -34,6 +34,9 @@ class OutMessage(Base):
     # Per-recipient envelope NAME-bounces+TOKEN@ and List-Unsubscribe, one transaction each.
     personalize: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A distributed post's authentication when it arrived (identity.authentication), sealed
+    # into each batch's ARC set by the delivery worker; "" for mail we composed.
+    authentication_results: Mapped[str] = mapped_column(Text, default="", server_default="")
     # Recipients compacted away by retention (store/retention.py), by their result; the rows
     # still in out_recipients are counted there.
     sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

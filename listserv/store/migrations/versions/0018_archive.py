@@ -6,8 +6,8 @@ column with a GIN index. Both use no stemming (`unicode61` / the `simple` config
 lists write in several languages. A later batch migration of `archived_posts` on SQLite
 (which copies the table) must make the triggers again.
 
-Revision ID: 0016_archive
-Revises: 0015_attempted_at
+Revision ID: 0018_archive
+Revises: 0017_digests
 Create Date: 2026-12-06 20:30:00.000000
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 import listserv.store.models.base
 
-revision: str = '0016_archive'
-down_revision: str | None = '0015_attempted_at'
+revision: str = '0018_archive'
+down_revision: str | None = '0017_digests'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
