@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 import mailbox
 import stat
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text
 
 from listserv.archive import mboxrd, search
 from listserv.store.models.archive import ArchivedPost
-from listserv.store.models.core import Member
+from listserv.store.models.core import Inbound, Member
 from listserv.store.models.outgoing import OutMessage
 
-from .helpers import LIST, lmtp_send, make_message, wait_until
+from .helpers import LIST, lmtp_send, make_message, wait_settled, wait_until
 
 JANE = "jane@example.org"
 BOB = "bob@example.net"
@@ -201,3 +202,17 @@ def test_deleting_a_list_deletes_its_archive_and_its_search_index(cli, members, 
         if session.get_bind().dialect.name == "sqlite":  # the triggers follow the cascade
             assert session.execute(text(
                 "SELECT rowid FROM archive_fts WHERE archive_fts MATCH 'farewell'")).all() == []
+
+
+def test_the_retention_prunes_handled_mail_but_never_the_archive(cli, members, daemon, store):
+    post(daemon, JANE, "Kept for good", "Past any retention.\n")
+    archived(cli, 1)
+    wait_settled(store)
+    daemon.clock.advance(timedelta(days=400))
+    daemon.run_scheduler()
+    with store.reading() as session:
+        assert session.scalars(select(Inbound)).one().raw == b""  # the incoming bytes went
+        kept = session.scalars(select(ArchivedPost)).one()
+    assert b"Past any retention." in kept.raw
+    assert [r["subject"] for r in json.loads(
+        cli("archive", "search", LIST, "retention", "--json").output)] == ["Kept for good"]
