@@ -21,6 +21,8 @@ import jinja2
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from listserv.archive import search as archive_search
+from listserv.archive import views as archive_views
 from listserv.bounces.scoring import enable_member
 from listserv.bounces.views import bounce_detail, bounce_rows
 from listserv.chair import actions as services
@@ -1393,6 +1395,104 @@ def submissions_export(app: App, submission_ids: tuple[str, ...], deadline: str 
             chosen = [desk.find_submission(session, i) for i in dict.fromkeys(submission_ids)]
         click.echo(export_submissions(session, app.settings.data_dir, chosen, target,
                                       app.clock.now(), app.actor))
+
+
+# -- the archive (SPEC §3) -------------------------------------------------------------------
+
+since_option = click.option("--since", default=None, metavar="YYYY-MM-DD[ HH:MM]",
+                            help="Only posts dated from then on (UTC).")
+until_option = click.option("--until", default=None, metavar="YYYY-MM-DD[ HH:MM]",
+                            help="Only posts dated before then (UTC; a bare day includes it).")
+
+
+def _period(since: str | None, until: str | None) -> tuple[Any, Any]:
+    return (archive_views.parse_when(since, "--since") if since else None,
+            archive_views.parse_when(until, "--until", end=True) if until else None)
+
+
+@main.group("archive")
+def archive_group() -> None:
+    """The archive: every distributed post, as the members got it."""
+
+
+@archive_group.command("list")
+@click.argument("list_ref", metavar="LIST")
+@since_option
+@until_option
+@json_option
+@pass_app
+def archive_list(app: App, list_ref: str, since: str | None, until: str | None,
+                 as_json: bool) -> None:
+    """A list's archived posts, oldest first."""
+    start, end = _period(since, until)
+    with app.reading() as session:
+        rows = archive_views.posts(session, services.find_list(session, list_ref), start, end)
+    emit(rows, as_json, ("id", "number", "date", "sender", "subject"))
+
+
+@archive_group.command("show")
+@click.argument("post_id", metavar="ID")
+@json_option
+@pass_app
+def archive_show(app: App, post_id: str, as_json: bool) -> None:
+    """One archived post: its details, then the message as the members got it."""
+    with app.reading() as session:
+        post = archive_views.show(archive_views.find_post(session, post_id))
+    if as_json:
+        emit(post, True)
+        return
+    message = post.pop("message")
+    emit(post, False)
+    click.echo("")
+    click.echo(message.replace("\r\n", "\n"), nl=False)
+
+
+@archive_group.command("search")
+@click.argument("list_ref", metavar="LIST")
+@click.argument("words", nargs=-1, required=True)
+@click.option("--limit", default=archive_search.MAX_RESULTS, show_default=True,
+              type=click.IntRange(1, 1000), help="How many of the best matches.")
+@json_option
+@pass_app
+def archive_search_command(app: App, list_ref: str, words: tuple[str, ...], limit: int,
+                           as_json: bool) -> None:
+    """Posts with every one of WORDS (in subject, author or text), best match first."""
+    with app.reading() as session:
+        ml = services.find_list(session, list_ref)
+        rows = [archive_views.post_row(p)
+                for p in archive_search.search(session, ml, " ".join(words), limit)]
+    emit(rows, as_json, ("id", "number", "date", "sender", "subject"))
+
+
+@archive_group.command("export")
+@click.argument("list_ref", metavar="LIST")
+@click.option("--mbox", "mbox", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="FILE", help="Write the posts here as mboxrd (a private file, 0600).")
+@since_option
+@until_option
+@pass_app
+def archive_export(app: App, list_ref: str, mbox: Path, since: str | None,
+                   until: str | None) -> None:
+    """Write a list's archived posts to an mbox file (mboxrd: mutt and Python read it)."""
+    start, end = _period(since, until)
+    with app.reading() as session:
+        ml = services.find_list(session, list_ref)
+        count = archive_views.export_mbox(session, ml, mbox, start, end)
+        address = ml.address
+    click.echo(f"wrote {count} posts of {address} to {mbox}")
+
+
+@archive_group.command("remove")
+@click.argument("post_id", metavar="ID")
+@click.option("--reason", default=archive_views.WITHDRAWN, show_default=True,
+              help="Why, for the log.")
+@pass_app
+def archive_remove(app: App, post_id: str, reason: str) -> None:
+    """Take a post out of the archive for good (the log keeps a line saying why)."""
+    with app.unit_of_work() as session:
+        archive_views.remove(session, archive_views.find_post(session, post_id),
+                             app.clock.now(), app.actor, reason)
+    click.echo(f"removed archived post {post_id}: {' '.join(reason.split())}")
 
 
 # -- queue and log ---------------------------------------------------------------------------

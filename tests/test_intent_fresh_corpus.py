@@ -5,8 +5,9 @@ code or the first corpus; it is split into a tuning half (read while tuning) and
 frozen by the hashes in sealed-{lang}.sha256. The sealed half was scored once after the first
 tuning, missed the targets, and has since been opened and tuned on: it is tuning material now.
 tests/data/requests-fresh-2/ is the second blind set (sealed only), scored once after that
-tuning; where it missed a target the assertion is a strict xfail with the figures then. Mails are read the way the daemon reads them
-(tests/intent_scoring.py, shared with tests/test_intent_corpus.py).
+tuning; where it missed a target the assertion is a strict xfail with the figures then. Mails
+are read the way the daemon reads them (tests/intent_scoring.py, shared with
+tests/test_intent_corpus.py).
 
 Printed: precision and recall per language for the first corpus and both halves, with the
 misses. Asserted on each half of the fresh corpus, per language:

@@ -13,6 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
 from listserv.store.engine import MIGRATIONS, Store
+from listserv.store.models.archive import include_name, include_object
 from listserv.store.models.base import Base
 from listserv.store.models.core import Held, Inbound, InboundRaw, MailingList
 
@@ -20,7 +21,8 @@ from listserv.store.models.core import Held, Inbound, InboundRaw, MailingList
 @pytest.mark.both_backends
 def test_migrated_database_matches_the_models(store):
     with store.engine.connect() as connection:
-        context = MigrationContext.configure(connection)
+        context = MigrationContext.configure(connection, opts={
+            "include_name": include_name, "include_object": include_object})
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
 

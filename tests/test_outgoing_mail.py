@@ -104,6 +104,9 @@ RESULTS = NS(done=[NS(code=code, address=ZOE.email, detail="nomail") for code in
     not_understood=["subscribe adresse=zoe@example.net s'il vous plaît"],
     ignored=["info"] * 12, texts={"help": "Commands: help, info, subscribe, unsubscribe."})
 LIST_TEXT = {"is_member": True, "meetings": MEETINGS}
+ARCHIVED = [{"number": 3, "date": "2026-05-01", "author": ZOE.name, "subject": HELD.subject},
+            {"number": 11, "date": "2026-05-03", "author": "A very long name " * 4,
+             "subject": LONG_REASON}]
 DECIDE = "shma-confirm+d3c1d3d3c1d3d3c1d3d3c1d3@lists.example.org"
 UNCLEAR_ROW = NS(id=18, email=ZOE.email, summary="Pregunta sobre el grupo — ¿horario?",
                  created_at=NOW)
@@ -202,6 +205,9 @@ def contexts(meeting_context: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                     "subject": "Re: shma: 5 items are waiting"},
         "reply-command-results.txt": {"results": RESULTS, "echo": True,
                                       "subject": "Re: Inscription à la liste, s'il vous plaît"},
+        "reply-archive-get.txt": {"posts": ARCHIVED, "missing": [12], "dropped": True,
+                                  "max_get": 10},
+        "reply-archive-index.txt": {"posts": ARCHIVED, "max_get": 10},
         "reply-help.txt": LIST_TEXT,
         "reply-info.txt": LIST_TEXT,
         "warning-bounce-probe.txt": {**bounce, "reason": STATE.last_reason},

@@ -364,3 +364,36 @@ def test_mail_that_comes_between_the_scan_and_the_forgetting_goes_too(cli, shma,
 
     assert done.removed["inbound"] == 2 and done.kept == []
     assert rows_naming(store, JANE) == set()
+
+
+@pytest.mark.both_backends
+def test_forget_removes_her_archived_posts_and_keeps_others_that_quote_her(cli, shma, daemon,
+                                                                          sink, store):
+    """SPEC §7: her posts leave the archive; a reply by someone else quoting her is the
+    group's record, kept whole and reported (docs/archive.md)."""
+    bob = "bob@example.net"
+    cli("members", "add", LIST, JANE, "--name", "Jane Private", "--no-welcome")
+    cli("members", "add", LIST, bob, "--no-welcome")
+    deliver(daemon, sink, store, JANE, LIST, mail(LIST, "My news", "I moved house.\n"))
+    deliver(daemon, sink, store, bob, LIST, make_message(
+        sender=bob, to=LIST, subject="Re: My news",
+        body=f"Jane Private <{JANE}> wrote:\n> I moved house.\nCongratulations!\n"))
+    deliver(daemon, sink, store, bob, LIST, make_message(sender=bob, to=LIST,
+                                                         subject="Other", body="Unrelated.\n"))
+    wait_settled(store)
+    data = as_json(cli, "members", "data", JANE)
+    assert [(p["subject"], p["by_them"]) for p in data["archive"]] == [
+        ("My news", True), ("Re: My news", False)]
+
+    done = as_json(cli, "members", "remove", LIST, JANE, "--forget", "--json")
+
+    assert done["removed"]["archived_posts"] == 1
+    [kept] = done["kept"]
+    quoted = data["archive"][1]["id"]
+    assert kept["rows"] == [f"archived_posts #{quoted}"]
+    assert f"archive remove {quoted}" in kept["why"]
+    left = as_json(cli, "archive", "list", LIST, "--json")
+    assert [p["subject"] for p in left] == ["Re: My news", "Other"]
+    assert as_json(cli, "archive", "search", LIST, "moved", "--json")[0]["subject"] \
+        == "Re: My news"
+    assert rows_naming(store, JANE) == {("archived_posts", quoted)}

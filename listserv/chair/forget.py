@@ -1,13 +1,16 @@
 """Forgetting a person (`listserv members remove LIST EMAIL --forget`, SPEC §7).
 
 Everything naming the address goes: memberships on every list and their bounce records,
-requests, peer input, held posts, the automatic-mail ledger, incoming mail from or naming them,
-outgoing recipient rows and the messages that named them, submissions and their files. The log
+requests, peer input, held posts, their archived posts, the automatic-mail ledger, incoming
+mail from or naming them, outgoing recipient rows and the messages that named them,
+submissions and their files. The log
 keeps its lines (it is the record), with the address replaced by the person's pseudonym
 (`privacy.pseudonym`); so does every other text that still names them (an outcome, a reason).
 
 What is kept, and why, is reported, never silently left:
 - a column piece already published (part of the column's record; its files stay too);
+- an archived post by someone else that names them (a reply quoting them, a Cc): the group's
+  record of what others said, kept whole; `listserv archive remove ID` withdraws one;
 - an export of their submissions the chair wrote somewhere (outside listserv's keeping);
 - their address as a list owner (a list setting: change the owners first);
 - mail by someone else that names them and is not done with: incoming mail not yet handled, a
@@ -46,6 +49,7 @@ from listserv.files import remove_paths
 from listserv.mail.addresses import untagged
 from listserv.store.audit import audit
 from listserv.store.engine import Store
+from listserv.store.models.archive import ArchivedPost
 from listserv.store.models.base import Base
 from listserv.store.models.core import (
     AuditEntry,
@@ -172,6 +176,7 @@ def forget(session: Session, data_dir: Path, outbox: Path, email: str, list_id: 
         kept_rows.add(("bans", ban.id))
     inbound_ids = _forget_member_rows(session, done, address)
     inbound_ids |= _forget_submissions(session, done, data_dir, address, alias, kept_rows)
+    _forget_archived(session, done, address, kept_rows)
     _forget_mail(session, done, address, inbound_ids, ahead)
     _forget_outbox(done, outbox, address)
     done.log_entries = _pseudonymise(session, address, alias, kept_rows)
@@ -270,6 +275,23 @@ def _forget_submissions(session: Session, done: Forgotten, data_dir: Path, addre
     session.flush()
     inbound_ids.discard(0)
     return inbound_ids
+
+
+def _forget_archived(session: Session, done: Forgotten, address: str,
+                     kept_rows: set[tuple[str, int]]) -> None:
+    """Their archived posts go (SPEC §7); others' posts naming them stay whole, reported."""
+    done.count("archived_posts", session.execute(delete(ArchivedPost).where(
+        func.lower(ArchivedPost.sender) == address)).rowcount)
+    for post_id in raw_mentions(session, ArchivedPost, address):
+        post = session.get(ArchivedPost, post_id)
+        if post is None:
+            continue
+        kept_rows.add(("archived_posts", post.id))
+        done.kept.append(Kept(f"archived post {post.id} by {post.sender} to "
+                              f"{post.mailing_list.address}",
+                              "someone else's post that names them, part of the group's "
+                              "record: `listserv archive remove "
+                              f"{post.id}` withdraws it", [f"archived_posts #{post.id}"]))
 
 
 def _exports(session: Session, submission: Submission) -> list[str]:

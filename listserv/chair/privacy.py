@@ -1,10 +1,11 @@
 """What the store holds about one person (`listserv members data EMAIL`, SPEC §7).
 
 Every record naming an address: memberships, requests, submissions with their files, peer
-input, bounce records, held posts, the automatic-mail ledger, incoming and outgoing mail, the
-log. Besides the queries by purpose, `mentions` scans every text column of every table and
-`raw_mentions` the bytes of every stored message, so a record no section knows of (a new table,
-an outcome line naming the address) still shows up, under `other_mentions`.
+input, bounce records, held posts, archived posts (theirs, and others' that name them), the
+automatic-mail ledger, incoming and outgoing mail, the log. Besides the queries by purpose,
+`mentions` scans every text column of every table and `raw_mentions` the bytes of every
+stored message, so a record no section knows of (a new table, an outcome line naming the
+address) still shows up, under `other_mentions`.
 
 Forgotten people are named in the log by a pseudonym: an HMAC-SHA256 of the address under a
 per-install key (`data_dir/pseudonym.key`, 32 random bytes, 0600). The same address always
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from listserv.errors import ListservError
 from listserv.files import private_folder, write_new_private
 from listserv.mail.addresses import untagged, valid_address
+from listserv.store.models.archive import ArchivedPost
 from listserv.store.models.base import Base
 from listserv.store.models.core import (
     AuditEntry,
@@ -52,10 +54,11 @@ from listserv.store.models.outgoing import AutoMail, OutMessage, OutRecipient, S
 
 KEY_FILE = "pseudonym.key"
 #: The columns holding whole messages ("table.column"): `raw_mentions` reads them through the
-#: `raw` attribute of `Inbound`, `OutMessage` and `DigestPost`, whatever table keeps the bytes.
-MESSAGE_BYTES = ("inbound_raw.raw", "out_messages.raw", "digest_posts.raw")
+#: `raw` attribute of `Inbound`, `OutMessage`, `DigestPost` and `ArchivedPost`, whatever table
+#: keeps the bytes.
+MESSAGE_BYTES = ("inbound_raw.raw", "out_messages.raw", "digest_posts.raw", "archived_posts.raw")
 #: The models whose rows hold a whole message in `raw`.
-MessageModel = type[Inbound] | type[OutMessage] | type[DigestPost]
+MessageModel = type[Inbound] | type[OutMessage] | type[DigestPost] | type[ArchivedPost]
 #: Column types whose text `mentions` scans (every other column holds numbers, times, flags).
 TEXT_TYPES = (String, Text, JSON)
 #: Messages read per query while scanning the stored mail.
@@ -120,8 +123,8 @@ def mentions(session: Session, address: str) -> Iterator[tuple[str, int, str]]:
 
 def raw_mentions(session: Session, model: MessageModel, address: str, *,
                  after: int = 0) -> list[int]:
-    """Ids of the stored messages (`inbound`, `out_messages` or `digest_posts`, numbered above
-    `after`) whose bytes name `address`.
+    """Ids of the stored messages (`inbound`, `out_messages`, `digest_posts` or
+    `archived_posts`, numbered above `after`) whose bytes name `address`.
 
     Read through the model's `raw` attribute, BATCH rows at a time, and compared in lower
     case: an address in a header keeps the case its writer gave it.
@@ -229,6 +232,7 @@ def person_data(session: Session, data_dir: Path, outbox: Path, email: str) -> d
          "held_at": _at(h.created_at)}
         for h in session.scalars(select(Held).join(Inbound).where(or_(
             lower(Held.sender) == a, lower(Inbound.mail_from) == a)).order_by(Held.id))]
+    data["archive"] = _archived(session, a)
     data["automatic_mail"] = [
         {"id": m.id, "address": m.address, "kind": m.kind, "at": _at(m.at),
          "suppressed": m.suppressed}
@@ -272,6 +276,18 @@ def person_data(session: Session, data_dir: Path, outbox: Path, email: str) -> d
     return data
 
 
+def _archived(session: Session, address: str) -> list[dict[str, Any]]:
+    """Their archived posts, and others' posts that name them (in a header or the text)."""
+    ids = set(session.scalars(select(ArchivedPost.id).where(
+        func.lower(ArchivedPost.sender) == address)))
+    ids |= set(raw_mentions(session, ArchivedPost, address))
+    return [{"id": p.id, "list": _list_address(session, p.list_id), "number": p.number,
+             "date": _at(p.date), "sender": p.sender, "subject": p.subject,
+             "by_them": p.sender.lower() == address}
+            for p in session.scalars(select(ArchivedPost).where(ArchivedPost.id.in_(ids))
+                                     .order_by(ArchivedPost.id))]
+
+
 def _bounces(session: Session, member_ids: list[int]) -> dict[str, list[dict[str, Any]]]:
     scores = session.scalars(select(BounceScore).where(BounceScore.member_id.in_(member_ids)))
     events = session.scalars(select(BounceEvent).where(BounceEvent.member_id.in_(member_ids))
@@ -303,6 +319,7 @@ def _log(session: Session, address: str, alias: str | None) -> list[dict[str, An
 SECTIONS = {
     "members": "memberships", "owners": "owner_of", "bans": "bans", "requests": "requests",
     "column_submissions": "submissions", "peer_input": "peer_input", "held": "held",
+    "archived_posts": "archive",
     "auto_mail": "automatic_mail", "inbound": "inbound", "out_recipients": "outgoing",
     "out_messages": "outgoing_mentions", "digest_posts": "digest_mentions",
     "sent_only_to": "sent_only_to",

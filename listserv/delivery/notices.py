@@ -16,7 +16,7 @@ on switched off), and that needs the member's proof, her confirmation or the cha
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -116,6 +116,7 @@ def notify(
     lang: str = "en",
     with_change: bool = False,
     attachment: bytes | None = None,
+    attachments: Sequence[tuple[bytes, str]] = (),
     **context: Any,
 ) -> list[str]:
     """Render `template` once per recipient and queue it; returns who it was queued for.
@@ -123,7 +124,8 @@ def notify(
     `lang` is the language of the mail it answers (or of the member it is for); the chair
     (owners and moderators) reads it in the chair's language instead (`chair_language`).
 
-    `attachment`: a message to attach, as it came (message/rfc822), to a held post's notice.
+    `attachment`: a message to attach, as it came (message/rfc822), to a held post's notice;
+    `attachments`: messages to attach so, each with its file name (archived posts sent back).
 
     Owners of the list are exempt from the per-address cap; anyone else past it gets nothing,
     and the suppression is recorded for the chair to see, unless the notice goes
@@ -151,7 +153,10 @@ def notify(
             template, domain=mailing_list.domain, now=now, lang=reads, to=recipient,
             **list_context(mailing_list), **context,
         )
-        message = msg if attachment is None else with_attached(message_bytes(msg), attachment)
+        attached = [(attachment, "original.eml")] if attachment is not None else []
+        attached += attachments
+        message = (with_attached(message_bytes(msg), attached[0][0], name=attached[0][1],
+                                 more=attached[1:]) if attached else msg)
         enqueue(
             session, message, [recipient],
             envelope_from=mailing_list.role_address(Role.BOUNCES),

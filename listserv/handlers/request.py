@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from listserv.archive import by_mail as archive
+from listserv.archive.settings import keeps as keeps_archive
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify, notify_chair
 from listserv.digests.posts import DELIVERY_MODES
 from listserv.intent.language import has_language
@@ -36,6 +38,9 @@ CLASSIC_LEAVE = frozenset({"unsubscribe", "leave", "signoff", "unsub"})
 # Subscribe/unsubscribe requests for other addresses handled per message (SPEC §2).
 MAX_THIRD_PARTY = 3
 
+# Members who may read the archive (`index`, `get`): not one still waiting to be let in.
+READERS = ("active", "disabled")
+
 
 @dataclass(frozen=True, slots=True)
 class Done:
@@ -59,6 +64,8 @@ class Results:
     answered: bool = False
     # Requests for other addresses met so far (the first MAX_THIRD_PARTY are handled).
     third_party: int = 0
+    # Archived posts asked for with `get` (every `get` line of a mail: one reply carries them).
+    wanted_posts: list[int] = field(default_factory=list)
 
     def add(self, code: str, address: str = "", detail: str = "") -> None:
         """Record an outcome once (a command repeated 50 times is reported once)."""
@@ -103,6 +110,8 @@ def act(ctx: Context, understood: Understanding) -> str:
     classic = len(understood.commands) > 1 or bool(understood.unrecognised or understood.ignored)
     for command in understood.commands:
         _one(ctx, command, understood.lang, sender, results, classic)
+    if results.wanted_posts:
+        _send_posts(ctx, understood.lang, sender, results)
     if (classic or not results.answered) and may_answer(ctx, sender):
         # The requester's own words (subject, lines not understood) go back only to a proven
         # sender: to a forged From they would be an attacker's text mailed to someone else.
@@ -131,24 +140,78 @@ def _one(ctx: Context, command: Command, lang: str, sender: str, results: Result
             return
         results.add("confirm-done", request.email, confirm.complete(ctx, request))
     elif command.kind in (Kind.HELP, Kind.INFO):
-        template = f"reply-{command.kind.value}.txt"
-        extra = {"is_member": membership.find_member(ctx.session, ml, sender) is not None,
-                 "meetings": meetings.upcoming(ctx.session, ml, ctx.now, lang)}
-        if classic:
-            # Inside the one reply to a command mail, once however often it was asked.
-            results.texts.setdefault(command.kind.value, ctx.renderer.body(
-                template, lang, to=sender, **extra, **list_context(ml)))
-        elif may_answer(ctx, sender):
-            notify(ctx.session, ctx.renderer, ml, template, [sender], ctx.now, kind="reply",
-                   lang=lang, **extra)
-            results.answered = True
+        _text_reply(ctx, command.kind.value, lang, sender, results, classic)
         results.add(f"{command.kind.value}-sent")
+    elif command.kind in (Kind.INDEX, Kind.GET):
+        _archive(ctx, command, lang, sender, results, classic)
     elif command.kind is Kind.PEER_INPUT:
         outcome, answered = peer_input.from_request(ctx, lang)
         results.answered = results.answered or answered
         results.add("peer-input-forwarded", detail=outcome)
     else:
         _unclear(ctx, lang, sender, results)
+
+
+def _text_reply(ctx: Context, what: str, lang: str, sender: str, results: Results,
+                classic: bool) -> None:
+    """The help, info or index text (`reply-WHAT.txt`): inside the one reply to a command
+    mail (once however often it was asked), else a reply of its own."""
+    ml = ctx.mailing_list
+    template = f"reply-{what}.txt"
+    extra = {"is_member": membership.find_member(ctx.session, ml, sender) is not None,
+             "meetings": meetings.upcoming(ctx.session, ml, ctx.now, lang)}
+    if what == "archive-index":
+        extra |= {"posts": archive.recent(ctx.session, ml), "max_get": archive.MAX_GET}
+    if classic:
+        results.texts.setdefault(what, ctx.renderer.body(
+            template, lang, to=sender, **extra, **list_context(ml)))
+    elif may_answer(ctx, sender):
+        notify(ctx.session, ctx.renderer, ml, template, [sender], ctx.now, kind="reply",
+               lang=lang, **extra)
+        results.answered = True
+
+
+def _reader(ctx: Context, sender: str) -> Member | None:
+    """The sender's membership when she may read the list's archive (SPEC §3: members of a
+    list that keeps one)."""
+    member = membership.find_member(ctx.session, ctx.mailing_list, sender)
+    if member is None or member.status not in READERS or not keeps_archive(ctx.mailing_list):
+        return None
+    return member
+
+
+def _archive(ctx: Context, command: Command, lang: str, sender: str, results: Results,
+             classic: bool) -> None:
+    """`index` and `get N …` from a member; anyone else gets the help text (and no post)."""
+    if _reader(ctx, sender) is None:
+        _text_reply(ctx, "help", lang, sender, results, classic)
+        results.add("archive-members-only", detail=command.kind.value)
+        return
+    if command.kind is Kind.INDEX:
+        _text_reply(ctx, "archive-index", lang, sender, results, classic)
+        results.add("index-sent")
+        return
+    results.wanted_posts.extend(n for n in command.numbers if n not in results.wanted_posts)
+
+
+def _send_posts(ctx: Context, lang: str, sender: str, results: Results) -> None:
+    """One reply with the posts `get` asked for, each a message/rfc822 part, to the member's
+    own address only (never another one the mail names)."""
+    ml = ctx.mailing_list
+    member = _reader(ctx, sender)
+    assert member is not None  # `_archive` collects numbers only from a reader
+    posts, missing = archive.by_numbers(ctx.session, ml, results.wanted_posts)
+    dropped = len(results.wanted_posts) > archive.MAX_GET
+    if may_answer(ctx, member.email):
+        notify(ctx.session, ctx.renderer, ml, "reply-archive-get.txt", [member.email], ctx.now,
+               kind="reply", lang=lang, posts=[archive.index_entry(p) for p in posts],
+               missing=missing, dropped=dropped, max_get=archive.MAX_GET,
+               attachments=[(p.raw, f"{ml.name}-{p.number}.eml") for p in posts])
+        results.answered = True
+    numbers = ", ".join(str(p.number) for p in posts)
+    results.add("get-sent" if posts else "get-none", detail=numbers)
+    if missing:
+        results.add("get-missing", detail=", ".join(str(n) for n in missing))
 
 
 def _subscribe(ctx: Context, command: Command, lang: str, sender: str,
@@ -295,10 +358,5 @@ def _unclear(ctx: Context, lang: str, sender: str, results: Results) -> None:
     notify_chair(ctx.session, ctx.renderer, ml, "notice-request-unclear.txt", ctx.now,
                  decide="request", item_id=request.id, request=request,
                  text_lines=lines[:PREVIEW_LINES], more_lines=len(lines) > PREVIEW_LINES)
-    if may_answer(ctx, sender):
-        member = membership.find_member(ctx.session, ml, sender)
-        notify(ctx.session, ctx.renderer, ml, "reply-help.txt", [sender], ctx.now, kind="reply",
-               lang=lang, is_member=member is not None,
-               meetings=meetings.upcoming(ctx.session, ml, ctx.now, lang))
-        results.answered = True
+    _text_reply(ctx, "help", lang, sender, results, classic=False)
     results.add("unclear")

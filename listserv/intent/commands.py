@@ -29,7 +29,10 @@ _KW_SUBSCRIBE = {"subscribe", "sub", "join", "signup"}
 _KW_UNSUBSCRIBE = {"unsubscribe", "unsub", "leave", "signoff", "signoff*", "remove"}
 _KW_END = {"end", "stop", "quit", "exit", "thanks", "thank"}
 _KEYWORDS = _KW_SUBSCRIBE | _KW_UNSUBSCRIBE | _KW_END | {"help", "info", "set", "confirm",
-                                                         "review", "who", "echo", "query"}
+                                                         "review", "who", "echo", "query",
+                                                         "index", "get"}
+#: Post numbers read from one `get` line (the handler sends at most `archive.by_mail.MAX_GET`).
+MAX_GET_NUMBERS = 100
 _NOT_NAMES = {"me", "us", "please", "pls", "now", "thanks", "thank", "you", "to", "the", "list",
               "my", "mail", "i"}
 _NAME_WORD = re.compile(r"[A-ZÀ-Þ][^\W\d_]*(?:[.'-][^\W\d_]*)*\.?")
@@ -105,6 +108,8 @@ def parse_command(line: str, list_name: str, subject_token: str | None
         if args and not has_list:
             return None  # "help me with ...", "info: next meeting" are prose
         return Command(Kind.HELP if verb == "help" else Kind.INFO, line=line)
+    if verb in ("index", "get"):
+        return _archive_command(verb, args, has_list, line)
     if verb == "set":
         vals = [a.lower() for a in args]
         if vals[:1] in (["language"], ["lang"]) and len(vals) == 2 \
@@ -132,6 +137,24 @@ def parse_command(line: str, list_name: str, subject_token: str | None
     if verb in _KW_END:
         return None if args else True  # handled by the caller
     return False  # review, who, echo, query: known LISTSERV/Mailman verbs we do not offer
+
+
+def _archive_command(verb: str, args: list[str], has_list: bool, line: str
+                     ) -> Command | None | bool:
+    """`index [LIST]` and `get [LIST] N [M …]` (LISTSERV's notebook commands, by post number).
+
+    Words that are not numbers make the line prose ("get me off this list", "index of
+    what?"), unless the list was named (`GET SHMA LOG2612`, a LISTSERV file we do not keep:
+    not understood)."""
+    if verb == "index":
+        if args:
+            return False if has_list else None
+        return Command(Kind.INDEX, line=line)
+    numbers = [n for a in args for n in re.split(r"[,;]", a) if n]
+    if not numbers or not all(n.isdigit() and len(n) <= 9 for n in numbers):
+        return False if has_list or not args else None
+    return Command(Kind.GET, numbers=tuple(int(n) for n in numbers[:MAX_GET_NUMBERS]),
+                   line=line)
 
 
 def command_mode(own: str, list_name: str, token: str | None, max_commands: int
@@ -171,7 +194,8 @@ def command_mode(own: str, list_name: str, token: str | None, max_commands: int
         if isinstance(result, Command):
             processed += 1
             paragraph_has_command = True
-            key = (result.kind, result.delivery, result.address, result.token, result.name)
+            key = (result.kind, result.delivery, result.address, result.token, result.name,
+                   result.numbers)
             if key not in seen:
                 seen.add(key)
                 commands.append(result)

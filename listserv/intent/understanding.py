@@ -14,6 +14,8 @@ class Kind(StrEnum):
     SET = "set"
     CONFIRM = "confirm"
     PEER_INPUT = "peer_input"
+    INDEX = "index"  # the archive's latest posts (SPEC §3)
+    GET = "get"  # archived posts by number
     UNCLEAR = "unclear"
 
 
@@ -26,6 +28,7 @@ class Command:
     name: str | None = None  # from "SUBSCRIBE SHMA Jane Doe"
     language: str | None = None  # for SET: "set language es"
     line: str = ""  # the text it came from (for the reply's summary)
+    numbers: tuple[int, ...] = ()  # for GET: the posts asked for, as written
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from listserv.files import FILE_MODE
 from listserv.operations import postgres
 from listserv.operations.archive import FILES, PG_MEMBER, SQLITE_MEMBER, ArchiveWriter, Manifest
 from listserv.store.engine import Store
+from listserv.store.models.archive import FTS_TABLE
 
 #: Folders of the data folder that a backup leaves out (see the module's docstring).
 SKIPPED_FOLDERS: Final = frozenset({"run", "outbox", ".staging"})
@@ -104,8 +105,9 @@ def _sqlite_facts(copy: Path) -> tuple[str | None, dict[str, int]]:
         names = [row[0] for row in connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
             "ORDER BY name")]
+        # The archive's full-text tables are an index of `archived_posts`, not rows of their own.
         counts = {name: connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-                  for name in names if name != VERSION_TABLE}
+                  for name in names if name != VERSION_TABLE and not name.startswith(FTS_TABLE)}
         revisions = [row[0] for row in connection.execute(
             f"SELECT version_num FROM {VERSION_TABLE}")] if VERSION_TABLE in names else []
     finally:

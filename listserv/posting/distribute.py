@@ -11,6 +11,7 @@ from email.message import EmailMessage
 
 from sqlalchemy.orm import Session
 
+from listserv.archive.keeping import keep
 from listserv.config import Settings
 from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import PREVIEW_LINES, list_context, notify_chair
@@ -68,8 +69,9 @@ def sender_rewrite(renderer: Renderer, ml: MailingList, raw: bytes, role: Role,
 def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes,
                now: datetime, *, dmarc: PolicyLookup | None = None,
                hosted: bool = False, trusted_authserv_id: str | None = None) -> int:
-    """Queue the members' copy of a post; returns how many members it is queued for (those
-    with regular delivery; the digest members get it in their next digest).
+    """Queue the members' copy of a post and keep it in the archive; returns how many members
+    it is queued for (those with regular delivery; the digest members get it in their next
+    digest).
 
     `hosted`: the lists run on a hosted mailbox (`Settings.hosted`), so From is always the
     list's (see `sender_rewrite`). The post's authentication (its DKIM signatures and ARC
@@ -90,13 +92,22 @@ def distribute(session: Session, renderer: Renderer, ml: MailingList, raw: bytes
             if survives(_as_sent(ml, unchanged, now, renderer.eightbit)):
                 copy, rewrite = unchanged, None
         _keep_for_digest(session, ml, raw, headers, rewrite, now)
-        return enqueue_to_members(session, ml, copy, now=now, eightbit=renderer.eightbit,
+        # The wire form once, here: the archive keeps exactly the bytes the members are sent
+        # (a Message-ID the serializer adds included); queuing them passes them unchanged.
+        wire = to_wire(copy, sender=ml.address, now=now, eightbit=renderer.eightbit)
+        keep(session, ml, raw, wire, now)
+        return enqueue_to_members(session, ml, wire, now=now, eightbit=renderer.eightbit,
                                   authentication_results=checked)
     _keep_for_digest(session, ml, raw, headers, rewrite, now)
     # The built-in footer reads in each member's language; the post itself never changes.
+    # The archive keeps the copy in the list's language, as its members get it.
+    archived = to_wire(distribution_copy(raw, headers, ml.prefix,
+                                         footer_text(renderer, ml, ml.language), rewrite),
+                       sender=ml.address, now=now, eightbit=renderer.eightbit)
+    keep(session, ml, raw, archived, now)
     return enqueue_per_language(
-        session, ml, lambda lang: distribution_copy(raw, headers, ml.prefix,
-                                                    footer_text(renderer, ml, lang), rewrite),
+        session, ml, lambda lang: archived if lang == ml.language else distribution_copy(
+            raw, headers, ml.prefix, footer_text(renderer, ml, lang), rewrite),
         now=now, kind="post", eightbit=renderer.eightbit, authentication_results=checked)
 
 

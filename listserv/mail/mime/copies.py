@@ -129,14 +129,17 @@ def _message_part(original: bytes, eol: bytes, *extra: tuple[str, str]) -> bytes
     ).to_bytes()
 
 
-def with_attached(notice: bytes, original: bytes) -> bytes:
+def with_attached(notice: bytes, original: bytes, *, name: str = "original.eml",
+                  more: Sequence[tuple[bytes, str]] = ()) -> bytes:
     """`notice` (a single-part text message we composed) as multipart/mixed: its text, then
-    `original` attached as message/rfc822, byte for byte."""
+    `original` attached as message/rfc822 named `name`, byte for byte; then each of `more`
+    ((bytes, file name)) likewise."""
     msg, text, outer = _split_composed(notice)
     eol = msg.eol
-    attached = _message_part(original, eol,
-                             ("Content-Disposition", 'attachment; filename="original.eml"'))
-    ctype, body = _multipart("mixed", [text, attached], eol)
+    attached = [_message_part(data, eol,
+                              ("Content-Disposition", f'attachment; filename="{filename}"'))
+                for data, filename in [(original, name), *more]]
+    ctype, body = _multipart("mixed", [text, *attached], eol)
     mime = (header_bytes("MIME-Version", "1.0", eol), header_bytes("Content-Type", ctype, eol))
     return RawMessage(outer + mime, eol, body).to_bytes()
 

@@ -3,8 +3,14 @@
 Importing any of them imports them all, so `Base.metadata` always holds every table (Alembic's
 env.py and `Store.migrate` create and compare the whole schema): `base` (Base, the column
 types), `core` (lists, owners, members, inbound, held, requests, audit, once), `outgoing` (the
-queue, the automatic-mail cap, the sending limits' ledger) and `features` (meetings and peer
-input, bounces, the column, hosted-mailbox bookkeeping).
+queue, the automatic-mail cap, the sending limits' ledger), `features` (meetings and peer
+input, bounces, the column, hosted-mailbox bookkeeping) and `archive` (the archived posts).
 """
 
-from listserv.store.models import base, core, features, outgoing  # noqa: F401 (every table)
+from listserv.store.models import (  # noqa: F401 (every table)
+    archive,
+    base,
+    core,
+    features,
+    outgoing,
+)
