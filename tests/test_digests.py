@@ -373,3 +373,22 @@ def test_a_weekly_digest_waits_for_its_day(cli, members, daemon, sink, clock, st
     daemon.run_scheduler()
     weekly = wait_for_mail(sink, MIME, "SHMA Digest, Vol 1, Issue 1")
     assert "1. Plans for the week (Rita Regular)" in weekly.get_payload()[0].get_content()
+
+
+def test_a_meeting_reminder_reaches_digest_members_at_once_and_nomail_members_not(
+        members, cli, shma, daemon, sink, clock, store):
+    """The list's announcements do not wait for the digest: a reminder goes to every member
+    who reads the list, in either digest mode too; a member on nomail gets none."""
+    from .helpers import wait_settled
+    from .test_meetings import meeting_mails, schedule
+
+    muted = "mo@example.net"
+    cli("members", "add", shma, muted, "--no-welcome")
+    cli("members", "set", shma, muted, "--delivery", "nomail")
+    meeting_id = schedule(cli, clock.now() + timedelta(days=20), "Europe/Berlin", 60)
+    out = cli("meetings", "remind", meeting_id, "--yes").output
+    sink.wait_for(lambda s: all(meeting_mails(s, m) for m in (REGULAR, MIME, PLAIN)),
+                  description="the reminder to the regular and both digest members")
+    wait_settled(store)
+    assert not meeting_mails(sink, muted)
+    assert "queued for 3 members" in out  # the three who read the list

@@ -26,7 +26,7 @@ from listserv.column.settings import (
 )
 from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import chair_language, list_context, notify
-from listserv.delivery.outbox import enqueue_per_language
+from listserv.delivery.outbox import ANNOUNCED, enqueue_per_language
 from listserv.mail.addresses import Role
 from listserv.mail.mime.copies import distribution_copy
 from listserv.mail.render import Renderer
@@ -62,7 +62,7 @@ def send_call(session: Session, renderer: Renderer, ml: MailingList, deadline: d
                                  footer_text(renderer, ml, lang))
 
     return enqueue_per_language(session, ml, copy_in, now=now, kind="column-call",
-                                eightbit=renderer.eightbit)
+                                eightbit=renderer.eightbit, delivery=ANNOUNCED)
 
 
 def send_summary(session: Session, renderer: Renderer, ml: MailingList, deadline: date,

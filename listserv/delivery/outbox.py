@@ -70,26 +70,34 @@ def enqueue(
     return queued
 
 
-def _receiving(mailing_list: MailingList, delivery: str = "regular",
+#: Who gets the list's own announcements (meeting reminders, moves and cancellations, calls for
+#: submissions): every member who reads the list, digest members too, since a reminder cannot
+#: wait for the next digest. Posts reach digest members in their digest instead.
+ANNOUNCED = ("regular", "digest", "digest-plain")
+
+
+def _receiving(mailing_list: MailingList, delivery: str | Sequence[str] = "regular",
                where: Sequence[ColumnElement[bool]] = ()) -> tuple[ColumnElement[bool], ...]:
-    """The members who get a list copy: active, with `delivery` (regular: each post), and
-    matching `where`."""
+    """The members who get a list copy: active, with `delivery` (regular: each post; or one
+    of several modes), and matching `where`."""
+    modes = (delivery,) if isinstance(delivery, str) else tuple(delivery)
     return (Member.list_id == mailing_list.id, Member.status == "active",
-            Member.delivery == delivery, *where)
+            Member.delivery.in_(modes), *where)
 
 
 def audience(session: Session, mailing_list: MailingList) -> int:
-    """How many members `enqueue_to_members` would queue a copy for now (what a command that
+    """How many members an announcement (`ANNOUNCED`) would reach now (what a command that
     mails the whole list tells the chair before it asks)."""
     return int(session.scalar(select(func.count(Member.id)).where(
-        *_receiving(mailing_list))) or 0)
+        *_receiving(mailing_list, ANNOUNCED))) or 0)
 
 
-def languages_in_use(session: Session, mailing_list: MailingList) -> dict[str, tuple[str, ...]]:
-    """The languages the receiving members read, each with the stored values that mean it
-    (a member without a language of her own, "", reads the list's `language`), sorted."""
+def languages_in_use(session: Session, mailing_list: MailingList,
+                     delivery: str | Sequence[str] = "regular") -> dict[str, tuple[str, ...]]:
+    """The languages the receiving members (`delivery`) read, each with the stored values that
+    mean it (a member without a language of her own, "", reads the list's `language`), sorted."""
     stored = session.scalars(select(Member.language).where(
-        *_receiving(mailing_list)).distinct())
+        *_receiving(mailing_list, delivery)).distinct())
     groups: dict[str, list[str]] = {}
     for value in stored:
         groups.setdefault(value or mailing_list.language, []).append(value)
@@ -99,22 +107,24 @@ def languages_in_use(session: Session, mailing_list: MailingList) -> dict[str, t
 def enqueue_per_language(
     session: Session, mailing_list: MailingList, copy_in: Callable[[str], bytes], *,
     now: datetime, kind: str, eightbit: bool = False, authentication_results: str = "",
+    delivery: str | Sequence[str] = "regular",
 ) -> int:
     """Queue list mail we write (reminders, calls, a post's built-in footer) once per language
     in use: `copy_in(lang)` renders the copy in that language, rendered once whatever the
     number of its readers, and each member gets the one in hers (SPEC §3, "Languages").
-    Returns how many members it is queued for."""
+    `delivery`: the members it is for (`ANNOUNCED` for announcements). Returns how many
+    members it is queued for."""
     return sum(
         enqueue_to_members(session, mailing_list, copy_in(lang), now=now, kind=kind,
                            eightbit=eightbit, authentication_results=authentication_results,
-                           languages=stored)
-        for lang, stored in languages_in_use(session, mailing_list).items())
+                           delivery=delivery, languages=stored)
+        for lang, stored in languages_in_use(session, mailing_list, delivery).items())
 
 
 def enqueue_to_members(
     session: Session, mailing_list: MailingList, copy: bytes, *, now: datetime,
     kind: str = "post", eightbit: bool = False, authentication_results: str = "",
-    delivery: str = "regular", where: Sequence[ColumnElement[bool]] = (),
+    delivery: str | Sequence[str] = "regular", where: Sequence[ColumnElement[bool]] = (),
     languages: tuple[str, ...] | None = None,
 ) -> int:
     """Queue a list copy for every active member with `delivery` (regular by default; a

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from listserv.delivery.listmail import footer_text, list_headers
 from listserv.delivery.notices import list_context
-from listserv.delivery.outbox import enqueue_per_language
+from listserv.delivery.outbox import ANNOUNCED, enqueue_per_language
 from listserv.errors import ListservError
 from listserv.mail.addresses import Role
 from listserv.mail.mime.copies import distribution_copy
@@ -122,7 +122,7 @@ def send_to_members(session: Session, renderer: Renderer, meeting: Meeting, temp
                                  footer_text(renderer, ml, lang))
 
     return enqueue_per_language(session, ml, copy_in, now=now, kind="meeting",
-                                eightbit=renderer.eightbit)
+                                eightbit=renderer.eightbit, delivery=ANNOUNCED)
 
 
 def remind(session: Session, renderer: Renderer, meeting: Meeting, now: datetime,
