@@ -45,14 +45,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # In parallel runs (pytest-xdist, `--dist loadgroup`) the slow end-to-end tests go one after
-    # another to one worker: each loads the machine (5,000-member deliveries, daemons in
-    # subprocesses) and times leases and clocks, so two at once would only slow both.
+    # In parallel runs (pytest-xdist, `--dist loadgroup`) the slow end-to-end tests of one group
+    # go one after another to one worker: each loads the machine (bursts of posts, daemons in
+    # subprocesses) and times leases and clocks. Two groups (`slow`, and `slow(group="intake")`
+    # for the intake bursts) keep the longest worker's share near the others'.
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
-        if item.get_closest_marker("slow") is not None:
-            item.add_marker(pytest.mark.xdist_group("slow"))
+        marker = item.get_closest_marker("slow")
+        if marker is not None:
+            group = marker.kwargs.get("group")
+            item.add_marker(pytest.mark.xdist_group(f"slow-{group}" if group else "slow"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
