@@ -8,9 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+
+from .helpers import write_config
 
 LISTSERV = Path(sys.executable).with_name("listserv")
 #: `listserv` on a fake clock (a subprocess cannot share the test's FakeClock).
@@ -87,3 +90,44 @@ class DaemonProcess:
         if self.running():
             self.proc.kill()
             self.proc.wait(10)
+
+
+class PassingDaemon(DaemonProcess):
+    """A daemon that logs its scheduler passes (`serve -v`), on a fake clock if given; `done`
+    is the log line its scheduler writes after the work under test (reminders, digests)."""
+
+    def __init__(self, config: Path, run_dir: Path, log: Path, done: str, timeout: float,
+                 fake_now: datetime | None = None) -> None:
+        super().__init__(config, run_dir, log, fake_now=fake_now, verbose=True, wait=False)
+        self.done, self.timeout = done, timeout
+
+    def wait_for_pass(self) -> None:
+        """Until it serves and its scheduler's first pass is over."""
+        self.wait_until(self.ports_file.exists, "start", self.timeout)
+        self.wait_until(lambda: self.done in self.log_text(tail=1 << 20),
+                        "finish a scheduler pass", self.timeout)
+
+
+Start = Callable[..., PassingDaemon]
+
+
+@contextmanager
+def daemons_on_one_database(tmp_path: Path, db_url: str, sink_port: int, done: str,
+                            timeout: float) -> Iterator[Start]:
+    """`start(NAME, fake_now=None)` starts daemon NAME (its own data folder and ports, the
+    shared database) without waiting; every daemon started is reaped at the end."""
+    started: list[PassingDaemon] = []
+
+    def run(name: str, fake_now: datetime | None = None) -> PassingDaemon:
+        data = tmp_path / f"data-{name}"
+        config = write_config(tmp_path / f"{name}.toml", data, db_url, sink_port)
+        daemon = PassingDaemon(config, data / "run", tmp_path / f"{name}-{len(started)}.log",
+                               done, timeout, fake_now)
+        started.append(daemon)
+        return daemon
+
+    try:
+        yield run
+    finally:
+        for daemon in started:
+            daemon.reap()

@@ -27,8 +27,8 @@ from listserv.store.engine import Store
 from listserv.store.models.features import MeetingReminder
 from listserv.store.models.outgoing import OutMessage, OutRecipient
 
-from .daemons import DaemonProcess
-from .helpers import LIST, write_config
+from .daemons import Start, daemons_on_one_database
+from .helpers import LIST
 from .smtp_sink import SmtpSink
 from .test_meetings import meeting_mails
 
@@ -39,39 +39,11 @@ TIMEOUT = 20.0
 PASS_DONE = "meeting work done"
 
 
-class Serve(DaemonProcess):
-    """A daemon that logs its scheduler passes (`serve -v`), on a fake clock if given."""
-
-    def __init__(self, config: Path, run_dir: Path, log: Path,
-                 fake_now: datetime | None = None) -> None:
-        super().__init__(config, run_dir, log, fake_now=fake_now, verbose=True, wait=False)
-
-    def wait_for_pass(self) -> None:
-        """Until it serves and its scheduler's first pass (reminders recorded, queued) is over."""
-        self.wait_until(self.ports_file.exists, "start", TIMEOUT)
-        self.wait_until(lambda: PASS_DONE in self.log_text(tail=1 << 20),
-                        "finish a scheduler pass", TIMEOUT)
-
-
-Start = Callable[..., Serve]
-
-
 @pytest.fixture
 def start(tmp_path: Path, db_url: str, sink: SmtpSink) -> Iterator[Start]:
     """Start daemon NAME (its own data folder and ports, the shared database); no waiting."""
-    started: list[Serve] = []
-
-    def run(name: str, fake_now: datetime | None = None) -> Serve:
-        data = tmp_path / f"data-{name}"
-        config = write_config(tmp_path / f"{name}.toml", data, db_url, sink.port)
-        daemon = Serve(config, data / "run", tmp_path / f"{name}-{len(started)}.log",
-                       fake_now)
-        started.append(daemon)
-        return daemon
-
-    yield run
-    for daemon in started:
-        daemon.reap()
+    with daemons_on_one_database(tmp_path, db_url, sink.port, PASS_DONE, TIMEOUT) as run:
+        yield run
 
 
 @pytest.fixture
