@@ -280,6 +280,9 @@ def _route_due(store: Store, settings: Settings, renderer: Renderer, clock: Cloc
             if inbound is None:
                 return
             claimed.append(inbound.id)
+            # Handled at the time of its handling, read once it is claimed: the query may have
+            # waited for a writer that stored this very message after `now` was read.
+            now = clock.now()
             try:
                 _route_claimed(session, settings, renderer, now, inbound,
                                prepared.get(inbound.id))
