@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import parseaddr
 
 from sqlalchemy import exists, select
@@ -72,7 +73,8 @@ def _attachments(msg: EmailMessage) -> list[Attachment]:
     found = []
     for part in msg.iter_attachments():
         payload = part.get_payload(decode=True)
-        size = len(payload) if isinstance(payload, bytes) else len(part.as_bytes())
+        # an attached message has no decoded payload: its size as it goes out (CRLF lines)
+        size = len(payload) if isinstance(payload, bytes) else len(part.as_bytes(policy=SMTP))
         found.append(Attachment(part.get_filename() or "(no name)", part.get_content_type(),
                                 max(1, (size + 1023) // 1024)))
     return found
