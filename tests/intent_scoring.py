@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from listserv.intent.guard import Guard, guard
+from listserv.intent.model import Model
 from listserv.intent.request import understand
 from listserv.intent.understanding import Kind
 
@@ -29,6 +30,8 @@ OLD = DATA / "requests"
 FRESH = DATA / "requests-fresh"
 #: The second blind corpus: sealed only, scored once after the tuning on the first.
 FRESH_2 = DATA / "requests-fresh-2"
+#: The third blind corpus: sealed only, scored once with the statistical reader.
+FRESH_3 = DATA / "requests-fresh-3"
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,16 @@ class Outcome:
 
 
 def run(root: Path, path: str, *, lang: str, to: str, want: str,
-        delivery: str | None = None, address: str | None = None) -> Outcome:
-    """Read the mail `root`/`path`, sent to `to` ("request", "join" or "post": the list)."""
+        delivery: str | None = None, address: str | None = None,
+        reader: Model | None = None) -> Outcome:
+    """Read the mail `root`/`path`, sent to `to` ("request", "join" or "post": the list), with
+    the statistical `reader` (default: the shipped one)."""
     msg = email.message_from_bytes((root / path).read_bytes(), policy=email.policy.default)
     decision = None
     if to == "post":
-        decision, u = guard(msg, LIST)
+        decision, u = guard(msg, LIST, reader=reader)
     else:
-        u = understand(msg, LIST)
+        u = understand(msg, LIST, reader=reader)
     first = u.commands[0] if u.commands else None
     if decision is Guard.POST:
         got = "post"
@@ -99,13 +104,14 @@ def old_corpus() -> list[Outcome]:
             for path, meta in sorted(manifest.items())]
 
 
-def fresh_corpus(half: str, root: Path = FRESH) -> list[Outcome]:
-    """Every mail of one half ("tuning" or "sealed") of a blind corpus under `root`, read."""
+def fresh_corpus(half: str, root: Path = FRESH, reader: Model | None = None) -> list[Outcome]:
+    """Every mail of one half ("tuning" or "sealed") of a blind corpus under `root`, read (with
+    the statistical `reader`; default: the shipped one)."""
     out = []
     for lang in LANGS:
         manifest = json.loads((root / f"manifest-{lang}.json").read_text(encoding="utf-8"))
         out += [run(root, path, lang=lang, to=meta["to"], want=meta["want"],
-                    address=meta["address"])
+                    address=meta["address"], reader=reader)
                 for path, meta in sorted(manifest.items()) if path.startswith(f"{half}/")]
     return out
 

@@ -85,7 +85,7 @@ _CLAUSE_START = re.compile(r"[.?!;:,)\n]| - | -- ")
 #: A period after these does not end a sentence ("Dr. Mensah", "am 12. Juni", "z.B. hier").
 _NO_BREAK_BEFORE = re.compile(
     r"(?:\b\d{1,4}|\b[^\W\d_]|\b(?:dr|prof|mr|mrs|ms|st|sr|sra|srta|nr|no|ca|bzw|vgl|ggf|"
-    r"etc|vs|approx|dept|univ|mme|mlle|pr|av|tel|ph|hr|fr)|\b(?:[^\W\d_]\.){1,3}[^\W\d_])$",
+    r"etc|vs|approx|dept|univ|mme|mlle|pr|av|tel|ph|hr|fr|art|abs)|\b(?:[^\W\d_]\.){1,3}[^\W\d_])$",
     re.I)
 
 
@@ -109,6 +109,7 @@ def _sentences(text: str) -> list[tuple[int, int]]:
 class _Analysis:
     text: str  # the folded, masked text analysed
     original: str  # the same positions in the author's text
+    sentences: list[tuple[int, int]] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
 
 
@@ -123,7 +124,7 @@ def _analyse(original: str, list_name: str, *, subject: bool = False,
     text = _mask(fold(original)).replace("\n", " ") if original else ""
     # paragraph breaks survive as sentence ends: compute sentences on the text with newlines
     sentences = _sentences(_mask(fold(original)))
-    analysis = _Analysis(text=text, original=original)
+    analysis = _Analysis(text=text, original=original, sentences=sentences)
     langs = languages()
     own_list = _list_pattern(list_name)
     for s0, s1 in sentences:
@@ -275,7 +276,8 @@ def _delivery(analysis: _Analysis, hit: Hit) -> str | None:
     return None
 
 
-def _addresses(text: str, list_name: str) -> list[str]:
+def addresses(text: str, list_name: str) -> list[str]:
+    """The addresses named in `text`, lower-case, in order, without the list's own."""
     local = list_local(list_name)
     out = []
     for m in EMAIL.finditer(text):
@@ -314,10 +316,10 @@ def _address_for(analysis: _Analysis, hit: Hit, list_name: str) -> str | None:
     account x@y still gets the list. Please remove that address."), else one introduced as
     another person's just after it."""
     s0, s1 = hit.sent
-    found = _addresses(analysis.original[s0:s1], list_name)
+    found = addresses(analysis.original[s0:s1], list_name)
     if found:
         return found[0]
-    before = _addresses(analysis.original[max(0, s0 - 400):s0], list_name)
+    before = addresses(analysis.original[max(0, s0 - 400):s0], list_name)
     if before:
         return before[-1]
     # "My supervisor would also like to join. Her email is x@y": an address after the request
@@ -326,7 +328,7 @@ def _address_for(analysis: _Analysis, hit: Hit, list_name: str) -> str | None:
     for ph in languages():
         m = ph.their_address.search(after) if ph.their_address is not None else None
         if m:
-            found = _addresses(analysis.original[s1 + m.start():s1 + 300], list_name)
+            found = addresses(analysis.original[s1 + m.start():s1 + 300], list_name)
             if found:
                 return found[0]
     return None
@@ -363,8 +365,11 @@ def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str,
             if chosen:
                 delivery = _delivery(*chosen) if kind is Kind.SET else None
                 break
-        if chosen is None:
-            chosen = first(lambda a, h: h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE))
+        if chosen is None:  # stems: those of the mail's own language first, since a word of
+            # another language can look like a request ("está inscrito" read as French)
+            chosen = first(lambda a, h: h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE)
+                           and h.lang == lang) or first(
+                lambda a, h: h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE))
     if chosen is not None and delivery is None and chosen[1].kind is Kind.SUBSCRIBE:
         delivery = _delivery(*chosen)
         delivery = None if delivery == "nomail" else delivery
@@ -376,7 +381,7 @@ def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str,
     if kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE):
         address = _address_for(analysis, hit, list_name)
         if address is None and hit.subject:  # request in the Subject, the address in the body
-            found = _addresses(own, list_name)
+            found = addresses(own, list_name)
             address = found[0] if found else None
     command = Command(kind, delivery=delivery, address=address,
                       line=_sentence_text(analysis, hit))

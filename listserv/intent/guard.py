@@ -8,13 +8,21 @@ newsletter), negated, a topic, or only quoted, ``UNSURE`` (hold for the chair) o
 from __future__ import annotations
 
 import email.message
-import re
 from enum import StrEnum
 
 from listserv.intent.commands import MAX_COMMANDS, command_mode, parse_command
-from listserv.intent.freetext import Hit, free_text
+from listserv.intent.freetext import Hit, Reading, addresses, free_text
+from listserv.intent.model import (
+    LIST_POST_CONFIDENCE,
+    LIST_REQUEST_CONFIDENCE,
+    Model,
+    best_request,
+    read,
+    shipped,
+    word_count,
+)
 from listserv.intent.phrases import DEFAULT_LANG
-from listserv.intent.request import parse, understand
+from listserv.intent.request import Parsed, parse, understand
 from listserv.intent.understanding import Command, Kind, Understanding
 from listserv.mail.automatic import automatic
 from listserv.mail.text import QUOTED
@@ -49,10 +57,6 @@ class Guard(StrEnum):
     UNSURE = "unsure"
 
 
-def _word_count(text: str) -> int:
-    return len(re.findall(r"[^\W_]+(?:['-][^\W_]+)*", text))
-
-
 def _enough_for_guard(text: str) -> str:
     """The start of a body that can change the guard's verdict.
 
@@ -67,7 +71,7 @@ def _enough_for_guard(text: str) -> str:
         end = len(text) if end < 0 else end
         line = text[pos:end]
         if not QUOTED.match(line):
-            words += _word_count(line)
+            words += word_count(line)
             chars += len(line) + 1
         pos = end + 1
     return text[:pos]
@@ -83,7 +87,8 @@ def _mostly_commands(own: str, list_name: str, token: str | None) -> bool:
     return commands > MAX_COMMANDS and 2 * commands > len(lines)
 
 
-def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Understanding]:
+def guard(msg: email.message.EmailMessage, list_name: str, *,
+          reader: Model | None = None) -> tuple[Guard, Understanding]:
     """The administrivia guard for mail to the list address.
 
     REQUEST: the author's own text is short and is essentially a request about this list (a
@@ -91,13 +96,14 @@ def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Under
     Understanding says which. POST: no request, or request words that are negated, have another
     object, name a topic or appear only in quoted text. UNSURE: a request that comes with a
     longer text or with discussion, or a bare "sign me up" that is not a reply to a thread
-    (hold for the chair; the Understanding carries the candidate request).
+    (hold for the chair; the Understanding carries the candidate request). A short post's
+    free-text verdict is then weighed by the statistical `reader` (`_second_opinion`).
     """
     if automatic(msg) is not None:
         return Guard.POST, Understanding(DEFAULT_LANG, ())
     p = parse(msg, list_name, enough=_enough_for_guard, limit=GUARD_READ_CHARS)
     own = p.body.own
-    words = _word_count(own)
+    words = word_count(own)
     nothing = Understanding(p.lang, ())
     cmd = command_mode(own, list_name, p.token, MAX_COMMANDS)
     if cmd is not None and cmd[0] and (
@@ -115,6 +121,16 @@ def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Under
         if isinstance(parsed, Command) and parsed.kind is not Kind.CONFIRM:
             return Guard.REQUEST, Understanding(p.lang, (parsed,))
     reading = free_text(own, p.subject, p.subject_is_reply, list_name, p.lang)
+    verdict, understood = _by_rules(p, reading, words)
+    if words > GUARD_MAX_WORDS and verdict is not Guard.UNSURE:
+        return verdict, understood  # a long post is never a request by its words
+    return _second_opinion(verdict, understood, p, reading, words, list_name,
+                           reader or shipped())
+
+
+def _by_rules(p: Parsed, reading: Reading, words: int) -> tuple[Guard, Understanding]:
+    """The rules' verdict on a post's free text (see `guard`)."""
+    nothing = Understanding(p.lang, ())
     hits = reading.hits
     # request words about something else ("add me to the panel") make it a discussion post;
     # a negation ("pause it, don't remove me") is part of the request, not a discussion
@@ -142,3 +158,30 @@ def guard(msg: email.message.EmailMessage, list_name: str) -> tuple[Guard, Under
         return Guard.POST, nothing
     return Guard.UNSURE, candidate
 
+
+def _second_opinion(verdict: Guard, understood: Understanding, p: Parsed, reading: Reading,
+                    words: int, list_name: str, reader: Model) -> tuple[Guard, Understanding]:
+    """The rules' verdict on a post, overruled where the statistical reader is confident of
+    the contrary (`LIST_REQUEST_CONFIDENCE`,
+    `LIST_POST_CONFIDENCE`): a short post the rules would distribute is a join or a
+    leave, a join or leave the rules would act on or hold is a post; and a join the rules
+    would hold (a long mail) is acted on when the reader is as sure of it."""
+    chance = read(reader, reading, p.lang, on_list=True, is_reply=p.subject_is_reply,
+                  words=words)
+    if verdict is Guard.POST:
+        kind, likely = best_request(chance)
+        if likely >= LIST_REQUEST_CONFIDENCE and words <= GUARD_MAX_WORDS:
+            named = addresses(p.body.own, list_name)
+            line = next((ln.strip() for ln in p.body.own.split("\n") if ln.strip()), p.subject)
+            return Guard.REQUEST, Understanding(p.lang, (Command(
+                kind, address=named[0] if named else None, line=line[:300]),))
+        return verdict, understood
+    asked = understood.commands[0].kind if understood.commands else None
+    if asked in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE) and chance["other"] >= LIST_POST_CONFIDENCE:
+        return Guard.POST, Understanding(p.lang, ())
+    if verdict is Guard.UNSURE and asked is Kind.SUBSCRIBE \
+            and chance["subscribe"] >= LIST_REQUEST_CONFIDENCE:
+        # both readers see a join at the end of a long introduction: its sender is asked to
+        # confirm (a non-member's post is held anyway); a leave in a long mail stays held
+        return Guard.REQUEST, understood
+    return verdict, understood

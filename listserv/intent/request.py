@@ -19,8 +19,9 @@ from listserv.intent.commands import (
     list_local,
     parse_command,
 )
-from listserv.intent.freetext import free_text
+from listserv.intent.freetext import addresses, free_text
 from listserv.intent.language import message_language
+from listserv.intent.model import REQUEST_CONFIDENCE, Model, best_request, read, shipped, word_count
 from listserv.intent.understanding import Command, Kind, Understanding
 from listserv.mail.text import Body, body_text, split_body
 
@@ -79,9 +80,10 @@ def parse(msg: email.message.EmailMessage, list_name: str, *,
 
 
 def understand(msg: email.message.EmailMessage, list_name: str, *,
-               max_commands: int = MAX_COMMANDS) -> Understanding:
+               max_commands: int = MAX_COMMANDS, reader: Model | None = None) -> Understanding:
     """What a mail to -request / -join asks for: classic commands (at most `max_commands`
-    lines processed, the rest ignored), else one free-text request, else UNCLEAR."""
+    lines processed, the rest ignored), else one free-text request, else a join or leave the
+    statistical `reader` (default: the shipped one) is confident of, else UNCLEAR."""
     p = parse(msg, list_name)
     own = p.body.own
     cmd = command_mode(own, list_name, p.token, max_commands)
@@ -102,6 +104,12 @@ def understand(msg: email.message.EmailMessage, list_name: str, *,
         return Understanding(p.lang, (reading.command,))
     if _is_join(msg, list_name):
         return Understanding(p.lang, (Command(Kind.SUBSCRIBE, line=p.subject[:300]),))
+    kind, likely = best_request(read(reader or shipped(), reading, p.lang, on_list=False,
+                                     is_reply=p.subject_is_reply, words=word_count(own)))
+    if likely >= REQUEST_CONFIDENCE and not unrecognised:  # not a command mail gone wrong
+        named = addresses(own, list_name)
+        return Understanding(p.lang, (Command(kind, address=named[0] if named else None,
+                                              line=_first_line(own, p.subject)),))
     return Understanding(p.lang, (Command(Kind.UNCLEAR, line=_first_line(own, p.subject)),),
                          unrecognised, ignored)
 

@@ -468,3 +468,24 @@ def read_stems(lex: Lexicon, text: str, original: str,
                 hits.append(StemHit(join, ws.spans[i][0], ws.spans[j][1], (s0, s1),
                                     bool(state) and not join, mail, named))
     return hits
+
+
+#: The word classes of a ``[stems]`` table that the statistical reader sees
+#: (`listserv.intent.model`), with the gap allowed between the words of one entry.
+CLASSES: dict[str, int] = {
+    "join": DEFAULT_GAP, "join_alone": DEFAULT_GAP, "leave": DEFAULT_GAP,
+    "leave_alone": DEFAULT_GAP, "receive": DEFAULT_GAP, "belong": DEFAULT_GAP, "stay": 1,
+    "mail": 1, "list_words": 1, "named": 0, "self_words": 0, "passive": 0, "wish": 2,
+    "polite": 2, "negation": 1, "others": 0, "past": 1, "idioms": DEFAULT_GAP,
+    "prepositions": 0,
+}
+
+
+def sentence_words(lex: Lexicon, text: str, original: str, s0: int,
+                   s1: int) -> tuple[list[str], set[str]]:
+    """The sentence text[s0:s1] as the statistical reader sees it: each word's stem (folded) and
+    the word classes of `CLASSES` present in it."""
+    ws = _words(lex, text, original, s0, s1)
+    found = {name for name, gap in CLASSES.items() if _find(getattr(lex, name), ws, gap)}
+    return [min(st, key=lambda s: (len(s), s)) for st in ws.stems], found
+
