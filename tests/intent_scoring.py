@@ -30,8 +30,14 @@ OLD = DATA / "requests"
 FRESH = DATA / "requests-fresh"
 #: The second blind corpus: sealed only, scored once after the tuning on the first.
 FRESH_2 = DATA / "requests-fresh-2"
-#: The third blind corpus: sealed only, scored once with the statistical reader.
+#: The third blind corpus: scored once with the statistical reader, then trained on.
 FRESH_3 = DATA / "requests-fresh-3"
+#: The fourth blind corpus: scored once after the tuning on the third, then trained on.
+FRESH_4 = DATA / "requests-fresh-4"
+#: The fifth blind corpus: scored once after the tuning on the fourth, then trained on.
+FRESH_5 = DATA / "requests-fresh-5"
+#: The sixth blind corpus: sealed only, scored once after the tuning on the fifth.
+FRESH_6 = DATA / "requests-fresh-6"
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,13 @@ class Outcome:
     @property
     def recognised_post(self) -> bool:
         """A post left alone: distributed by the guard (POST), or -- sent to -request by
-        mistake, where nothing is distributed -- read as unclear, so nothing is acted on (the
-        sender gets the help text, the chair sees it)."""
-        return not self.is_request and self.got == ("post" if self.to == "post" else "unclear")
+        mistake, where nothing is distributed -- read as nothing to act on: unclear (the sender
+        gets the help text, the chair sees it), or a question the list's info or help text
+        answers ("when is the next meeting?")."""
+        if self.is_request:
+            return False
+        return self.got == "post" if self.to == "post" else self.got in ("unclear", "info",
+                                                                         "help")
 
     @property
     def correct(self) -> bool:

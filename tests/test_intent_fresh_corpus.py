@@ -8,9 +8,13 @@ tests/data/requests-fresh-2/ is the second blind set (sealed only), scored once 
 tuning, then opened: it trains the statistical reader (listserv/intent/model.py) now.
 tests/data/requests-fresh-3/ is the third blind set, written blind at the same time as the
 reader's training corpus (tests/data/requests-train/) by other helpers, frozen before the reader
-landed and scored once with it; where it missed a target the assertion is a strict xfail with
-the figures then. Mails are read the way the daemon reads them (tests/intent_scoring.py, shared
-with tests/test_intent_corpus.py).
+landed and scored once with it, then opened: it is training material now.
+tests/data/requests-fresh-4/ and -5/ are the fourth and fifth blind sets, each frozen after the
+one before was scored, scored once after the tuning on it, then opened and trained on too.
+tests/data/requests-fresh-6/ is the sixth, frozen after the fifth was scored and scored once
+after the tuning on it; where it missed a target the assertion is a strict xfail with the
+figures then. Mails are read the way
+the daemon reads them (tests/intent_scoring.py, shared with tests/test_intent_corpus.py).
 
 Printed: precision and recall per language for the first corpus and every blind set, with the
 misses of those no longer sealed. Asserted on each half of the fresh corpus, per language:
@@ -35,6 +39,9 @@ from tests.intent_scoring import (
     FRESH,
     FRESH_2,
     FRESH_3,
+    FRESH_4,
+    FRESH_5,
+    FRESH_6,
     LANGS,
     Outcome,
     Sealed,
@@ -65,7 +72,22 @@ def second() -> list[Outcome]:
 
 @pytest.fixture(scope="module")
 def third() -> list[Outcome]:
-    return Sealed(fresh_corpus("sealed", FRESH_3))
+    return fresh_corpus("sealed", FRESH_3)
+
+
+@pytest.fixture(scope="module")
+def fourth() -> list[Outcome]:
+    return fresh_corpus("sealed", FRESH_4)
+
+
+@pytest.fixture(scope="module")
+def fifth() -> list[Outcome]:
+    return fresh_corpus("sealed", FRESH_5)
+
+
+@pytest.fixture(scope="module")
+def sixth() -> list[Outcome]:
+    return Sealed(fresh_corpus("sealed", FRESH_6))
 
 
 def _hashes(root: Path, lang: str) -> dict[str, str]:
@@ -77,7 +99,8 @@ def _hashes(root: Path, lang: str) -> dict[str, str]:
     return recorded
 
 
-@pytest.mark.parametrize("root", [FRESH, FRESH_2, FRESH_3], ids=["first", "second", "third"])
+@pytest.mark.parametrize("root", [FRESH, FRESH_2, FRESH_3, FRESH_4, FRESH_5, FRESH_6],
+                         ids=["first", "second", "third", "fourth", "fifth", "sixth"])
 @pytest.mark.parametrize("lang", LANGS)
 def test_sealed_half_is_untouched(root: Path, lang: str) -> None:
     """Every sealed file has the hash recorded at the freeze; none is missing, none added."""
@@ -92,7 +115,8 @@ def test_sealed_half_is_untouched(root: Path, lang: str) -> None:
 
 
 def test_print_tables(tuning: list[Outcome], sealed: list[Outcome], second: list[Outcome],
-                      third: list[Outcome], capsys: pytest.CaptureFixture[str]) -> None:
+                      third: list[Outcome], fourth: list[Outcome], fifth: list[Outcome],
+                      sixth: list[Outcome], capsys: pytest.CaptureFixture[str]) -> None:
     intents = ("subscribe", "unsubscribe")
     with capsys.disabled():
         print(table(old_corpus(), "First corpus (tests/data/requests)",
@@ -101,9 +125,15 @@ def test_print_tables(tuning: list[Outcome], sealed: list[Outcome], second: list
         print(table(sealed, "Fresh corpus, first sealed half (scored once, then tuned on)",
                     intents))
         print(table(second, "Second blind corpus (scored once, then trained on)", intents))
-        print(table(third, "Third blind corpus, sealed (figures only)", intents, misses=False))
+        print(table(third, "Third blind corpus (scored once, then trained on)", intents))
+        print(table(fourth, "Fourth blind corpus (scored once, then trained on)", intents))
+        print(table(fifth, "Fifth blind corpus (scored once, then trained on)", intents))
+        print(table(sixth, "Sixth blind corpus, sealed (figures only)", intents, misses=False))
     assert len(second) == sum(1 for _ in (FRESH_2 / "sealed").glob("*/*.eml"))
     assert len(third) == sum(1 for _ in (FRESH_3 / "sealed").glob("*/*.eml"))
+    assert len(fourth) == sum(1 for _ in (FRESH_4 / "sealed").glob("*/*.eml"))
+    assert len(fifth) == sum(1 for _ in (FRESH_5 / "sealed").glob("*/*.eml"))
+    assert len(sixth) == sum(1 for _ in (FRESH_6 / "sealed").glob("*/*.eml"))
     assert len(tuning) + len(sealed) == sum(
         1 for lang in LANGS for _ in (FRESH / "tuning" / lang).glob("*.eml")) + sum(
         1 for lang in LANGS for _ in (FRESH / "sealed" / lang).glob("*.eml"))
@@ -159,21 +189,51 @@ def test_second_blind_set_after_it_was_scored_and_trained_on(second: list[Outcom
     _check(second, lang, what, sealed=False)
 
 
-#: Where the third blind set missed a target when it was scored once, with the figures then.
-THIRD_MISSES: dict[tuple[str, str], str] = {
+@pytest.mark.parametrize("what", CHECKS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_third_blind_set_after_it_was_scored_and_trained_on(third: list[Outcome], lang: str,
+                                                            what: str) -> None:
+    """The third blind corpus was scored once with the statistical reader (en recall 0.917,
+    es 14 of 16 posts left alone, every other target met: docs/understanding.md), then opened:
+    it is training material now."""
+    _check(third, lang, what, sealed=False)
+
+
+@pytest.mark.parametrize("what", CHECKS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_fourth_blind_set_after_it_was_scored_and_trained_on(fourth: list[Outcome], lang: str,
+                                                             what: str) -> None:
+    """The fourth blind corpus was scored once (fr recall 0.875 with 1 confusion and 15 of 16
+    posts, de recall 0.917, pt 14 of 16 posts; en and es met every target:
+    docs/understanding.md), then opened: it is training material now."""
+    _check(fourth, lang, what, sealed=False)
+
+
+@pytest.mark.parametrize("what", CHECKS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_fifth_blind_set_after_it_was_scored_and_trained_on(fifth: list[Outcome], lang: str,
+                                                            what: str) -> None:
+    """The fifth blind corpus was scored once (es recall 0.917, 1 confusion in de; every other
+    target met, every post of every language left alone: docs/understanding.md), then opened:
+    it is training material now."""
+    _check(fifth, lang, what, sealed=False)
+
+
+#: Where the sixth blind set missed a target when it was scored once, with the figures then.
+SIXTH_MISSES: dict[tuple[str, str], str] = {
     ("en", "recall"): "scored once: recall 0.917 (22 of 24; 0 confusions)",
-    ("es", "posts"): "scored once: 14 of 16 posts left alone",
+    ("de", "recall"): "scored once: recall 0.917 (22 of 24; 0 confusions)",
 }
 
 
 @pytest.mark.parametrize("what", CHECKS)
 @pytest.mark.parametrize("lang", LANGS)
-def test_third_sealed_set(third: list[Outcome], lang: str, what: str,
+def test_sixth_sealed_set(sixth: list[Outcome], lang: str, what: str,
                           request: pytest.FixtureRequest) -> None:
-    """The third blind corpus, never opened, scored once with the rules and the statistical
+    """The sixth blind corpus, never opened, scored once with the rules and the statistical
     reader as trained on everything else (its misses, if any, are strict xfails with the
     figures measured then: it is never tuned on)."""
-    if (lang, what) in THIRD_MISSES:
-        request.applymarker(pytest.mark.xfail(reason=THIRD_MISSES[(lang, what)], strict=True,
+    if (lang, what) in SIXTH_MISSES:
+        request.applymarker(pytest.mark.xfail(reason=SIXTH_MISSES[(lang, what)], strict=True,
                                               run=True))
-    _check(third, lang, what, sealed=True)
+    _check(sixth, lang, what, sealed=True)

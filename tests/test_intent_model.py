@@ -77,7 +77,6 @@ def test_trained_without_the_second_blind_set_it_reads_more_of_that_set_than_the
 UNREAD_BY_RULES = [
     ("Membership", "Hello, I came across your group at a conference and would be glad to get "
                    "your mailings from now on. Best, Tom"),
-    ("", "Hi there, how does one go about getting on your distribution? Thanks, Tom"),
     ("", "Hola, me encantaría estar al tanto de lo que comparten en el grupo. Saludos, Tomás"),
     ("", "Bonjour, je souhaiterais recevoir vos envois désormais. Cordialement, Thomas"),
     ("", "Guten Tag, ich hätte gerne eure Rundmails. Viele Grüße, Thomas"),
@@ -121,8 +120,7 @@ def test_commands_are_never_second_guessed() -> None:
 
 def test_a_join_only_the_model_reads_is_confirmed_by_its_sender_before_anything(
         cli, shma, daemon, sink) -> None:
-    send(daemon, "tom@else.org", REQUEST, "",
-         "Hi there, how does one go about getting on your distribution? Thanks, Tom")
+    send(daemon, "tom@else.org", REQUEST, *UNREAD_BY_RULES[0])
     [confirmation] = wait_mails(sink, "tom@else.org", what="confirmation")
     assert "confirm" in str(confirmation["Subject"]).lower()
     assert "tom@else.org" not in members(cli)

@@ -118,7 +118,7 @@ def _list_pattern(list_name: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w@.-]){local}(?![\w@-])", re.I)
 
 
-def _analyse(original: str, list_name: str, *, subject: bool = False,
+def _analyse(original: str, list_name: str, *, subject: bool = False, to_request: bool = False,
              lang: str = DEFAULT_LANG) -> _Analysis:
     original = original[:MAX_FREE_TEXT]
     text = _mask(fold(original)).replace("\n", " ") if original else ""
@@ -155,9 +155,9 @@ def _analyse(original: str, list_name: str, *, subject: bool = False,
             # misread ("PAREM DE ME MANDAR ESSES EMAILS")
             if ph.lexicon is not None:
                 for sh in read_stems(ph.lexicon, text, original, [(s0, s1)],
-                                     headline=subject):
+                                     headline=subject, to_request=to_request):
                     analysis.hits.append(
-                        _stem_hit(sh, ph.lang, listed, subject, text, original, langs))
+                        _stem_hit(sh, ph.lang, listed, subject, text, original, langs, lang))
     # whole-line keywords ("UNSUBSCRIBE", "baja", "ABMELDEN!!!"), also as the one clause of a
     # short line that is not a greeting or a closing ("hello, unsubscribe please, thanks!")
     pos = 0
@@ -202,15 +202,21 @@ def _keyword_spans(line: str) -> list[tuple[int, int]]:
 
 
 def _stem_hit(sh: StemHit, lang: str, listed: bool, subject: bool, text: str, original: str,
-              langs: Sequence[Phrases]) -> Hit:
+              langs: Sequence[Phrases], mail_lang: str) -> Hit:
     """A request read from stems as a Hit: a weak phrase (it anchors on the list address only
     when its sentence names a list), judged for another object like a phrase; its negation was
-    already read (a negated "receive" is the leave itself)."""
+    already read (a negated "receive" is the leave itself) -- in the stems' language, so the
+    negations of the mail's own language `mail_lang` are applied to another language's stems
+    ("Ne pas me retirer" read by Spanish stems, "não me retirem" by Spanish)."""
     group = ("subscribe_weak" if sh.join else "stop_mail" if sh.receive else "unsubscribe_weak")
     hit = Hit(group, GROUP_KIND[group], sh.start, sh.end, sh.sent, lang,
               listed=listed or sh.named, subject=subject, stem=True, mail=sh.mail)
     _judge(hit, text, langs)
     hit.negated = False
+    if mail_lang != lang and not sh.receive:
+        probe = Hit(group, hit.kind, sh.start, sh.end, sh.sent, mail_lang)
+        _judge(probe, text, langs)
+        hit.negated = probe.negated
     lexicon = next(ph.lexicon for ph in langs if ph.lang == lang)
     if lexicon is not None and not hit.listed:
         hit.elsewhere = elsewhere(lexicon, text, original, sh.sent, sh.start, sh.end)
@@ -335,13 +341,15 @@ def _address_for(analysis: _Analysis, hit: Hit, list_name: str) -> str | None:
 
 
 def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str,
-              lang: str = DEFAULT_LANG) -> Reading:
+              lang: str = DEFAULT_LANG, *, to_request: bool = False) -> Reading:
     """The one request in the author's own words `own` (and the Subject unless it is a reply)
     written in `lang`: every phrase found, and the dominant request as a Command (None when
-    there is none)."""
+    there is none). `to_request`: the mail went to -request (a short Subject naming a joining
+    or leaving then needs no list word)."""
     analyses = [_analyse(own, list_name, lang=lang)]
     if subject and not subject_is_reply:
-        analyses.append(_analyse(subject, list_name, subject=True, lang=lang))
+        analyses.append(_analyse(subject, list_name, subject=True, to_request=to_request,
+                                 lang=lang))
     hits = [h for a in analyses for h in a.hits]
     valid = [(a, h) for a in analyses for h in a.hits if h.valid]
 

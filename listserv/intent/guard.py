@@ -162,26 +162,42 @@ def _by_rules(p: Parsed, reading: Reading, words: int) -> tuple[Guard, Understan
 def _second_opinion(verdict: Guard, understood: Understanding, p: Parsed, reading: Reading,
                     words: int, list_name: str, reader: Model) -> tuple[Guard, Understanding]:
     """The rules' verdict on a post, overruled where the statistical reader is confident of
-    the contrary (`LIST_REQUEST_CONFIDENCE`,
-    `LIST_POST_CONFIDENCE`): a short post the rules would distribute is a join or a
-    leave, a join or leave the rules would act on or hold is a post; and a join the rules
-    would hold (a long mail) is acted on when the reader is as sure of it."""
+    the contrary: a short post the rules would distribute is a join or a leave from
+    `LIST_REQUEST_CONFIDENCE`, a join or leave the rules would act on or hold is a post from
+    `LIST_POST_CONFIDENCE`, and some holds are acted on when both readers agree
+    (`_acted_on_when_both_agree`)."""
     chance = read(reader, reading, p.lang, on_list=True, is_reply=p.subject_is_reply,
                   words=words)
     if verdict is Guard.POST:
         kind, likely = best_request(chance)
-        if likely >= LIST_REQUEST_CONFIDENCE and words <= GUARD_MAX_WORDS:
+        # where the rules judged a phrase of that kind not to ask ("remove me from the author
+        # list", "don't remove me", "thanks for adding me", "sign me up for the workshop"),
+        # their judgement stands: the reader speaks where the rules saw nothing
+        judged = any(h.kind is kind and (not h.valid or h.elsewhere) for h in reading.hits)
+        if likely >= LIST_REQUEST_CONFIDENCE and words <= GUARD_MAX_WORDS and not judged:
             named = addresses(p.body.own, list_name)
             line = next((ln.strip() for ln in p.body.own.split("\n") if ln.strip()), p.subject)
             return Guard.REQUEST, Understanding(p.lang, (Command(
                 kind, address=named[0] if named else None, line=line[:300]),))
         return verdict, understood
-    asked = understood.commands[0].kind if understood.commands else None
-    if asked in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE) and chance["other"] >= LIST_POST_CONFIDENCE:
+    command = understood.commands[0] if understood.commands else None
+    if command is None or command.kind not in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE):
+        return verdict, understood  # help, info, set: the rules' own
+    if chance["other"] >= LIST_POST_CONFIDENCE:
         return Guard.POST, Understanding(p.lang, ())
-    if verdict is Guard.UNSURE and asked is Kind.SUBSCRIBE \
-            and chance["subscribe"] >= LIST_REQUEST_CONFIDENCE:
-        # both readers see a join at the end of a long introduction: its sender is asked to
-        # confirm (a non-member's post is held anyway); a leave in a long mail stays held
+    if verdict is Guard.UNSURE and chance[command.kind.value] >= LIST_REQUEST_CONFIDENCE \
+            and _acted_on_when_both_agree(command, long=words > GUARD_MAX_WORDS):
         return Guard.REQUEST, understood
     return verdict, understood
+
+
+def _acted_on_when_both_agree(command: Command, *, long: bool) -> bool:
+    """Which join or leave held by the rules is acted on when the reader is as sure of it: a
+    join at the end of a long introduction (its sender is asked to confirm; a non-member's post
+    is held anyway), a short leave that names no list ("BITTE SOFORT AUSTRAGEN"), and a leave
+    in a long mail that names the address to drop ("please delete x@y from the list": that
+    address is asked). A bare "sign me up!" (for what?) and a long goodbye stay held."""
+    if command.kind is Kind.SUBSCRIBE:
+        return long
+    return not long or command.address is not None
+

@@ -96,7 +96,7 @@ def understand(msg: email.message.EmailMessage, list_name: str, *,
         parsed = parse_command(p.subject, list_name, p.token)
         if isinstance(parsed, Command):
             return Understanding(p.lang, (parsed,))
-    reading = free_text(own, p.subject, p.subject_is_reply, list_name, p.lang)
+    reading = free_text(own, p.subject, p.subject_is_reply, list_name, p.lang, to_request=True)
     if p.token and (reading.command is None or confirm_words(own)):
         return Understanding(p.lang, (Command(Kind.CONFIRM, token=p.token,
                                               line=own.split("\n", 1)[0][:300]),))

@@ -352,7 +352,29 @@ def _done(lex: Lexicon, ws: _Words, i: int, c0: int, c1: int) -> bool:
     ajoutée", "dass ihr mich aufgenommen habt")?"""
     if lex.verb_final:
         return bool(_has(lex.past, ws, c0, c1, 1))
-    return any(b >= i - 2 for _, b in _has(lex.past, ws, max(c0, i - 4), i, 1))
+    c0 = _before_vocative(ws, c0)
+    return any(b >= i - 2 for _, b in _has(lex.past, ws, max(c0, i - 5), i, 2))
+
+
+def _before_vocative(ws: _Words, c0: int) -> int:
+    """Where the clause starting at word `c0` begins when a name in commas precedes it
+    ("Gracias, Carol, por sumarme", "Thanks, Carol, for adding me"): the clause before the
+    name, so that the thanks reach the verb."""
+    if c0 < 2 or ws.clause[c0 - 1] == ws.clause[c0]:
+        return c0
+    name = [k for k in range(c0) if ws.clause[k] == ws.clause[c0 - 1]]
+    if len(name) > 2 or name[0] == 0:
+        return c0
+    return next(k for k in range(name[0]) if ws.clause[k] == ws.clause[name[0] - 1])
+
+
+def _antonym(lex: Lexicon, stemmed: frozenset[str], join: bool) -> bool:
+    """Is a word read as a join (`join`) or a leave exactly, by its stem, a verb of the other
+    kind? Then it matched by a typo ("abmeldung" one letter from "anmeldung")."""
+    other = (lex.leave, lex.leave_alone) if join else (lex.join, lex.join_alone)
+    mine = (lex.join, lex.join_alone) if join else (lex.leave, lex.leave_alone)
+    exact = [any(st in e.by_stem for st in stemmed) for e in (*other, *mine)]
+    return any(exact[:2]) and not any(exact[2:])
 
 
 def mention(lex: Lexicon, text: str, original: str, sent: tuple[int, int], start: int) -> bool:
@@ -377,7 +399,9 @@ def elsewhere(lex: Lexicon, text: str, original: str, sent: tuple[int, int],
         return False
     c0, c1 = _clause_span(ws, i)
     if lex.verb_final:
-        return bool(_has(lex.prepositions, ws, c0, c1))
+        # a preposition closing the clause is the verb's own particle ("hört bitte *auf*, mir
+        # ... zu schicken", "tragt mich *aus*"), not a place the request goes to
+        return any(a < c1 - 1 for a, _ in _has(lex.prepositions, ws, c0, c1))
     k = next((k for k in range(i, c1) if ws.spans[k][0] >= end), c1)
     while k < c1 and _has(lex.self_words, ws, k, k + 1):
         k += 1
@@ -390,11 +414,14 @@ HEADLINE_WORDS = 8
 
 
 def read_stems(lex: Lexicon, text: str, original: str,
-               sentences: Sequence[tuple[int, int]], *, headline: bool = False) -> list[StemHit]:
+               sentences: Sequence[tuple[int, int]], *, headline: bool = False,
+               to_request: bool = False) -> list[StemHit]:
     """Every verb of joining or leaving in `text` (folded and masked; `original` as written, at
     the same positions) that is a request by the sender (see the module docstring).
 
-    `headline`: `text` is a Subject; a short one that names a list asks with a noun alone."""
+    `headline`: `text` is a Subject; a short one that names a list asks with a noun alone, and so
+    does one sent to -request (`to_request`: the address names the list: "Petición de
+    suscripción")."""
     hits = []
     for s0, s1 in sentences:
         stemmed = _stemmed(lex, text, original, s0, s1)
@@ -419,6 +446,8 @@ def read_stems(lex: Lexicon, text: str, original: str,
         for (i, j), join, alone, state in sorted(verbs, key=lambda v: (v[0][0], -v[0][1])):
             if i in seen or ws.quoted[i]:
                 continue
+            if not state and _antonym(lex, ws.stems[i], join):
+                continue  # "Abmeldung" is no typo of "Anmeldung": the word is a leave as written
             c0, c1 = _clause_span(ws, i)
             # verb-final languages (German): negation, the sender and the auxiliary may be
             # anywhere in the clause ("nehmt mich bitte nicht ... raus", "aufgenommen werden")
@@ -461,7 +490,7 @@ def read_stems(lex: Lexicon, text: str, original: str,
                 continue
             subject = own or (first_person and (alone or passive))
             request = first_person or polite or opens
-            if headline and alone and listed and n <= HEADLINE_WORDS:
+            if headline and alone and (listed or to_request) and n <= HEADLINE_WORDS:
                 subject = request = True
             if subject and request:
                 seen.update(range(i, j + 1))
