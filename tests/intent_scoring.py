@@ -36,8 +36,12 @@ FRESH_3 = DATA / "requests-fresh-3"
 FRESH_4 = DATA / "requests-fresh-4"
 #: The fifth blind corpus: scored once after the tuning on the fourth, then trained on.
 FRESH_5 = DATA / "requests-fresh-5"
-#: The sixth blind corpus: sealed only, scored once after the tuning on the fifth.
+#: The sixth blind corpus: scored once after the tuning on the fifth, then trained on.
 FRESH_6 = DATA / "requests-fresh-6"
+#: The seventh blind corpus: scored once after the reader learnt the sixth, then trained on.
+FRESH_7 = DATA / "requests-fresh-7"
+#: The eighth blind corpus: sealed only, scored once after the tuning on the seventh.
+FRESH_8 = DATA / "requests-fresh-8"
 
 
 @dataclass(frozen=True)

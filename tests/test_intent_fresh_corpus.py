@@ -9,9 +9,9 @@ tuning, then opened: it trains the statistical reader (listserv/intent/model.py)
 tests/data/requests-fresh-3/ is the third blind set, written blind at the same time as the
 reader's training corpus (tests/data/requests-train/) by other helpers, frozen before the reader
 landed and scored once with it, then opened: it is training material now.
-tests/data/requests-fresh-4/ and -5/ are the fourth and fifth blind sets, each frozen after the
+tests/data/requests-fresh-4/ to -7/ are the fourth to seventh blind sets, each frozen after the
 one before was scored, scored once after the tuning on it, then opened and trained on too.
-tests/data/requests-fresh-6/ is the sixth, frozen after the fifth was scored and scored once
+tests/data/requests-fresh-8/ is the eighth, frozen after the seventh was scored and scored once
 after the tuning on it; where it missed a target the assertion is a strict xfail with the
 figures then. Mails are read the way
 the daemon reads them (tests/intent_scoring.py, shared with tests/test_intent_corpus.py).
@@ -42,6 +42,8 @@ from tests.intent_scoring import (
     FRESH_4,
     FRESH_5,
     FRESH_6,
+    FRESH_7,
+    FRESH_8,
     LANGS,
     Outcome,
     Sealed,
@@ -53,6 +55,8 @@ from tests.intent_scoring import (
 )
 
 TARGET_RECALL = 0.95
+# One worker scores every corpus once for the whole module (some 15 s), not each worker again.
+pytestmark = pytest.mark.xdist_group("intent")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +91,17 @@ def fifth() -> list[Outcome]:
 
 @pytest.fixture(scope="module")
 def sixth() -> list[Outcome]:
-    return Sealed(fresh_corpus("sealed", FRESH_6))
+    return fresh_corpus("sealed", FRESH_6)
+
+
+@pytest.fixture(scope="module")
+def seventh() -> list[Outcome]:
+    return fresh_corpus("sealed", FRESH_7)
+
+
+@pytest.fixture(scope="module")
+def eighth() -> list[Outcome]:
+    return Sealed(fresh_corpus("sealed", FRESH_8))
 
 
 def _hashes(root: Path, lang: str) -> dict[str, str]:
@@ -99,8 +113,10 @@ def _hashes(root: Path, lang: str) -> dict[str, str]:
     return recorded
 
 
-@pytest.mark.parametrize("root", [FRESH, FRESH_2, FRESH_3, FRESH_4, FRESH_5, FRESH_6],
-                         ids=["first", "second", "third", "fourth", "fifth", "sixth"])
+@pytest.mark.parametrize("root", [FRESH, FRESH_2, FRESH_3, FRESH_4, FRESH_5, FRESH_6, FRESH_7,
+                                  FRESH_8],
+                         ids=["first", "second", "third", "fourth", "fifth", "sixth", "seventh",
+                              "eighth"])
 @pytest.mark.parametrize("lang", LANGS)
 def test_sealed_half_is_untouched(root: Path, lang: str) -> None:
     """Every sealed file has the hash recorded at the freeze; none is missing, none added."""
@@ -116,7 +132,8 @@ def test_sealed_half_is_untouched(root: Path, lang: str) -> None:
 
 def test_print_tables(tuning: list[Outcome], sealed: list[Outcome], second: list[Outcome],
                       third: list[Outcome], fourth: list[Outcome], fifth: list[Outcome],
-                      sixth: list[Outcome], capsys: pytest.CaptureFixture[str]) -> None:
+                      sixth: list[Outcome], seventh: list[Outcome], eighth: list[Outcome],
+                      capsys: pytest.CaptureFixture[str]) -> None:
     intents = ("subscribe", "unsubscribe")
     with capsys.disabled():
         print(table(old_corpus(), "First corpus (tests/data/requests)",
@@ -128,12 +145,16 @@ def test_print_tables(tuning: list[Outcome], sealed: list[Outcome], second: list
         print(table(third, "Third blind corpus (scored once, then trained on)", intents))
         print(table(fourth, "Fourth blind corpus (scored once, then trained on)", intents))
         print(table(fifth, "Fifth blind corpus (scored once, then trained on)", intents))
-        print(table(sixth, "Sixth blind corpus, sealed (figures only)", intents, misses=False))
+        print(table(sixth, "Sixth blind corpus (scored once, then trained on)", intents))
+        print(table(seventh, "Seventh blind corpus (scored once, then trained on)", intents))
+        print(table(eighth, "Eighth blind corpus, sealed (figures only)", intents, misses=False))
     assert len(second) == sum(1 for _ in (FRESH_2 / "sealed").glob("*/*.eml"))
     assert len(third) == sum(1 for _ in (FRESH_3 / "sealed").glob("*/*.eml"))
     assert len(fourth) == sum(1 for _ in (FRESH_4 / "sealed").glob("*/*.eml"))
     assert len(fifth) == sum(1 for _ in (FRESH_5 / "sealed").glob("*/*.eml"))
     assert len(sixth) == sum(1 for _ in (FRESH_6 / "sealed").glob("*/*.eml"))
+    assert len(seventh) == sum(1 for _ in (FRESH_7 / "sealed").glob("*/*.eml"))
+    assert len(eighth) == sum(1 for _ in (FRESH_8 / "sealed").glob("*/*.eml"))
     assert len(tuning) + len(sealed) == sum(
         1 for lang in LANGS for _ in (FRESH / "tuning" / lang).glob("*.eml")) + sum(
         1 for lang in LANGS for _ in (FRESH / "sealed" / lang).glob("*.eml"))
@@ -219,21 +240,47 @@ def test_fifth_blind_set_after_it_was_scored_and_trained_on(fifth: list[Outcome]
     _check(fifth, lang, what, sealed=False)
 
 
-#: Where the sixth blind set missed a target when it was scored once, with the figures then.
-SIXTH_MISSES: dict[tuple[str, str], str] = {
-    ("en", "recall"): "scored once: recall 0.917 (22 of 24; 0 confusions)",
+@pytest.mark.parametrize("what", CHECKS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_sixth_blind_set_after_it_was_scored_and_trained_on(sixth: list[Outcome], lang: str,
+                                                            what: str,
+                                                            request: pytest.FixtureRequest) -> None:
+    """The sixth blind corpus was scored once (en and de recall 0.917, every other target met,
+    every post left alone, no confusion: docs/understanding.md), then trained on. Two English
+    leaves stay missed by design: a long goodbye with the leave inside is held for the chair,
+    and a mail whose Subject says "Automatic reply:" is an auto-reply to the guard whatever
+    its author wrote below the out-of-office text."""
+    if (lang, what) == ("en", "recall"):
+        request.applymarker(pytest.mark.xfail(
+            reason="by design: a long goodbye is held; an 'Automatic reply:' is not read",
+            strict=True, run=True))
+    _check(sixth, lang, what, sealed=False)
+
+
+@pytest.mark.parametrize("what", CHECKS)
+@pytest.mark.parametrize("lang", LANGS)
+def test_seventh_blind_set_after_it_was_scored_and_trained_on(seventh: list[Outcome], lang: str,
+                                                              what: str) -> None:
+    """The seventh blind corpus was scored once (every target met but one: en 15 of 16 posts
+    left alone; docs/understanding.md), then trained on."""
+    _check(seventh, lang, what, sealed=False)
+
+
+#: Where the eighth blind set missed a target when it was scored once, with the figures then.
+EIGHTH_MISSES: dict[tuple[str, str], str] = {
+    ("fr", "posts"): "scored once: 15 of 16 posts left alone",
     ("de", "recall"): "scored once: recall 0.917 (22 of 24; 0 confusions)",
 }
 
 
 @pytest.mark.parametrize("what", CHECKS)
 @pytest.mark.parametrize("lang", LANGS)
-def test_sixth_sealed_set(sixth: list[Outcome], lang: str, what: str,
-                          request: pytest.FixtureRequest) -> None:
-    """The sixth blind corpus, never opened, scored once with the rules and the statistical
+def test_eighth_sealed_set(eighth: list[Outcome], lang: str, what: str,
+                           request: pytest.FixtureRequest) -> None:
+    """The eighth blind corpus, never opened, scored once with the rules and the statistical
     reader as trained on everything else (its misses, if any, are strict xfails with the
     figures measured then: it is never tuned on)."""
-    if (lang, what) in SIXTH_MISSES:
-        request.applymarker(pytest.mark.xfail(reason=SIXTH_MISSES[(lang, what)], strict=True,
+    if (lang, what) in EIGHTH_MISSES:
+        request.applymarker(pytest.mark.xfail(reason=EIGHTH_MISSES[(lang, what)], strict=True,
                                               run=True))
-    _check(sixth, lang, what, sealed=True)
+    _check(eighth, lang, what, sealed=True)

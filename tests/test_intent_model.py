@@ -23,6 +23,9 @@ from tests.intent_scoring import FRESH_2, confusions, fresh_corpus
 from .helpers import LIST, make_message
 from .test_membership import confirm_address, members, send, wait_mails
 
+# One worker reads the corpora once for the whole module (`examples` takes some 25 s).
+pytestmark = pytest.mark.xdist_group("intent")
+
 REQUEST = "shma-request@lists.example.org"
 #: The rules alone: a reader that never speaks.
 RULES_ONLY = Model(CLASSES, (0.0, 0.0, 0.0), {})
@@ -40,7 +43,6 @@ def examples() -> list[intent_training.Example]:
     return intent_training.examples()
 
 
-@pytest.mark.slow
 def test_the_shipped_model_is_what_training_on_our_mails_makes(
         examples: list[intent_training.Example]) -> None:
     """model.json is reproducible from tests/data (``python -m tests.intent_training``)."""
@@ -53,7 +55,6 @@ def test_the_shipped_model_is_what_training_on_our_mails_makes(
     assert drift <= 1e-3
 
 
-@pytest.mark.slow
 def test_trained_without_the_second_blind_set_it_reads_more_of_that_set_than_the_rules(
         examples: list[intent_training.Example]) -> None:
     """Held out: with a reader trained on everything but tests/data/requests-fresh-2, fewer

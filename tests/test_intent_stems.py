@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from listserv.intent.guard import Guard, guard
+from listserv.intent.lexicon import stems
 from listserv.intent.request import understand
-from listserv.intent.stems import stems
 
 LIST = "shma"
 

@@ -143,7 +143,7 @@ def _analyse(original: str, list_name: str, *, subject: bool = False, to_request
                             continue
                         hit = Hit(group, GROUP_KIND[group], s0 + m.start(), s0 + m.end(),
                                    (s0, s1), ph.lang, listed=listed, subject=subject)
-                        _judge(hit, text, langs)
+                        _judge(hit, text, langs, own_list)
                         if hit.group in OBJECT_GROUPS and ph.lexicon is not None:
                             hit.mentioned = mention(ph.lexicon, text, original, (s0, s1),
                                                     hit.start)
@@ -157,7 +157,8 @@ def _analyse(original: str, list_name: str, *, subject: bool = False, to_request
                 for sh in read_stems(ph.lexicon, text, original, [(s0, s1)],
                                      headline=subject, to_request=to_request):
                     analysis.hits.append(
-                        _stem_hit(sh, ph.lang, listed, subject, text, original, langs, lang))
+                        _stem_hit(sh, ph.lang, listed, subject, text, original, langs, lang,
+                                  own_list))
     # whole-line keywords ("UNSUBSCRIBE", "baja", "ABMELDEN!!!"), also as the one clause of a
     # short line that is not a greeting or a closing ("hello, unsubscribe please, thanks!")
     pos = 0
@@ -202,7 +203,7 @@ def _keyword_spans(line: str) -> list[tuple[int, int]]:
 
 
 def _stem_hit(sh: StemHit, lang: str, listed: bool, subject: bool, text: str, original: str,
-              langs: Sequence[Phrases], mail_lang: str) -> Hit:
+              langs: Sequence[Phrases], mail_lang: str, own_list: re.Pattern[str]) -> Hit:
     """A request read from stems as a Hit: a weak phrase (it anchors on the list address only
     when its sentence names a list), judged for another object like a phrase; its negation was
     already read (a negated "receive" is the leave itself) -- in the stems' language, so the
@@ -211,7 +212,7 @@ def _stem_hit(sh: StemHit, lang: str, listed: bool, subject: bool, text: str, or
     group = ("subscribe_weak" if sh.join else "stop_mail" if sh.receive else "unsubscribe_weak")
     hit = Hit(group, GROUP_KIND[group], sh.start, sh.end, sh.sent, lang,
               listed=listed or sh.named, subject=subject, stem=True, mail=sh.mail)
-    _judge(hit, text, langs)
+    _judge(hit, text, langs, own_list)
     hit.negated = False
     if mail_lang != lang and not sh.receive:
         probe = Hit(group, hit.kind, sh.start, sh.end, sh.sent, mail_lang)
@@ -223,7 +224,8 @@ def _stem_hit(sh: StemHit, lang: str, listed: bool, subject: bool, text: str, or
     return hit
 
 
-def _judge(hit: Hit, text: str, langs: Sequence[Phrases]) -> None:
+def _judge(hit: Hit, text: str, langs: Sequence[Phrases],
+           own_list: re.Pattern[str] | None = None) -> None:
     """Negated ("please don't remove me")? About another object ("add me to the panel")?
 
     Negations are those of the phrase's language; other objects those of the phrase's language
@@ -250,7 +252,8 @@ def _judge(hit: Hit, text: str, langs: Sequence[Phrases]) -> None:
     if mine is not None and mine.object_before:
         window = before + " " + window
     if any(ph.other_object is not None and ph.other_object.search(window) for ph in own):
-        hit.other = True
+        # "le forum SHMA", "the SHMA forum": an object named by this list's name is the list
+        hit.other = own_list is None or not own_list.search(window)
 
 
 def _delivery(analysis: _Analysis, hit: Hit) -> str | None:
@@ -351,7 +354,11 @@ def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str,
         analyses.append(_analyse(subject, list_name, subject=True, to_request=to_request,
                                  lang=lang))
     hits = [h for a in analyses for h in a.hits]
-    valid = [(a, h) for a in analyses for h in a.hits if h.valid]
+    # "please don't remove me" says what the mail is about: a leave read from stems elsewhere
+    # in it ("... a message saying I'd be removed from the list") is reported, not asked
+    kept = any(h.kind is Kind.UNSUBSCRIBE and h.negated and not h.stem for h in hits)
+    valid = [(a, h) for a in analyses for h in a.hits
+             if h.valid and not (kept and h.stem and h.kind is Kind.UNSUBSCRIBE)]
 
     def first(pred: Callable[[_Analysis, Hit], bool]) -> tuple[_Analysis, Hit] | None:
         return next(((a, h) for a, h in valid if pred(a, h)), None)

@@ -27,8 +27,9 @@ from functools import lru_cache
 from importlib import resources
 
 from listserv.intent.freetext import Reading
+from listserv.intent.lexicon import Lexicon
 from listserv.intent.phrases import DEFAULT_LANG, languages
-from listserv.intent.stems import Lexicon, sentence_words
+from listserv.intent.stems import sentence_words
 from listserv.intent.understanding import Kind
 
 #: What the reader tells apart: a join, a leave, and anything else (a post, a question).

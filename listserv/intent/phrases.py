@@ -20,7 +20,7 @@ from re import _constants as re_constants  # type: ignore[attr-defined]
 from re import _parser as re_parser  # type: ignore[attr-defined]
 from typing import Any
 
-from listserv.intent.stems import Lexicon, compile_lexicon
+from listserv.intent.lexicon import Lexicon, compile_lexicon
 from listserv.intent.understanding import Kind
 from listserv.mail.text import PHRASES_DIR, Markers, compile_patterns, fold, read_markers
 
