@@ -18,7 +18,7 @@ from listserv.intent.model import CLASSES, Model, shipped
 from listserv.intent.request import understand
 from listserv.intent.understanding import Kind
 from tests import intent_training
-from tests.intent_scoring import FRESH_2, confusions, fresh_corpus
+from tests.intent_scoring import BLIND_SETS, confusions, fresh_corpus
 
 from .helpers import LIST, make_message
 from .test_membership import confirm_address, members, send, wait_mails
@@ -64,7 +64,7 @@ def test_trained_without_the_second_blind_set_it_reads_more_of_that_set_than_the
         [e for e in examples if not e.name.startswith("requests-fresh-2/")])
 
     def mistakes(reader: Model) -> int:
-        outcomes = fresh_corpus("sealed", FRESH_2, reader)
+        outcomes = fresh_corpus("sealed", BLIND_SETS["second"], reader)
         assert confusions(outcomes) == []
         return sum(not o.correct if o.is_request else not o.recognised_post
                    for o in outcomes)
