@@ -103,6 +103,12 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_outside_the_source_tree(tmp_path
                                                                ("en", "es", "fr", "de", "pt"))):
         assert (web_templates / name).is_file(), name
 
+    # The statistical reader of requests loads its weights from the installed package.
+    weights = run(bin_dir / "python", "-c",
+                  "from listserv.intent.model import shipped; print(len(shipped().weights))",
+                  cwd=site, env=env)
+    assert int(weights) > 1000, weights
+
     config = site / "listserv.toml"
     config.write_text("[intake.lmtp]\nport = 0\n[intake.smtp]\nport = 0\n")
     listserv = bin_dir / "listserv"
