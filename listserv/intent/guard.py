@@ -11,7 +11,7 @@ import email.message
 from enum import StrEnum
 
 from listserv.intent.commands import MAX_COMMANDS, command_mode, parse_command
-from listserv.intent.freetext import Hit, Reading, addresses, free_text
+from listserv.intent.freetext import Hit, Reading, free_text
 from listserv.intent.model import (
     LIST_POST_CONFIDENCE,
     LIST_REQUEST_CONFIDENCE,
@@ -22,7 +22,7 @@ from listserv.intent.model import (
     word_count,
 )
 from listserv.intent.phrases import DEFAULT_LANG
-from listserv.intent.request import Parsed, parse, understand
+from listserv.intent.request import Parsed, parse, read_command, understand
 from listserv.intent.understanding import Command, Kind, Understanding
 from listserv.mail.automatic import automatic
 from listserv.mail.text import QUOTED
@@ -175,10 +175,8 @@ def _second_opinion(verdict: Guard, understood: Understanding, p: Parsed, readin
         # their judgement stands: the reader speaks where the rules saw nothing
         judged = any(h.kind is kind and (not h.valid or h.elsewhere) for h in reading.hits)
         if likely >= LIST_REQUEST_CONFIDENCE and words <= GUARD_MAX_WORDS and not judged:
-            named = addresses(p.body.own, list_name)
-            line = next((ln.strip() for ln in p.body.own.split("\n") if ln.strip()), p.subject)
-            return Guard.REQUEST, Understanding(p.lang, (Command(
-                kind, address=named[0] if named else None, line=line[:300]),))
+            return Guard.REQUEST, Understanding(p.lang, (read_command(
+                kind, p.body.own, p.subject, list_name),))
         return verdict, understood
     command = understood.commands[0] if understood.commands else None
     if command is None or command.kind not in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE):

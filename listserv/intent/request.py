@@ -107,11 +107,16 @@ def understand(msg: email.message.EmailMessage, list_name: str, *,
     kind, likely = best_request(read(reader or shipped(), reading, p.lang, on_list=False,
                                      is_reply=p.subject_is_reply, words=word_count(own)))
     if likely >= REQUEST_CONFIDENCE and not unrecognised:  # not a command mail gone wrong
-        named = addresses(own, list_name)
-        return Understanding(p.lang, (Command(kind, address=named[0] if named else None,
-                                              line=_first_line(own, p.subject)),))
+        return Understanding(p.lang, (read_command(kind, own, p.subject, list_name),))
     return Understanding(p.lang, (Command(Kind.UNCLEAR, line=_first_line(own, p.subject)),),
                          unrecognised, ignored)
+
+
+def read_command(kind: Kind, own: str, subject: str, list_name: str) -> Command:
+    """A join or leave read by the statistical reader (no phrase to quote): about the first
+    address the author's own text names, if any, quoting its first line."""
+    named = addresses(own, list_name)
+    return Command(kind, address=named[0] if named else None, line=_first_line(own, subject))
 
 
 def _first_line(own: str, subject: str) -> str:
