@@ -147,7 +147,7 @@ def _analyse(original: str, list_name: str, *, subject: bool = False, to_request
                         if hit.group in OBJECT_GROUPS and ph.lexicon is not None:
                             hit.mentioned = mention(ph.lexicon, text, original, (s0, s1),
                                                     hit.start)
-                            hit.elsewhere = not listed and elsewhere(
+                            hit.elsewhere = hit.elsewhere or not listed and elsewhere(
                                 ph.lexicon, text, original, (s0, s1), hit.start, hit.end)
                         analysis.hits.append(hit)
         for ph in langs:
@@ -163,10 +163,12 @@ def _analyse(original: str, list_name: str, *, subject: bool = False, to_request
     # short line that is not a greeting or a closing ("hello, unsubscribe please, thanks!")
     pos = 0
     for raw_line in _mask(fold(original)).split("\n"):
-        for start, end in _keyword_spans(raw_line):
+        for start, end, exclaimed in _keyword_spans(raw_line):
             clause = _POLITE_EDGES.sub("", raw_line[start:end]) or raw_line[start:end]
             for ph in langs:
                 for kind, pattern in ph.keywords.items():
+                    if exclaimed and kind not in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE):
+                        continue  # "Help! The dial-in fails" is a question to the list
                     if pattern.match(clause):
                         analysis.hits.append(Hit(
                             "keyword", kind, pos + start, pos + end, (pos + start, pos + end),
@@ -182,14 +184,20 @@ _POLITE = re.compile(rf"^\W*{_POLITE_WORDS}\W*$", re.I)
 _POLITE_EDGES = re.compile(rf"^(?:\W*{_POLITE_WORDS}\b)+|(?:\b{_POLITE_WORDS}\W*)+$", re.I)
 
 
-def _keyword_spans(line: str) -> list[tuple[int, int]]:
-    """Where to look for a whole-line keyword: the line, or the one clause of a short line that
-    is not a greeting, a closing or a please/thanks."""
+#: A line's first word shouted on its own: "AUSTRAGEN!!! Ich habe das schon zweimal geschrieben."
+_EXCLAIMED = re.compile(r"\s*([^\W\d_]+)\s*!+(?:\s|$)")
+
+
+def _keyword_spans(line: str) -> list[tuple[int, int, bool]]:
+    """Where to look for a whole-line keyword: the line, the one clause of a short line that
+    is not a greeting, a closing or a please/thanks, or an exclaimed first word (then only a
+    join or leave keyword counts: "UNSUBSCRIBE! I asked twice", not "Sign me up! I can do it").
+    """
     stripped = line.strip()
     if not stripped or len(stripped) > 60:
         return []
     start = line.find(stripped)
-    spans = [(start, start + len(stripped))]
+    spans = [(start, start + len(stripped), False)]
     if len(stripped.split()) > 8:
         return spans
     clauses = [(m.start(), m.end()) for m in re.finditer(r"[^,;:.!?]+", line) if m.group().strip()]
@@ -198,7 +206,10 @@ def _keyword_spans(line: str) -> list[tuple[int, int]]:
             and not match_any(languages(), "greeting", line[a:b].strip(), "match")
             and not match_any(languages(), "closing", line[a:b].strip(), "match")]
     if len(clauses) > 1 and len(rest) == 1:
-        spans.append(rest[0])
+        spans.append((*rest[0], False))
+    shout = _EXCLAIMED.match(line)
+    if shout and len(clauses) > 1:
+        spans.append((shout.start(1), shout.end(1), True))
     return spans
 
 
@@ -220,8 +231,12 @@ def _stem_hit(sh: StemHit, lang: str, listed: bool, subject: bool, text: str, or
         hit.negated = probe.negated
     lexicon = next(ph.lexicon for ph in langs if ph.lang == lang)
     if lexicon is not None and not hit.listed:
-        hit.elsewhere = elsewhere(lexicon, text, original, sh.sent, sh.start, sh.end)
+        hit.elsewhere = hit.elsewhere or elsewhere(lexicon, text, original, sh.sent, sh.start,
+                                                   sh.end)
     return hit
+
+
+_WORD = re.compile(r"[^\W\d_]{3,}")
 
 
 def _judge(hit: Hit, text: str, langs: Sequence[Phrases],
@@ -252,8 +267,31 @@ def _judge(hit: Hit, text: str, langs: Sequence[Phrases],
     if mine is not None and mine.object_before:
         window = before + " " + window
     if any(ph.other_object is not None and ph.other_object.search(window) for ph in own):
-        # "le forum SHMA", "the SHMA forum": an object named by this list's name is the list
-        hit.other = own_list is None or not own_list.search(window)
+        # "le forum SHMA", "the SHMA forum": an object named by this list's name is the list,
+        # and so is "la liste de diffusion de votre réseau"
+        hit.other = ((own_list is None or not own_list.search(window))
+                     and not _owner_of_the_list(window, own))
+    elif not hit.listed and not _WORD.search(after) and any(
+            ph.other_object is not None and ph.other_object.search(text[s0:hit.start])
+            for ph in own):
+        # a phrase with no object of its own, after a clause about another one, goes there
+        # ("Je veux bien participer à l'atelier du 14 octobre, merci de m'inscrire !")
+        hit.elsewhere = True
+
+
+def _owner_of_the_list(window: str, langs: Sequence[Phrases]) -> bool:
+    """Every other object in `window` comes after a list word, just behind a second-person
+    possessive: "the mailing list of your network", "la lista de su red" name this list."""
+    for ph in langs:
+        first = ph.list_words.search(window) if ph.list_words is not None else None
+        if first is None or ph.other_object is None or ph.yours is None:
+            continue
+        others = list(ph.other_object.finditer(window))
+        if others and all(m.start() > first.end() and any(
+                y.end() <= m.start() <= y.end() + 25
+                for y in ph.yours.finditer(window, first.end(), m.start())) for m in others):
+            return True
+    return False
 
 
 def _delivery(analysis: _Analysis, hit: Hit) -> str | None:
@@ -320,6 +358,9 @@ def _keep_cue(analyses: Sequence[_Analysis], lang: str) -> bool:
     return False
 
 
+_SEPARATOR = re.compile(r"^[ \t]*[-_=*~]{3,}[ \t]*$", re.M)
+
+
 def _address_for(analysis: _Analysis, hit: Hit, list_name: str) -> str | None:
     """An address named in the request sentence, else in the sentences just before it ("her
     account x@y still gets the list. Please remove that address."), else one introduced as
@@ -328,7 +369,11 @@ def _address_for(analysis: _Analysis, hit: Hit, list_name: str) -> str | None:
     found = addresses(analysis.original[s0:s1], list_name)
     if found:
         return found[0]
-    before = addresses(analysis.original[max(0, s0 - 400):s0], list_name)
+    # ... but not above a separator line: that is another text (an out-of-office note on top:
+    # "for urgent matters write to x@y", then "----" and the request)
+    window = analysis.original[max(0, s0 - 400):s0]
+    cuts = list(_SEPARATOR.finditer(window))
+    before = addresses(window[cuts[-1].end():] if cuts else window, list_name)
     if before:
         return before[-1]
     # "My supervisor would also like to join. Her email is x@y": an address after the request

@@ -81,6 +81,8 @@ class Phrases(Markers):
     negation: re.Pattern[str] | None
     keep: re.Pattern[str] | None
     their_address: re.Pattern[str] | None
+    #: Second-person possessives ("your", "votre"): "the list of your network" is this list.
+    yours: re.Pattern[str] | None = None
     object_before: bool = False
     lexicon: Lexicon | None = None  # the [stems] table (listserv.intent.stems)
     #: The chair's answers ([chair] table: approve, reject, discard, … and "all"), each
@@ -121,6 +123,7 @@ def _parse_phrase_file(path: Traversable) -> Phrases:
         negation=compile_patterns(context.get("negation", [])),
         keep=compile_patterns(context.get("keep", [])),
         their_address=compile_patterns(context.get("their_address", [])),
+        yours=compile_patterns(context.get("yours", [])),
         object_before=bool(context.get("object_before", False)),
         lexicon=compile_lexicon(data.get("stems", {})),
         chair={verb: _first_words(words) for verb, words in data.get("chair", {}).items()},
@@ -187,7 +190,7 @@ def load_phrases(directory: str | Path | None = None) -> dict[str, Phrases]:
     ``[keywords]`` words that are a request when they are a whole line or the whole Subject;
     ``[delivery]`` words for digest / regular / nomail and "instead of" phrases;
     ``[context]`` words naming the list, other objects, negations, keep-membership cues and
-    how another person's address is introduced ("her email is");
+    how another person's address is introduced ("her email is"), second-person possessives;
     ``[stems]`` words of joining, leaving, the list, the sender, wishes and negations, compared
     by their Snowball stems (:mod:`listserv.intent.stems`).
     ``[chair]`` the chair's answers to notices and summaries (approve, reject, discard, …).
