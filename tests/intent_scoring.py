@@ -31,10 +31,11 @@ FRESH = DATA / "requests-fresh"
 #: The blind sets after the first (issue 21), by name: each written blind, frozen with its hashes,
 #: and scored once after the tuning on the one before (docs/understanding.md has every table).
 BLIND_SETS = {name: DATA / f"requests-fresh-{n}" for n, name in enumerate(
-    ("second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth"), start=2)}
+    ("second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"),
+    start=2)}
 #: The newest blind set is still sealed: never opened, never tuned on; every earlier one was
 #: opened after it was scored and is training material now.
-NEWEST = "ninth"
+NEWEST = "tenth"
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,13 @@ class Outcome:
     def recognised_post(self) -> bool:
         """A post left alone: distributed by the guard (POST), or -- sent to -request by
         mistake, where nothing is distributed -- read as nothing to act on: unclear (the sender
-        gets the help text, the chair sees it), or a question the list's info or help text
-        answers ("when is the next meeting?")."""
+        gets the help text, the chair sees it), a question the list's info or help text
+        answers ("when is the next meeting?"), or a request for peer-input time at a meeting,
+        one of the kinds a request is read as (SPEC §4, §5), which is what such a mail asks."""
         if self.is_request:
             return False
         return self.got == "post" if self.to == "post" else self.got in ("unclear", "info",
-                                                                         "help")
+                                                                         "help", "peer_input")
 
     @property
     def correct(self) -> bool:

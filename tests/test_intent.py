@@ -20,6 +20,7 @@ from listserv.intent.guard import (
     guard,
 )
 from listserv.intent.language import detect_language
+from listserv.intent.model import CLASSES, Model
 from listserv.intent.phrases import load_phrases
 from listserv.intent.request import understand
 from listserv.intent.understanding import Command, Kind
@@ -50,8 +51,13 @@ def first(body: str = "", subject: str = "", **kw) -> Command:
     return understand(mail(body, subject, **kw), LIST).commands[0]
 
 
-def on_list(body: str, subject: str = "A question") -> tuple[Guard, Command | None]:
-    decision, u = guard(mail(body, subject, to=POST), LIST)
+#: The rules alone: a statistical reader that never speaks.
+RULES_ONLY = Model(CLASSES, (0.0, 0.0, 0.0), {})
+
+
+def on_list(body: str, subject: str = "A question", *,
+            reader: Model | None = None) -> tuple[Guard, Command | None]:
+    decision, u = guard(mail(body, subject, to=POST), LIST, reader=reader)
     return decision, (u.commands[0] if u.commands else None)
 
 
@@ -498,19 +504,24 @@ def test_guard_request_words_only_in_quoted_text() -> None:
     assert on_list(body, "Re: please add me")[0] is Guard.POST
 
 
-def test_guard_long_post_with_a_request_is_held() -> None:
+def test_guard_long_post_with_a_request_is_held_unless_the_reader_is_as_sure() -> None:
     body = ("Please remove me from this list. " + "I have many thoughts about peer support "
             "and mutual aid that I want to share with all of you at some length. " * 8)
-    decision, command = on_list(body)
+    decision, command = on_list(body, reader=RULES_ONLY)
     assert decision is Guard.UNSURE
+    assert command is not None and command.kind is Kind.UNSUBSCRIBE
+    decision, command = on_list(body)
+    assert decision is Guard.REQUEST
     assert command is not None and command.kind is Kind.UNSUBSCRIBE
 
 
 def test_guard_bare_phrase() -> None:
-    # "sign me up!" replying to a thread is about the thread; a bare one is held
+    # "sign me up!" replying to a thread is about the thread; a bare one is held by the rules,
+    # and acted on (its sender asked to confirm) when the reader is as sure it is a join
     assert on_list("Sign me up! I can do Thursday.", "Re: Volunteers for the desk")[0] \
         is Guard.POST
-    assert on_list("can i join?", "joining")[0] is Guard.UNSURE
+    assert on_list("can i join?", "joining", reader=RULES_ONLY)[0] is Guard.UNSURE
+    assert on_list("can i join?", "joining")[0] is Guard.REQUEST
 
 
 def test_guard_automatic_reply() -> None:

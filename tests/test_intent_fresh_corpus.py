@@ -48,19 +48,9 @@ CHECKS = ("recall", "confusions", "posts")
 OPENED = [name for name in BLIND_SETS if name != NEWEST]
 #: Where the newest blind set missed a target when it was scored once, with the figures then.
 NEWEST_MISSES: dict[tuple[str, str], str] = {
-    ("en", "recall"): "scored once: recall 0.917 (22 of 24; 0 confusions)",
-    ("en", "posts"): "scored once: 15 of 16 posts left alone",
-    ("es", "recall"): "scored once: recall 0.875 (21 of 24)",
-    ("es", "confusions"): "scored once: 1 leave read as a join",
-    ("fr", "recall"): "scored once: recall 0.875 (21 of 24; 0 confusions)",
-    ("de", "recall"): "scored once: recall 0.917 (22 of 24; 0 confusions)",
-    ("de", "posts"): "scored once: 14 of 16 posts left alone",
 }
 #: Checks of an opened set that miss by design, not by a misreading to tune away.
-BY_DESIGN: dict[tuple[str, str, str], str] = {
-    ("sixth", "en", "recall"): "a long goodbye with a leave inside is held for the chair, and a "
-                               "mail whose Subject says 'Automatic reply:' is an auto-reply",
-}
+BY_DESIGN: dict[tuple[str, str, str], str] = {}
 # One worker scores every corpus once for the whole module (some 20 s), not each worker again.
 pytestmark = pytest.mark.xdist_group("intent")
 

@@ -25,7 +25,7 @@ from listserv.intent.phrases import (
     Phrases,
     languages,
 )
-from listserv.intent.stems import StemHit, elsewhere, mention, read_stems
+from listserv.intent.stems import StemHit, elsewhere, mention, names_list, read_stems
 from listserv.intent.understanding import Command, Kind
 from listserv.mail.text import fold, match_any
 
@@ -141,6 +141,9 @@ def _analyse(original: str, list_name: str, *, subject: bool = False, to_request
                     for m in pattern.finditer(sent):
                         if m.end() == m.start():
                             continue
+                        if not listed and ph.lexicon is not None:
+                            # "add me to the group": the lexicon's names of this list
+                            listed = names_list(ph.lexicon, text, original, (s0, s1))
                         hit = Hit(group, GROUP_KIND[group], s0 + m.start(), s0 + m.end(),
                                    (s0, s1), ph.lang, listed=listed, subject=subject)
                         _judge(hit, text, langs, own_list)
@@ -419,12 +422,15 @@ def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str,
     elif member:
         chosen = member
     else:
-        for kind in (Kind.SET, Kind.HELP, Kind.INFO, Kind.PEER_INPUT):
-            chosen = first(lambda a, h, k=kind: h.kind is k and (
-                k is not Kind.SET or _delivery(a, h) is not None))
-            if chosen:
-                delivery = _delivery(*chosen) if kind is Kind.SET else None
-                break
+        chosen = first(lambda a, h: h.kind is Kind.SET and _delivery(a, h) is not None)
+        delivery = _delivery(*chosen) if chosen else None
+        # a join or leave read from stems that names the list ("me interesa recibir la
+        # información que comparten en el grupo") outweighs a Subject "Información" or a
+        # peer-input idea for some day
+        chosen = chosen or first(lambda a, h: h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE)
+                                 and h.lang == lang and h.listed and not h.subject)
+        for kind in (Kind.HELP, Kind.INFO, Kind.PEER_INPUT):
+            chosen = chosen or first(lambda a, h, k=kind: h.kind is k)
         if chosen is None:  # stems: those of the mail's own language first, since a word of
             # another language can look like a request ("está inscrito" read as French)
             chosen = first(lambda a, h: h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE)

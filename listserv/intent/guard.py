@@ -15,6 +15,7 @@ from listserv.intent.freetext import Hit, Reading, free_text
 from listserv.intent.model import (
     LIST_POST_CONFIDENCE,
     LIST_REQUEST_CONFIDENCE,
+    LONG_JOIN_CONFIDENCE,
     Model,
     best_request,
     read,
@@ -97,7 +98,8 @@ def guard(msg: email.message.EmailMessage, list_name: str, *,
     object, name a topic or appear only in quoted text. UNSURE: a request that comes with a
     longer text or with discussion, or a bare "sign me up" that is not a reply to a thread
     (hold for the chair; the Understanding carries the candidate request). A short post's
-    free-text verdict is then weighed by the statistical `reader` (`_second_opinion`).
+    free-text verdict and every hold are then weighed by the statistical `reader`
+    (`_second_opinion`), and a long post's join too (`_long_join`).
     """
     if automatic(msg) is not None:
         return Guard.POST, Understanding(DEFAULT_LANG, ())
@@ -123,7 +125,9 @@ def guard(msg: email.message.EmailMessage, list_name: str, *,
     reading = free_text(own, p.subject, p.subject_is_reply, list_name, p.lang)
     verdict, understood = _by_rules(p, reading, words)
     if words > GUARD_MAX_WORDS and verdict is not Guard.UNSURE:
-        return verdict, understood  # a long post is never a request by its words
+        # a long post is a request by its words only as a join both readers are sure of
+        return _long_join(verdict, understood, p, reading, words, list_name,
+                          reader or shipped())
     return _second_opinion(verdict, understood, p, reading, words, list_name,
                            reader or shipped())
 
@@ -164,8 +168,8 @@ def _second_opinion(verdict: Guard, understood: Understanding, p: Parsed, readin
     """The rules' verdict on a post, overruled where the statistical reader is confident of
     the contrary: a short post the rules would distribute is a join or a leave from
     `LIST_REQUEST_CONFIDENCE`, a join or leave the rules would act on or hold is a post from
-    `LIST_POST_CONFIDENCE`, and some holds are acted on when both readers agree
-    (`_acted_on_when_both_agree`)."""
+    `LIST_POST_CONFIDENCE`, and a join or leave the rules hold is acted on from
+    `LIST_REQUEST_CONFIDENCE`."""
     chance = read(reader, reading, p.lang, on_list=True, is_reply=p.subject_is_reply,
                   words=words)
     if verdict is Guard.POST:
@@ -183,19 +187,26 @@ def _second_opinion(verdict: Guard, understood: Understanding, p: Parsed, readin
         return verdict, understood  # help, info, set: the rules' own
     if chance["other"] >= LIST_POST_CONFIDENCE:
         return Guard.POST, Understanding(p.lang, ())
-    if verdict is Guard.UNSURE and chance[command.kind.value] >= LIST_REQUEST_CONFIDENCE \
-            and _acted_on_when_both_agree(command, long=words > GUARD_MAX_WORDS):
+    if verdict is Guard.UNSURE and chance[command.kind.value] >= LIST_REQUEST_CONFIDENCE:
+        # a held join or leave the reader is as sure of is acted on: its sender is asked to
+        # confirm (a bare "can you add me?", a join ending a long introduction, a goodbye
+        # that asks to be taken off the list)
         return Guard.REQUEST, understood
     return verdict, understood
 
 
-def _acted_on_when_both_agree(command: Command, *, long: bool) -> bool:
-    """Which join or leave held by the rules is acted on when the reader is as sure of it: a
-    join at the end of a long introduction (its sender is asked to confirm; a non-member's post
-    is held anyway), a short leave that names no list ("BITTE SOFORT AUSTRAGEN"), and a leave
-    in a long mail that names the address to drop ("please delete x@y from the list": that
-    address is asked). A bare "sign me up!" (for what?) and a long goodbye stay held."""
-    if command.kind is Kind.SUBSCRIBE:
-        return long
-    return not long or command.address is not None
-
+def _long_join(verdict: Guard, understood: Understanding, p: Parsed, reading: Reading,
+               words: int, list_name: str, reader: Model) -> tuple[Guard, Understanding]:
+    """A long post the rules distribute is a join when they read one in its author's words
+    (asked, not negated, about no other object or place) and the reader gives it
+    `LONG_JOIN_CONFIDENCE`."""
+    joins = [h for h in reading.hits if h.kind is Kind.SUBSCRIBE and h.valid
+             and not h.elsewhere and not h.subject]
+    if verdict is not Guard.POST or not joins:
+        return verdict, understood
+    chance = read(reader, reading, p.lang, on_list=True, is_reply=p.subject_is_reply,
+                  words=words)
+    if chance[Kind.SUBSCRIBE.value] < LONG_JOIN_CONFIDENCE:
+        return verdict, understood
+    return Guard.REQUEST, Understanding(p.lang, (read_command(
+        Kind.SUBSCRIBE, p.body.own, p.subject, list_name),))

@@ -181,6 +181,8 @@ class Lexicon:
     others: Entries
     past: Entries
     idioms: Entries
+    purpose: Entries  # "para" before an infinitive: what for, not where to
+    courtesy: Entries  # "si no es molestia": its "if" and "not" are no condition, no negation
     verb_final: bool
     verbs: Entries  # every verb entry above: a sentence with none of them is skipped at once
 
@@ -206,7 +208,8 @@ def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
         passive=entries("passive"), wish=entries("wish", WORD_TYPOS),
         polite=entries("polite", WORD_TYPOS),
         opener=entries("opener"), negation=entries("negation"), others=entries("other_agent"),
-        past=entries("past"), idioms=entries("idioms"),
+        past=entries("past"), idioms=entries("idioms"), courtesy=entries("courtesy"),
+        purpose=entries("purpose"),
         verb_final=bool(table.get("verb_final", False)),
         verbs=Entries.of(t for key in ("join", "join_alone", "leave", "leave_alone", "receive",
                                        "belong")

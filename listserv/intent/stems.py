@@ -40,6 +40,8 @@ SELF_WINDOW = 3
 NEGATION_WINDOW = 4
 
 _WORD = re.compile(r"[^\W\d_]+")
+#: A Romance infinitive, with a pronoun attached or not ("leer", "enterarme", "recevoir").
+_INFINITIVE = re.compile(r"(?:ar|er|ir|or|re)(?:me|se|nos|te|lo|la)?$")
 _QUOTED = re.compile(r'"[^"\n]{1,120}"')
 _CLAUSE = re.compile(r"[.?!;:,()\n]| - ")
 
@@ -207,7 +209,15 @@ def elsewhere(lex: Lexicon, text: str, original: str, sent: tuple[int, int],
     k = next((k for k in range(i, c1) if ws.spans[k][0] >= end), c1)
     while k < c1 and _has(lex.self_words, ws, k, k + 1):
         k += 1
+    if k + 1 < c1 and _has(lex.purpose, ws, k, k + 1) and _INFINITIVE.search(ws.words[k + 1]):
+        return False  # "que me incluyeran para poder leer": what for, not where to
     return k < c1 and bool(_has(lex.prepositions, ws, k, k + 1))
+
+
+def names_list(lex: Lexicon, text: str, original: str, sent: tuple[int, int]) -> bool:
+    """Does the sentence `sent` name this list in the lexicon's words ("add me to the group",
+    "dieser Verteiler")?"""
+    return bool(_find(lex.named, _words(lex, text, original, *sent), 0))
 
 
 #: A Subject of at most this many words that names a list and a joining or leaving is a
@@ -254,8 +264,10 @@ def read_stems(lex: Lexicon, text: str, original: str,
             # verb-final languages (German): negation, the sender and the auxiliary may be
             # anywhere in the clause ("nehmt mich bitte nicht ... raus", "aufgenommen werden")
             final = lex.verb_final
-            negated = bool(_has(lex.negation, ws, c0 if final else max(c0, i - NEGATION_WINDOW),
-                                c1 if final else i, 1))
+            polite_words = {k for a, b in _has(lex.courtesy, ws, 0, n) for k in range(a, b + 1)}
+            negated = any(a not in polite_words for a, _ in _has(
+                lex.negation, ws, c0 if final else max(c0, i - NEGATION_WINDOW),
+                c1 if final else i, 1))
             if _done(lex, ws, i, c0, c1):
                 continue
             wish = _has(lex.wish, ws, 0, i, 2)
@@ -264,7 +276,7 @@ def read_stems(lex: Lexicon, text: str, original: str,
             # someone else, or a condition, before the verb ("if you want to join"), but not
             # a word of the wish itself ("I'm emailing *you* to join")
             others = [o for o in _has(lex.others, ws, min([c0] + [w[1] for w in wish]), i)
-                      if o[0] not in in_wish]
+                      if o[0] not in in_wish and o[0] not in polite_words]
             first_person = bool(wish) and not others
             lo, hi = (c0, c1) if final else (i - SELF_WINDOW, j + SELF_WINDOW + 1)
             own = (any(a not in in_wish for a, _ in _has(lex.self_words, ws, lo, hi))
@@ -307,8 +319,8 @@ CLASSES: dict[str, int] = {
     "join": DEFAULT_GAP, "join_alone": DEFAULT_GAP, "leave": DEFAULT_GAP,
     "leave_alone": DEFAULT_GAP, "receive": DEFAULT_GAP, "belong": DEFAULT_GAP, "stay": 1,
     "mail": 1, "list_words": 1, "named": 0, "self_words": 0, "passive": 0, "wish": 2,
-    "polite": 2, "negation": 1, "others": 0, "past": 1, "idioms": DEFAULT_GAP,
-    "prepositions": 0,
+    "polite": 2, "negation": 1, "others": 0, "past": 1, "idioms": DEFAULT_GAP, "courtesy": 0,
+    "purpose": 0, "prepositions": 0,
 }
 
 

@@ -346,6 +346,14 @@ def _reply_header(lines: list[str], i: int) -> int:
     return 0
 
 
+def _greeting_after(lines: list[str], k: int) -> bool:
+    """Does a greeting ("Hello Carol,") open the next text line after line `k`? A signature
+    or a disclaimer below a line never starts so; a letter below a note does."""
+    nxt = next((fold(ln).strip() for ln in lines[k + 1:k + 4] if ln.strip()), "")
+    return (nxt.endswith((",", "!", ":")) and len(nxt.split()) <= 6
+            and _any("greeting", nxt.rstrip(",!:"), "match") is not None)
+
+
 def split_body(text: str) -> Body:
     """`text` split into the author's own words, what is cut below them, and quoted history."""
     lines = text.split("\n", MAX_LINES)[:MAX_LINES]
@@ -389,6 +397,8 @@ def split_body(text: str) -> Body:
         folded = fold(line).strip()
         if not folded:
             continue
+        if (_SIG_DASHES.match(folded) or _UNDERSCORES.match(folded)) and _greeting_after(own, k):
+            continue  # an out-of-office note on top, a line, then "Hello Carol," and the mail
         if (_SIG_DASHES.match(folded) or _UNDERSCORES.match(folded)
                 or _any("mobile", folded, "match") or _any("disclaimer", folded, "match")
                 or (seen_text and _any("closing", folded, "match"))):
