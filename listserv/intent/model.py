@@ -162,9 +162,19 @@ def best_request(probabilities: dict[str, float]) -> tuple[Kind, float]:
     return Kind(kind), probabilities[kind]
 
 
+#: The word classes of which a mail must have one for the reader to speak: a signature alone
+#: ("Jo Bloggs, Lecturer") to -request asks for nothing it could read.
+_ABOUT_THE_LIST = frozenset(f"c:{c}" for c in ("join", "join_alone", "leave", "leave_alone",
+                                               "receive", "belong", "mail", "list_words",
+                                               "named"))
+
+
 def read(model: Model, reading: Reading, lang: str, *, on_list: bool, is_reply: bool,
          words: int) -> dict[str, float]:
-    """The probability of a join, a leave and anything else, by `model`."""
-    return model.probabilities(features(reading, lang, on_list=on_list, is_reply=is_reply,
-                                        words=words))
+    """The probability of a join, a leave and anything else, by `model`; "anything else" for
+    a mail with no word of joining, leaving, getting mail or the list, and no request phrase."""
+    seen = features(reading, lang, on_list=on_list, is_reply=is_reply, words=words)
+    if not reading.hits and _ABOUT_THE_LIST.isdisjoint(seen):
+        return {c: float(c == "other") for c in model.classes}
+    return model.probabilities(seen)
 

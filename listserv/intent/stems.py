@@ -211,6 +211,8 @@ def elsewhere(lex: Lexicon, text: str, original: str, sent: tuple[int, int],
         k += 1
     if k + 1 < c1 and _has(lex.purpose, ws, k, k + 1) and _INFINITIVE.search(ws.words[k + 1]):
         return False  # "que me incluyeran para poder leer": what for, not where to
+    if any(a == k for a, _ in _has(lex.person, ws, k, c1)):
+        return False  # "dar de alta a mi doctorando": whom, not where to
     return k < c1 and bool(_has(lex.prepositions, ws, k, k + 1))
 
 
@@ -320,7 +322,7 @@ CLASSES: dict[str, int] = {
     "leave_alone": DEFAULT_GAP, "receive": DEFAULT_GAP, "belong": DEFAULT_GAP, "stay": 1,
     "mail": 1, "list_words": 1, "named": 0, "self_words": 0, "passive": 0, "wish": 2,
     "polite": 2, "negation": 1, "others": 0, "past": 1, "idioms": DEFAULT_GAP, "courtesy": 0,
-    "purpose": 0, "prepositions": 0,
+    "purpose": 0, "person": 0, "prepositions": 0,
 }
 
 
