@@ -14,13 +14,14 @@ DATA = Path(__file__).parent / "data"
 
 
 def _lines() -> list[str]:
-    """The folded lines of every request and post of the test corpora."""
-    lines: list[str] = []
+    """The folded lines of every request and post of the test corpora, each line once (quotes,
+    signatures and disclaimers repeat)."""
+    lines: set[str] = set()
     for path in sorted(DATA.glob("requests*/**/*.eml")):
         msg = parse(path.read_bytes())
         text = f"{msg.get('Subject', '')}\n{body_text(msg)}"
-        lines += [fold(line) for line in text.splitlines() if line.strip()]
-    return lines
+        lines.update(fold(line) for line in text.splitlines() if line.strip())
+    return sorted(lines)
 
 
 def test_every_phrase_has_needles_of_three_letters_or_more():
