@@ -282,7 +282,8 @@ def read_stems(lex: Lexicon, text: str, original: str,
             first_person = bool(wish) and not others
             lo, hi = (c0, c1) if final else (i - SELF_WINDOW, j + SELF_WINDOW + 1)
             own = (any(a not in in_wish for a, _ in _has(lex.self_words, ws, lo, hi))
-                   or bool(_clitic(lex, ws.words[i]) or _clitic(lex, ws.words[j])) or address)
+                   or bool(_clitic(lex, ws.words[i]) or _clitic(lex, ws.words[j]))
+                   or (address and not others))  # "whoever wants out writes to x@y": no ask
             passive = bool(_has(lex.passive, ws, i - 2, i)) or (
                 final and bool(_has(lex.passive, ws, j + 1, j + 3)))
             # an imperative opens the sentence ("Hi, please remove me"), not a later clause
