@@ -48,6 +48,11 @@ CHECKS = ("recall", "confusions", "posts")
 OPENED = [name for name in BLIND_SETS if name != NEWEST]
 #: Where the newest blind set missed a target when it was scored once, with the figures then.
 NEWEST_MISSES: dict[tuple[str, str], str] = {
+    ("en", "recall"): "scored once: recall 0.917 (22 of 24; 0 confusions)",
+    ("en", "posts"): "scored once: 14 of 16 posts left alone",
+    ("es", "recall"): "scored once: recall 0.875 (21 of 24)",
+    ("es", "confusions"): "scored once: 1 join and leave confused",
+    ("pt", "posts"): "scored once: 15 of 16 posts left alone",
 }
 #: Checks of an opened set that miss by design, not by a misreading to tune away.
 BY_DESIGN: dict[tuple[str, str, str], str] = {}
