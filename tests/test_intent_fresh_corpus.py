@@ -56,8 +56,9 @@ NEWEST_MISSES: dict[tuple[str, str], str] = {
 }
 #: Checks of an opened set that miss by design, not by a misreading to tune away.
 BY_DESIGN: dict[tuple[str, str, str], str] = {}
-# One worker scores every corpus once for the whole module (some 20 s), not each worker again.
-pytestmark = pytest.mark.xdist_group("intent")
+# One worker scores every corpus once for the whole module (some 40 s), not each worker again;
+# the reader's training tests run on another (tests/test_intent_model.py).
+pytestmark = pytest.mark.xdist_group("intent-blind")
 
 
 @pytest.fixture(scope="module")

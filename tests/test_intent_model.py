@@ -24,8 +24,9 @@ from .helpers import LIST, make_message
 from .test_intent import RULES_ONLY
 from .test_membership import confirm_address, members, send, wait_mails
 
-# One worker reads the corpora once for the whole module (`examples` takes some 25 s).
-pytestmark = pytest.mark.xdist_group("intent")
+# One worker reads the corpora once for the whole module (`examples` takes some 60 s); the
+# blind sets are scored on another one at the same time (tests/test_intent_fresh_corpus.py).
+pytestmark = pytest.mark.xdist_group("intent-model")
 
 REQUEST = "shma-request@lists.example.org"
 
