@@ -7,7 +7,9 @@ server the PostgreSQL runs skip, unless LISTSERV_REQUIRE_PG=1 (set by .ci/run), 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -144,6 +146,27 @@ def config_path(tmp_path: Path, db_url: str, sink: SmtpSink) -> Path:
 @pytest.fixture
 def settings(config_path: Path) -> Settings:
     return load_settings(config_path)
+
+
+@pytest.fixture(scope="session")
+def once_per_run(
+        tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Callable[[], Any]], Any]:
+    """`once_per_run(name, compute)`: what `compute()` returns, computed by the first test
+    process that asks and read back (pickled) by the other xdist workers -- for the corpus
+    readings that take a minute (tests/test_intent_*.py), which several workers may need."""
+    shared = tmp_path_factory.getbasetemp().parent  # one folder for all workers of the run
+
+    def get(name: str, compute: Callable[[], Any]) -> Any:
+        path = shared / f"{name}.pickle"
+        with (shared / f"{name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait for the first to finish
+            if path.exists():
+                return pickle.loads(path.read_bytes())
+            value = compute()
+            path.write_bytes(pickle.dumps(value))
+            return value
+
+    return get
 
 
 @pytest.fixture(scope="session")

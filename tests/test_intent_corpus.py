@@ -18,6 +18,8 @@ The corpus is frozen: tune listserv/phrases/*.toml and listserv/intent/, never t
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -25,11 +27,12 @@ from listserv.intent.guard import Guard
 from tests.intent_scoring import LANGS, Outcome, confusions, old_corpus, ratio, table
 
 INTENTS = ("subscribe", "unsubscribe", "help", "info", "set")
+# The corpora are read once per run, whichever workers run these tests (`once_per_run`).
 
 
-@pytest.fixture(scope="module")
-def outcomes() -> list[Outcome]:
-    return old_corpus()
+@pytest.fixture(scope="session")
+def outcomes(once_per_run: Callable[[str, Callable[[], Any]], Any]) -> list[Outcome]:
+    return once_per_run("intent-old", old_corpus)
 
 
 def test_print_table(outcomes: list[Outcome], capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,7 +25,9 @@ misses of those no longer sealed. Asserted on each, per language:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,26 +58,25 @@ NEWEST_MISSES: dict[tuple[str, str], str] = {
 }
 #: Checks of an opened set that miss by design, not by a misreading to tune away.
 BY_DESIGN: dict[tuple[str, str, str], str] = {}
-# One worker scores every corpus once for the whole module (some 40 s), not each worker again;
-# the reader's training tests run on another (tests/test_intent_model.py).
-pytestmark = pytest.mark.xdist_group("intent-blind")
+# The corpora are read once per run, whichever workers run these tests (`once_per_run`).
 
 
-@pytest.fixture(scope="module")
-def tuning() -> list[Outcome]:
-    return fresh_corpus("tuning")
+@pytest.fixture(scope="session")
+def tuning(once_per_run: Callable[[str, Callable[[], Any]], Any]) -> list[Outcome]:
+    return once_per_run("intent-tuning", lambda: fresh_corpus("tuning"))
 
 
-@pytest.fixture(scope="module")
-def sealed() -> list[Outcome]:
-    return fresh_corpus("sealed")
+@pytest.fixture(scope="session")
+def sealed(once_per_run: Callable[[str, Callable[[], Any]], Any]) -> list[Outcome]:
+    return once_per_run("intent-sealed", lambda: fresh_corpus("sealed"))
 
 
-@pytest.fixture(scope="module")
-def blind() -> dict[str, list[Outcome]]:
+@pytest.fixture(scope="session")
+def blind(once_per_run: Callable[[str, Callable[[], Any]], Any]) -> dict[str, list[Outcome]]:
     """Every later blind set read, by name; the newest never shows its mails."""
-    return {name: Sealed(fresh_corpus("sealed", root)) if name == NEWEST
-            else fresh_corpus("sealed", root) for name, root in BLIND_SETS.items()}
+    return once_per_run("intent-blind", lambda: {
+        name: Sealed(fresh_corpus("sealed", root)) if name == NEWEST
+        else fresh_corpus("sealed", root) for name, root in BLIND_SETS.items()})
 
 
 def _hashes(root: Path, lang: str) -> dict[str, str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -24,9 +26,7 @@ from .helpers import LIST, make_message
 from .test_intent import RULES_ONLY
 from .test_membership import confirm_address, members, send, wait_mails
 
-# One worker reads the corpora once for the whole module (`examples` takes some 60 s); the
-# blind sets are scored on another one at the same time (tests/test_intent_fresh_corpus.py).
-pytestmark = pytest.mark.xdist_group("intent-model")
+# The corpora are read once per run, whichever workers run these tests (`once_per_run`).
 
 REQUEST = "shma-request@lists.example.org"
 
@@ -38,9 +38,10 @@ def _message(to: str, subject: str, body: str) -> email.message.EmailMessage:
     return msg
 
 
-@pytest.fixture(scope="module")
-def examples() -> list[intent_training.Example]:
-    return intent_training.examples()
+@pytest.fixture(scope="session")
+def examples(once_per_run: Callable[[str, Callable[[], Any]], Any]
+             ) -> list[intent_training.Example]:
+    return once_per_run("intent-examples", intent_training.examples)
 
 
 def test_the_shipped_model_is_what_training_on_our_mails_makes(
