@@ -27,7 +27,10 @@ from listserv.intent.guard import Guard
 from tests.intent_scoring import LANGS, Outcome, confusions, old_corpus, ratio, table
 
 INTENTS = ("subscribe", "unsubscribe", "help", "info", "set")
-# The corpora are read once per run, whichever workers run these tests (`once_per_run`).
+# The corpora are read once per run, whichever workers run these tests (`once_per_run`); a test
+# that waits for another worker's reading (a minute or more on a loaded machine) may take longer
+# than the default timeout.
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="session")

@@ -58,7 +58,10 @@ NEWEST_MISSES: dict[tuple[str, str], str] = {
 }
 #: Checks of an opened set that miss by design, not by a misreading to tune away.
 BY_DESIGN: dict[tuple[str, str, str], str] = {}
-# The corpora are read once per run, whichever workers run these tests (`once_per_run`).
+# The corpora are read once per run, whichever workers run these tests (`once_per_run`); a test
+# that waits for another worker's reading (a minute or more on a loaded machine) may take longer
+# than the default timeout.
+pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="session")

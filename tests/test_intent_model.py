@@ -26,7 +26,10 @@ from .helpers import LIST, make_message
 from .test_intent import RULES_ONLY
 from .test_membership import confirm_address, members, send, wait_mails
 
-# The corpora are read once per run, whichever workers run these tests (`once_per_run`).
+# The corpora are read once per run, whichever workers run these tests (`once_per_run`); a test
+# that waits for another worker's reading (a minute or more on a loaded machine) may take longer
+# than the default timeout.
+pytestmark = pytest.mark.timeout(600)
 
 REQUEST = "shma-request@lists.example.org"
 
