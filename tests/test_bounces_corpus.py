@@ -67,6 +67,14 @@ def test_each_report_parses_to_the_failed_address_and_its_kind(name):
         assert report.message_ids, "the report quotes the original Message-ID"
 
 
+def test_the_same_report_is_read_once_however_many_tokens_it_came_back_to():
+    """One transaction to 50 bounce tokens is 50 rows of one message: read once, not 50 times."""
+    raw = (CORPUS / f"{sorted(REPORTS)[0]}.eml").read_bytes()
+    first = read_report(raw)
+    assert read_report(bytes(bytearray(raw))) is first  # equal bytes, another object
+    assert read_report(raw + b"\n") is not first
+
+
 def _seed(session) -> MailingList:
     ml = MailingList(name="shma", domain="lists.example.org", extra={},
                      created_at=datetime.now(UTC))

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
@@ -286,8 +288,33 @@ def _automatic(msg: EmailMessage) -> str:
     return str(found[0]) if found else ""
 
 
+#: Reports read lately, by the SHA-256 of their bytes. One transaction to many bounce tokens
+#: is one message (stored once) handled once per token: read it once, not once per token.
+_RECENT: dict[bytes, Report] = {}
+_RECENT_LIMIT = 8
+_RECENT_LOCK = threading.Lock()
+
+
 def read_report(raw: bytes) -> Report:
     """What a message at the bounces address says: failed addresses, how, and for what.
+
+    The same bytes read again give the same report without a second reading (`_RECENT`).
+    """
+    key = hashlib.sha256(raw).digest()
+    with _RECENT_LOCK:
+        known = _RECENT.get(key)
+    if known is not None:
+        return known
+    report = _read(raw)
+    with _RECENT_LOCK:
+        if len(_RECENT) >= _RECENT_LIMIT:
+            del _RECENT[next(iter(_RECENT))]
+        _RECENT[key] = report
+    return report
+
+
+def _read(raw: bytes) -> Report:
+    """`read_report` itself.
 
     flufl.bounce finds the failed addresses in DSNs and in the non-standard formats (qmail,
     Exim, Yahoo, Exchange, …); the DSN's own fields (Action, Status, Diagnostic-Code) or the
