@@ -154,7 +154,10 @@ def once_per_run(
     """`once_per_run(name, compute)`: what `compute()` returns, computed by the first test
     process that asks and read back (pickled) by the other xdist workers -- for the corpus
     readings that take a minute (tests/test_intent_*.py), which several workers may need."""
-    shared = tmp_path_factory.getbasetemp().parent  # one folder for all workers of the run
+    base = tmp_path_factory.getbasetemp()
+    # the workers of one xdist run share the parent of their folders; a run without workers
+    # has a folder of its own (its parent holds earlier runs' folders: stale readings)
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
     def get(name: str, compute: Callable[[], Any]) -> Any:
         path = shared / f"{name}.pickle"
