@@ -64,7 +64,8 @@ def _of_message(name: str, msg: email.message.EmailMessage, to: str, want: str) 
                         to_request=to != "post")
     return Example(name, tuple(features(reading, p.lang, on_list=to == "post",
                                         is_reply=p.subject_is_reply,
-                                        words=word_count(p.body.own))), _label(want))
+                                        words=word_count(p.body.own),
+                                        quoted=p.body.quoted)), _label(want))
 
 
 def _read(path: Path) -> email.message.EmailMessage:

@@ -520,8 +520,8 @@ def test_guard_bare_phrase() -> None:
     # and acted on (its sender asked to confirm) when the reader is as sure it is a join
     assert on_list("Sign me up! I can do Thursday.", "Re: Volunteers for the desk")[0] \
         is Guard.POST
-    assert on_list("can i join?", "joining", reader=RULES_ONLY)[0] is Guard.UNSURE
-    assert on_list("can i join?", "joining")[0] is Guard.REQUEST
+    assert on_list("can I join?", "Joining SHMA", reader=RULES_ONLY)[0] is Guard.UNSURE
+    assert on_list("can I join?", "Joining SHMA")[0] is Guard.REQUEST
 
 
 def test_guard_automatic_reply() -> None:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from listserv.intent.freetext import free_text
 from listserv.intent.guard import Guard, guard
 from listserv.intent.lexicon import stems
+from listserv.intent.model import features
 from listserv.intent.request import understand
 
 LIST = "shma"
@@ -32,6 +34,8 @@ JOINS = {
         "I would like to be part of the mailing list.",
         "Hi there, my supervisor suggested I sign up for this list. Thanks!",
         "Please include jamie.ng@uni.example.org in your list.",
+        # an imperative after a vocative and a reply, with the sender as its object
+        "Carol, aye that'd be grand, put me down for it.",
     ],
     "es": [
         "Quisiera formar parte de la lista de correo.",
@@ -125,6 +129,9 @@ POSTS = {
         "I thought was a funny choice for a conference about outreach.",
         "How do I unsubscribe from the other newsletter? It keeps arriving twice.",
         "I want to add that the list has been a lifeline for our members during the winter.",
+        # "kindly" after "has" reports another's kindness
+        "Carol has very kindly already switched my list subscription over to the new address, "
+        "so no action needed there.",
     ],
     "es": [
         "¿Me pueden agregar al panel del congreso?",
@@ -141,6 +148,9 @@ POSTS = {
     "pt": [
         "Obrigada por me incluir na lista, tem sido muito útil.",
         "Podem me adicionar como debatedora na mesa-redonda?",
+        # the preterite tells what was done
+        "Eu entrei em 2023 do jeito mais simples: mandei um e-mail e a Carol me incluiu na "
+        "lista no mesmo dia.",
     ],
 }
 
@@ -205,3 +215,40 @@ def test_one_stem_covers_the_inflections() -> None:
     assert stems("retirée", "french") & stems("retirer", "french")
     assert stems("Mailinglisten", "german") == stems("Mailingliste", "german")
     assert stems("incluída", "portuguese") & stems("incluir", "portuguese")
+
+
+def _rules(text: str, lang: str, *, to_request: bool = True, subject: str = "") -> str | None:
+    """What the rules alone read in `text`: the request's kind, or None."""
+    command = free_text(text, subject, False, LIST, lang, to_request=to_request).command
+    return command.kind.value if command else None
+
+
+def test_a_sentence_opening_with_a_condition_supposes_and_asks_nothing() -> None:
+    assert _rules("Si algún día vuelvo a tener tiempo, les escribo de nuevo y me vuelvo a "
+                  "apuntar.", "es") is None
+    assert _rules("If I ever have the time again, I will write and sign up again.", "en") is None
+    # a yes is no condition; a courtesy formula or a plea still asks
+    assert _rules("Sí, claro que me quiero sumar, anotame cuando puedas.", "es") == "subscribe"
+    assert _rules("If possible, I would like to join the list.", "en") == "subscribe"
+    assert _rules("If you can, please add me to the list.", "en") == "subscribe"
+
+
+def test_on_the_request_address_a_join_in_the_body_outweighs_an_info_subject() -> None:
+    text = "Buenas tardes, ¿cómo le hago para que me agreguen? Muchas gracias"
+    assert _rules(text, "es", subject="Info") == "subscribe"
+    assert _rules(text, "es", subject="Info", to_request=False) == "info"
+
+
+def test_a_short_form_of_group_names_the_list() -> None:
+    decision, u = guard(_mail("hi pls add me to the grp, thx", "shma"), LIST)
+    assert decision is Guard.REQUEST and u.commands[0].kind == "subscribe"
+
+
+def test_the_reader_sees_what_the_quoted_history_offers() -> None:
+    reading = free_text("Yes please, put me down for it.", "", True, LIST, "en")
+    invited = features(reading, "en", on_list=False, is_reply=True, words=7,
+                       quoted="On Tue, Carol wrote:\n> If you'd like to be added to the mailing "
+                              "list, just reply.\n")
+    assert {"q:join", "q:list_words"} <= set(invited)
+    assert not any(f.startswith("q:") for f in features(
+        reading, "en", on_list=False, is_reply=True, words=7, quoted="> See you on Tuesday."))

@@ -105,6 +105,13 @@ def _sentences(text: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans if text[a:b].strip()]
 
 
+def prepared(original: str) -> tuple[str, list[tuple[int, int]]]:
+    """`original` as the readers read it (folded, addresses and links masked, on one line; the
+    same positions) and its sentences: a paragraph break ends one."""
+    masked = _mask(fold(original))
+    return masked.replace("\n", " "), _sentences(masked)
+
+
 @dataclass
 class _Analysis:
     text: str  # the folded, masked text analysed
@@ -121,9 +128,7 @@ def _list_pattern(list_name: str) -> re.Pattern[str]:
 def _analyse(original: str, list_name: str, *, subject: bool = False, to_request: bool = False,
              lang: str = DEFAULT_LANG) -> _Analysis:
     original = original[:MAX_FREE_TEXT]
-    text = _mask(fold(original)).replace("\n", " ") if original else ""
-    # paragraph breaks survive as sentence ends: compute sentences on the text with newlines
-    sentences = _sentences(_mask(fold(original)))
+    text, sentences = prepared(original)
     analysis = _Analysis(text=text, original=original, sentences=sentences)
     langs = languages()
     own_list = _list_pattern(list_name)
@@ -425,10 +430,15 @@ def free_text(own: str, subject: str, subject_is_reply: bool, list_name: str,
         chosen = first(lambda a, h: h.kind is Kind.SET and _delivery(a, h) is not None)
         delivery = _delivery(*chosen) if chosen else None
         # a join or leave read from stems that names the list ("me interesa recibir la
-        # información que comparten en el grupo") outweighs a Subject "Información" or a
+        # información que comparten en el grupo"), or is sent to the address that names it
+        # ("¿cómo le hago para que me agreguen?"), outweighs a Subject "Información" or a
         # peer-input idea for some day
-        chosen = chosen or first(lambda a, h: h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE)
-                                 and h.lang == lang and h.listed and not h.subject)
+        def own_request(a: _Analysis, h: Hit) -> bool:
+            return h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE) and h.lang == lang and not h.subject
+
+        chosen = chosen or first(lambda a, h: own_request(a, h) and h.listed)
+        if to_request:
+            chosen = chosen or first(own_request)
         for kind in (Kind.HELP, Kind.INFO, Kind.PEER_INPUT):
             chosen = chosen or first(lambda a, h, k=kind: h.kind is k)
         if chosen is None:  # stems: those of the mail's own language first, since a word of

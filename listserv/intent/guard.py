@@ -171,7 +171,7 @@ def _second_opinion(verdict: Guard, understood: Understanding, p: Parsed, readin
     `LIST_POST_CONFIDENCE`, and a join or leave the rules hold is acted on from
     `LIST_REQUEST_CONFIDENCE`."""
     chance = read(reader, reading, p.lang, on_list=True, is_reply=p.subject_is_reply,
-                  words=words)
+                  words=words, quoted=p.body.quoted)
     if verdict is Guard.POST:
         kind, likely = best_request(chance)
         # where the rules judged a phrase of that kind not to ask ("remove me from the author
@@ -205,7 +205,7 @@ def _long_join(verdict: Guard, understood: Understanding, p: Parsed, reading: Re
     if verdict is not Guard.POST or not joins:
         return verdict, understood
     chance = read(reader, reading, p.lang, on_list=True, is_reply=p.subject_is_reply,
-                  words=words)
+                  words=words, quoted=p.body.quoted)
     if chance[Kind.SUBSCRIBE.value] < LONG_JOIN_CONFIDENCE:
         return verdict, understood
     return Guard.REQUEST, Understanding(p.lang, (read_command(

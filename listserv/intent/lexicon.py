@@ -184,6 +184,7 @@ class Lexicon:
     person: Entries  # "dar de alta *a mi* doctorando": a person as the object, not a place
     purpose: Entries  # "para" before an infinitive: what for, not where to
     courtesy: Entries  # "si no es molestia": its "if" and "not" are no condition, no negation
+    condition: Entries  # "if", "si", "wenn": a sentence opening with one supposes, not asks
     verb_final: bool
     verbs: Entries  # every verb entry above: a sentence with none of them is skipped at once
 
@@ -210,7 +211,7 @@ def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
         polite=entries("polite", WORD_TYPOS),
         opener=entries("opener"), negation=entries("negation"), others=entries("other_agent"),
         past=entries("past"), idioms=entries("idioms"), courtesy=entries("courtesy"),
-        purpose=entries("purpose"), person=entries("person"),
+        purpose=entries("purpose"), person=entries("person"), condition=entries("condition"),
         verb_final=bool(table.get("verb_final", False)),
         verbs=Entries.of(t for key in ("join", "join_alone", "leave", "leave_alone", "receive",
                                        "belong")

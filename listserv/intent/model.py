@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from listserv.intent.freetext import Reading
+from listserv.intent.freetext import Reading, prepared
 from listserv.intent.lexicon import Lexicon
 from listserv.intent.phrases import DEFAULT_LANG, languages
 from listserv.intent.stems import sentence_words
@@ -56,6 +56,11 @@ MAX_MODEL_CHARS = 2_000
 _PAIRED = ("join", "join_alone", "leave", "leave_alone", "receive", "belong", "stay", "mail",
            "list_words", "named", "self_words", "passive", "wish", "polite", "negation",
            "others", "past", "idioms")
+#: The word classes of the quoted history the reader sees: a reply to an invitation ("if you'd
+#: like to be added to the mailing list, just reply") says what its "yes, put me down" asks.
+_QUOTED = frozenset({"join", "join_alone", "leave", "leave_alone", "belong", "list_words",
+                     "named"})
+_QUOTE_MARKS = re.compile(r"^[ \t]*(?:>[ \t]?)+", re.M)
 _LENGTHS = ((0, "0"), (5, "1-5"), (15, "6-15"), (40, "16-40"), (80, "41-80"))
 _WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
 
@@ -113,10 +118,10 @@ def _length(words: int) -> str:
 
 
 def features(reading: Reading, lang: str, *, on_list: bool, is_reply: bool,
-             words: int) -> list[str]:
+             words: int, quoted: str = "") -> list[str]:
     """What the reader sees of a mail: `reading` is the free-text reading of its own words and
     Subject (its analyses: the folded text and sentences), `lang` the author's language,
-    `words` the number of words of the author's own text."""
+    `words` the number of words of the author's own text, `quoted` its quoted history."""
     out = {"to:list" if on_list else "to:request", f"len:{_length(words)}"}
     if is_reply:
         out.add("reply")
@@ -148,7 +153,17 @@ def features(reading: Reading, lang: str, *, on_list: bool, is_reply: bool,
             present = [c for c in _PAIRED if c in classes]
             out.update(f"c:{c}" for c in classes)
             out.update(f"cc:{a}+{b}" for i, a in enumerate(present) for b in present[i + 1:])
+    if quoted and lex is not None:
+        out.update(f"q:{c}" for c in _quoted_classes(lex, quoted))
     return sorted(out)
+
+
+def _quoted_classes(lex: Lexicon, quoted: str) -> set[str]:
+    """The word classes of `_QUOTED` in the quoted history's sentences."""
+    original = _QUOTE_MARKS.sub("", quoted[:MAX_MODEL_CHARS])
+    text, sentences = prepared(original)
+    return {c for s0, s1 in sentences for c in sentence_words(lex, text, original, s0, s1)[1]
+            if c in _QUOTED}
 
 
 def word_count(text: str) -> int:
@@ -170,10 +185,11 @@ _ABOUT_THE_LIST = frozenset(f"c:{c}" for c in ("join", "join_alone", "leave", "l
 
 
 def read(model: Model, reading: Reading, lang: str, *, on_list: bool, is_reply: bool,
-         words: int) -> dict[str, float]:
+         words: int, quoted: str = "") -> dict[str, float]:
     """The probability of a join, a leave and anything else, by `model`; "anything else" for
     a mail with no word of joining, leaving, getting mail or the list, and no request phrase."""
-    seen = features(reading, lang, on_list=on_list, is_reply=is_reply, words=words)
+    seen = features(reading, lang, on_list=on_list, is_reply=is_reply, words=words,
+                    quoted=quoted)
     if not reading.hits and _ABOUT_THE_LIST.isdisjoint(seen):
         return {c: float(c == "other") for c in model.classes}
     return model.probabilities(seen)

@@ -105,7 +105,8 @@ def understand(msg: email.message.EmailMessage, list_name: str, *,
     if _is_join(msg, list_name):
         return Understanding(p.lang, (Command(Kind.SUBSCRIBE, line=p.subject[:300]),))
     kind, likely = best_request(read(reader or shipped(), reading, p.lang, on_list=False,
-                                     is_reply=p.subject_is_reply, words=word_count(own)))
+                                     is_reply=p.subject_is_reply, words=word_count(own),
+                                     quoted=p.body.quoted))
     if likely >= REQUEST_CONFIDENCE and not unrecognised:  # not a command mail gone wrong
         return Understanding(p.lang, (read_command(kind, own, p.subject, list_name),))
     return Understanding(p.lang, (Command(Kind.UNCLEAR, line=_first_line(own, p.subject)),),

@@ -172,6 +172,22 @@ def _before_vocative(ws: _Words, c0: int) -> int:
     return next(k for k in range(name[0]) if ws.clause[k] == ws.clause[name[0] - 1])
 
 
+def _supposed(lex: Lexicon, ws: _Words, i: int) -> bool:
+    """Is the verb at word `i` in the main clause of a sentence that opens with a condition
+    ("If I ever have time again, I'll sign up again")? Not when the condition is a courtesy
+    formula ("if possible, ...")."""
+    k = next((k for k in range(i) if lex.condition.starting(ws.words[k], ws.stems[k])
+              or not lex.opener.starting(ws.words[k], ws.stems[k])), None)
+    if k is None or ws.clause[k] == ws.clause[i]:
+        return False
+    # a condition has a clause of its own: "Sí, claro, anotame" opens with a yes
+    if k + 2 >= i or ws.clause[k + 2] != ws.clause[k]:
+        return False
+    if not lex.condition.starting(ws.words[k], ws.stems[k]):
+        return False
+    return not any(a == k for a, _ in _has(lex.courtesy, ws, k, len(ws.words)))
+
+
 def _antonym(lex: Lexicon, stemmed: frozenset[str], join: bool) -> bool:
     """Is a word read as a join (`join`) or a leave exactly, by its stem, a verb of the other
     kind? Then it matched by a typo ("abmeldung" one letter from "anmeldung")."""
@@ -273,7 +289,10 @@ def read_stems(lex: Lexicon, text: str, original: str,
             if _done(lex, ws, i, c0, c1):
                 continue
             wish = _has(lex.wish, ws, 0, i, 2)
-            polite = bool(_has(lex.polite, ws, 0, n, 2))
+            # a courtesy word right after "has" reports another's kindness ("Carol has very
+            # kindly switched my subscription"), it asks nothing
+            polite = any(not _has(lex.past, ws, max(a - 3, _clause_span(ws, a)[0]), a)
+                         for a, _ in _has(lex.polite, ws, 0, n, 2))
             in_wish = {k for a, b in wish for k in range(a, b + 1)}  # "*me* gustaría"
             # someone else, or a condition, before the verb ("if you want to join"), but not
             # a word of the wish itself ("I'm emailing *you* to join")
@@ -287,7 +306,12 @@ def read_stems(lex: Lexicon, text: str, original: str,
             passive = bool(_has(lex.passive, ws, i - 2, i)) or (
                 final and bool(_has(lex.passive, ws, j + 1, j + 3)))
             # an imperative opens the sentence ("Hi, please remove me"), not a later clause
-            opens = all(lex.opener.starting(ws.words[k], ws.stems[k]) for k in range(0, i))
+            # or a later clause when the sender is its object ("Carol, aye that'd be grand,
+            # put me down for it")
+            opens = all(lex.opener.starting(ws.words[k], ws.stems[k]) for k in range(
+                c0 if _has(lex.self_words, ws, i + 1, i + 2) else 0, i))
+            if not polite and _supposed(lex, ws, i):
+                continue  # "Si algún día vuelvo a tener tiempo, ... me vuelvo a apuntar"
             if any(a == i for a, _ in _find(lex.idioms, ws, 0, i, n)):
                 continue  # "join us for the launch", "add that", "leave a comment"
             if state:
