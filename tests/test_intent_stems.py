@@ -252,3 +252,31 @@ def test_the_reader_sees_what_the_quoted_history_offers() -> None:
     assert {"q:join", "q:list_words"} <= set(invited)
     assert not any(f.startswith("q:") for f in features(
         reading, "en", on_list=False, is_reply=True, words=7, quoted="> See you on Tuesday."))
+
+
+@pytest.mark.parametrize(("lang", "text"), [
+    ("en", "Her mailbox, sarah@trust.example.org, now comes to me. Could you take her address "
+           "off?"),
+    ("es", "Su correo (mrios@uni.example.org) ya no existe. ¿Podrían quitar esa dirección?"),
+    ("de", "Ihr Postfach x.y@uni.example.de wird nicht mehr gelesen. Könnten Sie ihre Adresse "
+           "bitte austragen?"),
+    ("pt", "O email dela (ana@uni.example.org) foi desativado. Podem remover esse endereço da "
+           "lista?"),
+])
+def test_a_leave_of_an_address_named_before_is_about_that_address(lang: str, text: str) -> None:
+    command = free_text(text, "", False, LIST, lang, to_request=True).command
+    assert command is not None and command.kind == "unsubscribe"
+    assert command.address is not None and command.address in text.lower()
+
+
+def test_a_join_worded_as_a_hope_is_read() -> None:
+    assert _rules("Ich würde mich wirklich freuen, wenn ich auch dabei sein und mitlesen "
+                  "dürfte.", "de") == "subscribe"
+
+
+def test_an_address_alone_after_the_request_is_the_one_it_is_about() -> None:
+    text = ("Könnten Sie mich bitte mit meiner neuen Geschäftsadresse in die Liste aufnehmen?\n\n"
+            "martina.keller@pd.example.ch\n\nDie alte Adresse dürfen Sie dann entfernen.")
+    command = free_text(text, "", False, LIST, "de", to_request=True).command
+    assert command is not None and command.kind == "subscribe"
+    assert command.address == "martina.keller@pd.example.ch"

@@ -366,6 +366,7 @@ def _keep_cue(analyses: Sequence[_Analysis], lang: str) -> bool:
     return False
 
 
+_ADDRESS = re.compile(r"\S+@\S+")
 _SEPARATOR = re.compile(r"^[ \t]*[-_=*~]{3,}[ \t]*$", re.M)
 
 
@@ -384,6 +385,14 @@ def _address_for(analysis: _Analysis, hit: Hit, list_name: str) -> str | None:
     before = addresses(window[cuts[-1].end():] if cuts else window, list_name)
     if before:
         return before[-1]
+    # "... mit meiner neuen Geschäftsadresse in die Liste aufnehmen?" and the address alone on
+    # the next line: the one the request is about
+    following = next(((a, b) for a, b in analysis.sentences if a >= s1), None)
+    if following is not None:
+        line = analysis.original[following[0]:following[1]]
+        alone = addresses(line, list_name)
+        if len(alone) == 1 and not _ADDRESS.sub("", line).strip(" \t\n<>()[].:;,"):
+            return alone[0]
     # "My supervisor would also like to join. Her email is x@y": an address after the request
     # only when it is introduced as someone else's
     after = analysis.text[s1:s1 + 300]
