@@ -47,20 +47,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "sink_refusals: the test makes the strict SMTP sink refuse mail on purpose")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # In parallel runs (pytest-xdist, `--dist loadgroup`) the slow end-to-end tests of one group
-    # go one after another to one worker: each loads the machine (bursts of posts, daemons in
-    # subprocesses) and times leases and clocks. Two groups (`slow`, and `slow(group="intake")`
-    # for the intake bursts) keep the longest worker's share near the others'.
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        marker = item.get_closest_marker("slow")
-        if marker is not None:
-            group = marker.kwargs.get("group")
-            item.add_marker(pytest.mark.xdist_group(f"slow-{group}" if group else "slow"))
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         marked = metafunc.definition.get_closest_marker

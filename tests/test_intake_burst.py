@@ -25,7 +25,7 @@ from .daemons import DaemonProcess
 from .helpers import LIST, make_message, parse, write_config
 from .smtp_sink import SmtpSink
 
-pytestmark = pytest.mark.slow(group="intake")
+pytestmark = pytest.mark.slow
 
 MEMBERS = [f"member{i:02d}@example.net" for i in range(10)]
 POSTS = 200

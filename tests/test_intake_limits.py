@@ -109,7 +109,7 @@ def test_the_sender_limit_frees_up_after_an_hour(shma, daemon, store, clock):
     assert smtp_send(port, "jane@example.org", [LIST], make_message()) == {}
 
 
-@pytest.mark.slow(group="intake")  # 50 MB through the router, 20 MB of notices
+@pytest.mark.slow  # 50 MB through the router, 20 MB of notices
 @pytest.mark.timeout(600)
 @pytest.mark.both_backends
 def test_one_megabyte_to_200_recipients_stores_50_rows_the_bytes_once_and_20_notices(

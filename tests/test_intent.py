@@ -15,12 +15,13 @@ import pytest
 
 from listserv.intent.guard import (
     GUARD_FREE_TEXT,
+    GUARD_MAX_WORDS,
     Guard,
     _enough_for_guard,  # the guard's reading limit, tested on its own
     guard,
 )
 from listserv.intent.language import detect_language
-from listserv.intent.model import CLASSES, Model
+from listserv.intent.model import CLASSES, Model, word_count
 from listserv.intent.phrases import load_phrases
 from listserv.intent.request import understand
 from listserv.intent.understanding import Command, Kind
@@ -522,6 +523,28 @@ def test_guard_bare_phrase() -> None:
         is Guard.POST
     assert on_list("can I join?", "Joining SHMA", reader=RULES_ONLY)[0] is Guard.UNSURE
     assert on_list("can I join?", "Joining SHMA")[0] is Guard.REQUEST
+
+
+INTRODUCTION = (
+    "Hello everyone, my name is Ines and I am a lecturer in community psychology in Porto. For "
+    "the last six years I have studied peer support groups for family carers of people living "
+    "with dementia, most recently the informal groups that grow around day centres and parish "
+    "halls. A colleague told me about your quarterly calls and the column you write together, "
+    "and I read the last three pieces with great interest. ")
+
+
+def test_guard_long_introduction_ending_in_a_join() -> None:
+    # past GUARD_MAX_WORDS the rules distribute a join that names no list; when the reader is
+    # sure of it too (LONG_JOIN_CONFIDENCE) its sender is asked to confirm
+    body = INTRODUCTION + "I would love to join and learn from you all."
+    assert word_count(body) > GUARD_MAX_WORDS
+    assert on_list(body, "Hello from Porto", reader=RULES_ONLY)[0] is Guard.POST
+    decision, command = on_list(body, "Hello from Porto")
+    assert decision is Guard.REQUEST
+    assert command is not None and command.kind is Kind.SUBSCRIBE
+    # a join of something else stays a post
+    workshop = INTRODUCTION + "I would love to join the workshop in May and learn from you all."
+    assert on_list(workshop, "Hello from Porto")[0] is Guard.POST
 
 
 def test_guard_automatic_reply() -> None:

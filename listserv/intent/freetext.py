@@ -137,6 +137,7 @@ def _analyse(original: str, list_name: str, *, subject: bool = False, to_request
         listed = bool(own_list.search(sent)) or any(
             ph.list_words is not None and ph.list_words.search(sent) for ph in langs)
         folded = sent.casefold()
+        names: dict[str, bool] = {}  # by language: does the sentence name the list in words
         for ph in langs:
             present = {n for n in ph.all_needles if n in folded}
             for group in GROUPS:
@@ -148,7 +149,10 @@ def _analyse(original: str, list_name: str, *, subject: bool = False, to_request
                             continue
                         if not listed and ph.lexicon is not None:
                             # "add me to the group": the lexicon's names of this list
-                            listed = names_list(ph.lexicon, text, original, (s0, s1))
+                            if ph.lang not in names:
+                                names[ph.lang] = names_list(ph.lexicon, text, original,
+                                                            (s0, s1))
+                            listed = names[ph.lang]
                         hit = Hit(group, GROUP_KIND[group], s0 + m.start(), s0 + m.end(),
                                    (s0, s1), ph.lang, listed=listed, subject=subject)
                         _judge(hit, text, langs, own_list)

@@ -170,8 +170,7 @@ def _second_opinion(verdict: Guard, understood: Understanding, p: Parsed, readin
     `LIST_REQUEST_CONFIDENCE`, a join or leave the rules would act on or hold is a post from
     `LIST_POST_CONFIDENCE`, and a join or leave the rules hold is acted on from
     `LIST_REQUEST_CONFIDENCE`."""
-    chance = read(reader, reading, p.lang, on_list=True, is_reply=p.subject_is_reply,
-                  words=words, quoted=p.body.quoted)
+    chance = _chance(reader, p, reading, words)
     if verdict is Guard.POST:
         kind, likely = best_request(chance)
         # where the rules judged a phrase of that kind not to ask ("remove me from the author
@@ -179,8 +178,7 @@ def _second_opinion(verdict: Guard, understood: Understanding, p: Parsed, readin
         # their judgement stands: the reader speaks where the rules saw nothing
         judged = any(h.kind is kind and (not h.valid or h.elsewhere) for h in reading.hits)
         if likely >= LIST_REQUEST_CONFIDENCE and words <= GUARD_MAX_WORDS and not judged:
-            return Guard.REQUEST, Understanding(p.lang, (read_command(
-                kind, p.body.own, p.subject, list_name),))
+            return _read_as(kind, p, list_name)
         return verdict, understood
     command = understood.commands[0] if understood.commands else None
     if command is None or command.kind not in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE):
@@ -204,9 +202,19 @@ def _long_join(verdict: Guard, understood: Understanding, p: Parsed, reading: Re
              and not h.elsewhere and not h.subject]
     if verdict is not Guard.POST or not joins:
         return verdict, understood
-    chance = read(reader, reading, p.lang, on_list=True, is_reply=p.subject_is_reply,
-                  words=words, quoted=p.body.quoted)
+    chance = _chance(reader, p, reading, words)
     if chance[Kind.SUBSCRIBE.value] < LONG_JOIN_CONFIDENCE:
         return verdict, understood
-    return Guard.REQUEST, Understanding(p.lang, (read_command(
-        Kind.SUBSCRIBE, p.body.own, p.subject, list_name),))
+    return _read_as(Kind.SUBSCRIBE, p, list_name)
+
+
+def _chance(reader: Model, p: Parsed, reading: Reading, words: int) -> dict[str, float]:
+    """The statistical reader's probabilities for a mail to the list."""
+    return read(reader, reading, p.lang, on_list=True, is_reply=p.subject_is_reply,
+                words=words, quoted=p.body.quoted)
+
+
+def _read_as(kind: Kind, p: Parsed, list_name: str) -> tuple[Guard, Understanding]:
+    """A request of `kind` the reader read (it has no phrase to quote)."""
+    return Guard.REQUEST, Understanding(p.lang, (read_command(kind, p.body.own, p.subject,
+                                                              list_name),))
