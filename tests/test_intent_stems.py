@@ -17,7 +17,7 @@ import pytest
 from listserv.intent.freetext import free_text
 from listserv.intent.guard import Guard, guard
 from listserv.intent.lexicon import stems
-from listserv.intent.model import features
+from listserv.intent.model import CLASSES, Model, features
 from listserv.intent.request import understand
 
 LIST = "shma"
@@ -280,3 +280,19 @@ def test_an_address_alone_after_the_request_is_the_one_it_is_about() -> None:
     command = free_text(text, "", False, LIST, "de", to_request=True).command
     assert command is not None and command.kind == "subscribe"
     assert command.address == "martina.keller@pd.example.ch"
+
+
+def test_a_join_the_reader_is_sure_of_outweighs_a_leave_the_rules_read_in_a_supposition() -> None:
+    text = ("Hallo zusammen, ich bin bisher mit meiner privaten Adresse auf der Liste. Seit März "
+            "arbeite ich in der Beratungsstelle und würde die Rundmails gern auch dort lesen.\n\n"
+            "Bitte nehmen Sie zusätzlich meine neue Adresse auf:\n\n"
+            "    j.vogt@beratung.example.de\n\n"
+            "Die private Adresse kann vorerst bleiben, ich melde mich, falls ich sie später "
+            "löschen möchte.")
+    rules_only = Model(CLASSES, (0.0, 0.0, 0.0), {})
+    assert understand(_mail(text, "shma-request"), LIST,
+                      reader=rules_only).commands[0].kind == "unsubscribe"
+    command = understand(_mail(text, "shma-request"), LIST).commands[0]
+    assert command.kind == "subscribe"
+    assert command.address == "j.vogt@beratung.example.de"
+    assert command.line.startswith("Hallo zusammen")

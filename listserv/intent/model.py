@@ -37,6 +37,8 @@ CLASSES = ("subscribe", "unsubscribe", "other")
 #: On -request, where the rules read nothing, the reader's join or leave is taken from this
 #: probability (a free-text join or leave is always confirmed by its person first).
 REQUEST_CONFIDENCE = 0.6
+#: A free-text join or leave the rules read is the other kind when the reader is this sure of it.
+OPPOSITE_CONFIDENCE = 0.95
 #: On the list address the reader overrules the administrivia guard from these probabilities:
 #: a short post the guard would distribute becomes a join or leave (and one the guard would
 #: hold is acted on when both readers see the same request) from `LIST_REQUEST_CONFIDENCE`;

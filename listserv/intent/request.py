@@ -10,7 +10,7 @@ from __future__ import annotations
 import email.message
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from listserv.intent.commands import (
     MAX_COMMANDS,
@@ -21,7 +21,15 @@ from listserv.intent.commands import (
 )
 from listserv.intent.freetext import addresses, free_text
 from listserv.intent.language import message_language
-from listserv.intent.model import REQUEST_CONFIDENCE, Model, best_request, read, shipped, word_count
+from listserv.intent.model import (
+    OPPOSITE_CONFIDENCE,
+    REQUEST_CONFIDENCE,
+    Model,
+    best_request,
+    read,
+    shipped,
+    word_count,
+)
 from listserv.intent.understanding import Command, Kind, Understanding
 from listserv.mail.text import Body, body_text, split_body
 
@@ -100,17 +108,30 @@ def understand(msg: email.message.EmailMessage, list_name: str, *,
     if p.token and (reading.command is None or confirm_words(own)):
         return Understanding(p.lang, (Command(Kind.CONFIRM, token=p.token,
                                               line=own.split("\n", 1)[0][:300]),))
+    chance = read(reader or shipped(), reading, p.lang, on_list=False,
+                  is_reply=p.subject_is_reply, words=word_count(own), quoted=p.body.quoted)
     if reading.command is not None:
-        return Understanding(p.lang, (reading.command,))
+        return Understanding(p.lang, (_second_look(reading.command, chance,
+                                                   _first_line(own, p.subject)),))
     if _is_join(msg, list_name):
         return Understanding(p.lang, (Command(Kind.SUBSCRIBE, line=p.subject[:300]),))
-    kind, likely = best_request(read(reader or shipped(), reading, p.lang, on_list=False,
-                                     is_reply=p.subject_is_reply, words=word_count(own),
-                                     quoted=p.body.quoted))
+    kind, likely = best_request(chance)
     if likely >= REQUEST_CONFIDENCE and not unrecognised:  # not a command mail gone wrong
         return Understanding(p.lang, (read_command(kind, own, p.subject, list_name),))
     return Understanding(p.lang, (Command(Kind.UNCLEAR, line=_first_line(own, p.subject)),),
                          unrecognised, ignored)
+
+
+def _second_look(command: Command, chance: dict[str, float], first_line: str) -> Command:
+    """A free-text join the reader is `OPPOSITE_CONFIDENCE` sure is a leave is a leave, and the
+    other way round: the rules read one sentence ("falls ich sie später löschen möchte"), the
+    reader the whole mail ("Bitte nehmen Sie zusätzlich meine neue Adresse auf"). The address
+    stays; the quoted line is the mail's first, as for any request the reader read."""
+    opposite = {Kind.SUBSCRIBE: Kind.UNSUBSCRIBE, Kind.UNSUBSCRIBE: Kind.SUBSCRIBE}.get(
+        command.kind)
+    if opposite is None or chance[opposite.value] < OPPOSITE_CONFIDENCE:
+        return command
+    return replace(command, kind=opposite, line=first_line)
 
 
 def read_command(kind: Kind, own: str, subject: str, list_name: str) -> Command:
