@@ -296,3 +296,25 @@ def test_a_join_the_reader_is_sure_of_outweighs_a_leave_the_rules_read_in_a_supp
     assert command.kind == "subscribe"
     assert command.address == "j.vogt@beratung.example.de"
     assert command.line.startswith("Hallo zusammen")
+
+
+@pytest.mark.parametrize(("lang", "text"), [
+    ("es", "Me interesa mucho el taller de junio. ¿Me podrían agregar a la lista de inscritos?"),
+    ("es", "Me gustaría sumarme al capítulo, ¿me pueden incluir en la lista de coautores?"),
+])
+def test_joining_another_list_or_a_chapter_is_a_post(lang: str, text: str) -> None:
+    assert guard(_mail(text, "shma"), LIST)[0] is Guard.POST
+
+
+@pytest.mark.parametrize(("lang", "text", "address"), [
+    ("en", "Could you add him to the mailing list? His university address is "
+           "t.r@uni.example.ac.uk.",
+     "t.r@uni.example.ac.uk"),
+    ("pt", "A minha colega ainda não está na lista. Você poderia adicioná-la? O e-mail é "
+           "renata@caps.example.br", "renata@caps.example.br"),
+])
+def test_a_join_of_a_colleague_is_about_the_address_given_after_it(lang: str, text: str,
+                                                                   address: str) -> None:
+    command = free_text(text, "", False, LIST, lang, to_request=True).command
+    assert command is not None and command.kind == "subscribe"
+    assert command.address == address
