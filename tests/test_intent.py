@@ -426,6 +426,21 @@ def test_signatures_closings_and_disclaimers_are_removed() -> None:
     assert message_text(mail(body)) == "Hola, alta por favor."
 
 
+
+def test_a_letter_below_an_out_of_office_note_and_a_line_is_the_authors() -> None:
+    # the line ends the note, not the letter: a greeting opens the letter, alone on its line or
+    # at the start of it
+    note = ("Me encuentro fuera de la oficina hasta el lunes.\n\n________________________________"
+            "\n\n")
+    body = note + "Buenas tardes, les pido que me retiren de la lista.\n\nSaludos,\nFernando"
+    assert message_text(mail(body)).endswith("les pido que me retiren de la lista.")
+    body = note + "Hola Carol,\n\nles pido que me retiren de la lista."
+    assert message_text(mail(body)).endswith("les pido que me retiren de la lista.")
+    # a signature below a line stays cut
+    body = "Please add me to the list.\n\n________________________________\nDr Jo Bloggs, PhD"
+    assert message_text(mail(body)) == "Please add me to the list."
+
+
 # --- the administrivia guard ---------------------------------------------------------------------
 
 
@@ -536,15 +551,16 @@ INTRODUCTION = (
 def test_guard_long_introduction_ending_in_a_join() -> None:
     # past GUARD_MAX_WORDS the rules distribute a join that names no list; when the reader is
     # sure of it too (LONG_JOIN_CONFIDENCE) its sender is asked to confirm
+    sure = Model(CLASSES, (10.0, 0.0, 0.0), {})  # a join, whatever the mail says
     body = INTRODUCTION + "I would love to join and learn from you all."
     assert word_count(body) > GUARD_MAX_WORDS
     assert on_list(body, "Hello from Porto", reader=RULES_ONLY)[0] is Guard.POST
-    decision, command = on_list(body, "Hello from Porto")
+    decision, command = on_list(body, "Hello from Porto", reader=sure)
     assert decision is Guard.REQUEST
     assert command is not None and command.kind is Kind.SUBSCRIBE
-    # a join of something else stays a post
+    # a join of something else stays a post, however sure the reader is
     workshop = INTRODUCTION + "I would love to join the workshop in May and learn from you all."
-    assert on_list(workshop, "Hello from Porto")[0] is Guard.POST
+    assert on_list(workshop, "Hello from Porto", reader=sure)[0] is Guard.POST
 
 
 def test_guard_automatic_reply() -> None:

@@ -318,3 +318,14 @@ def test_a_join_of_a_colleague_is_about_the_address_given_after_it(lang: str, te
     command = free_text(text, "", False, LIST, lang, to_request=True).command
     assert command is not None and command.kind == "subscribe"
     assert command.address == address
+
+
+def test_a_stem_join_the_reader_is_sure_is_none_goes_to_the_chair() -> None:
+    text = ("Hello, I've been on the list for a year and enjoy it, nothing to change there. My "
+            "question is about the newsletter that carries the group's column: it comes from a "
+            "different organisation, and I'd like to receive the whole thing rather than the "
+            "column alone. Do you know whom I should contact?")
+    rules_only = Model(CLASSES, (0.0, 0.0, 0.0), {})
+    assert understand(_mail(text, "shma-request"), LIST,
+                      reader=rules_only).commands[0].kind == "subscribe"
+    assert understand(_mail(text, "shma-request"), LIST).commands[0].kind == "unclear"

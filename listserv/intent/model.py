@@ -39,6 +39,9 @@ CLASSES = ("subscribe", "unsubscribe", "other")
 REQUEST_CONFIDENCE = 0.6
 #: A free-text join or leave the rules read is the other kind when the reader is this sure of it.
 OPPOSITE_CONFIDENCE = 0.95
+#: ... and a join or leave the rules read from word stems alone is unclear (the chair's to
+#: answer) when the reader is this sure it is neither.
+OTHER_CONFIDENCE = 0.99
 #: On the list address the reader overrules the administrivia guard from these probabilities:
 #: a short post the guard would distribute becomes a join or leave (and one the guard would
 #: hold is acted on when both readers see the same request) from `LIST_REQUEST_CONFIDENCE`;

@@ -19,10 +19,11 @@ from listserv.intent.commands import (
     list_local,
     parse_command,
 )
-from listserv.intent.freetext import addresses, free_text
+from listserv.intent.freetext import Reading, addresses, free_text
 from listserv.intent.language import message_language
 from listserv.intent.model import (
     OPPOSITE_CONFIDENCE,
+    OTHER_CONFIDENCE,
     REQUEST_CONFIDENCE,
     Model,
     best_request,
@@ -111,7 +112,7 @@ def understand(msg: email.message.EmailMessage, list_name: str, *,
     chance = read(reader or shipped(), reading, p.lang, on_list=False,
                   is_reply=p.subject_is_reply, words=word_count(own), quoted=p.body.quoted)
     if reading.command is not None:
-        return Understanding(p.lang, (_second_look(reading.command, chance,
+        return Understanding(p.lang, (_second_look(reading, chance,
                                                    _first_line(own, p.subject)),))
     if _is_join(msg, list_name):
         return Understanding(p.lang, (Command(Kind.SUBSCRIBE, line=p.subject[:300]),))
@@ -122,11 +123,20 @@ def understand(msg: email.message.EmailMessage, list_name: str, *,
                          unrecognised, ignored)
 
 
-def _second_look(command: Command, chance: dict[str, float], first_line: str) -> Command:
-    """A free-text join the reader is `OPPOSITE_CONFIDENCE` sure is a leave is a leave, and the
-    other way round: the rules read one sentence ("falls ich sie später löschen möchte"), the
-    reader the whole mail ("Bitte nehmen Sie zusätzlich meine neue Adresse auf"). The address
-    stays; the quoted line is the mail's first, as for any request the reader read."""
+def _second_look(reading: Reading, chance: dict[str, float], first_line: str) -> Command:
+    """The rules' free-text request, looked at again with the reader's `chance`.
+
+    A join the reader is `OPPOSITE_CONFIDENCE` sure is a leave is a leave, and the other way
+    round: the rules read one sentence ("falls ich sie später löschen möchte"), the reader the
+    whole mail ("Bitte nehmen Sie zusätzlich meine neue Adresse auf"); the address stays, the
+    quoted line is the mail's first, as for any request the reader read. A join or leave read
+    from word stems alone ("I'd like to receive the whole thing", of another newsletter) is
+    unclear, for the chair, when the reader is `OTHER_CONFIDENCE` sure it is neither."""
+    command = reading.command
+    assert command is not None
+    if (reading.hit is not None and reading.hit.stem and command.kind in (
+            Kind.SUBSCRIBE, Kind.UNSUBSCRIBE) and chance["other"] >= OTHER_CONFIDENCE):
+        return Command(Kind.UNCLEAR, line=first_line)
     opposite = {Kind.SUBSCRIBE: Kind.UNSUBSCRIBE, Kind.UNSUBSCRIBE: Kind.SUBSCRIBE}.get(
         command.kind)
     if opposite is None or chance[opposite.value] < OPPOSITE_CONFIDENCE:

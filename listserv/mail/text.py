@@ -346,12 +346,18 @@ def _reply_header(lines: list[str], i: int) -> int:
     return 0
 
 
+_GREETING_END = re.compile(r"[,!:]")
+
+
 def _greeting_after(lines: list[str], k: int) -> bool:
-    """Does a greeting ("Hello Carol,") open the next text line after line `k`? A signature
-    or a disclaimer below a line never starts so; a letter below a note does."""
+    """Does a greeting ("Hello Carol," -- alone, or opening the line: "Buenas tardes, les pido
+    que ...") open the next text line after line `k`? A signature or a disclaimer below a line
+    never starts so; a letter below a note does."""
     nxt = next((fold(ln).strip() for ln in lines[k + 1:k + 4] if ln.strip()), "")
-    return (nxt.endswith((",", "!", ":")) and len(nxt.split()) <= 6
-            and _any("greeting", nxt.rstrip(",!:"), "match") is not None)
+    end = _GREETING_END.search(nxt)
+    head = nxt[:end.start()] if end else ""
+    return (bool(head) and len(head.split()) <= 6
+            and _any("greeting", head, "match") is not None)
 
 
 def split_body(text: str) -> Body:
