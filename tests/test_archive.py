@@ -169,7 +169,8 @@ def test_a_list_with_archive_policy_none_keeps_nothing(cli, members, daemon, sin
 
 
 def test_a_held_post_is_archived_when_the_chair_approves_it(cli, members, daemon, sink):
-    post(daemon, "guest@else.example", "Visiting in May", "May I join your May meeting?\n")
+    post(daemon, "guest@else.example", "Visiting in May",
+         "I will be in Lisbon in May, if anyone is near.\n")
     [held] = wait_until(lambda: json.loads(cli("held", "list", "--json").output),
                         what="the held post")
     assert json.loads(cli("archive", "list", LIST, "--json").output) == []
