@@ -13,6 +13,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any, TypeVar
 
+from listserv.intent.model import CLASSES, Model
 from listserv.mail.message import parse  # noqa: F401 (the tests parse as the product does)
 
 T = TypeVar("T")
@@ -164,3 +165,7 @@ def wait_mail(sink: Any, address: str, words: str, timeout: float = 10.0) -> Ema
         return None
 
     return wait_until(found, timeout, f"a mail to {address} about {words!r}")
+
+
+#: A statistical reader that has learnt nothing (every class equally likely): the rules alone.
+RULES_ONLY = Model(CLASSES, (0.0, 0.0, 0.0), {})

@@ -27,6 +27,8 @@ from listserv.intent.request import understand
 from listserv.intent.understanding import Command, Kind
 from listserv.mail.text import html_to_text, message_text
 
+from .helpers import RULES_ONLY
+
 LIST = "shma"
 REQUEST = "shma-request@lists.example.org"
 POST = "shma@lists.example.org"
@@ -51,9 +53,6 @@ def mail(body: str = "", subject: str = "", to: str = REQUEST, html: str | None 
 def first(body: str = "", subject: str = "", **kw) -> Command:
     return understand(mail(body, subject, **kw), LIST).commands[0]
 
-
-#: The rules alone: a statistical reader that never speaks.
-RULES_ONLY = Model(CLASSES, (0.0, 0.0, 0.0), {})
 
 
 def on_list(body: str, subject: str = "A question", *,

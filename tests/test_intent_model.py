@@ -22,8 +22,7 @@ from listserv.intent.understanding import Kind
 from tests import intent_crossval, intent_training
 from tests.intent_scoring import DATA, FRESH, Outcome, confusions, run
 
-from .helpers import LIST, make_message
-from .test_intent import RULES_ONLY
+from .helpers import LIST, RULES_ONLY, make_message
 from .test_membership import confirm_address, members, send, wait_mails
 
 # The corpora are read once per run, whichever workers run these tests (`once_per_run`); a test

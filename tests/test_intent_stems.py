@@ -17,8 +17,10 @@ import pytest
 from listserv.intent.freetext import free_text
 from listserv.intent.guard import Guard, guard
 from listserv.intent.lexicon import stems
-from listserv.intent.model import CLASSES, Model, features
+from listserv.intent.model import features
 from listserv.intent.request import understand
+
+from .helpers import RULES_ONLY
 
 LIST = "shma"
 
@@ -289,9 +291,8 @@ def test_a_join_the_reader_is_sure_of_outweighs_a_leave_the_rules_read_in_a_supp
             "    j.vogt@beratung.example.de\n\n"
             "Die private Adresse kann vorerst bleiben, ich melde mich, falls ich sie später "
             "löschen möchte.")
-    rules_only = Model(CLASSES, (0.0, 0.0, 0.0), {})
     assert understand(_mail(text, "shma-request"), LIST,
-                      reader=rules_only).commands[0].kind == "unsubscribe"
+                      reader=RULES_ONLY).commands[0].kind == "unsubscribe"
     command = understand(_mail(text, "shma-request"), LIST).commands[0]
     assert command.kind == "subscribe"
     assert command.address == "j.vogt@beratung.example.de"
@@ -325,7 +326,6 @@ def test_a_stem_join_the_reader_is_sure_is_none_goes_to_the_chair() -> None:
             "question is about the newsletter that carries the group's column: it comes from a "
             "different organisation, and I'd like to receive the whole thing rather than the "
             "column alone. Do you know whom I should contact?")
-    rules_only = Model(CLASSES, (0.0, 0.0, 0.0), {})
     assert understand(_mail(text, "shma-request"), LIST,
-                      reader=rules_only).commands[0].kind == "subscribe"
+                      reader=RULES_ONLY).commands[0].kind == "subscribe"
     assert understand(_mail(text, "shma-request"), LIST).commands[0].kind == "unclear"

@@ -176,14 +176,15 @@ def _supposed(lex: Lexicon, ws: _Words, i: int) -> bool:
     """Is the verb at word `i` in the main clause of a sentence that opens with a condition
     ("If I ever have time again, I'll sign up again")? Not when the condition is a courtesy
     formula ("if possible, ...")."""
-    k = next((k for k in range(i) if lex.condition.starting(ws.words[k], ws.stems[k])
-              or not lex.opener.starting(ws.words[k], ws.stems[k])), None)
-    if k is None or ws.clause[k] == ws.clause[i]:
-        return False
-    # a condition has a clause of its own: "Sí, claro, anotame" opens with a yes
-    if k + 2 >= i or ws.clause[k + 2] != ws.clause[k]:
-        return False
-    if not lex.condition.starting(ws.words[k], ws.stems[k]):
+    def condition(k: int) -> bool:
+        return bool(lex.condition.starting(ws.words[k], ws.stems[k]))
+
+    k = next((k for k in range(i)
+              if condition(k) or not lex.opener.starting(ws.words[k], ws.stems[k])), None)
+    # a condition has a clause of its own, before the verb's: "Sí, claro, anotame" opens with
+    # a yes
+    if (k is None or not condition(k) or ws.clause[k] == ws.clause[i] or k + 2 >= i
+            or ws.clause[k + 2] != ws.clause[k]):
         return False
     return not any(a == k for a, _ in _has(lex.courtesy, ws, k, len(ws.words)))
 
@@ -272,6 +273,11 @@ def read_stems(lex: Lexicon, text: str, original: str,
                  + [(m, False, True, "") for m in _find(lex.leave_alone, ws, lex.gap)]
                  + [(m, True, True, "receive") for m in _find(lex.receive, ws, lex.gap)]
                  + [(m, True, True, "belong") for m in _find(lex.belong, ws, lex.gap)])
+        polite_words = {k for a, b in _has(lex.courtesy, ws, 0, n) for k in range(a, b + 1)}
+        # a courtesy word right after "has" reports another's kindness ("Carol has very
+        # kindly switched my subscription"), it asks nothing
+        polite = any(not _has(lex.past, ws, max(a - 3, _clause_span(ws, a)[0]), a)
+                     for a, _ in _has(lex.polite, ws, 0, n, 2))
         seen: set[int] = set()
         for (i, j), join, alone, state in sorted(verbs, key=lambda v: (v[0][0], -v[0][1])):
             if i in seen or ws.quoted[i]:
@@ -282,17 +288,12 @@ def read_stems(lex: Lexicon, text: str, original: str,
             # verb-final languages (German): negation, the sender and the auxiliary may be
             # anywhere in the clause ("nehmt mich bitte nicht ... raus", "aufgenommen werden")
             final = lex.verb_final
-            polite_words = {k for a, b in _has(lex.courtesy, ws, 0, n) for k in range(a, b + 1)}
             negated = any(a not in polite_words for a, _ in _has(
                 lex.negation, ws, c0 if final else max(c0, i - NEGATION_WINDOW),
                 c1 if final else i, 1))
             if _done(lex, ws, i, c0, c1):
                 continue
             wish = _has(lex.wish, ws, 0, i, 2)
-            # a courtesy word right after "has" reports another's kindness ("Carol has very
-            # kindly switched my subscription"), it asks nothing
-            polite = any(not _has(lex.past, ws, max(a - 3, _clause_span(ws, a)[0]), a)
-                         for a, _ in _has(lex.polite, ws, 0, n, 2))
             in_wish = {k for a, b in wish for k in range(a, b + 1)}  # "*me* gustaría"
             # someone else, or a condition, before the verb ("if you want to join"), but not
             # a word of the wish itself ("I'm emailing *you* to join")
