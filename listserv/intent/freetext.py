@@ -370,7 +370,6 @@ def _keep_cue(analyses: Sequence[_Analysis], lang: str) -> bool:
     return False
 
 
-_ADDRESS = re.compile(r"\S+@\S+")
 _SEPARATOR = re.compile(r"^[ \t]*[-_=*~]{3,}[ \t]*$", re.M)
 
 
@@ -395,7 +394,7 @@ def _address_for(analysis: _Analysis, hit: Hit, list_name: str) -> str | None:
     if following is not None:
         line = analysis.original[following[0]:following[1]]
         alone = addresses(line, list_name)
-        if len(alone) == 1 and not _ADDRESS.sub("", line).strip(" \t\n<>()[].:;,"):
+        if len(alone) == 1 and not EMAIL.sub("", line).strip(" \t\n<>()[].:;,"):
             return alone[0]
     # "My supervisor would also like to join. Her email is x@y": an address after the request
     # only when it is introduced as someone else's

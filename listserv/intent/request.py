@@ -109,13 +109,13 @@ def understand(msg: email.message.EmailMessage, list_name: str, *,
     if p.token and (reading.command is None or confirm_words(own)):
         return Understanding(p.lang, (Command(Kind.CONFIRM, token=p.token,
                                               line=own.split("\n", 1)[0][:300]),))
+    if reading.command is None and _is_join(msg, list_name):
+        return Understanding(p.lang, (Command(Kind.SUBSCRIBE, line=p.subject[:300]),))
     chance = read(reader or shipped(), reading, p.lang, on_list=False,
                   is_reply=p.subject_is_reply, words=word_count(own), quoted=p.body.quoted)
     if reading.command is not None:
         return Understanding(p.lang, (_second_look(reading, chance,
                                                    _first_line(own, p.subject)),))
-    if _is_join(msg, list_name):
-        return Understanding(p.lang, (Command(Kind.SUBSCRIBE, line=p.subject[:300]),))
     kind, likely = best_request(chance)
     if likely >= REQUEST_CONFIDENCE and not unrecognised:  # not a command mail gone wrong
         return Understanding(p.lang, (read_command(kind, own, p.subject, list_name),))
