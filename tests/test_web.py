@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +18,8 @@ from listserv.daemon import Daemon
 from listserv.errors import ConfigError, ListservError
 from listserv.files import write_new_private
 from listserv.mail.render import Renderer
-from listserv.store.models.core import Member
+from listserv.store.models.core import Member, Once
+from listserv.store.once import ONE_CLICK_SPENT
 from listserv.web.links import one_click_base, public_url
 from listserv.web.pages import LANGUAGES, choose_language
 
@@ -107,6 +108,25 @@ def test_the_undo_in_the_goodbye_brings_a_one_click_leaver_back(cli, shma, daemo
               make_message(sender=ANN, to=str(goodbye["Reply-To"]), subject="Re: undo",
                            body="OK\n"))
     wait_until(lambda: leave_token(store, ANN), what="Ann back on the list")
+
+
+def test_a_spent_one_click_token_is_forgotten_after_the_outgoing_retention(
+        cli, shma, daemon, sink, store, settings):
+    cli("members", "add", LIST, ANN)
+    url = f"{web(daemon)}/u/{leave_token(store, ANN)}"
+    assert http(url, data=ONE_CLICK).status == 200
+    wait_mail(sink, ANN, "You have left the shma list")
+    assert spent_rows(store) == 1
+    daemon.clock.advance(timedelta(days=settings.retention.outgoing_days + 1))
+    daemon.run_scheduler()
+    assert spent_rows(store) == 0
+    late = http(url, data=ONE_CLICK)  # weeks later: nothing to say "already" about
+    assert late.status == 404
+
+
+def spent_rows(store) -> int:
+    with store.reading() as session:
+        return len(session.scalars(select(Once).where(Once.kind == ONE_CLICK_SPENT)).all())
 
 
 def test_an_unknown_token_gets_a_polite_page_and_404(cli, shma, daemon):

@@ -26,6 +26,11 @@ def claim_once(session: Session, kind: str, key: str, now: datetime) -> bool:
     return True
 
 
+#: The kind of the rows recording a leave token spent by one-click (`web.actions`): a repeated
+#: POST (a provider retrying) then answers 200 "already unsubscribed" instead of "unknown link".
+#: Retention deletes them after `outgoing_days`: retries come within minutes.
+ONE_CLICK_SPENT = "one-click-unsubscribe"
+
 #: The kind of the heartbeat rows (`beat`, `last_beat`).
 HEARTBEAT = "heartbeat"
 

@@ -24,6 +24,7 @@ from listserv.store.models.core import (
     Held,
     Inbound,
     InboundRaw,
+    Once,
     Request,
     SeenMessage,
 )
@@ -37,6 +38,7 @@ from listserv.store.models.outgoing import (
     SendUsage,
     SentOnlyTo,
 )
+from listserv.store.once import ONE_CLICK_SPENT
 
 #: Rows per unit of work.
 BATCH = 500
@@ -59,6 +61,7 @@ class Pruned:
     requests: int = 0
     chair_tokens: int = 0
     digest_posts: int = 0
+    spent_one_click: int = 0
 
 
 #: Requests no longer open: their token answers nothing (`lookup.open_request_for_token`).
@@ -133,7 +136,9 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
     - the chair's notice tokens are deleted once expired (used or not: they answer nothing
       then);
     - a post that went into a digest more than `outgoing_days` ago is forgotten by the digest
-      bookkeeping (`digest_posts`; the `digests` row keeps its count); one still waiting stays.
+      bookkeeping (`digest_posts`; the `digests` row keeps its count); one still waiting stays;
+    - the digests of leave tokens spent by one-click are forgotten after `outgoing_days`: a
+      provider's retry comes within minutes, and a later POST gets the "unknown link" page.
     """
     inbound_before = now - timedelta(days=inbound_days)
     outgoing_before = now - timedelta(days=outgoing_days)
@@ -174,6 +179,8 @@ def prune(store: Store, now: datetime, inbound_days: int, outgoing_days: int,
     pruned.digest_posts = _in_batches(store, select(DigestPost.id).where(
         DigestPost.digest_id.is_not(None), DigestPost.added_at < outgoing_before),
         _deleting(DigestPost), batch)
+    pruned.spent_one_click = _in_batches(store, select(Once.id).where(
+        Once.kind == ONE_CLICK_SPENT, Once.at < outgoing_before), _deleting(Once), batch)
     return pruned
 
 

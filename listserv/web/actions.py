@@ -24,13 +24,10 @@ from listserv.membership import subscriptions as membership
 from listserv.store.audit import audit
 from listserv.store.lookup import open_request_for_token
 from listserv.store.models.core import MailingList, Member, Once, Request
-from listserv.store.once import claim_once
+from listserv.store.once import ONE_CLICK_SPENT, claim_once
 
 #: The actor the audit log names for what the endpoint does.
 WEB = "web"
-#: The `once` kind recording a leave token spent by one-click: a repeated POST (a provider
-#: retrying) then answers 200 "already unsubscribed" instead of "unknown link".
-SPENT = "one-click-unsubscribe"
 #: A token as `mail.tokens.new_token` makes them (lower-case base32); anything else is not
 #: looked up at all.
 _TOKEN = re.compile(r"[a-z2-7]{16,40}")
@@ -71,7 +68,7 @@ def _member(session: Session, token: str) -> Member | None:
 
 
 def _spent(session: Session, token: str) -> bool:
-    return session.scalar(select(Once.id).where(Once.kind == SPENT,
+    return session.scalar(select(Once.id).where(Once.kind == ONE_CLICK_SPENT,
                                                 Once.key == _spent_key(token))) is not None
 
 
@@ -99,7 +96,7 @@ def one_click(session: Session, renderer: Renderer, token: str, now: datetime,
         return NOT_FOUND
     ml, email = session.get(MailingList, member.list_id), member.email
     lang = member.language or lang
-    claim_once(session, SPENT, _spent_key(token), now)
+    claim_once(session, ONE_CLICK_SPENT, _spent_key(token), now)
     audit(session, now, WEB, "one-click-unsubscribe", email, ml.id)
     membership.unsubscribe(session, renderer, ml, member, now, email, lang=lang)
     return Page("unsubscribed.html", lang=lang, values={**_about(ml, email), "already": False})
