@@ -435,9 +435,17 @@ def test_a_letter_below_an_out_of_office_note_and_a_line_is_the_authors() -> Non
     assert message_text(mail(body)).endswith("les pido que me retiren de la lista.")
     body = note + "Hola Carol,\n\nles pido que me retiren de la lista."
     assert message_text(mail(body)).endswith("les pido que me retiren de la lista.")
-    # a signature below a line stays cut
+    # ... and so does a letter that opens with no greeting, below a note that says it is one
+    body = ("Ich bin bis 25.04. nicht im Hause. In dringenden Fällen wenden Sie sich an das "
+            "Sekretariat.\n\n__________\n\nSorry, der Text oben ist aus Versehen mit "
+            "reingerutscht. Bitte nehmen Sie mich aus dem Verteiler.\n\nS. Kuhn")
+    assert "Bitte nehmen Sie mich aus dem Verteiler." in message_text(mail(body))
+    # a signature below a line stays cut, below a post that says its author will be away too
     body = "Please add me to the list.\n\n________________________________\nDr Jo Bloggs, PhD"
     assert message_text(mail(body)) == "Please add me to the list."
+    body = ("I will be on leave in May, so please send the minutes to Sam.\n\n--\n"
+            "Dr Jo Bloggs, PhD\nSchool of Health, University of Example")
+    assert message_text(mail(body)).endswith("to Sam.")
 
 
 # --- the administrivia guard ---------------------------------------------------------------------
@@ -549,7 +557,7 @@ INTRODUCTION = (
 
 def test_guard_long_introduction_ending_in_a_join() -> None:
     # past GUARD_MAX_WORDS the rules distribute a join that names no list; when the reader is
-    # sure of it too (LONG_JOIN_CONFIDENCE) its sender is asked to confirm
+    # sure of it too (LONG_REQUEST_CONFIDENCE) its sender is asked to confirm
     sure = Model(CLASSES, (10.0, 0.0, 0.0), {})  # a join, whatever the mail says
     body = INTRODUCTION + "I would love to join and learn from you all."
     assert word_count(body) > GUARD_MAX_WORDS
@@ -633,3 +641,43 @@ def test_unreadable_charset_does_not_crash() -> None:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(msg, EmailMessage)
     assert understand(msg, LIST).commands[0].kind is Kind.UNSUBSCRIBE
+
+
+INVITATION = ("\n\nOn Tue, 3 Mar 2026 at 14:02, Carol Hendry <carol@example.org> wrote:\n"
+              "> It was lovely to meet you in Leeds. Our group has an email list where we share\n"
+              "> papers and calls. If you'd like to join, just email and ask to be added.\n")
+
+
+@pytest.mark.parametrize("yes", ["Yes please, count me in!", "Ja, sehr gerne, ich bin dabei.",
+                                 "Oui, avec plaisir !", "Sí, encantada. Gracias por todo.",
+                                 "Sim, com todo o gosto."])
+def test_a_yes_to_a_quoted_invitation_is_a_join(yes: str) -> None:
+    body = f"Dear Carol,\n\n{yes}\n\nBest,\nTom" + INVITATION
+    assert understand(mail(body, "Re: Invitation"), LIST,
+                      reader=RULES_ONLY).commands[0].kind is Kind.SUBSCRIBE
+    decision, command = on_list(body, "Re: Invitation", reader=RULES_ONLY)
+    assert decision is Guard.REQUEST
+    assert command is not None and command.kind is Kind.SUBSCRIBE
+
+
+def test_a_yes_without_an_invitation_or_to_list_mail_is_no_join() -> None:
+    assert on_list("Yes please, count me in!\n\n> Who is free on Thursday?\n",
+                   "Re: Thursday", reader=RULES_ONLY)[0] is Guard.POST
+    # a reply to the list's own mail is discussion, whatever it quotes
+    assert on_list("Yes please, count me in!" + INVITATION, "Re: [shma] Invitation",
+                   reader=RULES_ONLY)[0] is Guard.POST
+    # a yes to joining a working group is no join of the list
+    panel = ("\n\nCarol wrote:\n> Would you like to join the working group on peer metrics? It "
+             "meets monthly.\n> The list will hear about it later.\n")
+    assert on_list("Yes please, count me in!" + panel, "Re: working group",
+                   reader=RULES_ONLY)[0] is Guard.POST
+
+
+def test_a_long_goodbye_that_asks_to_be_taken_off_is_a_leave_when_the_reader_agrees() -> None:
+    sure = Model(CLASSES, (0.0, 10.0, 0.0), {})  # a leave, whatever the mail says
+    body = INTRODUCTION + "It is time for me to step away, so please take me off."
+    assert word_count(body) > GUARD_MAX_WORDS
+    assert on_list(body, "Stepping back", reader=RULES_ONLY)[0] is Guard.POST
+    decision, command = on_list(body, "Stepping back", reader=sure)
+    assert decision is Guard.REQUEST
+    assert command is not None and command.kind is Kind.UNSUBSCRIBE

@@ -329,3 +329,46 @@ def test_a_stem_join_the_reader_is_sure_is_none_goes_to_the_chair() -> None:
     assert understand(_mail(text, "shma-request"), LIST,
                       reader=RULES_ONLY).commands[0].kind == "subscribe"
     assert understand(_mail(text, "shma-request"), LIST).commands[0].kind == "unclear"
+
+
+@pytest.mark.parametrize(("lang", "text", "want"), [
+    # a common misspelling of "recibir" is still getting the list's mail
+    ("es", "ya no quiero recivir los correos de la lista, gracias", "unsubscribe"),
+    # "as well" says nothing of where to
+    ("en", "I'm not on the list myself yet. Could I be added as well?", "subscribe"),
+    ("en", "Could I be added as a speaker?", None),
+    # "m'y joindre" joins it; "me joindre" alone is reaching someone
+    ("fr", "Je ne fais pas encore partie de la liste : puis-je m'y joindre ?", "subscribe"),
+    ("fr", "Vous pouvez me joindre au 06 12 34 56 78.", None),
+    # "le plus simple est que": a wish, and its "plus" negates nothing
+    ("fr", "Le plus simple est que vous me retiriez de la liste.", "unsubscribe"),
+    # asking now ("estou ... pedindo") is no account of how it is done
+    ("pt", "Estou escrevendo e pedindo pra ser incluído na lista.", "subscribe"),
+    ("pt", "Basta mandar um e-mail pedindo para ser incluída na lista.", None),
+    # "schon jetzt" is right away, "schon" alone already
+    ("de", "Bitte tragt mich schon jetzt aus dem Verteiler aus.", "unsubscribe"),
+    ("de", "Ich bin schon in der Liste eingetragen.", None),
+])
+def test_everyday_wordings_read_by_the_rules(lang: str, text: str, want: str | None) -> None:
+    assert _rules(text, lang) == want
+
+
+@pytest.mark.parametrize(("lang", "note"), [
+    ("en", "I am out of the office until 3 May. For urgent matters please contact "
+           "desk@uni.example.org."),
+    ("de", "Ich bin bis 3. Mai nicht im Haus. Bitte wenden Sie sich an desk@uni.example.org."),
+    ("fr", "Je suis absente jusqu'au 3 mai. Pour toute urgence : desk@uni.example.org."),
+])
+def test_the_contact_in_an_out_of_office_note_above_a_leave_is_not_its_address(
+        lang: str, note: str) -> None:
+    greeting, leave = {"en": ("Hello Carol,", "Please remove me from the list."),
+                       "de": ("Hallo Carol,", "Bitte nehmt mich von der Liste."),
+                       "fr": ("Bonjour Carol,", "Merci de me retirer de la liste.")}[lang]
+    for text in (f"{note}\n\n{leave}", f"{note}\n\n--\n\n{greeting}\n\n{leave}"):
+        command = understand(_mail(text, "shma-request"), LIST).commands[0]
+        assert command.kind == "unsubscribe"
+        assert command.address is None
+    # a colleague's address given plainly is still the one the request is about
+    command = understand(_mail("Please add my colleague bob@uni.example.org to the list.",
+                               "shma-request"), LIST).commands[0]
+    assert command.address == "bob@uni.example.org"

@@ -335,8 +335,14 @@ def _delivery(analysis: _Analysis, hit: Hit) -> str | None:
     return None
 
 
+#: How far back, within its sentence, words make an address a contact (`_a_contact`).
+CONTACT_CHARS = 120
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n[ \t]*\n")
+
+
 def addresses(text: str, list_name: str) -> list[str]:
-    """The addresses named in `text`, lower-case, in order, without the list's own."""
+    """The addresses named in `text` that a request may be about, lower-case, in order:
+    neither the list's own nor one given as a contact ("for urgent matters, x@y")."""
     local = list_local(list_name)
     out = []
     for m in EMAIL.finditer(text):
@@ -344,9 +350,19 @@ def addresses(text: str, list_name: str) -> list[str]:
         lp = addr.split("@", 1)[0]
         if lp == local or lp.startswith((local + "-", local + "+")):
             continue
+        if _a_contact(text[max(0, m.start() - CONTACT_CHARS):m.start()]):
+            continue
         if addr not in out:
             out.append(addr)
     return out
+
+
+def _a_contact(before: str) -> bool:
+    """Do the words `before` an address, in its sentence, give it as a contact for while the
+    sender is away (an out-of-office note pasted above a request)?"""
+    start = [m.end() for m in _SENTENCE_END.finditer(before)]
+    words = fold(before[start[-1] if start else 0:]).lower()
+    return any(ph.contact is not None and ph.contact.search(words) for ph in languages())
 
 
 @dataclass
@@ -370,7 +386,7 @@ def _keep_cue(analyses: Sequence[_Analysis], lang: str) -> bool:
     return False
 
 
-_SEPARATOR = re.compile(r"^[ \t]*[-_=*~]{3,}[ \t]*$", re.M)
+_SEPARATOR = re.compile(r"^[ \t]*[-_=*~]{2,}[ \t]*$", re.M)
 
 
 def _address_for(analysis: _Analysis, hit: Hit, list_name: str) -> str | None:

@@ -12,10 +12,11 @@ from enum import StrEnum
 
 from listserv.intent.commands import MAX_COMMANDS, command_mode, parse_command
 from listserv.intent.freetext import Hit, Reading, free_text
+from listserv.intent.invitation import accepts_invitation
 from listserv.intent.model import (
     LIST_POST_CONFIDENCE,
     LIST_REQUEST_CONFIDENCE,
-    LONG_JOIN_CONFIDENCE,
+    LONG_REQUEST_CONFIDENCE,
     Model,
     best_request,
     read,
@@ -99,7 +100,7 @@ def guard(msg: email.message.EmailMessage, list_name: str, *,
     longer text or with discussion, or a bare "sign me up" that is not a reply to a thread
     (hold for the chair; the Understanding carries the candidate request). A short post's
     free-text verdict and every hold are then weighed by the statistical `reader`
-    (`_second_opinion`), and a long post's join too (`_long_join`).
+    (`_second_opinion`), and a long post's join or leave too (`_long_request`).
     """
     if automatic(msg) is not None:
         return Guard.POST, Understanding(DEFAULT_LANG, ())
@@ -124,9 +125,14 @@ def guard(msg: email.message.EmailMessage, list_name: str, *,
             return Guard.REQUEST, Understanding(p.lang, (parsed,))
     reading = free_text(own, p.subject, p.subject_is_reply, list_name, p.lang)
     verdict, understood = _by_rules(p, reading, words)
+    asked = reading.command.kind if reading.command is not None else Kind.SUBSCRIBE
+    if (verdict is not Guard.REQUEST and asked is Kind.SUBSCRIBE and not p.tagged
+            and accepts_invitation(own, p.body.quoted)):
+        # a yes to the chair's invitation, sent to the list (a reply to list mail is discussion)
+        return _read_as(Kind.SUBSCRIBE, p, list_name)
     if words > GUARD_MAX_WORDS and verdict is not Guard.UNSURE:
-        # a long post is a request by its words only as a join both readers are sure of
-        return _long_join(verdict, understood, p, reading, words, list_name,
+        # a long post is a request by its words only as a join or leave both readers are sure of
+        return _long_request(verdict, understood, p, reading, words, list_name,
                           reader or shipped())
     return _second_opinion(verdict, understood, p, reading, words, list_name,
                            reader or shipped())
@@ -193,19 +199,19 @@ def _second_opinion(verdict: Guard, understood: Understanding, p: Parsed, readin
     return verdict, understood
 
 
-def _long_join(verdict: Guard, understood: Understanding, p: Parsed, reading: Reading,
-               words: int, list_name: str, reader: Model) -> tuple[Guard, Understanding]:
-    """A long post the rules distribute is a join when they read one in its author's words
-    (asked, not negated, about no other object or place) and the reader gives it
-    `LONG_JOIN_CONFIDENCE`."""
-    joins = [h for h in reading.hits if h.kind is Kind.SUBSCRIBE and h.valid
-             and not h.elsewhere and not h.subject]
-    if verdict is not Guard.POST or not joins:
+def _long_request(verdict: Guard, understood: Understanding, p: Parsed, reading: Reading,
+                  words: int, list_name: str, reader: Model) -> tuple[Guard, Understanding]:
+    """A long post the rules distribute is a join or a leave when they read one in its
+    author's words (asked, not negated, about no other object or place) and the reader gives
+    that kind `LONG_REQUEST_CONFIDENCE`."""
+    kinds = {h.kind for h in reading.hits if h.kind in (Kind.SUBSCRIBE, Kind.UNSUBSCRIBE)
+             and h.valid and not h.elsewhere and not h.subject}
+    if verdict is not Guard.POST or len(kinds) != 1:
         return verdict, understood
-    chance = _chance(reader, p, reading, words)
-    if chance[Kind.SUBSCRIBE.value] < LONG_JOIN_CONFIDENCE:
+    [kind] = kinds
+    if _chance(reader, p, reading, words)[kind.value] < LONG_REQUEST_CONFIDENCE:
         return verdict, understood
-    return _read_as(Kind.SUBSCRIBE, p, list_name)
+    return _read_as(kind, p, list_name)
 
 
 def _chance(reader: Model, p: Parsed, reading: Reading, words: int) -> dict[str, float]:

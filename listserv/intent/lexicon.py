@@ -183,6 +183,9 @@ class Lexicon:
     idioms: Entries
     person: Entries  # "dar de alta *a mi* doctorando": a person as the object, not a place
     purpose: Entries  # "para" before an infinitive: what for, not where to
+    now: Entries  # "nimm mich *schon jetzt* von der Liste": a past word that asks for now
+    progressive: Entries  # "*estou* mandando e-mail e pedindo": doing it now, not telling how
+    adverbs: Entries  # "could I be added *as well*": after the verb, no place it goes to
     courtesy: Entries  # "si no es molestia": its "if" and "not" are no condition, no negation
     condition: Entries  # "if", "si", "wenn": a sentence opening with one supposes, not asks
     verb_final: bool
@@ -211,7 +214,9 @@ def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
         polite=entries("polite", WORD_TYPOS),
         opener=entries("opener"), negation=entries("negation"), others=entries("other_agent"),
         past=entries("past"), idioms=entries("idioms"), courtesy=entries("courtesy"),
-        purpose=entries("purpose"), person=entries("person"), condition=entries("condition"),
+        purpose=entries("purpose"), adverbs=entries("adverbs"),
+        progressive=entries("progressive"), now=entries("now"), person=entries("person"),
+        condition=entries("condition"),
         verb_final=bool(table.get("verb_final", False)),
         verbs=Entries.of(t for key in ("join", "join_alone", "leave", "leave_alone", "receive",
                                        "belong")

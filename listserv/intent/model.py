@@ -51,10 +51,11 @@ OTHER_CONFIDENCE = 0.99
 #: request is the costlier mistake.
 LIST_REQUEST_CONFIDENCE = 0.8
 LIST_POST_CONFIDENCE = 0.7
-#: A long post (past the guard's "short") the rules would distribute is a join only when they
-#: read a join in its own words and the reader is at least this sure: the end of a long
-#: self-introduction ("... est-ce que je pourrais être ajoutée ?") asks its sender to confirm.
-LONG_JOIN_CONFIDENCE = 0.95
+#: A long post (past the guard's "short") the rules would distribute is a join or a leave only
+#: when they read one in its own words and the reader is at least this sure: the end of a long
+#: self-introduction ("... est-ce que je pourrais être ajoutée ?") or a long goodbye ("... could
+#: take my name off") asks its sender to confirm.
+LONG_REQUEST_CONFIDENCE = 0.95
 #: Only this much of the author's own text is read: a request is a few lines.
 MAX_MODEL_CHARS = 2_000
 #: The word classes paired within a sentence ("a verb of joining next to a list word").

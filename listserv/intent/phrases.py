@@ -81,6 +81,10 @@ class Phrases(Markers):
     negation: re.Pattern[str] | None
     keep: re.Pattern[str] | None
     their_address: re.Pattern[str] | None
+    #: Words before an address that make it a contact ("for urgent matters"), not a subject.
+    contact: re.Pattern[str] | None
+    #: A yes with no verb of joining ("count me in"), a join below a quoted invitation.
+    accept: re.Pattern[str] | None
     #: Second-person possessives ("your", "votre"): "the list of your network" is this list.
     yours: re.Pattern[str] | None = None
     object_before: bool = False
@@ -123,6 +127,8 @@ def _parse_phrase_file(path: Traversable) -> Phrases:
         negation=compile_patterns(context.get("negation", [])),
         keep=compile_patterns(context.get("keep", [])),
         their_address=compile_patterns(context.get("their_address", [])),
+        contact=compile_patterns(context.get("contact", [])),
+        accept=compile_patterns(context.get("accept", [])),
         yours=compile_patterns(context.get("yours", [])),
         object_before=bool(context.get("object_before", False)),
         lexicon=compile_lexicon(data.get("stems", {})),

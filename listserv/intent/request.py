@@ -20,6 +20,7 @@ from listserv.intent.commands import (
     parse_command,
 )
 from listserv.intent.freetext import Reading, addresses, free_text
+from listserv.intent.invitation import accepts_invitation
 from listserv.intent.language import message_language
 from listserv.intent.model import (
     OPPOSITE_CONFIDENCE,
@@ -71,6 +72,7 @@ class Parsed:
     token: str | None
     lang: str
     cut: bool = False  # only the start of the body was read
+    tagged: bool = False  # the Subject carries the list's [NAME] tag: a reply to list mail
 
 
 def parse(msg: email.message.EmailMessage, list_name: str, *,
@@ -84,8 +86,10 @@ def parse(msg: email.message.EmailMessage, list_name: str, *,
     raw_subject = str(msg.get("Subject", "") or "")
     subject, is_reply = _clean_subject(raw_subject, list_name)
     lang = message_language(body.own, "" if is_reply else subject, body.rest)
+    tag = re.compile(rf"\[{re.escape(list_local(list_name))}\]", re.I)
     return Parsed(body, subject, is_reply, _subject_token(raw_subject), lang,
-                  cut=len(read) < len(text) or (limit is not None and len(text) >= limit))
+                  cut=len(read) < len(text) or (limit is not None and len(text) >= limit),
+                  tagged=bool(tag.search(raw_subject)))
 
 
 def understand(msg: email.message.EmailMessage, list_name: str, *,
@@ -111,6 +115,8 @@ def understand(msg: email.message.EmailMessage, list_name: str, *,
                                               line=own.split("\n", 1)[0][:300]),))
     if reading.command is None and _is_join(msg, list_name):
         return Understanding(p.lang, (Command(Kind.SUBSCRIBE, line=p.subject[:300]),))
+    if reading.command is None and accepts_invitation(own, p.body.quoted):
+        return Understanding(p.lang, (read_command(Kind.SUBSCRIBE, own, p.subject, list_name),))
     chance = read(reader or shipped(), reading, p.lang, on_list=False,
                   is_reply=p.subject_is_reply, words=word_count(own), quoted=p.body.quoted)
     if reading.command is not None:

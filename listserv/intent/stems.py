@@ -39,6 +39,8 @@ SELF_WINDOW = 3
 #: How far before the verb a negation still negates it ("I don't want to be removed").
 NEGATION_WINDOW = 4
 
+#: A gerund in the languages whose lexicon has `progressive` ("mandando", "pedindo").
+_GERUND = re.compile(r"[aei]ndo$")
 _WORD = re.compile(r"[^\W\d_]+")
 #: A Romance infinitive, with a pronoun attached or not ("leer", "enterarme", "recevoir").
 _INFINITIVE = re.compile(r"(?:ar|er|ir|or|re)(?:me|se|nos|te|lo|la)?$")
@@ -155,9 +157,25 @@ def _done(lex: Lexicon, ws: _Words, i: int, c0: int, c1: int) -> bool:
     """Is the verb at word `i` something done, not asked ("thanks for adding me", "j'ai été
     ajoutée", "dass ihr mich aufgenommen habt")?"""
     if lex.verb_final:
-        return bool(_has(lex.past, ws, c0, c1, 1))
+        return bool(_past(lex, ws, c0, c1, 1))
     c0 = _before_vocative(ws, c0)
-    return any(b >= i - 2 for _, b in _has(lex.past, ws, max(c0, i - 5), i, 2))
+    return any(b >= i - 2 and not _in_progress(lex, ws, c0, a)
+               for a, b in _past(lex, ws, max(c0, i - 5), i, 2))
+
+
+def _past(lex: Lexicon, ws: _Words, lo: int, hi: int, gap: int) -> list[tuple[int, int]]:
+    """The words of `lex.past` in words lo..hi, but those of a phrase of `lex.now` ("nimm mich
+    *schon jetzt* von der Liste": right away, not already)."""
+    now = _has(lex.now, ws, lo, hi + 2)
+    return [(a, b) for a, b in _has(lex.past, ws, lo, hi, gap)
+            if not any(n0 <= a and b <= n1 for n0, n1 in now)]
+
+
+def _in_progress(lex: Lexicon, ws: _Words, c0: int, k: int) -> bool:
+    """Does the clause from word `c0` put the words before word `k` in the progressive
+    ("*estou mandando* e-mail e pedindo pra ser adicionada": asking now, not telling how)?"""
+    return any(any(_GERUND.search(w) for w in ws.words[b + 1:k + 1])
+               for _, b in _has(lex.progressive, ws, c0, k))
 
 
 def _before_vocative(ws: _Words, c0: int) -> int:
@@ -226,6 +244,7 @@ def elsewhere(lex: Lexicon, text: str, original: str, sent: tuple[int, int],
     k = next((k for k in range(i, c1) if ws.spans[k][0] >= end), c1)
     while k < c1 and _has(lex.self_words, ws, k, k + 1):
         k += 1
+    k = next((last + 1 for first, last in _has(lex.adverbs, ws, k, c1) if first == k), k)
     if k + 1 < c1 and _has(lex.purpose, ws, k, k + 1) and _INFINITIVE.search(ws.words[k + 1]):
         return False  # "que me incluyeran para poder leer": what for, not where to
     if any(a == k for a, _ in _has(lex.person, ws, k, c1)):

@@ -99,6 +99,7 @@ class Markers:
     disclaimer: re.Pattern[str] | None
     closing: re.Pattern[str] | None
     greeting: re.Pattern[str] | None
+    away: re.Pattern[str] | None  # an out-of-office note's words ("I am out of the office")
 
 
 #: What may follow a closing on its line: nothing, punctuation and a few words ("Thanks, Jo
@@ -128,6 +129,7 @@ def read_markers(data: Mapping[str, Any]) -> Markers:
         disclaimer=compile_patterns(footer.get("disclaimer", [])),
         closing=closing,
         greeting=greeting,
+        away=compile_patterns(footer.get("away", [])),
     )
 
 
@@ -360,6 +362,21 @@ def _greeting_after(lines: list[str], k: int) -> bool:
             and _any("greeting", head, "match") is not None)
 
 
+#: An out-of-office note on top is short; a letter below its line has a line of prose.
+NOTE_WORDS = 100
+PROSE_WORDS = 8
+
+
+def _letter_below_a_note(lines: list[str], k: int) -> bool:
+    """Is the text above line `k` an out-of-office note ("Ich bin bis 25.04. nicht im Hause")
+    and the text below it a letter, not the note's signature ("Sorry, der Text oben ist
+    versehentlich mit reingerutscht. Eigentlich wollte ich nur sagen: ...")?"""
+    above = fold("\n".join(lines[:k]))
+    if len(above.split()) > NOTE_WORDS or _any("away", above, "search") is None:
+        return False
+    return any(len(line.split()) >= PROSE_WORDS for line in lines[k + 1:])
+
+
 def split_body(text: str) -> Body:
     """`text` split into the author's own words, what is cut below them, and quoted history."""
     lines = text.split("\n", MAX_LINES)[:MAX_LINES]
@@ -403,7 +420,8 @@ def split_body(text: str) -> Body:
         folded = fold(line).strip()
         if not folded:
             continue
-        if (_SIG_DASHES.match(folded) or _UNDERSCORES.match(folded)) and _greeting_after(own, k):
+        if (_SIG_DASHES.match(folded) or _UNDERSCORES.match(folded)) and (
+                _greeting_after(own, k) or _letter_below_a_note(own, k)):
             continue  # an out-of-office note on top, a line, then "Hello Carol," and the mail
         if (_SIG_DASHES.match(folded) or _UNDERSCORES.match(folded)
                 or _any("mobile", folded, "match") or _any("disclaimer", folded, "match")
