@@ -425,6 +425,16 @@ def test_signatures_closings_and_disclaimers_are_removed() -> None:
     assert message_text(mail(body)) == "Hola, alta por favor."
 
 
+@pytest.mark.parametrize("ps", ["PS: I'm not on the list yet, could you add me?",
+                                "P.-S. : pourriez-vous m'ajouter à la liste ?",
+                                "P.S. Könnt ihr mich in den Verteiler aufnehmen?"])
+def test_a_postscript_below_the_closing_is_the_authors(ps: str) -> None:
+    body = f"Here is my question about the study.\n\nBest wishes,\nFatou\n\n{ps}\n\n--\nDakar"
+    assert message_text(mail(body)) == f"Here is my question about the study.\n\n{ps}"
+    # a signature line below a postscript stays cut
+    body = f"Thanks!\n\nBest,\nFatou\n\n{ps}\nSent from my iPhone"
+    assert message_text(mail(body)) == f"Thanks!\n\n{ps}"
+
 
 def test_a_letter_below_an_out_of_office_note_and_a_line_is_the_authors() -> None:
     # the line ends the note, not the letter: a greeting opens the letter, alone on its line or

@@ -2,7 +2,7 @@
 
 tests/data/requests-fresh/ was written by helpers who never saw the phrase files, the intent
 code or the first corpus; it is split into a tuning half (read while tuning) and a sealed half.
-Every later blind set (tests/data/requests-fresh-2/ to -19/, `BLIND_SETS`) was written by new
+Every later blind set (tests/data/requests-fresh-2/ to -20/, `BLIND_SETS`) was written by new
 blind writers, frozen by the hashes in its sealed-{lang}.sha256 before any tuning on the set
 before it landed, and scored once; each but the newest was then opened and is tuning and
 training material now (its checks assert, like the tuning half's). The newest is still sealed:
@@ -49,10 +49,7 @@ TARGET_RECALL = 0.95
 CHECKS = ("recall", "confusions", "posts")
 OPENED = [name for name in BLIND_SETS if name != NEWEST]
 #: Where the newest blind set missed a target when it was scored once, with the figures then.
-NEWEST_MISSES: dict[tuple[str, str], str] = {
-    ("fr", "recall"): "scored once: recall 0.917 (22 of 24)",
-    ("de", "posts"): "scored once: 15 of 16 posts left alone (one read as a join)",
-}
+NEWEST_MISSES: dict[tuple[str, str], str] = {}
 #: Checks of an opened set that miss by design, not by a misreading to tune away.
 BY_DESIGN: dict[tuple[str, str, str], str] = {}
 #: Checks of an opened set that still miss after the tuning on it: misreadings not mended yet.

@@ -308,6 +308,11 @@ def test_joining_another_list_or_a_chapter_is_a_post(lang: str, text: str) -> No
 
 
 @pytest.mark.parametrize(("lang", "text", "address"), [
+    # the colleague as the verb's clitic ("añadirlo") or its pronoun ("l'ajouter")
+    ("es", "Mi compañero Andrés facilita grupos de duelo. ¿Podrías añadirlo a la lista? Su "
+           "correo es andres@red.example.net.", "andres@red.example.net"),
+    ("fr", "J'aimerais recevoir la liste sur ma nouvelle adresse : l.roux@fond.example.org. "
+           "Vous pouvez l'ajouter ?", "l.roux@fond.example.org"),
     ("en", "Could you add him to the mailing list? His university address is "
            "t.r@uni.example.ac.uk.",
      "t.r@uni.example.ac.uk"),
@@ -372,3 +377,12 @@ def test_the_contact_in_an_out_of_office_note_above_a_leave_is_not_its_address(
     command = understand(_mail("Please add my colleague bob@uni.example.org to the list.",
                                "shma-request"), LIST).commands[0]
     assert command.address == "bob@uni.example.org"
+
+
+def test_a_german_verb_capitalised_inside_a_sentence_is_a_noun() -> None:
+    # "Mitlesenden" (those who read along) has the stem of "mitlesen" (join)
+    assert _rules("Mich interessiert, ob es Untersuchungen zu stillen Mitlesenden gibt.",
+                  "de") is None
+    assert _rules("Ich hatte Probleme beim Anmelden.", "de") is None
+    assert _rules("Ich würde gern mitlesen.", "de") == "subscribe"
+    assert _rules("Anmelden möchte ich mich für die Liste.", "de") == "subscribe"

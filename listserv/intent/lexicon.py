@@ -189,6 +189,7 @@ class Lexicon:
     courtesy: Entries  # "si no es molestia": its "if" and "not" are no condition, no negation
     condition: Entries  # "if", "si", "wenn": a sentence opening with one supposes, not asks
     verb_final: bool
+    capitalised_nouns: bool  # German: a verb's word capitalised inside a sentence is a noun
     verbs: Entries  # every verb entry above: a sentence with none of them is skipped at once
 
 
@@ -218,6 +219,7 @@ def compile_lexicon(table: Mapping[str, Any]) -> Lexicon | None:
         progressive=entries("progressive"), now=entries("now"), person=entries("person"),
         condition=entries("condition"),
         verb_final=bool(table.get("verb_final", False)),
+        capitalised_nouns=bool(table.get("capitalised_nouns", False)),
         verbs=Entries.of(t for key in ("join", "join_alone", "leave", "leave_alone", "receive",
                                        "belong")
                          for e in table.get(key, [])

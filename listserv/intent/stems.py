@@ -39,6 +39,9 @@ SELF_WINDOW = 3
 #: How far before the verb a negation still negates it ("I don't want to be removed").
 NEGATION_WINDOW = 4
 
+#: The end of a German infinitive or participle: capitalised inside a sentence, a noun made
+#: of the verb ("das Anmelden", "die Mitlesenden"), not the verb ("Anmeldung" is a noun anyway).
+_VERBAL = re.compile(r"(?:en|end|ende|enden|ender|endes)$")
 #: A gerund in the languages whose lexicon has `progressive` ("mandando", "pedindo").
 _GERUND = re.compile(r"[aei]ndo$")
 _WORD = re.compile(r"[^\W\d_]+")
@@ -303,6 +306,9 @@ def read_stems(lex: Lexicon, text: str, original: str,
                 continue
             if not state and _antonym(lex, ws.stems[i], join):
                 continue  # "Abmeldung" is no typo of "Anmeldung": the word is a leave as written
+            if (lex.capitalised_nouns and not state and i > 0
+                    and original[ws.spans[i][0]].isupper() and _VERBAL.search(ws.words[i])):
+                continue  # "zu stillen Mitlesenden", "beim Anmelden": a verb made a noun
             c0, c1 = _clause_span(ws, i)
             # verb-final languages (German): negation, the sender and the auxiliary may be
             # anywhere in the clause ("nehmt mich bitte nicht ... raus", "aufgenommen werden")

@@ -429,11 +429,40 @@ def split_body(text: str) -> Body:
             end = k
             break
         seen_text = True
+    mine, rest = "\n".join(own[:end]).strip(), own[end:]
+    postscript = _postscript(rest)
+    if postscript:  # "Best, Fatou" then "PS: could you add me to the list?": hers too
+        a, b = postscript
+        mine = "\n\n".join(part for part in (mine, "\n".join(rest[a:b]).strip()) if part)
+        rest = rest[:a] + rest[b:]
     return Body(
-        own="\n".join(own[:end]).strip(),
-        rest="\n".join(own[end:]).strip(),
+        own=mine,
+        rest="\n".join(rest).strip(),
         quoted="\n".join(quoted).strip(),
     )
+
+
+_POSTSCRIPT = re.compile(r"^\W*(?:p\.?\s?-?p?\.?\s?s\b\.?|nb\b|n\.b\.)", re.I)
+#: A postscript is found this many lines below the closing at most.
+POSTSCRIPT_LINES = 8
+
+
+def _postscript(lines: list[str]) -> tuple[int, int] | None:
+    """Where a postscript ("PS: ...", "P.-S. ...") below the closing and the name starts and
+    ends in `lines` (what was cut below the author's words): up to a blank line, a signature
+    line or a footer; None when there is none."""
+    start = next((k for k, line in enumerate(lines[:POSTSCRIPT_LINES])
+                  if _POSTSCRIPT.match(line)), None)
+    if start is None:
+        return None
+    end = start + 1
+    while end < len(lines) and lines[end].strip():
+        folded = fold(lines[end]).strip()
+        if (_SIG_DASHES.match(folded) or _UNDERSCORES.match(folded)
+                or _any("mobile", folded, "match") or _any("disclaimer", folded, "match")):
+            break
+        end += 1
+    return start, end
 
 
 def message_text(msg: email.message.EmailMessage) -> str:
