@@ -33,11 +33,11 @@ FRESH = DATA / "requests-fresh"
 BLIND_SETS = {name: DATA / f"requests-fresh-{n}" for n, name in enumerate(
     ("second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
      "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth",
-     "seventeenth", "eighteenth", "nineteenth", "twentieth"),
+     "seventeenth", "eighteenth", "nineteenth", "twentieth", "twenty-first"),
     start=2)}
 #: The newest blind set is still sealed: never opened, never tuned on; every earlier one was
 #: opened after it was scored and is training material now.
-NEWEST = "twentieth"
+NEWEST = "twenty-first"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 tests/data/requests-fresh/ was written by helpers who never saw the phrase files, the intent
 code or the first corpus; it is split into a tuning half (read while tuning) and a sealed half.
-Every later blind set (tests/data/requests-fresh-2/ to -20/, `BLIND_SETS`) was written by new
+Every later blind set (tests/data/requests-fresh-2/ to -21/, `BLIND_SETS`) was written by new
 blind writers, frozen by the hashes in its sealed-{lang}.sha256 before any tuning on the set
 before it landed, and scored once; each but the newest was then opened and is tuning and
 training material now (its checks assert, like the tuning half's). The newest is still sealed:
