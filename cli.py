@@ -810,16 +810,23 @@ def held_reject(app: App, held_ids: tuple[str, ...], everything: bool, list_ref:
 
 @held.command("discard")
 @held_ids
+@click.option("--as", "read_as", type=click.Choice(["subscribe", "unsubscribe"]),
+              help="A post that is really a join or a leave: its sender is asked to confirm "
+                   "that instead.")
 @all_option
 @scope_option
 @pass_app
-def held_discard(app: App, held_ids: tuple[str, ...], everything: bool,
+def held_discard(app: App, held_ids: tuple[str, ...], read_as: str | None, everything: bool,
                  list_ref: str | None) -> None:
-    """Drop held messages without telling anyone."""
+    """Drop held messages without telling anyone (with --as, ask each sender to confirm the
+    join or leave the message really is)."""
     def discard(held_id: str) -> str:
         with app.unit_of_work() as session:
-            services.discard_held(session, services.find_held(session, held_id),
-                                  app.clock.now(), app.actor)
+            item = services.find_held(session, held_id)
+            if read_as is not None:
+                return decisions.read_held_as_request(session, app.renderer, item, read_as,
+                                                      app.clock.now(), app.actor)
+            services.discard_held(session, item, app.clock.now(), app.actor)
         return f"discarded {held_id}"
 
     each(_waiting_held(app, held_ids, everything, list_ref), discard)

@@ -334,6 +334,37 @@ def test_approve_and_add_subscribes_the_sender(cli, members, daemon, sink):
     assert welcome["Subject"] == "Welcome to the shma list"
 
 
+def test_a_held_post_read_as_a_join_is_not_distributed_and_its_sender_is_asked(
+        cli, members, daemon, sink, clock, store):
+    [notice] = hold_posts(daemon, sink, ["Hello from Leeds"])
+    assert "subscribe             not distributed" in text_of(notice)
+    reply(daemon, notice, "subscribe")
+    confirmation = wait_mails(sink, STRANGER, 1, "confirmation")[0]
+    assert str(confirmation["Subject"]).startswith("Please confirm: join the shma list")
+    result = text_of(wait_mails(sink, CHAIR, 2, "result")[1])
+    assert f"subscribe confirmation sent to {STRANGER}" in result
+    wait_settled(store)
+    assert sink.messages_for(MEMBERS[0]) == []  # not distributed
+    assert json.loads(cli("held", "list", "--json").output) == []
+    emails = [m["email"] for m in json.loads(cli("members", "list", LIST, "--json").output)]
+    assert STRANGER not in emails  # not before the sender confirms
+    # "subscribe all" in a summary reads unclear requests, never every held post as a join
+    other = "visitor@else.org"
+    lmtp_send(daemon.ports["lmtp"], other, [LIST],
+              make_message(sender=other, subject="Our new study", body="Hello all.\n"))
+    wait_mails(sink, CHAIR, 3, "held notice")
+    summary = summary_after_a_day(daemon, sink, clock, 4)
+    reply(daemon, summary, "subscribe all")
+    assert "nothing listed in this summary is waiting for that" in text_of(
+        wait_mails(sink, CHAIR, 5, "result")[4])
+    [waiting] = json.loads(cli("held", "list", "--json").output)
+    # the command line does the same as the one-word reply
+    done = cli("held", "discard", waiting["id"], "--as", "subscribe")
+    assert f"subscribe confirmation sent to {other}" in done.output
+    assert "join the shma list" in str(wait_mails(sink, other, 1, "confirmation")[0]["Subject"])
+    assert json.loads(cli("held", "list", "--json").output) == []
+
+
 def test_an_old_notice_cannot_be_answered(cli, shma, daemon, sink, clock, store):
     cli("lists", "set", LIST, "policy", "confirm+approve")
     join_and_confirm(daemon, sink, "jane@example.org")

@@ -26,14 +26,17 @@ from listserv.mail.render import Renderer
 from listserv.meetings import peer_input
 from listserv.membership import subscriptions as membership
 from listserv.store.audit import audit
-from listserv.store.models.core import MailingList, Request
+from listserv.store.models.core import Held, MailingList, Request
 from listserv.store.models.features import SubmissionRevision
 
-#: What an unclear request can be read as (`subscribe 12`, `--as unsubscribe`), or `ignore`.
-UNCLEAR_ANSWERS = ("subscribe", "unsubscribe", "ignore")
+#: What the chair may read an unclear request or a held post as (`subscribe 12`, `--as
+#: unsubscribe`): its sender is asked to confirm.
+READ_AS = ("subscribe", "unsubscribe")
+#: ... and an unclear request may be `ignore`d.
+UNCLEAR_ANSWERS = (*READ_AS, "ignore")
 #: The verbs that act on each kind of item (a summary's `all` reaches only these).
 APPLIES = {
-    "held": ("approve", "approve_add", "reject", "discard"),
+    "held": ("approve", "approve_add", "reject", "discard", *READ_AS),
     "request": ("approve", "reject", "discard"),
     "unclear": (*UNCLEAR_ANSWERS, "discard"),
     "peer_input": ("approve", "reject"),
@@ -62,18 +65,40 @@ def answer_unclear(session: Session, renderer: Renderer, request: Request, answe
     request.status = "done"
     audit(session, now, actor, f"request-read-as-{answer}", f"#{request.id} from "
           f"{request.email}", ml.id)
-    member = membership.find_member(session, ml, request.email) is not None
+    return _ask_to_confirm(session, renderer, ml, answer, request.email, now,
+                           f"request {request.id}", lang=request.lang, name=request.name,
+                           inbound_id=request.inbound_id)
+
+
+def read_held_as_request(session: Session, renderer: Renderer, held: Held, answer: str,
+                         now: datetime, actor: str) -> str:
+    """The chair reads a held post as the join or leave it is (`subscribe`, `unsubscribe`: a
+    post held because "it may be a request"): it is not distributed, and its sender is asked
+    to confirm, as for an unclear request the chair reads."""
+    ml = held.mailing_list
+    held.status, held.decided_at, held.decided_by = "discarded", now, actor
+    audit(session, now, actor, f"held-read-as-{answer}", f"#{held.id} from {held.sender}",
+          ml.id)
+    return _ask_to_confirm(session, renderer, ml, answer, held.sender, now,
+                           f"post {held.id} (not distributed)", lang=held.lang,
+                           inbound_id=held.inbound_id)
+
+
+def _ask_to_confirm(session: Session, renderer: Renderer, ml: MailingList, answer: str,
+                    email: str, now: datetime, label: str, *, lang: str, name: str = "",
+                    inbound_id: int | None = None) -> str:
+    """Ask `email` to confirm the join or leave the chair read (`answer`); what was done."""
+    member = membership.find_member(session, ml, email) is not None
     if answer == "subscribe" and member:
-        return f"request {request.id}: {request.email} is already a member"
+        return f"{label}: {email} is already a member"
     if answer == "unsubscribe" and not member:
-        return f"request {request.id}: {request.email} is not a member"
-    sent = membership.ask_to_confirm(session, renderer, ml, answer, request.email, now,
-                                     lang=request.lang, requested_by=request.email,
-                                     name=request.name, inbound_id=request.inbound_id)
+        return f"{label}: {email} is not a member"
+    sent = membership.ask_to_confirm(session, renderer, ml, answer, email, now, lang=lang,
+                                     requested_by=email, name=name, inbound_id=inbound_id)
     if not sent:
-        return (f"request {request.id}: no confirmation could be sent to {request.email} "
-                "today (too much mail to that address)")
-    return f"request {request.id}: {answer} confirmation sent to {request.email}"
+        return (f"{label}: no confirmation could be sent to {email} today (too much mail to "
+                "that address)")
+    return f"{label}: {answer} confirmation sent to {email}"
 
 
 def kind_of(session: Session, kind: str, item_id: int) -> str:
@@ -106,6 +131,8 @@ def decide(session: Session, renderer: Renderer, ml: MailingList, kind: str, ite
         if verb == "discard":
             discard_held(session, held, now, actor)
             return f"post {ref} from {held.sender}: discarded"
+        if verb in ("subscribe", "unsubscribe"):
+            return read_held_as_request(session, renderer, held, verb, now, actor)
         if verb == "reject":
             reject_held(session, renderer, held, now, actor, reason)
             return f"post {ref} from {held.sender}: rejected" + (f" ({reason})" if reason else "")
