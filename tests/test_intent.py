@@ -565,19 +565,29 @@ INTRODUCTION = (
     "and I read the last three pieces with great interest. ")
 
 
-def test_guard_long_introduction_ending_in_a_join() -> None:
-    # past GUARD_MAX_WORDS the rules distribute a join that names no list; when the reader is
-    # sure of it too (LONG_REQUEST_CONFIDENCE) its sender is asked to confirm
-    sure = Model(CLASSES, (10.0, 0.0, 0.0), {})  # a join, whatever the mail says
-    body = INTRODUCTION + "I would love to join and learn from you all."
+def sure_of(kind: Kind) -> Model:
+    """A reader sure of `kind`, whatever the mail says."""
+    return Model(CLASSES, tuple(10.0 if c == kind.value else 0.0 for c in CLASSES), {})
+
+
+@pytest.mark.parametrize(("ending", "kind"), [
+    ("I would love to join and learn from you all.", Kind.SUBSCRIBE),
+    ("It is time for me to step away, so please take me off.", Kind.UNSUBSCRIBE),
+])
+def test_guard_long_post_ending_in_a_join_or_leave(ending: str, kind: Kind) -> None:
+    # past GUARD_MAX_WORDS the rules distribute a join or leave that names no list; when the
+    # reader is sure of it too (LONG_REQUEST_CONFIDENCE) its sender is asked to confirm
+    body = INTRODUCTION + ending
     assert word_count(body) > GUARD_MAX_WORDS
     assert on_list(body, "Hello from Porto", reader=RULES_ONLY)[0] is Guard.POST
-    decision, command = on_list(body, "Hello from Porto", reader=sure)
+    decision, command = on_list(body, "Hello from Porto", reader=sure_of(kind))
     assert decision is Guard.REQUEST
-    assert command is not None and command.kind is Kind.SUBSCRIBE
-    # a join of something else stays a post, however sure the reader is
+    assert command is not None and command.kind is kind
+
+
+def test_guard_long_post_joining_something_else_stays_a_post() -> None:
     workshop = INTRODUCTION + "I would love to join the workshop in May and learn from you all."
-    assert on_list(workshop, "Hello from Porto", reader=sure)[0] is Guard.POST
+    assert on_list(workshop, "Hello from Porto", reader=sure_of(Kind.SUBSCRIBE))[0] is Guard.POST
 
 
 def test_guard_automatic_reply() -> None:
@@ -681,13 +691,3 @@ def test_a_yes_without_an_invitation_or_to_list_mail_is_no_join() -> None:
              "meets monthly.\n> The list will hear about it later.\n")
     assert on_list("Yes please, count me in!" + panel, "Re: working group",
                    reader=RULES_ONLY)[0] is Guard.POST
-
-
-def test_a_long_goodbye_that_asks_to_be_taken_off_is_a_leave_when_the_reader_agrees() -> None:
-    sure = Model(CLASSES, (0.0, 10.0, 0.0), {})  # a leave, whatever the mail says
-    body = INTRODUCTION + "It is time for me to step away, so please take me off."
-    assert word_count(body) > GUARD_MAX_WORDS
-    assert on_list(body, "Stepping back", reader=RULES_ONLY)[0] is Guard.POST
-    decision, command = on_list(body, "Stepping back", reader=sure)
-    assert decision is Guard.REQUEST
-    assert command is not None and command.kind is Kind.UNSUBSCRIBE

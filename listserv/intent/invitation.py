@@ -9,9 +9,7 @@ quoted below it, it is one.
 
 from __future__ import annotations
 
-import re
-
-from listserv.intent.freetext import prepared
+from listserv.intent.model import prepared_quote, word_count
 from listserv.intent.phrases import languages
 from listserv.intent.stems import sentence_words
 from listserv.mail.text import fold
@@ -23,8 +21,6 @@ ACCEPT_CHARS = 300
 #: How much of the quoted history is read for the invitation.
 INVITATION_CHARS = 2_000
 
-_QUOTE_MARKS = re.compile(r"^[ \t]*(?:>[ \t]?)+", re.M)
-_WORD = re.compile(r"\w+")
 _JOINING = frozenset({"join", "join_alone"})
 _LIST = frozenset({"list_words", "named"})
 
@@ -32,7 +28,7 @@ _LIST = frozenset({"list_words", "named"})
 def accepts_invitation(own: str, quoted: str) -> bool:
     """Does the author's own text `own` say yes, briefly, to an invitation to join a list
     quoted below it (`quoted`)? A yes in any language: a short one is easily misread."""
-    if len(_WORD.findall(own)) > ACCEPT_WORDS:
+    if word_count(own) > ACCEPT_WORDS:
         return False
     start = fold(own[:ACCEPT_CHARS]).lower()
     if not any(ph.accept is not None and ph.accept.search(start) for ph in languages()):
@@ -44,8 +40,7 @@ def invited(quoted: str) -> bool:
     """Does the quoted history invite its reader to join a list: a sentence of joining, about
     no other object (a panel, a workshop), and a list named in it (any language: the chair
     writes in hers)?"""
-    original = _QUOTE_MARKS.sub("", quoted[:INVITATION_CHARS])
-    text, sentences = prepared(original)
+    text, original, sentences = prepared_quote(quoted, INVITATION_CHARS)
     for ph in languages():
         if ph.lexicon is None:
             continue

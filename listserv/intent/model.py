@@ -66,7 +66,6 @@ _PAIRED = ("join", "join_alone", "leave", "leave_alone", "receive", "belong", "s
 #: like to be added to the mailing list, just reply") says what its "yes, put me down" asks.
 _QUOTED = frozenset({"join", "join_alone", "leave", "leave_alone", "belong", "list_words",
                      "named"})
-_QUOTE_MARKS = re.compile(r"^[ \t]*(?:>[ \t]?)+", re.M)
 _LENGTHS = ((0, "0"), (5, "1-5"), (15, "6-15"), (40, "16-40"), (80, "41-80"))
 _WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
 
@@ -164,10 +163,20 @@ def features(reading: Reading, lang: str, *, on_list: bool, is_reply: bool,
     return sorted(out)
 
 
+_QUOTE_MARKS = re.compile(r"^[ \t]*(?:>[ \t]?)+", re.M)
+
+
+def prepared_quote(quoted: str, limit: int) -> tuple[str, str, list[tuple[int, int]]]:
+    """The first `limit` characters of quoted history without their quote marks, as `prepared`
+    reads them: (the text read, the original, its sentences)."""
+    original = _QUOTE_MARKS.sub("", quoted[:limit])
+    text, sentences = prepared(original)
+    return text, original, sentences
+
+
 def _quoted_classes(lex: Lexicon, quoted: str) -> set[str]:
     """The word classes of `_QUOTED` in the quoted history's sentences."""
-    original = _QUOTE_MARKS.sub("", quoted[:MAX_MODEL_CHARS])
-    text, sentences = prepared(original)
+    text, original, sentences = prepared_quote(quoted, MAX_MODEL_CHARS)
     return {c for s0, s1 in sentences for c in sentence_words(lex, text, original, s0, s1)[1]
             if c in _QUOTED}
 
