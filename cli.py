@@ -810,7 +810,7 @@ def held_reject(app: App, held_ids: tuple[str, ...], everything: bool, list_ref:
 
 @held.command("discard")
 @held_ids
-@click.option("--as", "read_as", type=click.Choice(["subscribe", "unsubscribe"]),
+@click.option("--as", "read_as", type=click.Choice(decisions.READ_AS),
               help="A post that is really a join or a leave: its sender is asked to confirm "
                    "that instead.")
 @all_option
@@ -828,6 +828,9 @@ def held_discard(app: App, held_ids: tuple[str, ...], read_as: str | None, every
                                                       app.clock.now(), app.actor)
             services.discard_held(session, item, app.clock.now(), app.actor)
         return f"discarded {held_id}"
+
+    if read_as is not None and everything:
+        raise click.UsageError("--as reads each message you name; it does not go with --all")
 
     each(_waiting_held(app, held_ids, everything, list_ref), discard)
 
@@ -864,7 +867,7 @@ def _waiting_requests(app: App, ids: Sequence[str], everything: bool,
 
 @requests.command("approve")
 @click.argument("request_ids", metavar="ID...", nargs=-1)
-@click.option("--as", "read_as", type=click.Choice(["subscribe", "unsubscribe"]),
+@click.option("--as", "read_as", type=click.Choice(decisions.READ_AS),
               help="For a request we could not read: what it asks (a confirmation goes to "
                    "the requester).")
 @all_option

@@ -15,12 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listserv.bounces import steps as bounces
+from listserv.chair.actions import may_mail_sender
 from listserv.chair.summary import send_daily_summaries
 from listserv.column import calls as column
 from listserv.config import RetentionSettings
 from listserv.delivery.notices import notify
 from listserv.digests import sending as digests
-from listserv.mail.message import parse
 from listserv.mail.render import Renderer
 from listserv.meetings import series as meetings
 from listserv.membership.subscriptions import expire_requests
@@ -32,7 +32,6 @@ from listserv.store.once import beat
 from listserv.store.retention import give_back_space, prune
 
 from .clock import Clock
-from .mail.automatic import may_auto_reply
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,7 @@ def expire_held(session: Session, renderer: Renderer, now: datetime) -> int:
         held.status, held.decided_at, held.decided_by = "expired", now, DAEMON
         audit(session, now, DAEMON, "held-expired", f"#{held.id} from {held.sender}",
               held.list_id)
-        msg = parse(held.inbound.raw)
-        if may_auto_reply(msg, held.inbound.mail_from, held.sender):
+        if may_mail_sender(held):
             notify(session, renderer, held.mailing_list, "notice-held-expired.txt",
                    [held.sender], now, kind="notice", lang=held.lang, held=held)
     return len(due)

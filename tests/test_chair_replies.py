@@ -358,11 +358,26 @@ def test_a_held_post_read_as_a_join_is_not_distributed_and_its_sender_is_asked(
     assert "nothing listed in this summary is waiting for that" in text_of(
         wait_mails(sink, CHAIR, 5, "result")[4])
     [waiting] = json.loads(cli("held", "list", "--json").output)
-    # the command line does the same as the one-word reply
+    # the command line does the same as the one-word reply, one message at a time
+    refused = cli("held", "discard", "--all", "--as", "subscribe", ok=False)
+    assert refused.exit_code == 2 and "--all" in refused.output
     done = cli("held", "discard", waiting["id"], "--as", "subscribe")
     assert f"subscribe confirmation sent to {other}" in done.output
     assert "join the shma list" in str(wait_mails(sink, other, 1, "confirmation")[0]["Subject"])
     assert json.loads(cli("held", "list", "--json").output) == []
+
+
+def test_a_held_post_from_an_automatic_sender_is_not_read_as_a_join(cli, shma, daemon, sink):
+    robot = "noreply@else.org"
+    lmtp_send(daemon.ports["lmtp"], robot, [LIST],
+              make_message(sender=robot, subject="Report", body="Hello.\n"))
+    [notice] = wait_mails(sink, CHAIR, 1, "held notice")
+    reply(daemon, notice, "subscribe")
+    result = text_of(wait_mails(sink, CHAIR, 2, "result")[1])
+    assert "cannot be asked to confirm" in result
+    [waiting] = json.loads(cli("held", "list", "--json").output)  # still waiting
+    assert waiting["sender"] == robot
+    assert sink.messages_for(robot) == []
 
 
 def test_an_old_notice_cannot_be_answered(cli, shma, daemon, sink, clock, store):

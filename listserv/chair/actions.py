@@ -354,22 +354,27 @@ def approve_held(session: Session, renderer: Renderer, held: Held, now: datetime
                       trusted_authserv_id=trusted_authserv_id)
 
 
+def may_mail_sender(held: Held) -> bool:
+    """Whether the sender of a held message may get an automatic mail (RFC 3834)."""
+    return may_auto_reply(parse(held.inbound.raw), held.inbound.mail_from, held.sender)
+
+
 def reject_held(session: Session, renderer: Renderer, held: Held, now: datetime, actor: str,
                 reason: str) -> None:
     """Refuse a held message and tell its sender why (from a template)."""
     held.status, held.decided_at, held.decided_by = "rejected", now, actor
     audit(session, now, actor, "held-rejected", f"#{held.id} from {held.sender}: {reason}",
           held.list_id)
-    if may_auto_reply(parse(held.inbound.raw), held.inbound.mail_from, held.sender):
+    if may_mail_sender(held):
         notify(session, renderer, held.mailing_list, "deny-post-held.txt", [held.sender], now,
                kind="reject", lang=held.lang, held=held, reason=reason)
 
 
-def discard_held(session: Session, held: Held, now: datetime, actor: str) -> None:
-    """Drop a held message silently."""
+def discard_held(session: Session, held: Held, now: datetime, actor: str, *,
+                 action: str = "held-discarded") -> None:
+    """Drop a held message silently (`action`: what the audit log calls it)."""
     held.status, held.decided_at, held.decided_by = "discarded", now, actor
-    audit(session, now, actor, "held-discarded", f"#{held.id} from {held.sender}",
-          held.list_id)
+    audit(session, now, actor, action, f"#{held.id} from {held.sender}", held.list_id)
 
 
 # -- requests --------------------------------------------------------------------------------

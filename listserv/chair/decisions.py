@@ -1,11 +1,11 @@
 """One decision of the chair on one waiting item, whichever way she gives it (SPEC §2, §4).
 
 The chair's replies by mail (`chair.replies`) and the command line (`listserv requests approve
-ID --as …`, `requests ignore`) come here; each verb calls the one function that already does
-that decision (`chair.actions` for held posts, `membership.subscriptions` for requests,
-`meetings.peer_input` for peer-input requests, `column.desk` for held column follow-ups, as
-`submissions approve-follow-up` / `discard-follow-up` do), so no decision is written twice.
-"""
+ID --as …`, `requests ignore`, `held discard ID --as …`) come here; each verb calls the one
+function that already does that decision (`chair.actions` for held posts,
+`membership.subscriptions` for requests, `meetings.peer_input` for peer-input requests,
+`column.desk` for held column follow-ups, as `submissions approve-follow-up` /
+`discard-follow-up` do), so no decision is written twice."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from listserv.chair.actions import (
     discard_held,
     find_held,
     find_membership_request,
+    may_mail_sender,
     reject_held,
 )
 from listserv.column import desk
@@ -34,7 +35,7 @@ from listserv.store.models.features import SubmissionRevision
 READ_AS = ("subscribe", "unsubscribe")
 #: ... and an unclear request may be `ignore`d.
 UNCLEAR_ANSWERS = (*READ_AS, "ignore")
-#: The verbs that act on each kind of item (a summary's `all` reaches only these).
+#: The verbs that act on each kind of item.
 APPLIES = {
     "held": ("approve", "approve_add", "reject", "discard", *READ_AS),
     "request": ("approve", "reject", "discard"),
@@ -42,6 +43,9 @@ APPLIES = {
     "peer_input": ("approve", "reject"),
     "follow_up": ("approve", "discard"),
 }
+#: ... and those a summary's `all` does not reach: `subscribe all` reads the unclear requests,
+#: never every held post as a join.
+NOT_BY_ALL = {"held": READ_AS}
 
 
 def answer_unclear(session: Session, renderer: Renderer, request: Request, answer: str,
@@ -75,10 +79,11 @@ def read_held_as_request(session: Session, renderer: Renderer, held: Held, answe
     """The chair reads a held post as the join or leave it is (`subscribe`, `unsubscribe`: a
     post held because "it may be a request"): it is not distributed, and its sender is asked
     to confirm, as for an unclear request the chair reads."""
+    if not may_mail_sender(held):
+        raise ListservError(f"post {held.id}: its sender ({held.sender or 'none'}) cannot be "
+                            "asked to confirm: no address, or an automatic one")
     ml = held.mailing_list
-    held.status, held.decided_at, held.decided_by = "discarded", now, actor
-    audit(session, now, actor, f"held-read-as-{answer}", f"#{held.id} from {held.sender}",
-          ml.id)
+    discard_held(session, held, now, actor, action=f"held-read-as-{answer}")
     return _ask_to_confirm(session, renderer, ml, answer, held.sender, now,
                            f"post {held.id} (not distributed)", lang=held.lang,
                            inbound_id=held.inbound_id)
@@ -131,7 +136,7 @@ def decide(session: Session, renderer: Renderer, ml: MailingList, kind: str, ite
         if verb == "discard":
             discard_held(session, held, now, actor)
             return f"post {ref} from {held.sender}: discarded"
-        if verb in ("subscribe", "unsubscribe"):
+        if verb in READ_AS:
             return read_held_as_request(session, renderer, held, verb, now, actor)
         if verb == "reject":
             reject_held(session, renderer, held, now, actor, reason)

@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listserv.chair.decisions import APPLIES, READ_AS, decide, kind_of
+from listserv.chair.decisions import APPLIES, NOT_BY_ALL, decide, kind_of
 from listserv.delivery.notices import RESULTS_TEMPLATE, deciders, notify
 from listserv.errors import ListservError
 from listserv.intent.decision import Decision, item_reply, summary_reply
@@ -129,11 +129,10 @@ def _summary_decision(reply: Reply, decision: Decision) -> list[Result]:
     kinds = [decision.kind] if decision.kind else list(_KIND_ORDER)
     if decision.ids is None:
         # `all`: every listed item still waiting that the verb applies to, never a later one.
-        # `subscribe all` reads the unclear requests, never every held post as a join.
         targets = [(kind, i) for kind in kinds for i in listed[kind]
                    if _waiting(reply.session, kind, i)
                    and decision.verb in APPLIES[kind_of(reply.session, kind, i)]
-                   and not (kind == "held" and decision.verb in READ_AS)]
+                   and decision.verb not in NOT_BY_ALL.get(kind, ())]
         if not targets:
             return [Result(decision.line, "nothing listed in this summary is waiting for that",
                            False)]
