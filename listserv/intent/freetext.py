@@ -337,7 +337,6 @@ def _delivery(analysis: _Analysis, hit: Hit) -> str | None:
 
 #: How far back, within its sentence, words make an address a contact (`_a_contact`).
 CONTACT_CHARS = 120
-_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n[ \t]*\n")
 
 
 def addresses(text: str, list_name: str) -> list[str]:
@@ -350,9 +349,7 @@ def addresses(text: str, list_name: str) -> list[str]:
         lp = addr.split("@", 1)[0]
         if lp == local or lp.startswith((local + "-", local + "+")):
             continue
-        if _a_contact(text[max(0, m.start() - CONTACT_CHARS):m.start()]):
-            continue
-        if addr not in out:
+        if addr not in out and not _a_contact(text[max(0, m.start() - CONTACT_CHARS):m.start()]):
             out.append(addr)
     return out
 
@@ -360,9 +357,8 @@ def addresses(text: str, list_name: str) -> list[str]:
 def _a_contact(before: str) -> bool:
     """Do the words `before` an address, in its sentence, give it as a contact for while the
     sender is away (an out-of-office note pasted above a request)?"""
-    start = [m.end() for m in _SENTENCE_END.finditer(before)]
-    words = fold(before[start[-1] if start else 0:]).lower()
-    return any(ph.contact is not None and ph.contact.search(words) for ph in languages())
+    start = [m.end() for m in _SENT_END.finditer(before)]
+    return match_any(languages(), "contact", fold(before[start[-1] if start else 0:])) is not None
 
 
 @dataclass

@@ -100,7 +100,9 @@ def guard(msg: email.message.EmailMessage, list_name: str, *,
     longer text or with discussion, or a bare "sign me up" that is not a reply to a thread
     (hold for the chair; the Understanding carries the candidate request). A short post's
     free-text verdict and every hold are then weighed by the statistical `reader`
-    (`_second_opinion`), and a long post's join or leave too (`_long_request`).
+    (`_second_opinion`), and a long post's join or leave too (`_long_request`). A short yes
+    above a quoted invitation to join a list is a join (`intent.invitation`), but on a reply to
+    the list's own mail.
     """
     if automatic(msg) is not None:
         return Guard.POST, Understanding(DEFAULT_LANG, ())
@@ -127,7 +129,7 @@ def guard(msg: email.message.EmailMessage, list_name: str, *,
     verdict, understood = _by_rules(p, reading, words)
     asked = reading.command.kind if reading.command is not None else Kind.SUBSCRIBE
     if (verdict is not Guard.REQUEST and asked is Kind.SUBSCRIBE and not p.tagged
-            and accepts_invitation(own, p.body.quoted)):
+            and accepts_invitation(own, words, p.body.quoted)):
         # a yes to the chair's invitation, sent to the list (a reply to list mail is discussion)
         return _read_as(Kind.SUBSCRIBE, p, list_name)
     if words > GUARD_MAX_WORDS and verdict is not Guard.UNSURE:
@@ -221,6 +223,7 @@ def _chance(reader: Model, p: Parsed, reading: Reading, words: int) -> dict[str,
 
 
 def _read_as(kind: Kind, p: Parsed, list_name: str) -> tuple[Guard, Understanding]:
-    """A request of `kind` the reader read (it has no phrase to quote)."""
+    """A request of `kind` read from the whole mail, with no phrase to quote (by the reader, or
+    a yes to a quoted invitation)."""
     return Guard.REQUEST, Understanding(p.lang, (read_command(kind, p.body.own, p.subject,
                                                               list_name),))

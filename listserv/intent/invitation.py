@@ -9,10 +9,10 @@ quoted below it, it is one.
 
 from __future__ import annotations
 
-from listserv.intent.model import prepared_quote, word_count
+from listserv.intent.model import prepared_quote
 from listserv.intent.phrases import languages
 from listserv.intent.stems import sentence_words
-from listserv.mail.text import fold
+from listserv.mail.text import fold, match_any
 
 #: A yes is a short answer: the author's own text has at most this many words ...
 ACCEPT_WORDS = 80
@@ -25,18 +25,18 @@ _JOINING = frozenset({"join", "join_alone"})
 _LIST = frozenset({"list_words", "named"})
 
 
-def accepts_invitation(own: str, quoted: str) -> bool:
-    """Does the author's own text `own` say yes, briefly, to an invitation to join a list
-    quoted below it (`quoted`)? A yes in any language: a short one is easily misread."""
-    if word_count(own) > ACCEPT_WORDS:
+def accepts_invitation(own: str, words: int, quoted: str) -> bool:
+    """Does the author's own text `own` (of `words` words, as the reader counts them) say yes,
+    briefly, to an invitation to join a list quoted below it (`quoted`)? A yes in any
+    language: a short one is easily misread."""
+    if not quoted or words > ACCEPT_WORDS:
         return False
-    start = fold(own[:ACCEPT_CHARS]).lower()
-    if not any(ph.accept is not None and ph.accept.search(start) for ph in languages()):
+    if match_any(languages(), "accept", fold(own[:ACCEPT_CHARS])) is None:
         return False
-    return invited(quoted)
+    return _invited(quoted)
 
 
-def invited(quoted: str) -> bool:
+def _invited(quoted: str) -> bool:
     """Does the quoted history invite its reader to join a list: a sentence of joining, about
     no other object (a panel, a workshop), and a list named in it (any language: the chair
     writes in hers)?"""
@@ -45,9 +45,9 @@ def invited(quoted: str) -> bool:
         if ph.lexicon is None:
             continue
         found = [sentence_words(ph.lexicon, text, original, s0, s1)[1] for s0, s1 in sentences]
-        joining = [s for s, classes in zip(sentences, found, strict=True)
-                   if classes & _JOINING and not (ph.other_object is not None
-                                                 and ph.other_object.search(text[s[0]:s[1]]))]
+        joining = any(classes & _JOINING and not (ph.other_object is not None
+                                                  and ph.other_object.search(text[s0:s1]))
+                      for (s0, s1), classes in zip(sentences, found, strict=True))
         if joining and any(classes & _LIST for classes in found):
             return True
     return False

@@ -41,20 +41,25 @@ _REPLY_PREFIX = re.compile(
 _CONFIRM_TOKEN = re.compile(r"\bconfirm(?:ation)?\s*[:#]?\s*([A-Za-z0-9]{8,64})\b", re.I)
 
 
-def _clean_subject(subject: str, list_name: str) -> tuple[str, bool]:
-    """The subject without reply prefixes and the [NAME] tag; True when it was a reply/forward."""
+def _clean_subject(subject: str, list_name: str) -> tuple[str, bool, bool]:
+    """The subject without reply prefixes and the [NAME] tag; whether it was a reply/forward,
+    and whether it carried the tag (a reply to the list's own mail)."""
     s = " ".join(subject.split())
-    is_reply = False
+    is_reply = tagged = False
+    tag = re.compile(rf"^\s*\[{re.escape(list_local(list_name))}\]\s*", re.I)
     for _ in range(5):
         before = s
         m = _REPLY_PREFIX.match(s)
         if m:
             is_reply = True
             s = s[m.end():]
-        s = re.sub(rf"^\s*\[{re.escape(list_local(list_name))}\]\s*", "", s, flags=re.I)
+        m = tag.match(s)
+        if m:
+            tagged = True
+            s = s[m.end():]
         if s == before:
             break
-    return s.strip(), is_reply
+    return s.strip(), is_reply, tagged
 
 
 def _subject_token(subject: str) -> str | None:
@@ -84,12 +89,11 @@ def parse(msg: email.message.EmailMessage, list_name: str, *,
     read = enough(text) if enough is not None else text
     body = split_body(read)
     raw_subject = str(msg.get("Subject", "") or "")
-    subject, is_reply = _clean_subject(raw_subject, list_name)
+    subject, is_reply, tagged = _clean_subject(raw_subject, list_name)
     lang = message_language(body.own, "" if is_reply else subject, body.rest)
-    tag = re.compile(rf"\[{re.escape(list_local(list_name))}\]", re.I)
     return Parsed(body, subject, is_reply, _subject_token(raw_subject), lang,
                   cut=len(read) < len(text) or (limit is not None and len(text) >= limit),
-                  tagged=bool(tag.search(raw_subject)))
+                  tagged=tagged)
 
 
 def understand(msg: email.message.EmailMessage, list_name: str, *,
@@ -113,12 +117,15 @@ def understand(msg: email.message.EmailMessage, list_name: str, *,
     if p.token and (reading.command is None or confirm_words(own)):
         return Understanding(p.lang, (Command(Kind.CONFIRM, token=p.token,
                                               line=own.split("\n", 1)[0][:300]),))
-    if reading.command is None and _is_join(msg, list_name):
-        return Understanding(p.lang, (Command(Kind.SUBSCRIBE, line=p.subject[:300]),))
-    if reading.command is None and accepts_invitation(own, p.body.quoted):
-        return Understanding(p.lang, (read_command(Kind.SUBSCRIBE, own, p.subject, list_name),))
+    words = word_count(own)
+    if reading.command is None:
+        if _is_join(msg, list_name):
+            return Understanding(p.lang, (Command(Kind.SUBSCRIBE, line=p.subject[:300]),))
+        if accepts_invitation(own, words, p.body.quoted):
+            return Understanding(p.lang, (read_command(Kind.SUBSCRIBE, own, p.subject,
+                                                       list_name),))
     chance = read(reader or shipped(), reading, p.lang, on_list=False,
-                  is_reply=p.subject_is_reply, words=word_count(own), quoted=p.body.quoted)
+                  is_reply=p.subject_is_reply, words=words, quoted=p.body.quoted)
     if reading.command is not None:
         return Understanding(p.lang, (_second_look(reading, chance,
                                                    _first_line(own, p.subject)),))
@@ -151,8 +158,9 @@ def _second_look(reading: Reading, chance: dict[str, float], first_line: str) ->
 
 
 def read_command(kind: Kind, own: str, subject: str, list_name: str) -> Command:
-    """A join or leave read by the statistical reader (no phrase to quote): about the first
-    address the author's own text names, if any, quoting its first line."""
+    """A join or leave read from the whole mail, with no phrase to quote (by the statistical
+    reader, or a yes to a quoted invitation): about the first address the author's own text
+    names, if any, quoting its first line."""
     named = addresses(own, list_name)
     return Command(kind, address=named[0] if named else None, line=_first_line(own, subject))
 

@@ -377,6 +377,17 @@ def _letter_below_a_note(lines: list[str], k: int) -> bool:
     return any(len(line.split()) >= PROSE_WORDS for line in lines[k + 1:])
 
 
+def _a_rule(folded: str) -> bool:
+    """A signature's "-- " or a line of underscores."""
+    return bool(_SIG_DASHES.match(folded) or _UNDERSCORES.match(folded))
+
+
+def _ends_own_words(folded: str) -> bool:
+    """A line below which nothing is the author's: a rule, a mobile footer, a disclaimer."""
+    return (_a_rule(folded) or _any("mobile", folded, "match") is not None
+            or _any("disclaimer", folded, "match") is not None)
+
+
 def split_body(text: str) -> Body:
     """`text` split into the author's own words, what is cut below them, and quoted history."""
     lines = text.split("\n", MAX_LINES)[:MAX_LINES]
@@ -420,12 +431,9 @@ def split_body(text: str) -> Body:
         folded = fold(line).strip()
         if not folded:
             continue
-        if (_SIG_DASHES.match(folded) or _UNDERSCORES.match(folded)) and (
-                _greeting_after(own, k) or _letter_below_a_note(own, k)):
+        if _a_rule(folded) and (_greeting_after(own, k) or _letter_below_a_note(own, k)):
             continue  # an out-of-office note on top, a line, then "Hello Carol," and the mail
-        if (_SIG_DASHES.match(folded) or _UNDERSCORES.match(folded)
-                or _any("mobile", folded, "match") or _any("disclaimer", folded, "match")
-                or (seen_text and _any("closing", folded, "match"))):
+        if _ends_own_words(folded) or (seen_text and _any("closing", folded, "match")):
             end = k
             break
         seen_text = True
@@ -457,9 +465,7 @@ def _postscript(lines: list[str]) -> tuple[int, int] | None:
         return None
     end = start + 1
     while end < len(lines) and lines[end].strip():
-        folded = fold(lines[end]).strip()
-        if (_SIG_DASHES.match(folded) or _UNDERSCORES.match(folded)
-                or _any("mobile", folded, "match") or _any("disclaimer", folded, "match")):
+        if _ends_own_words(fold(lines[end]).strip()):
             break
         end += 1
     return start, end
