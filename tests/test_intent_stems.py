@@ -256,19 +256,21 @@ def test_the_reader_sees_what_the_quoted_history_offers() -> None:
         reading, "en", on_list=False, is_reply=True, words=7, quoted="> See you on Tuesday."))
 
 
-@pytest.mark.parametrize(("lang", "text"), [
+@pytest.mark.parametrize(("lang", "text", "address"), [
     ("en", "Her mailbox, sarah@trust.example.org, now comes to me. Could you take her address "
-           "off?"),
-    ("es", "Su correo (mrios@uni.example.org) ya no existe. ¿Podrían quitar esa dirección?"),
+           "off?", "sarah@trust.example.org"),
+    ("es", "Su correo (mrios@uni.example.org) ya no existe. ¿Podrían quitar esa dirección?",
+     "mrios@uni.example.org"),
     ("de", "Ihr Postfach x.y@uni.example.de wird nicht mehr gelesen. Könnten Sie ihre Adresse "
-           "bitte austragen?"),
+           "bitte austragen?", "x.y@uni.example.de"),
     ("pt", "O email dela (ana@uni.example.org) foi desativado. Podem remover esse endereço da "
-           "lista?"),
+           "lista?", "ana@uni.example.org"),
 ])
-def test_a_leave_of_an_address_named_before_is_about_that_address(lang: str, text: str) -> None:
+def test_a_leave_of_an_address_named_before_is_about_that_address(lang: str, text: str,
+                                                                  address: str) -> None:
     command = free_text(text, "", False, LIST, lang, to_request=True).command
     assert command is not None and command.kind == "unsubscribe"
-    assert command.address is not None and command.address in text.lower()
+    assert command.address == address
 
 
 def test_a_join_worded_as_a_hope_is_read() -> None:
@@ -299,11 +301,11 @@ def test_a_join_the_reader_is_sure_of_outweighs_a_leave_the_rules_read_in_a_supp
     assert command.line.startswith("Hallo zusammen")
 
 
-@pytest.mark.parametrize(("lang", "text"), [
-    ("es", "Me interesa mucho el taller de junio. ¿Me podrían agregar a la lista de inscritos?"),
-    ("es", "Me gustaría sumarme al capítulo, ¿me pueden incluir en la lista de coautores?"),
+@pytest.mark.parametrize("text", [
+    "Me interesa mucho el taller de junio. ¿Me podrían agregar a la lista de inscritos?",
+    "Me gustaría sumarme al capítulo, ¿me pueden incluir en la lista de coautores?",
 ])
-def test_joining_another_list_or_a_chapter_is_a_post(lang: str, text: str) -> None:
+def test_joining_another_list_or_a_chapter_is_a_post(text: str) -> None:
     assert guard(_mail(text, "shma"), LIST)[0] is Guard.POST
 
 
